@@ -1,0 +1,1 @@
+//! Comparison of tensors against references (golden files, CPU oracle).

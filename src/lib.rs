@@ -1,0 +1,12 @@
+//! rsp: Relative Sectional Propagation (Nam, Choi, Lee, AAAI 2021) explanations of VGG
+//! and ResNet classifiers, computed by WGSL compute shaders through wgpu.
+
+pub mod compare;
+pub mod explain;
+pub mod models;
+pub mod reference;
+pub mod tensor;
+
+pub use explain::{Explanation, Init};
+pub use models::Model;
+pub use tensor::Tensor;

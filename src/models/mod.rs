@@ -1,0 +1,304 @@
+//! Model definitions built from safetensors weights in torchvision naming (optionally
+//! timm's VGG head naming and a `model.` prefix). The architecture is inferred from the
+//! tensor names and shapes, so small test models in the same layout load too.
+
+pub mod layers;
+pub mod resnet;
+pub mod vgg;
+pub mod weights;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use anyhow::{bail, Result};
+
+use layers::{BatchNorm2d, Conv2d, Linear, MaxPool2d};
+use resnet::{Block, ResNet};
+use vgg::{Vgg, VggLayer};
+use weights::{TensorFile, WeightView};
+
+/// torchvision's batch-norm epsilon (not stored in state dicts).
+pub const BN_EPS: f32 = 1e-5;
+
+/// A classifier the engine can run and explain.
+#[derive(Clone, Debug)]
+pub enum Model {
+    Vgg(Vgg),
+    ResNet(ResNet),
+}
+
+impl Model {
+    /// Loads a model from a safetensors file, inferring VGG or ResNet from the names.
+    pub fn from_file(path: &Path) -> Result<Model> {
+        let file = TensorFile::read(path)?;
+        Model::from_tensors(&file)
+    }
+
+    pub fn from_tensors(file: &TensorFile) -> Result<Model> {
+        let w = WeightView::new(file);
+        if w.has("features.0.weight") {
+            Ok(Model::Vgg(load_vgg(&w)?))
+        } else if w.has("conv1.weight") && w.has("layer1.0.conv1.weight") {
+            Ok(Model::ResNet(load_resnet(&w)?))
+        } else {
+            bail!(
+                "{}: unknown weight layout: expected torchvision VGG ('features.0.weight') or \
+                 ResNet ('conv1.weight', 'layer1.0.conv1.weight') tensor names",
+                w.file_name()
+            )
+        }
+    }
+
+    pub fn num_classes(&self) -> usize {
+        match self {
+            Model::Vgg(m) => m.num_classes(),
+            Model::ResNet(m) => m.num_classes(),
+        }
+    }
+
+    /// A short human description, e.g. `VGG (13 convs, BN) -> 1000 classes`.
+    pub fn describe(&self) -> String {
+        match self {
+            Model::Vgg(m) => {
+                let convs = m
+                    .features
+                    .iter()
+                    .filter(|(_, l)| matches!(l, VggLayer::Conv(_)))
+                    .count();
+                let bn = m
+                    .features
+                    .iter()
+                    .any(|(_, l)| matches!(l, VggLayer::BatchNorm(_)));
+                format!(
+                    "VGG ({convs} convs{}) -> {} classes",
+                    if bn { ", BN" } else { "" },
+                    m.num_classes()
+                )
+            }
+            Model::ResNet(m) => {
+                let blocks: Vec<String> = m.layers.iter().map(|l| l.len().to_string()).collect();
+                let kind = if m.layers[0][0].is_bottleneck() {
+                    "Bottleneck"
+                } else {
+                    "BasicBlock"
+                };
+                format!(
+                    "ResNet ({kind} [{}]) -> {} classes",
+                    blocks.join(","),
+                    m.num_classes()
+                )
+            }
+        }
+    }
+}
+
+fn conv(w: &WeightView, name: &str, c_in: Option<usize>, stride: usize, padding: usize, bias: bool) -> Result<Conv2d> {
+    let weight = w.tensor(&format!("{name}.weight"), &[None, c_in, None, None])?;
+    let c_out = weight.shape[0];
+    let bias = if bias {
+        Some(w.vector(&format!("{name}.bias"), c_out)?)
+    } else {
+        None
+    };
+    Ok(Conv2d {
+        weight,
+        bias,
+        stride,
+        padding,
+    })
+}
+
+fn batchnorm(w: &WeightView, name: &str, c: usize) -> Result<BatchNorm2d> {
+    Ok(BatchNorm2d {
+        gamma: w.vector(&format!("{name}.weight"), c)?,
+        beta: w.vector(&format!("{name}.bias"), c)?,
+        running_mean: w.vector(&format!("{name}.running_mean"), c)?,
+        running_var: w.vector(&format!("{name}.running_var"), c)?,
+        eps: BN_EPS,
+    })
+}
+
+fn linear(w: &WeightView, name: &str, in_features: Option<usize>) -> Result<Linear> {
+    let weight_name = format!("{name}.weight");
+    let raw = w.tensor(&weight_name, &vec![None; w.file.get(&format!("{}{weight_name}", w.prefix))?.shape.len()])?;
+    // timm stores VGG's first two classifier layers as convolutions (`pre_logits.fc1`
+    // is 4096×512×7×7); flattening (c, h, w) matches torchvision's Linear layout.
+    if raw.shape.len() != 2 && raw.shape.len() != 4 {
+        bail!(
+            "{}: tensor '{}{weight_name}' has shape {:?}, expected a 2-D linear weight",
+            w.file_name(),
+            w.prefix,
+            raw.shape
+        );
+    }
+    let out = raw.shape[0];
+    let inp = raw.numel() / out;
+    if let Some(e) = in_features {
+        if e != inp {
+            bail!(
+                "{}: tensor '{}{weight_name}' has {inp} input features, expected {e}",
+                w.file_name(),
+                w.prefix
+            );
+        }
+    }
+    let weight = raw.reshape(&[out, inp]);
+    let bias = w.vector(&format!("{name}.bias"), out)?;
+    Ok(Linear { weight, bias })
+}
+
+fn load_vgg(w: &WeightView) -> Result<Vgg> {
+    // Indices of `features.N` modules that carry parameters.
+    let indices: BTreeSet<usize> = w
+        .names()
+        .filter_map(|n| n.strip_prefix("features."))
+        .filter_map(|n| n.split('.').next()?.parse().ok())
+        .collect();
+    let last = *indices.iter().max().unwrap();
+    let mut features = Vec::new();
+    let mut channels = 3usize;
+    // Walk torchvision's `make_layers` order: conv [bn] relu, with a max pool after the
+    // ReLU wherever the next parameter-carrying index leaves a gap for it.
+    let mut idx = 0;
+    while idx <= last + 2 {
+        let prev_is_relu = matches!(features.last(), Some((_, VggLayer::Relu)));
+        let layer = if indices.contains(&idx) {
+            if w.has(&format!("features.{idx}.running_mean")) {
+                VggLayer::BatchNorm(batchnorm(w, &format!("features.{idx}"), channels)?)
+            } else {
+                let c = conv(w, &format!("features.{idx}"), Some(channels), 1, 1, true)?;
+                channels = c.out_channels();
+                VggLayer::Conv(c)
+            }
+        } else if prev_is_relu {
+            VggLayer::MaxPool(MaxPool2d {
+                kernel: 2,
+                stride: 2,
+                padding: 0,
+            })
+        } else if features.is_empty() {
+            bail!("{}: VGG layout without 'features.0' conv", w.file_name());
+        } else {
+            VggLayer::Relu
+        };
+        let is_pool = matches!(layer, VggLayer::MaxPool(_));
+        features.push((idx, layer));
+        idx += 1;
+        if idx > last && is_pool {
+            break;
+        }
+    }
+    if !matches!(features.last(), Some((_, VggLayer::MaxPool(_)))) {
+        bail!(
+            "{}: could not infer VGG features ending in a max pool from tensor names",
+            w.file_name()
+        );
+    }
+
+    // Classifier: torchvision `classifier.{0,3,6}` or timm `pre_logits.fc1/fc2` + `head.fc`.
+    let mut names: Vec<String> = Vec::new();
+    if w.has("pre_logits.fc1.weight") {
+        names.extend(["pre_logits.fc1", "pre_logits.fc2", "head.fc"].map(String::from));
+    } else {
+        let mut cls: Vec<usize> = w
+            .names()
+            .filter_map(|n| n.strip_prefix("classifier."))
+            .filter_map(|n| n.split('.').next()?.parse().ok())
+            .collect::<BTreeSet<usize>>()
+            .into_iter()
+            .collect();
+        cls.sort();
+        names.extend(cls.iter().map(|i| format!("classifier.{i}")));
+    }
+    if names.is_empty() {
+        bail!("{}: VGG weights without classifier tensors ('classifier.0.weight')", w.file_name());
+    }
+    let mut classifier = Vec::new();
+    let mut in_features = None;
+    for n in &names {
+        let l = linear(w, n, in_features)?;
+        in_features = Some(l.out_features());
+        classifier.push(l);
+    }
+    let first_in = classifier[0].in_features();
+    if first_in % channels != 0 {
+        bail!(
+            "{}: classifier input {first_in} is not a multiple of the last conv's {channels} channels",
+            w.file_name()
+        );
+    }
+    let cells = first_in / channels;
+    let side = (cells as f64).sqrt().round() as usize;
+    if side * side != cells {
+        bail!(
+            "{}: classifier input {first_in} = {channels} × {cells} is not a square pooled map",
+            w.file_name()
+        );
+    }
+    Ok(Vgg {
+        features,
+        avgpool: (side, side),
+        classifier,
+    })
+}
+
+fn load_resnet(w: &WeightView) -> Result<ResNet> {
+    let conv1 = conv(w, "conv1", Some(3), 2, 3, false)?;
+    let mut channels = conv1.out_channels();
+    let bn1 = batchnorm(w, "bn1", channels)?;
+    let mut layers = Vec::new();
+    for s in 1..=4 {
+        let mut blocks = Vec::new();
+        let mut b = 0;
+        while w.has(&format!("layer{s}.{b}.conv1.weight")) {
+            let p = format!("layer{s}.{b}");
+            // torchvision: the first block of stages 2-4 downsamples by 2.
+            let stride = if s > 1 && b == 0 { 2 } else { 1 };
+            let bottleneck = w.has(&format!("{p}.conv3.weight"));
+            let block = if bottleneck {
+                let conv1 = conv(w, &format!("{p}.conv1"), Some(channels), 1, 0, false)?;
+                let bn1 = batchnorm(w, &format!("{p}.bn1"), conv1.out_channels())?;
+                let conv2 = conv(w, &format!("{p}.conv2"), Some(conv1.out_channels()), stride, 1, false)?;
+                let bn2 = batchnorm(w, &format!("{p}.bn2"), conv2.out_channels())?;
+                let conv3 = conv(w, &format!("{p}.conv3"), Some(conv2.out_channels()), 1, 0, false)?;
+                let bn3 = batchnorm(w, &format!("{p}.bn3"), conv3.out_channels())?;
+                Block { conv1, bn1, conv2, bn2, conv3: Some(conv3), bn3: Some(bn3), downsample: None }
+            } else {
+                let conv1 = conv(w, &format!("{p}.conv1"), Some(channels), stride, 1, false)?;
+                let bn1 = batchnorm(w, &format!("{p}.bn1"), conv1.out_channels())?;
+                let conv2 = conv(w, &format!("{p}.conv2"), Some(conv1.out_channels()), 1, 1, false)?;
+                let bn2 = batchnorm(w, &format!("{p}.bn2"), conv2.out_channels())?;
+                Block { conv1, bn1, conv2, bn2, conv3: None, bn3: None, downsample: None }
+            };
+            let out_c = block.conv3.as_ref().unwrap_or(&block.conv2).out_channels();
+            let downsample = if w.has(&format!("{p}.downsample.0.weight")) {
+                let dc = conv(w, &format!("{p}.downsample.0"), Some(channels), stride, 0, false)?;
+                if dc.out_channels() != out_c {
+                    bail!("{}: tensor '{}{p}.downsample.0.weight' has {} output channels, expected {out_c}", w.file_name(), w.prefix, dc.out_channels());
+                }
+                let dbn = batchnorm(w, &format!("{p}.downsample.1"), out_c)?;
+                Some((dc, dbn))
+            } else {
+                if stride != 1 || out_c != channels {
+                    bail!("{}: block {p} changes shape but has no 'downsample.0.weight'", w.file_name());
+                }
+                None
+            };
+            blocks.push(Block { downsample, ..block });
+            channels = out_c;
+            b += 1;
+        }
+        if blocks.is_empty() {
+            bail!("{}: missing tensor '{}layer{s}.0.conv1.weight'", w.file_name(), w.prefix);
+        }
+        layers.push(blocks);
+    }
+    let fc = linear(w, "fc", Some(channels))?;
+    Ok(ResNet {
+        conv1,
+        bn1,
+        maxpool: MaxPool2d { kernel: 3, stride: 2, padding: 1 },
+        layers,
+        fc,
+    })
+}

@@ -3,7 +3,9 @@
 
 pub mod compare;
 pub mod explain;
+pub mod gpu;
 pub mod models;
+pub mod ops;
 pub mod reference;
 pub mod tensor;
 

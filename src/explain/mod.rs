@@ -1,6 +1,11 @@
 //! Attribution methods. RSP (Relative Sectional Propagation) is the product; its rules
 //! run as WGSL shaders over the activations the forward pass keeps on the GPU.
 
+pub mod rsp;
+pub mod rules;
+
+pub use rsp::{explain, RspOptions};
+
 use crate::tensor::Tensor;
 
 /// Small constant the authors add in normalisations and to max-pool/residual inputs.

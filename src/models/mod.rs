@@ -2,6 +2,7 @@
 //! timm's VGG head naming and a `model.` prefix). The architecture is inferred from the
 //! tensor names and shapes, so small test models in the same layout load too.
 
+pub mod gpu;
 pub mod layers;
 pub mod resnet;
 pub mod vgg;
@@ -92,7 +93,14 @@ impl Model {
     }
 }
 
-fn conv(w: &WeightView, name: &str, c_in: Option<usize>, stride: usize, padding: usize, bias: bool) -> Result<Conv2d> {
+fn conv(
+    w: &WeightView,
+    name: &str,
+    c_in: Option<usize>,
+    stride: usize,
+    padding: usize,
+    bias: bool,
+) -> Result<Conv2d> {
     let weight = w.tensor(&format!("{name}.weight"), &[None, c_in, None, None])?;
     let c_out = weight.shape[0];
     let bias = if bias {
@@ -120,7 +128,16 @@ fn batchnorm(w: &WeightView, name: &str, c: usize) -> Result<BatchNorm2d> {
 
 fn linear(w: &WeightView, name: &str, in_features: Option<usize>) -> Result<Linear> {
     let weight_name = format!("{name}.weight");
-    let raw = w.tensor(&weight_name, &vec![None; w.file.get(&format!("{}{weight_name}", w.prefix))?.shape.len()])?;
+    let raw = w.tensor(
+        &weight_name,
+        &vec![
+            None;
+            w.file
+                .get(&format!("{}{weight_name}", w.prefix))?
+                .shape
+                .len()
+        ],
+    )?;
     // timm stores VGG's first two classifier layers as convolutions (`pre_logits.fc1`
     // is 4096×512×7×7); flattening (c, h, w) matches torchvision's Linear layout.
     if raw.shape.len() != 2 && raw.shape.len() != 4 {
@@ -211,7 +228,10 @@ fn load_vgg(w: &WeightView) -> Result<Vgg> {
         names.extend(cls.iter().map(|i| format!("classifier.{i}")));
     }
     if names.is_empty() {
-        bail!("{}: VGG weights without classifier tensors ('classifier.0.weight')", w.file_name());
+        bail!(
+            "{}: VGG weights without classifier tensors ('classifier.0.weight')",
+            w.file_name()
+        );
     }
     let mut classifier = Vec::new();
     let mut in_features = None;
@@ -258,21 +278,65 @@ fn load_resnet(w: &WeightView) -> Result<ResNet> {
             let block = if bottleneck {
                 let conv1 = conv(w, &format!("{p}.conv1"), Some(channels), 1, 0, false)?;
                 let bn1 = batchnorm(w, &format!("{p}.bn1"), conv1.out_channels())?;
-                let conv2 = conv(w, &format!("{p}.conv2"), Some(conv1.out_channels()), stride, 1, false)?;
+                let conv2 = conv(
+                    w,
+                    &format!("{p}.conv2"),
+                    Some(conv1.out_channels()),
+                    stride,
+                    1,
+                    false,
+                )?;
                 let bn2 = batchnorm(w, &format!("{p}.bn2"), conv2.out_channels())?;
-                let conv3 = conv(w, &format!("{p}.conv3"), Some(conv2.out_channels()), 1, 0, false)?;
+                let conv3 = conv(
+                    w,
+                    &format!("{p}.conv3"),
+                    Some(conv2.out_channels()),
+                    1,
+                    0,
+                    false,
+                )?;
                 let bn3 = batchnorm(w, &format!("{p}.bn3"), conv3.out_channels())?;
-                Block { conv1, bn1, conv2, bn2, conv3: Some(conv3), bn3: Some(bn3), downsample: None }
+                Block {
+                    conv1,
+                    bn1,
+                    conv2,
+                    bn2,
+                    conv3: Some(conv3),
+                    bn3: Some(bn3),
+                    downsample: None,
+                }
             } else {
                 let conv1 = conv(w, &format!("{p}.conv1"), Some(channels), stride, 1, false)?;
                 let bn1 = batchnorm(w, &format!("{p}.bn1"), conv1.out_channels())?;
-                let conv2 = conv(w, &format!("{p}.conv2"), Some(conv1.out_channels()), 1, 1, false)?;
+                let conv2 = conv(
+                    w,
+                    &format!("{p}.conv2"),
+                    Some(conv1.out_channels()),
+                    1,
+                    1,
+                    false,
+                )?;
                 let bn2 = batchnorm(w, &format!("{p}.bn2"), conv2.out_channels())?;
-                Block { conv1, bn1, conv2, bn2, conv3: None, bn3: None, downsample: None }
+                Block {
+                    conv1,
+                    bn1,
+                    conv2,
+                    bn2,
+                    conv3: None,
+                    bn3: None,
+                    downsample: None,
+                }
             };
             let out_c = block.conv3.as_ref().unwrap_or(&block.conv2).out_channels();
             let downsample = if w.has(&format!("{p}.downsample.0.weight")) {
-                let dc = conv(w, &format!("{p}.downsample.0"), Some(channels), stride, 0, false)?;
+                let dc = conv(
+                    w,
+                    &format!("{p}.downsample.0"),
+                    Some(channels),
+                    stride,
+                    0,
+                    false,
+                )?;
                 if dc.out_channels() != out_c {
                     bail!("{}: tensor '{}{p}.downsample.0.weight' has {} output channels, expected {out_c}", w.file_name(), w.prefix, dc.out_channels());
                 }
@@ -280,16 +344,26 @@ fn load_resnet(w: &WeightView) -> Result<ResNet> {
                 Some((dc, dbn))
             } else {
                 if stride != 1 || out_c != channels {
-                    bail!("{}: block {p} changes shape but has no 'downsample.0.weight'", w.file_name());
+                    bail!(
+                        "{}: block {p} changes shape but has no 'downsample.0.weight'",
+                        w.file_name()
+                    );
                 }
                 None
             };
-            blocks.push(Block { downsample, ..block });
+            blocks.push(Block {
+                downsample,
+                ..block
+            });
             channels = out_c;
             b += 1;
         }
         if blocks.is_empty() {
-            bail!("{}: missing tensor '{}layer{s}.0.conv1.weight'", w.file_name(), w.prefix);
+            bail!(
+                "{}: missing tensor '{}layer{s}.0.conv1.weight'",
+                w.file_name(),
+                w.prefix
+            );
         }
         layers.push(blocks);
     }
@@ -297,7 +371,11 @@ fn load_resnet(w: &WeightView) -> Result<ResNet> {
     Ok(ResNet {
         conv1,
         bn1,
-        maxpool: MaxPool2d { kernel: 3, stride: 2, padding: 1 },
+        maxpool: MaxPool2d {
+            kernel: 3,
+            stride: 2,
+            padding: 1,
+        },
         layers,
         fc,
     })

@@ -38,6 +38,9 @@ impl Vgg {
     }
 
     pub fn num_classes(&self) -> usize {
-        self.classifier.last().map(|l| l.out_features()).unwrap_or(0)
+        self.classifier
+            .last()
+            .map(|l| l.out_features())
+            .unwrap_or(0)
     }
 }

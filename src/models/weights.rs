@@ -74,12 +74,9 @@ impl TensorFile {
 
     /// A float tensor by name, or an error naming file and tensor.
     pub fn get(&self, name: &str) -> Result<&Tensor> {
-        self.floats.get(name).ok_or_else(|| {
-            anyhow!(
-                "{}: missing tensor '{name}'",
-                self.path.display()
-            )
-        })
+        self.floats
+            .get(name)
+            .ok_or_else(|| anyhow!("{}: missing tensor '{name}'", self.path.display()))
     }
 
     pub fn has(&self, name: &str) -> bool {
@@ -107,7 +104,11 @@ impl<'a> WeightView<'a> {
         let prefixed = file.floats.keys().any(|k| k.starts_with("model."));
         WeightView {
             file,
-            prefix: if prefixed { "model.".into() } else { String::new() },
+            prefix: if prefixed {
+                "model.".into()
+            } else {
+                String::new()
+            },
         }
     }
 
@@ -128,7 +129,10 @@ impl<'a> WeightView<'a> {
         let full = format!("{}{name}", self.prefix);
         let t = self.file.get(&full)?;
         let ok = t.shape.len() == shape.len()
-            && t.shape.iter().zip(shape).all(|(d, e)| e.is_none_or(|e| e == *d));
+            && t.shape
+                .iter()
+                .zip(shape)
+                .all(|(d, e)| e.is_none_or(|e| e == *d));
         if !ok {
             let want: Vec<String> = shape
                 .iter()

@@ -1,1 +1,17 @@
-//! CPU reference (oracle).
+//! CPU reference (oracle) for the RSP engine: plain, single-purpose float32 loops that
+//! follow `shared/docs/rsp-spec.md` and the authors' released arithmetic (the golden
+//! vectors in `shared/golden/` are reproduced to ~1e-6 of their maximum).
+//!
+//! - [`ops`]: tensor kernels (convolution and its two adjoints, linear, pooling, ...).
+//! - [`rsp`]: one function per RSP rule (spec §3) and the initialisations (spec §2).
+//! - [`model`]: forward pass with the activations the rules read, the head gradient,
+//!   and [`model::explain`], which produces an [`crate::Explanation`].
+//!
+//! Nothing here is fast or clever on purpose: it is what the GPU engine is compared
+//! against (with [`crate::compare`]).
+
+pub mod model;
+pub mod ops;
+pub mod rsp;
+
+pub use model::{explain, forward, head_gradient, ForwardTrace};

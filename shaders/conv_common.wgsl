@@ -1,0 +1,62 @@
+// Geometry shared by the three convolution kernels (prepended to each of them).
+// A convolution maps an input [C_in, H, W] to an output [C_out, Ho, Wo] with a
+// kh×kw kernel, stride and zero padding; `taps` is C_in·kh·kw, one row of the weight.
+
+struct ConvParams {
+    c_in: u32,
+    h: u32,
+    w: u32,
+    c_out: u32,
+    ho: u32,
+    wo: u32,
+    kh: u32,
+    kw: u32,
+    stride: u32,
+    pad: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(5) var<uniform> p: ConvParams;
+
+fn taps_in() -> u32 {
+    return p.c_in * p.kh * p.kw;
+}
+
+fn taps_out() -> u32 {
+    return p.c_out * p.kh * p.kw;
+}
+
+// Offset within one input image of the element that kernel tap `t` = (c, u, v) reads
+// for output pixel (oy, ox); -1 where the tap falls into the zero padding.
+fn input_tap(t: u32, oy: u32, ox: u32) -> i32 {
+    let kk = p.kh * p.kw;
+    let c = t / kk;
+    let u = (t % kk) / p.kw;
+    let v = t % p.kw;
+    let iy = i32(oy * p.stride + u) - i32(p.pad);
+    let ix = i32(ox * p.stride + v) - i32(p.pad);
+    if (iy < 0 || ix < 0 || iy >= i32(p.h) || ix >= i32(p.w)) {
+        return -1;
+    }
+    return i32((c * p.h + u32(iy)) * p.w + u32(ix));
+}
+
+// Offset within one output image of the element that input pixel (y, x) meets through
+// kernel tap (o, u, v) in the transposed convolution; -1 where there is none.
+fn output_tap(o: u32, u: u32, v: u32, y: u32, x: u32) -> i32 {
+    let ty = i32(y + p.pad) - i32(u);
+    let tx = i32(x + p.pad) - i32(v);
+    if (ty < 0 || tx < 0) {
+        return -1;
+    }
+    if (u32(ty) % p.stride != 0u || u32(tx) % p.stride != 0u) {
+        return -1;
+    }
+    let oy = u32(ty) / p.stride;
+    let ox = u32(tx) / p.stride;
+    if (oy >= p.ho || ox >= p.wo) {
+        return -1;
+    }
+    return i32((o * p.ho + oy) * p.wo + ox);
+}

@@ -1,0 +1,78 @@
+// Elementwise kernels over flat tensors, one thread per output element.
+// OP 0 RELU         out = max(a, 0)
+// OP 1 ADD          out = a + b                      (residual add; RELU fuses the ReLU)
+// OP 2 BATCHNORM    out = a·scale[ch] + shift[ch]    (eval mode; c = [scale | shift])
+// OP 3 RELU_GRAD    out = a · [b > 0], where a has `rows_per_image` rows for each row of b
+//                   (several gradient seeds of one image share its ReLU mask)
+// OP 4 RSP_BN       out = a · [b·scale[ch] ≠ 0]      (RSP batch-norm rule: identity where
+//                   the BN input is live)
+// OP 5 ZB_SUM       out[n, j] = Σ_s a[n, s, j] for s in 0..3 (first-layer z^B terms)
+// OP 6 RSP_SHIFT    out = a − (S/n)·[a ≠ 0] with (S, n) = b[2·image], b[2·image + 1]
+//                   (RSP purging shift; S = Σ R, n = #{C ≠ 0})
+
+override OP: u32 = 0u;
+override RELU: bool = false;
+
+struct Params {
+    numel: u32,
+    // elements of one image (or one row) of the output
+    per_image: u32,
+    channels: u32,
+    hw: u32,
+    rows_per_image: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read> c: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<uniform> p: Params;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = gid.x + gid.y * nwg.x * 256u;
+    if (idx >= p.numel) {
+        return;
+    }
+    let ch = (idx / p.hw) % p.channels;
+    var v = 0.0;
+    switch OP {
+        case 0u: {
+            v = max(a[idx], 0.0);
+        }
+        case 1u: {
+            v = a[idx] + b[idx];
+        }
+        case 2u: {
+            v = a[idx] * c[ch] + c[p.channels + ch];
+        }
+        case 3u: {
+            let row = idx / p.per_image;
+            let src = (row / p.rows_per_image) * p.per_image + idx % p.per_image;
+            v = select(0.0, a[idx], b[src] > 0.0);
+        }
+        case 4u: {
+            v = select(0.0, a[idx], b[idx] * c[ch] != 0.0);
+        }
+        case 5u: {
+            let n = idx / p.per_image;
+            let j = idx % p.per_image;
+            let base = n * 3u * p.per_image + j;
+            v = a[base] + a[base + p.per_image] + a[base + 2u * p.per_image];
+        }
+        default: {
+            let n = idx / p.per_image;
+            let x = a[idx];
+            if (x != 0.0) {
+                v = x - b[2u * n] / b[2u * n + 1u];
+            }
+        }
+    }
+    if (RELU) {
+        v = max(v, 0.0);
+    }
+    out[idx] = v;
+}

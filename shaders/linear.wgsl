@@ -1,0 +1,46 @@
+// Fully connected layer over one row-chunk of the weight (weights larger than a storage
+// binding are split by rows): out[n, row_offset + i] = Σ_j W[i, j] · x[n, j] + b.
+// One workgroup per (output row, image); a fixed-order tree sum keeps it deterministic.
+
+override RELU: bool = false;
+
+struct Params {
+    in_features: u32,
+    out_features: u32,
+    row_offset: u32,
+    rows: u32,
+}
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> w: array<f32>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<uniform> p: Params;
+
+var<workgroup> partial: array<f32, 256>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = wg.x;
+    let n = wg.y;
+    var s = 0.0;
+    for (var j = lid; j < p.in_features; j += 256u) {
+        s = fma(w[i * p.in_features + j], x[n * p.in_features + j], s);
+    }
+    partial[lid] = s;
+    workgroupBarrier();
+    for (var stride = 128u; stride > 0u; stride >>= 1u) {
+        if (lid < stride) {
+            partial[lid] += partial[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        let row = p.row_offset + i;
+        var v = partial[0] + bias[row];
+        if (RELU) {
+            v = max(v, 0.0);
+        }
+        out[n * p.out_features + row] = v;
+    }
+}

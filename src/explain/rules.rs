@@ -1,0 +1,214 @@
+//! RSP's backward rules (spec §3) as GPU dispatches over the resident activations.
+//! Each rule maps the relevance `r` at a layer's output to the relevance at its input.
+
+use crate::explain::RSP_EPS;
+use crate::gpu::{grid_1d, Binding, GpuTensor, Recorder};
+use crate::models::layers::{ConvGeometry, MaxPool2d};
+use crate::ops::conv::conv_gemm;
+use crate::ops::elementwise::{elementwise, ElementwiseOp, Layout};
+use crate::ops::{max_pool2d_route, min_max, sum_and_count_nonzero, GpuBatchNorm, GpuConv};
+
+/// Hidden convolution (spec §3, "the core RSP rule"): channel attribution maps with
+/// purging, relative contributions, sectional redistribution and hostile propagation,
+/// then `2·(C⁺ − C⁻)` and the purging shift — or, for 1×1 kernels, `C⁺ − C⁻` alone.
+/// The layer's trained weights do not enter; only its geometry does.
+pub fn rsp_conv_rule(
+    rec: &mut Recorder,
+    x: &GpuTensor,
+    r: &GpuTensor,
+    g: &ConvGeometry,
+) -> GpuTensor {
+    let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3]);
+    let (ho, wo) = g.out_hw(h, w);
+    assert_eq!(
+        r.shape,
+        [n, g.c_out, ho, wo],
+        "rsp_conv_rule: relevance shape"
+    );
+    let ctx = rec.ctx;
+    let unused = rec.unused();
+    // 1. G± = wgrad(x⁺, R±), one pair per image: [N·2, C_out, C_in, kh, kw].
+    let maps = ctx.empty(&[2 * n, g.c_out, g.c_in, g.kh, g.kw]);
+    conv_gemm(
+        rec,
+        "conv2d_wgrad",
+        &[("MODE", 1.0)],
+        &[
+            Binding::read(x),
+            Binding::read(r),
+            unused,
+            unused,
+            Binding::write(&maps),
+        ],
+        g,
+        (h, w),
+        (g.c_out, g.c_in * g.kh * g.kw, 2 * n),
+    );
+    // 2. Q± = sdiv(R±, conv(x⁺, G±) ⊙ M±).
+    let q = ctx.empty(&[2 * n, g.c_out, ho, wo]);
+    conv_gemm(
+        rec,
+        "conv2d_fwd",
+        &[("MODE", 1.0), ("RELU", 0.0)],
+        &[
+            Binding::read(x),
+            Binding::read(&maps),
+            Binding::read(r),
+            unused,
+            Binding::write(&q),
+        ],
+        g,
+        (h, w),
+        (g.c_out, ho * wo, 2 * n),
+    );
+    // 3. C = factor · x⁺ ⊙ (convT(Q⁺, G⁺) − convT(Q⁻, G⁻)); the authors pick the
+    //    variant by kernel height (`kernel_size[0] != 1`).
+    let full_rule = g.kh != 1;
+    let c = ctx.empty(&[n, g.c_in, h, w]);
+    conv_gemm(
+        rec,
+        "conv2d_dgrad",
+        &[("MODE", 1.0), ("FACTOR", if full_rule { 2.0 } else { 1.0 })],
+        &[
+            Binding::read(&q),
+            Binding::read(&maps),
+            Binding::read(x),
+            unused,
+            Binding::write(&c),
+        ],
+        g,
+        (h, w),
+        (g.c_in, h * w, n),
+    );
+    drop((maps, q));
+    if !full_rule {
+        return c;
+    }
+    // 4. Purging shift: R_in = C − (Σ R / #{C ≠ 0}) · [C ≠ 0].
+    let stats = sum_and_count_nonzero(rec, r, &c);
+    elementwise(
+        rec,
+        ElementwiseOp::RspShift,
+        false,
+        &c.shape,
+        [Some(&c), Some(&stats), None],
+        Layout::nchw(&c),
+    )
+}
+
+/// First convolution (3 input channels): the bounded-input z^B rule on the real
+/// weights with L = min(x), H = max(x) per image.
+pub fn rsp_first_conv_rule(
+    rec: &mut Recorder,
+    x: &GpuTensor,
+    r: &GpuTensor,
+    conv: &GpuConv,
+) -> GpuTensor {
+    let g = &conv.geom;
+    let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3]);
+    let (ho, wo) = g.out_hw(h, w);
+    let ctx = rec.ctx;
+    let bounds = min_max(rec, x);
+    // S = sdiv(R, conv(x, W) − conv(L, W⁺) − conv(H, W⁻)).
+    let s = ctx.empty(&[n, g.c_out, ho, wo]);
+    conv_gemm(
+        rec,
+        "conv2d_fwd",
+        &[("MODE", 2.0), ("RELU", 0.0)],
+        &[
+            Binding::read(x),
+            Binding::read(&conv.weight),
+            Binding::read(r),
+            Binding::read(&bounds),
+            Binding::write(&s),
+        ],
+        g,
+        (h, w),
+        (g.c_out, ho * wo, n),
+    );
+    // x ⊙ convT(S, W), −L ⊙ convT(S, W⁺), −H ⊙ convT(S, W⁻), then their sum.
+    let terms = ctx.empty(&[n, 3, g.c_in, h, w]);
+    conv_gemm(
+        rec,
+        "conv2d_dgrad",
+        &[("MODE", 2.0), ("FACTOR", 1.0)],
+        &[
+            Binding::read(&s),
+            Binding::read(&conv.weight),
+            Binding::read(x),
+            Binding::read(&bounds),
+            Binding::write(&terms),
+        ],
+        g,
+        (h, w),
+        (3 * g.c_in, h * w, n),
+    );
+    let per_image = g.c_in * h * w;
+    elementwise(
+        rec,
+        ElementwiseOp::ZbSum,
+        false,
+        &[n, g.c_in, h, w],
+        [Some(&terms), None, None],
+        Layout {
+            per_image,
+            channels: 1,
+            hw: 1,
+            rows_per_image: 1,
+        },
+    )
+}
+
+/// Max pool: winner takes all, at the argmax of `x + 1e-9` (first in row-major order).
+pub fn rsp_maxpool_rule(
+    rec: &mut Recorder,
+    x: &GpuTensor,
+    r: &GpuTensor,
+    pool: &MaxPool2d,
+) -> GpuTensor {
+    max_pool2d_route(rec, x, r, pool, 1, RSP_EPS)
+}
+
+/// Batch norm: identity where the BN input is live (`x · scale ≠ 0`), 0 elsewhere.
+pub fn rsp_batchnorm_rule(
+    rec: &mut Recorder,
+    bn_input: &GpuTensor,
+    r: &GpuTensor,
+    bn: &GpuBatchNorm,
+) -> GpuTensor {
+    elementwise(
+        rec,
+        ElementwiseOp::RspBatchNorm,
+        false,
+        &r.shape,
+        [Some(r), Some(bn_input), Some(&bn.scale_shift)],
+        Layout::nchw(r),
+    )
+}
+
+/// Residual addition `out = a + b`: R split in proportion to `pos(a) + 1e-9` and
+/// `pos(b) + 1e-9`. Returns `(R_a, R_b)`.
+pub fn rsp_residual_rule(
+    rec: &mut Recorder,
+    a: &GpuTensor,
+    b: &GpuTensor,
+    r: &GpuTensor,
+) -> (GpuTensor, GpuTensor) {
+    let ra = rec.ctx.empty(&r.shape);
+    let rb = rec.ctx.empty(&r.shape);
+    let numel = r.numel();
+    rec.dispatch(
+        "rsp_residual",
+        &[],
+        &[
+            Binding::read(a),
+            Binding::read(b),
+            Binding::read(r),
+            Binding::write(&ra),
+            Binding::write(&rb),
+        ],
+        &[numel as u32, 0, 0, 0],
+        grid_1d(numel),
+    );
+    (ra, rb)
+}

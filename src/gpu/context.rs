@@ -1,0 +1,224 @@
+//! Adapter selection and the device every dispatch runs on.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Mutex;
+
+use anyhow::{anyhow, bail, Result};
+
+use super::pipelines::PipelineCache;
+use super::pool::BufferPool;
+
+/// Which wgpu backends to consider (`--backend`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Backend {
+    #[default]
+    Auto,
+    Vulkan,
+    Metal,
+    Dx12,
+    Gl,
+}
+
+impl Backend {
+    pub fn backends(self) -> wgpu::Backends {
+        match self {
+            Backend::Auto => wgpu::Backends::all(),
+            Backend::Vulkan => wgpu::Backends::VULKAN,
+            Backend::Metal => wgpu::Backends::METAL,
+            Backend::Dx12 => wgpu::Backends::DX12,
+            Backend::Gl => wgpu::Backends::GL,
+        }
+    }
+}
+
+impl FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Backend::Auto),
+            "vulkan" | "vk" => Ok(Backend::Vulkan),
+            "metal" => Ok(Backend::Metal),
+            "dx12" | "d3d12" => Ok(Backend::Dx12),
+            "gl" | "gles" | "opengl" => Ok(Backend::Gl),
+            other => Err(format!(
+                "unknown backend '{other}' (expected auto, vulkan, metal, dx12 or gl)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            Backend::Auto => "auto",
+            Backend::Vulkan => "vulkan",
+            Backend::Metal => "metal",
+            Backend::Dx12 => "dx12",
+            Backend::Gl => "gl",
+        };
+        f.write_str(s)
+    }
+}
+
+/// Options for opening a [`GpuContext`].
+#[derive(Clone, Debug, Default)]
+pub struct ContextOptions {
+    pub backend: Backend,
+    /// Cap on the bytes one storage binding may span, below the adapter's own
+    /// `max_storage_buffer_binding_size`. Tests use it to exercise tensor splitting
+    /// on tiny models.
+    pub max_binding_override: Option<u64>,
+}
+
+/// One line of `rsp adapters`.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: wgpu::Backend,
+    pub device_type: wgpu::DeviceType,
+    pub driver: String,
+    pub max_storage_binding: u64,
+    pub max_buffer: u64,
+    pub max_workgroup_storage: u32,
+    pub max_invocations: u32,
+    pub shader_f16: bool,
+}
+
+impl fmt::Display for AdapterSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.device_type {
+            wgpu::DeviceType::DiscreteGpu => "discrete",
+            wgpu::DeviceType::IntegratedGpu => "integrated",
+            wgpu::DeviceType::VirtualGpu => "virtual",
+            wgpu::DeviceType::Cpu => "cpu",
+            wgpu::DeviceType::Other => "other",
+        };
+        write!(
+            f,
+            "{} [{:?}, {kind}] driver '{}': max storage binding {} MiB, max buffer {} MiB, \
+             workgroup storage {} KiB, {} invocations/workgroup, shader-f16 {}",
+            self.name,
+            self.backend,
+            self.driver,
+            self.max_storage_binding >> 20,
+            self.max_buffer >> 20,
+            self.max_workgroup_storage >> 10,
+            self.max_invocations,
+            if self.shader_f16 { "yes" } else { "no" }
+        )
+    }
+}
+
+fn summarize(adapter: &wgpu::Adapter) -> AdapterSummary {
+    let info = adapter.get_info();
+    let limits = adapter.limits();
+    AdapterSummary {
+        name: info.name,
+        backend: info.backend,
+        device_type: info.device_type,
+        driver: format!("{} {}", info.driver, info.driver_info)
+            .trim()
+            .to_string(),
+        max_storage_binding: limits.max_storage_buffer_binding_size as u64,
+        max_buffer: limits.max_buffer_size,
+        max_workgroup_storage: limits.max_compute_workgroup_storage_size,
+        max_invocations: limits.max_compute_invocations_per_workgroup,
+        shader_f16: adapter.features().contains(wgpu::Features::SHADER_F16),
+    }
+}
+
+fn instance(backend: Backend) -> wgpu::Instance {
+    wgpu::Instance::new(wgpu::InstanceDescriptor {
+        backends: backend.backends(),
+        ..wgpu::InstanceDescriptor::new_without_display_handle()
+    })
+}
+
+/// Every adapter wgpu finds for `backend`.
+pub fn list_adapters(backend: Backend) -> Vec<AdapterSummary> {
+    let inst = instance(backend);
+    pollster::block_on(inst.enumerate_adapters(backend.backends()))
+        .iter()
+        .map(summarize)
+        .collect()
+}
+
+/// The device, its queue, the pipeline cache and the buffer pool.
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub adapter: AdapterSummary,
+    pub limits: wgpu::Limits,
+    /// Largest byte span one storage binding may cover (adapter limit or the override).
+    pub max_binding: u64,
+    pub(crate) pipelines: Mutex<PipelineCache>,
+    pub(crate) pool: BufferPool,
+    /// Bound where a kernel's mode leaves a binding unread.
+    pub(crate) placeholder: wgpu::Buffer,
+    /// Held by the one [`Recorder`](super::Recorder) recording at a time: buffers freed
+    /// while recording are reused only by later commands of the same recording.
+    pub(crate) recording: Mutex<()>,
+}
+
+impl GpuContext {
+    /// Opens the best adapter of the chosen backend (discrete > integrated > other >
+    /// cpu), requesting the adapter's real limits rather than wgpu's defaults.
+    pub fn new(opts: &ContextOptions) -> Result<Self> {
+        let inst = instance(opts.backend);
+        let mut adapters = pollster::block_on(inst.enumerate_adapters(opts.backend.backends()));
+        if adapters.is_empty() {
+            let all: Vec<String> = list_adapters(Backend::Auto)
+                .iter()
+                .map(|a| format!("  {a}"))
+                .collect();
+            bail!(
+                "no GPU adapter found for backend '{}'. Available adapters:\n{}",
+                opts.backend,
+                if all.is_empty() {
+                    "  (none: install a Vulkan driver, e.g. `apt-get install mesa-vulkan-drivers libvulkan1` for the lavapipe CPU device)".to_string()
+                } else {
+                    all.join("\n")
+                }
+            );
+        }
+        let rank = |a: &wgpu::Adapter| match a.get_info().device_type {
+            wgpu::DeviceType::DiscreteGpu => 0,
+            wgpu::DeviceType::IntegratedGpu => 1,
+            wgpu::DeviceType::VirtualGpu => 2,
+            wgpu::DeviceType::Other => 3,
+            wgpu::DeviceType::Cpu => 4,
+        };
+        adapters.sort_by_key(|a| rank(a));
+        let adapter = adapters.swap_remove(0);
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("rsp"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| anyhow!("cannot open device on '{}': {e}", adapter.get_info().name))?;
+        let mut max_binding = limits.max_storage_buffer_binding_size as u64;
+        if let Some(cap) = opts.max_binding_override {
+            max_binding = max_binding.min(cap);
+        }
+        let placeholder = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("rsp placeholder"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        Ok(GpuContext {
+            placeholder,
+            recording: Mutex::new(()),
+            device,
+            queue,
+            adapter: summarize(&adapter),
+            limits,
+            max_binding,
+            pipelines: Mutex::new(PipelineCache::default()),
+            pool: BufferPool::default(),
+        })
+    }
+}

@@ -1,0 +1,14 @@
+//! The GPU side: device and adapters, resident tensors, the buffer pool, compiled
+//! pipelines and the dispatch recorder (scheduler).
+
+pub mod context;
+pub mod pipelines;
+pub mod pool;
+pub mod scheduler;
+pub mod shaders;
+pub mod tensor;
+
+pub use context::{list_adapters, AdapterSummary, Backend, ContextOptions, GpuContext};
+pub use pipelines::Access;
+pub use scheduler::{grid_1d, Binding, Recorder};
+pub use tensor::GpuTensor;

@@ -1,0 +1,145 @@
+//! Records dispatches into one command encoder and submits them together, so a whole
+//! forward pass or explanation is one (or a few) submissions with no host round-trip
+//! between layers.
+
+use super::context::GpuContext;
+use super::pipelines::Access;
+use super::tensor::GpuTensor;
+
+/// One storage binding of a dispatch.
+#[derive(Clone, Copy)]
+pub struct Binding<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    /// Bytes bound, from offset 0 (at most the buffer's size).
+    pub size: u64,
+    pub access: Access,
+}
+
+impl<'a> Binding<'a> {
+    pub fn read(t: &'a GpuTensor) -> Self {
+        Binding {
+            buffer: t.buffer(),
+            size: t.bytes().max(16).div_ceil(16) * 16,
+            access: Access::Read,
+        }
+    }
+    pub fn write(t: &'a GpuTensor) -> Self {
+        Binding {
+            access: Access::ReadWrite,
+            ..Binding::read(t)
+        }
+    }
+    /// A whole raw buffer (index buffers, statistics).
+    pub fn raw(buffer: &'a wgpu::Buffer, access: Access) -> Self {
+        Binding {
+            buffer,
+            size: buffer.size(),
+            access,
+        }
+    }
+}
+
+/// Workgroup grid for `n` threads in groups of 256: x up to 65535, the rest in y.
+/// Kernels rebuild the flat index as `gid.x + gid.y · num_workgroups.x · 256`.
+pub fn grid_1d(n: usize) -> [u32; 3] {
+    let groups = n.div_ceil(256).max(1);
+    if groups <= 65535 {
+        [groups as u32, 1, 1]
+    } else {
+        let y = groups.div_ceil(65535);
+        [groups.div_ceil(y) as u32, y as u32, 1]
+    }
+}
+
+/// Records compute dispatches; `submit` sends them to the queue in one go.
+pub struct Recorder<'c> {
+    pub ctx: &'c GpuContext,
+    _exclusive: std::sync::MutexGuard<'c, ()>,
+    encoder: Option<wgpu::CommandEncoder>,
+    /// Dispatches recorded since creation (for tests and benchmarks).
+    pub dispatches: usize,
+}
+
+impl<'c> Recorder<'c> {
+    pub fn new(ctx: &'c GpuContext) -> Self {
+        Recorder {
+            ctx,
+            _exclusive: ctx.recording.lock().unwrap_or_else(|e| e.into_inner()),
+            encoder: None,
+            dispatches: 0,
+        }
+    }
+
+    /// A placeholder for bindings a kernel's mode does not read.
+    pub fn unused(&self) -> Binding<'c> {
+        Binding::raw(&self.ctx.placeholder, Access::Read)
+    }
+
+    /// Records one dispatch of `shader` specialised by `constants`, with the storage
+    /// `bindings` at 0..n and `params` as the uniform block at binding n.
+    pub fn dispatch(
+        &mut self,
+        shader: &'static str,
+        constants: &[(&'static str, f64)],
+        bindings: &[Binding],
+        params: &[u32],
+        groups: [u32; 3],
+    ) {
+        let ctx = self.ctx;
+        let access: Vec<Access> = bindings.iter().map(|b| b.access).collect();
+        let pipeline = ctx.pipelines.lock().expect("pipeline cache lock").get(
+            &ctx.device,
+            shader,
+            constants,
+            &access,
+        );
+        let uniform =
+            ctx.constant_buffer(bytemuck::cast_slice(params), wgpu::BufferUsages::UNIFORM);
+        let mut entries: Vec<wgpu::BindGroupEntry> = bindings
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: b.buffer,
+                    offset: 0,
+                    size: std::num::NonZeroU64::new(b.size.min(b.buffer.size())),
+                }),
+            })
+            .collect();
+        entries.push(wgpu::BindGroupEntry {
+            binding: bindings.len() as u32,
+            resource: uniform.as_entire_binding(),
+        });
+        let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(shader),
+            layout: &pipeline.layout,
+            entries: &entries,
+        });
+        let encoder = self.encoder.get_or_insert_with(|| {
+            ctx.device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("rsp") })
+        });
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(shader),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(&pipeline.pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        self.dispatches += 1;
+    }
+
+    /// Submits everything recorded so far.
+    pub fn submit(&mut self) {
+        if let Some(enc) = self.encoder.take() {
+            self.ctx.queue.submit([enc.finish()]);
+        }
+    }
+}
+
+impl Drop for Recorder<'_> {
+    fn drop(&mut self) {
+        self.submit();
+    }
+}

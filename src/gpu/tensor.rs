@@ -1,0 +1,134 @@
+//! Tensors resident on the GPU: a pooled storage buffer plus a shape.
+
+use std::sync::Arc;
+
+use anyhow::{anyhow, Result};
+use wgpu::util::DeviceExt;
+
+use super::context::GpuContext;
+use super::pool::{padded_size, PooledBuffer, STORAGE_USAGE};
+use crate::tensor::Tensor;
+
+/// A float32 tensor in GPU memory (row-major). Cloning shares the buffer.
+#[derive(Clone)]
+pub struct GpuTensor {
+    buf: Arc<PooledBuffer>,
+    pub shape: Vec<usize>,
+}
+
+impl GpuTensor {
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        &self.buf.buffer
+    }
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+    pub fn bytes(&self) -> u64 {
+        self.numel() as u64 * 4
+    }
+    /// Same buffer seen with another shape of equal element count.
+    pub fn reshaped(&self, shape: &[usize]) -> GpuTensor {
+        assert_eq!(shape.iter().product::<usize>(), self.numel());
+        GpuTensor {
+            buf: self.buf.clone(),
+            shape: shape.to_vec(),
+        }
+    }
+}
+
+impl GpuContext {
+    /// An uninitialised tensor from the pool (every kernel writes all of its output).
+    pub fn empty(&self, shape: &[usize]) -> GpuTensor {
+        let n: usize = shape.iter().product();
+        GpuTensor {
+            buf: Arc::new(self.pool.take(&self.device, n as u64 * 4)),
+            shape: shape.to_vec(),
+        }
+    }
+
+    /// Copies a host tensor to the GPU.
+    pub fn upload(&self, t: &Tensor) -> GpuTensor {
+        self.upload_slice(&t.shape, &t.data)
+    }
+
+    pub fn upload_slice(&self, shape: &[usize], data: &[f32]) -> GpuTensor {
+        assert_eq!(shape.iter().product::<usize>(), data.len());
+        let out = GpuTensor {
+            buf: Arc::new(self.pool.take_fresh(&self.device, data.len() as u64 * 4)),
+            shape: shape.to_vec(),
+        };
+        self.queue
+            .write_buffer(out.buffer(), 0, bytemuck::cast_slice(data));
+        out
+    }
+
+    /// A small constant buffer (not pooled), e.g. uniform parameters or u32 indices.
+    pub fn constant_buffer(&self, bytes: &[u8], usage: wgpu::BufferUsages) -> wgpu::Buffer {
+        let mut padded = bytes.to_vec();
+        padded.resize(padded_size(bytes.len() as u64) as usize, 0);
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("rsp constant"),
+                contents: &padded,
+                usage: usage | STORAGE_USAGE,
+            })
+    }
+
+    /// Copies a tensor back to the host (waits for all submitted work).
+    pub fn read(&self, t: &GpuTensor) -> Result<Tensor> {
+        let data = self.read_raw(t.buffer(), t.numel())?;
+        Ok(Tensor::new(
+            t.shape.clone(),
+            bytemuck::cast_slice(&data).to_vec(),
+        ))
+    }
+
+    /// Reads `count` 32-bit words from the start of a buffer.
+    pub fn read_raw(&self, buffer: &wgpu::Buffer, count: usize) -> Result<Vec<u32>> {
+        let bytes = (count as u64 * 4).max(4);
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("rsp readback"),
+            size: padded_size(bytes),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        enc.copy_buffer_to_buffer(buffer, 0, &staging, 0, padded_size(bytes));
+        self.queue.submit([enc.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| anyhow!("GPU poll failed: {e}"))?;
+        rx.recv()
+            .map_err(|_| anyhow!("GPU readback was dropped"))?
+            .map_err(|e| anyhow!("GPU readback failed: {e}"))?;
+        let view = staging
+            .get_mapped_range(..)
+            .map_err(|e| anyhow!("GPU readback mapping failed: {e:?}"))?;
+        let words: Vec<u32> = bytemuck::cast_slice(&view[..(count * 4)]).to_vec();
+        drop(view);
+        staging.unmap();
+        Ok(words)
+    }
+
+    /// Blocks until the GPU has finished all submitted work.
+    pub fn synchronize(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| anyhow!("GPU poll failed: {e}"))?;
+        Ok(())
+    }
+
+    /// Peak bytes of tensor storage the engine held at once.
+    pub fn peak_memory(&self) -> u64 {
+        self.pool.peak_bytes()
+    }
+    pub fn reset_peak_memory(&self) {
+        self.pool.reset_peak()
+    }
+}

@@ -1,0 +1,146 @@
+//! Convolution: forward, data gradient (transposed convolution) and weight gradient,
+//! each an implicit GEMM over the shared tiled skeleton (`shaders/gemm_tiled.wgsl`).
+
+use crate::gpu::{Binding, GpuContext, GpuTensor, Recorder};
+use crate::models::layers::{Conv2d, ConvGeometry};
+
+/// A convolution's weights on the GPU.
+pub struct GpuConv {
+    pub geom: ConvGeometry,
+    /// `[C_out, C_in, kh, kw]`
+    pub weight: GpuTensor,
+    /// `[C_out]` (zeros for bias-free convolutions)
+    pub bias: GpuTensor,
+}
+
+impl GpuConv {
+    pub fn upload(ctx: &GpuContext, conv: &Conv2d) -> Self {
+        let geom = conv.geometry();
+        let zeros = vec![0.0; geom.c_out];
+        GpuConv {
+            geom,
+            weight: ctx.upload(&conv.weight),
+            bias: ctx.upload_slice(&[geom.c_out], conv.bias.as_deref().unwrap_or(&zeros)),
+        }
+    }
+}
+
+/// Uniform block of the convolution kernels (`ConvParams` in conv_common.wgsl).
+pub(crate) fn conv_params(g: &ConvGeometry, h: usize, w: usize) -> [u32; 12] {
+    let (ho, wo) = g.out_hw(h, w);
+    [
+        g.c_in, h, w, g.c_out, ho, wo, g.kh, g.kw, g.stride, g.padding, 0, 0,
+    ]
+    .map(|v| v as u32)
+}
+
+/// Records one implicit-GEMM convolution kernel over an `m × n` output tile grid for
+/// `z` independent problems (images, or image × section).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv_gemm(
+    rec: &mut Recorder,
+    shader: &'static str,
+    constants: &[(&'static str, f64)],
+    bindings: &[Binding; 5],
+    g: &ConvGeometry,
+    (h, w): (usize, usize),
+    (m, n, z): (usize, usize, usize),
+) {
+    let groups = [n.div_ceil(64) as u32, m.div_ceil(64) as u32, z as u32];
+    rec.dispatch(shader, constants, bindings, &conv_params(g, h, w), groups);
+}
+
+fn dims4(t: &GpuTensor) -> (usize, usize, usize, usize) {
+    assert_eq!(
+        t.shape.len(),
+        4,
+        "expected an NCHW tensor, got {:?}",
+        t.shape
+    );
+    (t.shape[0], t.shape[1], t.shape[2], t.shape[3])
+}
+
+/// `conv(x, W) + b`, optionally followed by ReLU. `x`: `[N, C_in, H, W]`.
+pub fn conv2d(rec: &mut Recorder, x: &GpuTensor, conv: &GpuConv, relu: bool) -> GpuTensor {
+    let (n, c, h, w) = dims4(x);
+    let g = &conv.geom;
+    assert_eq!(
+        c, g.c_in,
+        "conv2d: input has {c} channels, weight expects {}",
+        g.c_in
+    );
+    let (ho, wo) = g.out_hw(h, w);
+    let out = rec.ctx.empty(&[n, g.c_out, ho, wo]);
+    conv_gemm(
+        rec,
+        "conv2d_fwd",
+        &[("MODE", 0.0), ("RELU", relu as u8 as f64)],
+        &[
+            Binding::read(x),
+            Binding::read(&conv.weight),
+            Binding::read(&conv.bias),
+            rec.unused(),
+            Binding::write(&out),
+        ],
+        g,
+        (h, w),
+        (g.c_out, ho * wo, n),
+    );
+    out
+}
+
+/// Transposed convolution `convT(S, W)`: the adjoint of `conv2d` w.r.t. its input,
+/// shaped like an input of spatial size `in_hw`.
+pub fn conv2d_dgrad(
+    rec: &mut Recorder,
+    s: &GpuTensor,
+    weight: &GpuTensor,
+    g: &ConvGeometry,
+    in_hw: (usize, usize),
+) -> GpuTensor {
+    let (n, _, _, _) = dims4(s);
+    let out = rec.ctx.empty(&[n, g.c_in, in_hw.0, in_hw.1]);
+    conv_gemm(
+        rec,
+        "conv2d_dgrad",
+        &[("MODE", 0.0)],
+        &[
+            Binding::read(s),
+            Binding::read(weight),
+            rec.unused(),
+            rec.unused(),
+            Binding::write(&out),
+        ],
+        g,
+        in_hw,
+        (g.c_in, in_hw.0 * in_hw.1, n),
+    );
+    out
+}
+
+/// Per-image weight gradient `wgrad(x, S)`: `[N, C_out, C_in, kh, kw]`.
+pub fn conv2d_wgrad(
+    rec: &mut Recorder,
+    x: &GpuTensor,
+    s: &GpuTensor,
+    g: &ConvGeometry,
+) -> GpuTensor {
+    let (n, _, h, w) = dims4(x);
+    let out = rec.ctx.empty(&[n, g.c_out, g.c_in, g.kh, g.kw]);
+    conv_gemm(
+        rec,
+        "conv2d_wgrad",
+        &[("MODE", 0.0)],
+        &[
+            Binding::read(x),
+            Binding::read(s),
+            rec.unused(),
+            rec.unused(),
+            Binding::write(&out),
+        ],
+        g,
+        (h, w),
+        (g.c_out, g.c_in * g.kh * g.kw, n),
+    );
+    out
+}

@@ -1,0 +1,55 @@
+//! Shared test helpers: the GPU context (a missing adapter is a failure, never a skip)
+//! and the golden files read in place from ../shared/golden.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use rsp::gpu::{ContextOptions, GpuContext};
+use rsp::models::weights::TensorFile;
+use rsp::Tensor;
+
+/// The default adapter (lavapipe in CI). Panics with a clear message if there is none.
+pub fn gpu() -> &'static GpuContext {
+    static CTX: OnceLock<GpuContext> = OnceLock::new();
+    CTX.get_or_init(|| {
+        GpuContext::new(&ContextOptions::default()).unwrap_or_else(|e| {
+            panic!("GPU tests need a wgpu adapter (CI installs mesa-vulkan-drivers for lavapipe): {e:#}")
+        })
+    })
+}
+
+pub fn golden_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/golden"))
+}
+
+pub fn golden(case: &str) -> TensorFile {
+    let path = golden_dir().join(format!("{case}.safetensors"));
+    assert!(
+        path.exists(),
+        "golden file {} is missing: the tests read ../shared/golden in place",
+        path.display()
+    );
+    TensorFile::read(&path).unwrap()
+}
+
+pub fn get(f: &TensorFile, name: &str) -> Tensor {
+    f.get(name).unwrap().clone()
+}
+
+/// Deterministic pseudo-random values in [-1, 1).
+pub fn random(shape: &[usize], seed: u64) -> Tensor {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let n: usize = shape.iter().product();
+    let data = (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect();
+    Tensor::new(shape.to_vec(), data)
+}

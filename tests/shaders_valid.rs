@@ -1,0 +1,36 @@
+//! Every WGSL module in `shaders/` (as composed by the engine) parses and validates
+//! with naga, and every `.wgsl` file on disk is used by some module.
+
+use rsp::gpu::shaders::{source, SHADERS};
+
+#[test]
+fn all_shaders_parse_and_validate_with_naga() {
+    for (name, _, _) in SHADERS {
+        let src = source(name).unwrap();
+        let module = naga::front::wgsl::parse_str(&src)
+            .unwrap_or_else(|e| panic!("{name}: WGSL parse error:\n{}", e.emit_to_string(&src)));
+        naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::empty(),
+        )
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{name}: validation error:\n{}", e.emit_to_string(&src)));
+    }
+}
+
+#[test]
+fn every_shader_file_is_registered() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/shaders");
+    let all: String = SHADERS.iter().map(|(_, s, _)| *s).collect();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let stem = path.file_stem().unwrap().to_str().unwrap().to_string();
+        if stem == "gemm_tiled" || stem == "conv_common" {
+            continue; // composed into the convolution kernels
+        }
+        assert!(
+            SHADERS.iter().any(|(n, _, _)| *n == stem) || all.contains(&stem),
+            "shaders/{stem}.wgsl is not registered in src/gpu/shaders.rs"
+        );
+    }
+}

@@ -1,12 +1,15 @@
 //! rsp: Relative Sectional Propagation (Nam, Choi, Lee, AAAI 2021) explanations of VGG
 //! and ResNet classifiers, computed by WGSL compute shaders through wgpu.
 
+pub mod cli;
 pub mod compare;
 pub mod explain;
 pub mod gpu;
 pub mod models;
 pub mod ops;
+pub mod preprocess;
 pub mod reference;
+pub mod render;
 pub mod tensor;
 
 pub use explain::{Explanation, Init};

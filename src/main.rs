@@ -1,1 +1,5 @@
-fn main() {}
+//! `rsp`: see `rsp --help`. All logic lives in the library (`rsp::cli`).
+
+fn main() -> std::process::ExitCode {
+    rsp::cli::main()
+}

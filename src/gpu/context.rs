@@ -21,9 +21,11 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// Backends to try. `Auto` means the native APIs (Vulkan, Metal, DX12); OpenGL is
+    /// only consulted when none of them has an adapter (see [`GpuContext::new`]).
     pub fn backends(self) -> wgpu::Backends {
         match self {
-            Backend::Auto => wgpu::Backends::all(),
+            Backend::Auto => wgpu::Backends::PRIMARY,
             Backend::Vulkan => wgpu::Backends::VULKAN,
             Backend::Metal => wgpu::Backends::METAL,
             Backend::Dx12 => wgpu::Backends::DX12,
@@ -165,13 +167,16 @@ impl GpuContext {
     /// Opens the best adapter of the chosen backend (discrete > integrated > other >
     /// cpu), requesting the adapter's real limits rather than wgpu's defaults.
     pub fn new(opts: &ContextOptions) -> Result<Self> {
-        let inst = instance(opts.backend);
+        let mut inst = instance(opts.backend);
         let mut adapters = pollster::block_on(inst.enumerate_adapters(opts.backend.backends()));
+        if adapters.is_empty() && opts.backend == Backend::Auto {
+            inst = instance(Backend::Gl);
+            adapters = pollster::block_on(inst.enumerate_adapters(wgpu::Backends::GL));
+        }
         if adapters.is_empty() {
-            let all: Vec<String> = list_adapters(Backend::Auto)
-                .iter()
-                .map(|a| format!("  {a}"))
-                .collect();
+            let mut found = list_adapters(Backend::Auto);
+            found.extend(list_adapters(Backend::Gl));
+            let all: Vec<String> = found.iter().map(|a| format!("  {a}")).collect();
             bail!(
                 "no GPU adapter found for backend '{}'. Available adapters:\n{}",
                 opts.backend,

@@ -163,3 +163,33 @@ impl<'a> WeightView<'a> {
         self.file.path.display().to_string()
     }
 }
+
+/// Serialises float32 tensors (and int64 ones) to safetensors bytes.
+pub fn to_safetensors_bytes(
+    floats: &[(&str, &Tensor)],
+    ints: &[(&str, &[usize], &[i64])],
+) -> Result<Vec<u8>> {
+    use safetensors::tensor::TensorView;
+    let f_bytes: Vec<Vec<u8>> = floats
+        .iter()
+        .map(|(_, t)| bytemuck::cast_slice::<f32, u8>(&t.data).to_vec())
+        .collect();
+    let i_bytes: Vec<Vec<u8>> = ints
+        .iter()
+        .map(|(_, _, v)| bytemuck::cast_slice::<i64, u8>(v).to_vec())
+        .collect();
+    let mut views = Vec::new();
+    for ((name, t), b) in floats.iter().zip(&f_bytes) {
+        views.push((
+            name.to_string(),
+            TensorView::new(Dtype::F32, t.shape.clone(), b)?,
+        ));
+    }
+    for ((name, shape, _), b) in ints.iter().zip(&i_bytes) {
+        views.push((
+            name.to_string(),
+            TensorView::new(Dtype::I64, shape.to_vec(), b)?,
+        ));
+    }
+    Ok(safetensors::serialize(views, None)?)
+}

@@ -1,0 +1,372 @@
+//! The `rsp` command line: predictions and RSP heatmaps for images or normalised
+//! tensors, and `rsp adapters`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::explain::{explain, RspOptions};
+use crate::gpu::{list_adapters, Backend, ContextOptions, GpuContext};
+use crate::models::gpu::GpuModel;
+use crate::models::weights::{to_safetensors_bytes, TensorFile};
+use crate::preprocess::{load_image, preprocess};
+use crate::reference::ops::{softmax, top_k};
+use crate::render::{heatmap_image, overlay, save_png, write_atomic};
+use crate::{Explanation, Init, Model, Tensor};
+
+/// ImageNet-1k class names in index order.
+pub const IMAGENET_CLASSES: &str = include_str!("imagenet_classes.txt");
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rsp",
+    version,
+    about = "Explain VGG/ResNet predictions with Relative Sectional Propagation (RSP) on any GPU",
+    long_about = "Prints the top predictions of each input and writes its RSP heatmap \
+                  (red = evidence for the target class, blue = hostile evidence).\n\
+                  An INPUT ending in .safetensors is read as an already-normalised tensor \
+                  named 'input' [N,3,H,W] (no resizing); any other INPUT is an image.",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// wgpu backend to run on.
+    #[arg(long, default_value = "auto", value_parser = parse_backend)]
+    pub backend: Backend,
+
+    /// Print every adapter found (same as `rsp adapters`) and exit.
+    #[arg(long)]
+    pub list_adapters: bool,
+
+    /// Model to load from the weights directory ($RSP_WEIGHTS_DIR, else ./weights):
+    /// <dir>/<NAME>.safetensors.
+    #[arg(long, default_value = "vgg16", conflicts_with = "weights")]
+    pub model: String,
+
+    /// Safetensors file with torchvision-named (or timm VGG) weights; overrides --model.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+
+    /// Attribution method.
+    #[arg(long, value_enum, default_value_t = Method::Rsp)]
+    pub method: Method,
+
+    /// Initial relevance at the explanation layer.
+    #[arg(long, value_enum, default_value_t = InitKind::Gradcam)]
+    pub init: InitKind,
+
+    /// Number of top classes compared by `--init comparative` (K ≥ 2).
+    #[arg(long, default_value_t = 3)]
+    pub compare_k: usize,
+
+    /// Class index to explain (default: each image's top-1 prediction).
+    #[arg(long)]
+    pub target: Option<usize>,
+
+    /// Start the backward pass from this initial relevance (tensor 'init' [N,C,h,w]).
+    #[arg(long, value_name = "INIT.safetensors")]
+    pub init_relevance: Option<PathBuf>,
+
+    /// Write relevance, heatmap, init, logits and target tensors to this file.
+    #[arg(long, value_name = "OUT.safetensors")]
+    pub save_relevance: Option<PathBuf>,
+
+    /// Directory for the heatmap PNGs.
+    #[arg(long, default_value = "rsp-out")]
+    pub out: PathBuf,
+
+    /// Images are resized (shorter side) to size·256/224, then centre-cropped to size.
+    #[arg(long, default_value_t = 224)]
+    pub size: u32,
+
+    /// Images or normalised input tensors (.safetensors).
+    #[arg(value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List every GPU adapter wgpu finds, with backend, type and key limits.
+    Adapters,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// Relative Sectional Propagation (Nam, Choi, Lee, AAAI 2021).
+    Rsp,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InitKind {
+    /// Grad-CAM without channel sum, max-normalised (the authors' default).
+    Gradcam,
+    /// Top-K comparative gradients.
+    Comparative,
+}
+
+fn parse_backend(s: &str) -> std::result::Result<Backend, String> {
+    s.parse()
+}
+
+/// One unit of work: a batch from one .safetensors input, or one image.
+struct Job {
+    source: PathBuf,
+    /// File stem for outputs (with an index for multi-image tensors).
+    stems: Vec<String>,
+    input: Tensor,
+    /// Cropped photos for overlays (images only).
+    photos: Vec<Option<image::RgbImage>>,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn print_adapters(backend: Backend) {
+    let mut all = list_adapters(backend);
+    if backend == Backend::Auto {
+        all.extend(list_adapters(Backend::Gl));
+    }
+    if all.is_empty() {
+        println!("no adapters found for backend '{backend}'");
+    }
+    for a in all {
+        println!("{a}");
+    }
+}
+
+fn weights_path(cli: &Cli) -> Result<PathBuf> {
+    if let Some(w) = &cli.weights {
+        return Ok(w.clone());
+    }
+    let dir = std::env::var_os("RSP_WEIGHTS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("weights"));
+    let path = dir.join(format!("{}.safetensors", cli.model));
+    if !path.exists() {
+        bail!(
+            "model '{}': weights not found at {} (set $RSP_WEIGHTS_DIR or pass --weights FILE; \
+             see weights/README.md for where to get torchvision weights in safetensors form)",
+            cli.model,
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// Returns Ok(true) when every input succeeded.
+pub fn run(cli: &Cli) -> Result<bool> {
+    if cli.list_adapters || matches!(cli.command, Some(Command::Adapters)) {
+        print_adapters(cli.backend);
+        return Ok(true);
+    }
+    if cli.inputs.is_empty() {
+        bail!("no INPUT given (images or .safetensors tensors); see `rsp --help`");
+    }
+    if cli.compare_k < 2 {
+        bail!("--compare-k must be at least 2, got {}", cli.compare_k);
+    }
+    if cli.size < 8 {
+        bail!("--size must be at least 8, got {}", cli.size);
+    }
+    let wpath = weights_path(cli)?;
+    let model = Model::from_file(&wpath)?;
+    if let Some(t) = cli.target {
+        if t >= model.num_classes() {
+            bail!(
+                "--target {t} is out of range: the model has {} classes",
+                model.num_classes()
+            );
+        }
+    }
+    let given_init = match &cli.init_relevance {
+        Some(p) => Some(TensorFile::read(p)?.get("init")?.clone()),
+        None => None,
+    };
+    std::fs::create_dir_all(&cli.out)
+        .with_context(|| format!("cannot create output directory {}", cli.out.display()))?;
+    check_writable(&cli.out)?;
+
+    let ctx = GpuContext::new(&ContextOptions {
+        backend: cli.backend,
+        ..Default::default()
+    })?;
+    let gpu_model = GpuModel::upload(&ctx, &model);
+    eprintln!(
+        "{} on {} ({})",
+        model.describe(),
+        ctx.adapter.name,
+        format!("{:?}", ctx.adapter.backend).to_lowercase()
+    );
+
+    let (jobs, mut ok) = collect_jobs(cli);
+    if given_init.is_some() && jobs.len() != 1 {
+        bail!(
+            "--init-relevance needs exactly one batch of inputs (one .safetensors input or images)"
+        );
+    }
+    let names: Vec<&str> = IMAGENET_CLASSES.lines().collect();
+    let mut saved: Vec<Explanation> = Vec::new();
+    for job in jobs {
+        let n = job.input.shape[0];
+        let init = match (&given_init, cli.init) {
+            (Some(t), _) => Init::Given(t.clone()),
+            (None, InitKind::Gradcam) => Init::GradCam,
+            (None, InitKind::Comparative) => Init::Comparative { k: cli.compare_k },
+        };
+        let opts = RspOptions {
+            init,
+            targets: cli.target.map(|t| vec![t; n]),
+            record_layers: false,
+        };
+        let e = match explain(&ctx, &gpu_model, &job.input, &opts) {
+            Ok(e) => e,
+            Err(err) => {
+                eprintln!("error: {}: {err:#}", job.source.display());
+                ok = false;
+                continue;
+            }
+        };
+        let probs = softmax(&e.logits);
+        let heat = e.heatmap();
+        for i in 0..n {
+            let row = &probs.data[i * probs.shape[1]..(i + 1) * probs.shape[1]];
+            println!("{}:", job.stems[i]);
+            for c in top_k(row, 5.min(row.len())) {
+                let label = if names.len() == row.len() {
+                    names[c]
+                } else {
+                    ""
+                };
+                println!("  {:6.2}%  {c:4}  {label}", row[c] * 100.0);
+            }
+            println!("  explained class: {}", e.target[i]);
+            let map = heat.index0(i);
+            let png = cli.out.join(format!("{}.rsp.png", job.stems[i]));
+            save_png(&png, &heatmap_image(&map))?;
+            println!("  heatmap: {}", png.display());
+            if let Some(photo) = &job.photos[i] {
+                let ov = cli.out.join(format!("{}.rsp-overlay.png", job.stems[i]));
+                save_png(&ov, &overlay(photo, &map))?;
+                println!("  overlay: {}", ov.display());
+            }
+        }
+        saved.push(e);
+    }
+    if let Some(path) = &cli.save_relevance {
+        if saved.is_empty() {
+            bail!("nothing to save to {}: every input failed", path.display());
+        }
+        save_relevance(path, &saved)?;
+        println!("relevance tensors: {}", path.display());
+    }
+    Ok(ok)
+}
+
+fn check_writable(dir: &Path) -> Result<()> {
+    let probe = dir.join(format!(".rsp-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"")
+        .map_err(|e| anyhow!("output directory {} is not writable: {e}", dir.display()))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+/// Reads every input; images of one size share a batch. Bad inputs are reported and
+/// skipped (the returned flag is false then).
+fn collect_jobs(cli: &Cli) -> (Vec<Job>, bool) {
+    let mut ok = true;
+    let mut jobs = Vec::new();
+    let mut images: Vec<(String, Tensor, image::RgbImage)> = Vec::new();
+    for path in &cli.inputs {
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_else(|| "input".into());
+        let is_tensor = path.extension().is_some_and(|e| e == "safetensors");
+        let result: Result<()> = (|| {
+            if is_tensor {
+                let f = TensorFile::read(path)?;
+                let t = f.get("input")?.clone();
+                if t.shape.len() != 4 || t.shape[1] != 3 {
+                    bail!(
+                        "{}: tensor 'input' must be [N,3,H,W], got {:?}",
+                        path.display(),
+                        t.shape
+                    );
+                }
+                let n = t.shape[0];
+                let stems = if n == 1 {
+                    vec![stem.clone()]
+                } else {
+                    (0..n).map(|i| format!("{stem}.{i}")).collect()
+                };
+                jobs.push(Job {
+                    source: path.clone(),
+                    stems,
+                    input: t,
+                    photos: vec![None; n],
+                });
+            } else {
+                let img = load_image(path)?;
+                let resize = (cli.size as u64 * 256 / 224) as u32;
+                let p = preprocess(&img, resize, cli.size);
+                images.push((stem.clone(), p.tensor, p.cropped));
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            eprintln!("error: {e:#}");
+            ok = false;
+        }
+    }
+    if !images.is_empty() {
+        let tensors: Vec<Tensor> = images.iter().map(|(_, t, _)| t.clone()).collect();
+        jobs.push(Job {
+            source: PathBuf::from("images"),
+            stems: images.iter().map(|(s, _, _)| s.clone()).collect(),
+            input: Tensor::stack(&tensors),
+            photos: images.into_iter().map(|(_, _, p)| Some(p)).collect(),
+        });
+    }
+    (jobs, ok)
+}
+
+fn save_relevance(path: &Path, parts: &[Explanation]) -> Result<()> {
+    let cat = |f: &dyn Fn(&Explanation) -> Tensor| {
+        let ts: Vec<Tensor> = parts.iter().map(f).collect();
+        let mut shape = ts[0].shape.clone();
+        shape[0] = ts.iter().map(|t| t.shape[0]).sum();
+        Tensor::new(shape, ts.into_iter().flat_map(|t| t.data).collect())
+    };
+    let relevance = cat(&|e| e.relevance.clone());
+    let heatmap = cat(&|e| e.heatmap());
+    let init = cat(&|e| e.init.clone());
+    let logits = cat(&|e| e.logits.clone());
+    let target: Vec<i64> = parts
+        .iter()
+        .flat_map(|e| e.target.iter().map(|&t| t as i64))
+        .collect();
+    let bytes = to_safetensors_bytes(
+        &[
+            ("relevance", &relevance),
+            ("heatmap", &heatmap),
+            ("init", &init),
+            ("logits", &logits),
+        ],
+        &[("target", &[target.len()], &target)],
+    )?;
+    write_atomic(path, &bytes)
+}

@@ -1,0 +1,68 @@
+//! Image loading and torchvision-style preprocessing: resize the shorter side, centre
+//! crop, RGB, ImageNet mean/std.
+
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use image::{imageops::FilterType, DynamicImage, RgbImage};
+
+use crate::tensor::Tensor;
+
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// Largest decoded image accepted (pixels per side); bigger files are refused rather
+/// than exhausting memory.
+pub const MAX_SIDE: u32 = 16384;
+
+/// A preprocessed image: the normalised tensor `[3, size, size]` and the cropped RGB
+/// picture it came from (for overlays).
+pub struct Prepared {
+    pub tensor: Tensor,
+    pub cropped: RgbImage,
+}
+
+/// Decodes an image file (PNG or JPEG; grayscale, RGBA, palette and 16-bit inputs are
+/// converted to 8-bit RGB).
+pub fn load_image(path: &Path) -> Result<DynamicImage> {
+    if path.is_dir() {
+        bail!("{}: is a directory, not an image", path.display());
+    }
+    let reader = image::ImageReader::open(path)
+        .with_context(|| format!("{}: cannot open", path.display()))?
+        .with_guessed_format()
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    let mut reader = reader;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    reader.limits(limits);
+    reader
+        .decode()
+        .map_err(|e| anyhow!("{}: not a readable image: {e}", path.display()))
+}
+
+/// torchvision's `Resize(resize) → CenterCrop(crop) → ToTensor → Normalize`.
+pub fn preprocess(img: &DynamicImage, resize: u32, crop: u32) -> Prepared {
+    let rgb = img.to_rgb8();
+    let (w, h) = rgb.dimensions();
+    let scale = resize as f64 / w.min(h) as f64;
+    let (nw, nh) = (
+        ((w as f64 * scale).round() as u32).max(crop),
+        ((h as f64 * scale).round() as u32).max(crop),
+    );
+    let resized = image::imageops::resize(&rgb, nw, nh, FilterType::Triangle);
+    let (x0, y0) = ((nw - crop) / 2, (nh - crop) / 2);
+    let cropped = image::imageops::crop_imm(&resized, x0, y0, crop, crop).to_image();
+    let plane = (crop * crop) as usize;
+    let mut data = vec![0.0f32; 3 * plane];
+    for (i, px) in cropped.pixels().enumerate() {
+        for c in 0..3 {
+            data[c * plane + i] = (px[c] as f32 / 255.0 - IMAGENET_MEAN[c]) / IMAGENET_STD[c];
+        }
+    }
+    Prepared {
+        tensor: Tensor::new(vec![3, crop as usize, crop as usize], data),
+        cropped,
+    }
+}

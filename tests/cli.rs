@@ -1,0 +1,255 @@
+//! The `rsp` binary end to end: golden maps through the CLI, determinism, adapters,
+//! and clear errors with a non-zero exit for bad input.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use rsp::compare::{compare, Tolerance};
+use rsp::models::weights::TensorFile;
+
+fn rsp(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rsp"))
+        .args(args)
+        .output()
+        .expect("run rsp")
+}
+
+fn golden_path(case: &str) -> String {
+    common::golden_dir()
+        .join(format!("{case}.safetensors"))
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn cli_reproduces_golden_final_map_and_is_deterministic() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = golden_path("vgg_tiny");
+    let mut outputs = Vec::new();
+    for run in 0..2 {
+        let out = dir.path().join(format!("run{run}.safetensors"));
+        let o = rsp(&[
+            "--weights",
+            &g,
+            "--save-relevance",
+            out.to_str().unwrap(),
+            "--out",
+            dir.path().to_str().unwrap(),
+            &g,
+        ]);
+        assert!(o.status.success(), "rsp failed: {}", stderr(&o));
+        assert!(dir.path().join("vgg_tiny.rsp.png").exists());
+        outputs.push(std::fs::read(&out).unwrap());
+    }
+    assert_eq!(
+        outputs[0], outputs[1],
+        "two identical runs gave different bytes"
+    );
+
+    let golden = common::golden("vgg_tiny");
+    let saved = TensorFile::read(&dir.path().join("run0.safetensors")).unwrap();
+    let rel = saved.get("relevance").unwrap();
+    compare(
+        "relevance",
+        rel,
+        golden.get("rsp.gradcam.out").unwrap(),
+        Tolerance::GOLDEN,
+    )
+    .unwrap();
+    compare(
+        "init",
+        saved.get("init").unwrap(),
+        golden.get("init.gradcam").unwrap(),
+        Tolerance::GOLDEN,
+    )
+    .unwrap();
+    compare(
+        "logits",
+        saved.get("logits").unwrap(),
+        golden.get("logits").unwrap(),
+        Tolerance::GOLDEN,
+    )
+    .unwrap();
+    assert_eq!(
+        saved.get_int("target").unwrap(),
+        golden.get_int("target").unwrap()
+    );
+    let heat = saved.get("heatmap").unwrap();
+    assert_eq!(heat.shape, vec![1, 32, 32]);
+    let expected: f32 = (0..3).map(|c| rel.data[c * 1024 + 5]).sum();
+    assert!((heat.data[5] - expected).abs() <= 1e-6 * expected.abs().max(1.0));
+}
+
+#[test]
+fn cli_comparative_and_given_init_match_golden() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = golden_path("resnet_tiny");
+    let out = dir.path().join("cmp.safetensors");
+    let o = rsp(&[
+        "--weights",
+        &g,
+        "--init",
+        "comparative",
+        "--compare-k",
+        "3",
+        "--save-relevance",
+        out.to_str().unwrap(),
+        "--out",
+        dir.path().to_str().unwrap(),
+        &g,
+    ]);
+    assert!(o.status.success(), "rsp failed: {}", stderr(&o));
+    let golden = common::golden("resnet_tiny");
+    let saved = TensorFile::read(&out).unwrap();
+    compare(
+        "relevance",
+        saved.get("relevance").unwrap(),
+        golden.get("rsp.comparative.out").unwrap(),
+        Tolerance::GOLDEN,
+    )
+    .unwrap();
+
+    // --init-relevance with the golden Grad-CAM init reproduces the Grad-CAM map.
+    let init_file = dir.path().join("init.safetensors");
+    let bytes = rsp::models::weights::to_safetensors_bytes(
+        &[("init", golden.get("init.gradcam").unwrap())],
+        &[],
+    )
+    .unwrap();
+    std::fs::write(&init_file, bytes).unwrap();
+    let out2 = dir.path().join("given.safetensors");
+    let o = rsp(&[
+        "--weights",
+        &g,
+        "--init-relevance",
+        init_file.to_str().unwrap(),
+        "--save-relevance",
+        out2.to_str().unwrap(),
+        "--out",
+        dir.path().to_str().unwrap(),
+        &g,
+    ]);
+    assert!(o.status.success(), "rsp failed: {}", stderr(&o));
+    let saved = TensorFile::read(&out2).unwrap();
+    compare(
+        "relevance",
+        saved.get("relevance").unwrap(),
+        golden.get("rsp.gradcam.out").unwrap(),
+        Tolerance::GOLDEN,
+    )
+    .unwrap();
+}
+
+#[test]
+fn cli_explains_an_image_file_with_overlay() {
+    let dir = tempfile::tempdir().unwrap();
+    let img_path = dir.path().join("photo.png");
+    let img = image::RgbImage::from_fn(50, 40, |x, y| {
+        image::Rgb([(x * 5) as u8, (y * 6) as u8, 128])
+    });
+    img.save(&img_path).unwrap();
+    let o = rsp(&[
+        "--weights",
+        &golden_path("vgg_tiny"),
+        "--size",
+        "32",
+        "--out",
+        dir.path().to_str().unwrap(),
+        img_path.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "rsp failed: {}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("photo.rsp.png"), "{stdout}");
+    let heat = image::open(dir.path().join("photo.rsp.png")).unwrap();
+    assert_eq!((heat.width(), heat.height()), (32, 32));
+    assert!(dir.path().join("photo.rsp-overlay.png").exists());
+}
+
+#[test]
+fn cli_lists_adapters() {
+    let o = rsp(&["adapters"]);
+    assert!(o.status.success());
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(s.contains("max storage binding"), "{s}");
+}
+
+#[test]
+fn cli_bad_inputs_fail_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let g = golden_path("vgg_tiny");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "--weights".into(),
+                "/nonexistent/w.safetensors".into(),
+                g.clone(),
+            ],
+            "/nonexistent/w.safetensors",
+        ),
+        (
+            vec![
+                "--weights".into(),
+                g.clone(),
+                "--target".into(),
+                "10".into(),
+                g.clone(),
+            ],
+            "--target 10",
+        ),
+        (
+            vec!["--weights".into(), g.clone(), format!("{d}/missing.png")],
+            "missing.png",
+        ),
+        (
+            vec![
+                "--weights".into(),
+                g.clone(),
+                "--compare-k".into(),
+                "1".into(),
+                g.clone(),
+            ],
+            "--compare-k",
+        ),
+        (
+            vec!["--backend".into(), "nosuch".into(), g.clone()],
+            "nosuch",
+        ),
+        (
+            vec![
+                "--weights".into(),
+                g.clone(),
+                "--model".into(),
+                "vgg16".into(),
+                g.clone(),
+            ],
+            "--model",
+        ),
+    ];
+    for (args, needle) in cases {
+        let mut full = args.clone();
+        full.extend(["--out".to_string(), d.to_string()]);
+        let refs: Vec<&str> = full.iter().map(|s| s.as_str()).collect();
+        let o = rsp(&refs);
+        assert!(!o.status.success(), "{args:?} should fail");
+        let e = stderr(&o);
+        assert!(
+            e.contains(needle),
+            "{args:?}: message should name '{needle}', got: {e}"
+        );
+        assert!(!e.contains("panicked"), "{args:?} panicked: {e}");
+    }
+    // A text file posing as an image: reported, and no heatmap written for it.
+    let fake = Path::new(d).join("fake.png");
+    std::fs::write(&fake, b"not an image").unwrap();
+    let o = rsp(&["--weights", &g, "--out", d, fake.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("fake.png"));
+    assert!(!Path::new(d).join("fake.rsp.png").exists());
+}

@@ -92,6 +92,28 @@ pub struct Cli {
 pub enum Command {
     /// List every GPU adapter wgpu finds, with backend, type and key limits.
     Adapters,
+    /// Time forward and full RSP explanation (forward + initial relevance + backward,
+    /// GPU work synchronised) on random inputs; reports the median and peak memory.
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// torchvision architecture with random weights (vgg11..19[_bn], resnet18..152).
+    #[arg(long, default_value = "vgg16")]
+    pub model: String,
+    /// Use these weights instead of random ones.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Input side length.
+    #[arg(long, default_value_t = 224)]
+    pub size: usize,
+    /// Images per batch.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Timed repetitions (after one warm-up run).
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -171,6 +193,10 @@ fn weights_path(cli: &Cli) -> Result<PathBuf> {
 pub fn run(cli: &Cli) -> Result<bool> {
     if cli.list_adapters || matches!(cli.command, Some(Command::Adapters)) {
         print_adapters(cli.backend);
+        return Ok(true);
+    }
+    if let Some(Command::Bench(b)) = &cli.command {
+        crate::bench::run(cli.backend, b)?;
         return Ok(true);
     }
     if cli.inputs.is_empty() {

@@ -122,7 +122,7 @@ fn summarize(adapter: &wgpu::Adapter) -> AdapterSummary {
         driver: format!("{} {}", info.driver, info.driver_info)
             .trim()
             .to_string(),
-        max_storage_binding: limits.max_storage_buffer_binding_size as u64,
+        max_storage_binding: limits.max_storage_buffer_binding_size,
         max_buffer: limits.max_buffer_size,
         max_workgroup_storage: limits.max_compute_workgroup_storage_size,
         max_invocations: limits.max_compute_invocations_per_workgroup,
@@ -204,7 +204,7 @@ impl GpuContext {
             ..Default::default()
         }))
         .map_err(|e| anyhow!("cannot open device on '{}': {e}", adapter.get_info().name))?;
-        let mut max_binding = limits.max_storage_buffer_binding_size as u64;
+        let mut max_binding = limits.max_storage_buffer_binding_size;
         if let Some(cap) = opts.max_binding_override {
             max_binding = max_binding.min(cap);
         }

@@ -7,6 +7,7 @@ pub mod layers;
 pub mod resnet;
 pub mod vgg;
 pub mod weights;
+pub mod zoo;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -23,6 +24,7 @@ pub const BN_EPS: f32 = 1e-5;
 
 /// A classifier the engine can run and explain.
 #[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)] // one per process; boxing buys nothing
 pub enum Model {
     Vgg(Vgg),
     ResNet(ResNet),
@@ -379,4 +381,58 @@ fn load_resnet(w: &WeightView) -> Result<ResNet> {
         layers,
         fc,
     })
+}
+
+impl Model {
+    /// Multiply-accumulates of one forward pass at `h × w` (convolutions and linear
+    /// layers; pooling and elementwise work are not counted).
+    pub fn forward_macs(&self, h: usize, w: usize) -> u64 {
+        let conv_macs = |c: &Conv2d, h: usize, w: usize| {
+            let g = c.geometry();
+            let (ho, wo) = g.out_hw(h, w);
+            ((g.c_out * g.c_in * g.kh * g.kw * ho * wo) as u64, (ho, wo))
+        };
+        let mut total = 0u64;
+        match self {
+            Model::Vgg(m) => {
+                let (mut h, mut w) = (h, w);
+                for (_, l) in &m.features {
+                    match l {
+                        VggLayer::Conv(c) => {
+                            let (macs, hw) = conv_macs(c, h, w);
+                            total += macs;
+                            (h, w) = hw;
+                        }
+                        VggLayer::MaxPool(p) => (h, w) = p.out_hw(h, w),
+                        _ => {}
+                    }
+                }
+                total += m
+                    .classifier
+                    .iter()
+                    .map(|l| l.weight.numel() as u64)
+                    .sum::<u64>();
+            }
+            Model::ResNet(m) => {
+                let (macs, (mut h, mut w)) = conv_macs(&m.conv1, h, w);
+                total += macs;
+                (h, w) = m.maxpool.out_hw(h, w);
+                for b in m.layers.iter().flatten() {
+                    let input_hw = (h, w);
+                    let mut convs = vec![&b.conv1, &b.conv2];
+                    convs.extend(b.conv3.as_ref());
+                    for c in convs {
+                        let (macs, hw) = conv_macs(c, h, w);
+                        total += macs;
+                        (h, w) = hw;
+                    }
+                    if let Some((d, _)) = &b.downsample {
+                        total += conv_macs(d, input_hw.0, input_hw.1).0;
+                    }
+                }
+                total += m.fc.weight.numel() as u64;
+            }
+        }
+        total
+    }
 }

@@ -4,6 +4,7 @@
 use crate::gpu::{grid_1d, Binding, GpuTensor, Recorder};
 use crate::models::layers::MaxPool2d;
 
+#[allow(clippy::too_many_arguments)]
 fn maxpool_dispatch(
     rec: &mut Recorder,
     mode: u32,

@@ -1,0 +1,99 @@
+//! `rsp bench`: end-to-end timing of the forward pass and of a full RSP explanation.
+
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Result};
+
+use crate::cli::BenchArgs;
+use crate::explain::{explain, RspOptions};
+use crate::gpu::{Backend, ContextOptions, GpuContext, Recorder};
+use crate::models::gpu::GpuModel;
+use crate::models::{zoo, Model};
+use crate::tensor::Tensor;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// Runs the benchmark and prints one line per measurement.
+pub fn run(backend: Backend, args: &BenchArgs) -> Result<()> {
+    if args.batch == 0 || args.runs == 0 {
+        bail!("--batch and --runs must be at least 1");
+    }
+    let model = match &args.weights {
+        Some(p) => Model::from_file(p)?,
+        None => zoo::by_name(&args.model, 1).ok_or_else(|| {
+            anyhow!(
+                "unknown --model '{}' (vgg11..19[_bn], resnet18/34/50/101/152)",
+                args.model
+            )
+        })?,
+    };
+    let ctx = GpuContext::new(&ContextOptions {
+        backend,
+        ..Default::default()
+    })?;
+    let gm = GpuModel::upload(&ctx, &model);
+    let mut seed = 12345u64;
+    let data: Vec<f32> = (0..args.batch * 3 * args.size * args.size)
+        .map(|_| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
+        })
+        .collect();
+    let input = Tensor::new(vec![args.batch, 3, args.size, args.size], data);
+    println!(
+        "adapter: {} ({:?}, {:?})\nmodel: {} ({}), input {}x{}, batch {}",
+        ctx.adapter.name,
+        ctx.adapter.backend,
+        ctx.adapter.device_type,
+        args.weights
+            .as_ref()
+            .map_or(args.model.clone(), |p| p.display().to_string()),
+        model.describe(),
+        args.size,
+        args.size,
+        args.batch
+    );
+
+    let forward = || -> Result<()> {
+        let mut rec = Recorder::new(&ctx);
+        let x = ctx.upload(&input);
+        let f = gm.forward(&mut rec, &x);
+        rec.submit();
+        drop(rec);
+        ctx.read(&f.logits)?;
+        Ok(())
+    };
+    let opts = RspOptions::default();
+    let explain_once = || -> Result<()> {
+        explain(&ctx, &gm, &input, &opts)?;
+        Ok(())
+    };
+    for (label, f) in [
+        ("forward", &forward as &dyn Fn() -> Result<()>),
+        ("rsp (forward + init + backward)", &explain_once),
+    ] {
+        f()?; // warm-up: pipeline compilation, buffer pool
+        ctx.reset_peak_memory();
+        let mut times = Vec::new();
+        for _ in 0..args.runs {
+            let t = Instant::now();
+            f()?;
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        let m = median(times.clone());
+        println!(
+            "{label}: median {m:.2} ms per batch, {:.2} ms per image (min {:.2}, max {:.2} ms, {} runs); peak engine memory {:.1} MiB",
+            m / args.batch as f64,
+            times.iter().cloned().fold(f64::INFINITY, f64::min),
+            times.iter().cloned().fold(0.0, f64::max),
+            args.runs,
+            ctx.peak_memory() as f64 / (1 << 20) as f64
+        );
+    }
+    Ok(())
+}

@@ -3,7 +3,8 @@
 // target first); `cams` is scratch of the same shape.
 // MODE 0 (gradcam): R = cam / (max(cam) + 1e-9), cam = A · mean_hw(g) per channel;
 //         if max(cam) ≤ 0 it divides by max|cam| instead.
-// MODE 1 (comparative): relative split of the k max-normalised cams (spec §2b).
+// MODE 1 (comparative): relative split of the k max-normalised cams (spec §2b), each
+//         normalised like the Grad-CAM one (same fallback).
 // Every sum runs in a fixed order, so the result is deterministic.
 
 override MODE: u32 = 0u;
@@ -76,17 +77,22 @@ fn build_cam(n: u32, row: u32, lid: u32) -> vec2<f32> {
     return r;
 }
 
+// max(cam) + 1e-9, or max|cam| where max(cam) ≤ 0 (no positive evidence, where the
+// authors' normalisation breaks down); 0 only for an all-zero cam.
+fn cam_denominator(stats: vec2<f32>) -> f32 {
+    if (stats.x <= 0.0) {
+        return stats.y;
+    }
+    return stats.x + EPS;
+}
+
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let n = wg.x;
     let len = p.channels * p.hw;
     let base = n * len;
     if (MODE == 0u) {
-        let stats = build_cam(n, n * p.k, lid);
-        var denom = stats.x + EPS;
-        if (stats.x <= 0.0) {
-            denom = stats.y;
-        }
+        let denom = cam_denominator(build_cam(n, n * p.k, lid));
         for (var e = lid; e < len; e += 256u) {
             var v = 0.0;
             if (denom > 0.0) {
@@ -100,9 +106,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     // 1. D = (k − 1)·cam_t − Σ_{c ≠ t} cam_c over max-normalised cams; D goes to row 0.
     let row0 = n * p.k * len;
     for (var j = 0u; j < p.k; j++) {
-        let stats = build_cam(n, n * p.k + j, lid);
+        let denom = cam_denominator(build_cam(n, n * p.k + j, lid));
         for (var e = lid; e < len; e += 256u) {
-            let v = cams[(n * p.k + j) * len + e] / (stats.x + EPS);
+            var v = 0.0;
+            if (denom > 0.0) {
+                v = cams[(n * p.k + j) * len + e] / denom;
+            }
             if (j == 0u) {
                 cams[row0 + e] = f32(p.k - 1u) * v;
             } else {

@@ -44,10 +44,13 @@ impl Model {
         } else if w.has("conv1.weight") && w.has("layer1.0.conv1.weight") {
             Ok(Model::ResNet(load_resnet(&w)?))
         } else {
+            let found: Vec<&str> = w.names().take(5).collect();
             bail!(
                 "{}: unknown weight layout: expected torchvision VGG ('features.0.weight') or \
-                 ResNet ('conv1.weight', 'layer1.0.conv1.weight') tensor names",
-                w.file_name()
+                 ResNet ('conv1.weight', 'layer1.0.conv1.weight') tensor names, found {:?}{}",
+                w.file_name(),
+                found,
+                if w.names().count() > 5 { " ..." } else { "" }
             )
         }
     }
@@ -268,6 +271,7 @@ fn load_resnet(w: &WeightView) -> Result<ResNet> {
     let conv1 = conv(w, "conv1", Some(3), 2, 3, false)?;
     let mut channels = conv1.out_channels();
     let bn1 = batchnorm(w, "bn1", channels)?;
+    let bottleneck_net = w.has("layer1.0.conv3.weight");
     let mut layers = Vec::new();
     for s in 1..=4 {
         let mut blocks = Vec::new();
@@ -276,7 +280,8 @@ fn load_resnet(w: &WeightView) -> Result<ResNet> {
             let p = format!("layer{s}.{b}");
             // torchvision: the first block of stages 2-4 downsamples by 2.
             let stride = if s > 1 && b == 0 { 2 } else { 1 };
-            let bottleneck = w.has(&format!("{p}.conv3.weight"));
+            // Decided once for the whole network, so a missing conv3 is reported as such.
+            let bottleneck = bottleneck_net;
             let block = if bottleneck {
                 let conv1 = conv(w, &format!("{p}.conv1"), Some(channels), 1, 0, false)?;
                 let bn1 = batchnorm(w, &format!("{p}.bn1"), conv1.out_channels())?;

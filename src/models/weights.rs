@@ -145,6 +145,14 @@ impl<'a> WeightView<'a> {
                 want.join(", ")
             );
         }
+        // An empty dimension would reach divisions by a channel or row count.
+        if t.shape.contains(&0) {
+            bail!(
+                "{}: tensor '{full}' has shape {:?}, which has an empty dimension",
+                self.file.path.display(),
+                t.shape
+            );
+        }
         if let Some(i) = t.data.iter().position(|v| !v.is_finite()) {
             bail!(
                 "{}: tensor '{full}' holds a non-finite value ({}) at flat index {i}",

@@ -1,0 +1,701 @@
+//! Every GPU op against its CPU twin in `rsp::reference::ops`, on random inputs with
+//! awkward shapes (odd and non-square sizes, stride 2, padding, 1×1/3×3/7×7 kernels,
+//! channel counts that are not multiples of the workgroup tiles, batch 2).
+//! Criterion: `max|gpu − cpu| / max|cpu| ≤ 1e-5` (exact equality where the op does no
+//! arithmetic that could round differently).
+//!
+//! `cargo test --release --test ops_gpu -- --nocapture` prints every measured error.
+
+mod common;
+mod support;
+
+use rsp::gpu::{ContextOptions, GpuContext, GpuTensor, Recorder};
+use rsp::models::layers::{BatchNorm2d, Conv2d, ConvGeometry, Linear, MaxPool2d};
+use rsp::ops::{self, GpuBatchNorm, GpuConv, GpuLinear, NO_CLASS};
+use rsp::reference::model::comparative_classes;
+use rsp::reference::ops as cpu;
+use rsp::Tensor;
+
+use support::{assert_bits_eq, assert_close, map, uniform, REL_TOL};
+
+/// Records `f` on the shared context, submits, and reads every returned tensor back.
+fn run(f: impl FnOnce(&mut Recorder<'static>) -> Vec<GpuTensor>) -> Vec<Tensor> {
+    let ctx = common::gpu();
+    let mut rec = Recorder::new(ctx);
+    let outs = f(&mut rec);
+    rec.submit();
+    drop(rec);
+    outs.iter().map(|t| ctx.read(t).unwrap()).collect()
+}
+
+/// Like [`run`] for one output.
+fn run1(f: impl FnOnce(&mut Recorder<'static>) -> GpuTensor) -> Tensor {
+    run(|rec| vec![f(rec)]).remove(0)
+}
+
+/// `(n, c_in, h, w, c_out, kh, kw, stride, padding)`
+type ConvCase = (
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+);
+
+const CONV_CASES: [ConvCase; 8] = [
+    (2, 3, 13, 10, 5, 7, 7, 2, 3), // 7×7 stride 2 pad 3 (ResNet stem), non-square
+    (2, 13, 9, 11, 67, 3, 3, 1, 1), // 3×3 s1 p1, c_out over one 64-tile
+    (2, 67, 7, 5, 13, 3, 3, 2, 1), // 3×3 s2 p1, odd sizes
+    (2, 70, 6, 9, 13, 1, 1, 1, 0), // 1×1
+    (2, 13, 9, 11, 70, 1, 1, 2, 0), // 1×1 stride 2 (downsample), odd sizes
+    (2, 5, 8, 8, 3, 3, 3, 2, 0),   // stride 2 without padding: last row/col uncovered
+    (1, 5, 4, 3, 3, 3, 3, 1, 0),   // valid convolution, tiny output
+    (2, 4, 5, 6, 5, 1, 3, 1, 1),   // non-square 1×3 kernel with padding
+];
+
+fn conv_layer(case: &ConvCase, seed: u64, bias: bool) -> Conv2d {
+    let &(_, ci, _, _, co, kh, kw, s, p) = case;
+    Conv2d {
+        weight: support::kaiming(&[co, ci, kh, kw], seed),
+        bias: bias.then(|| uniform(&[co], seed + 1, -0.5, 0.5).data),
+        stride: s,
+        padding: p,
+    }
+}
+
+#[test]
+fn conv2d_forward_bias_and_fused_relu() {
+    for (i, case) in CONV_CASES.iter().enumerate() {
+        let &(n, ci, h, w, ..) = case;
+        let bias = i != 3; // one bias-free convolution
+        let conv = conv_layer(case, 100 + i as u64, bias);
+        let x = common::random(&[n, ci, h, w], 200 + i as u64);
+        let [plain, relu]: [Tensor; 2] = run(|rec| {
+            let gc = GpuConv::upload(rec.ctx, &conv);
+            let xg = rec.ctx.upload(&x);
+            vec![
+                ops::conv2d(rec, &xg, &gc, false),
+                ops::conv2d(rec, &xg, &gc, true),
+            ]
+        })
+        .try_into()
+        .unwrap();
+        let want = cpu::conv2d(
+            &x,
+            &conv.weight,
+            conv.bias.as_deref(),
+            conv.stride,
+            conv.padding,
+        );
+        assert_close(&format!("conv2d {case:?}"), &plain, &want, REL_TOL);
+        assert_close(
+            &format!("conv2d+relu {case:?}"),
+            &relu,
+            &cpu::relu(&want),
+            REL_TOL,
+        );
+        assert!(relu.data.iter().all(|&v| v >= 0.0));
+    }
+}
+
+#[test]
+fn conv2d_dgrad_matches_transposed_convolution() {
+    for (i, case) in CONV_CASES.iter().enumerate() {
+        let &(n, _, h, w, co, ..) = case;
+        let conv = conv_layer(case, 300 + i as u64, false);
+        let g = conv.geometry();
+        let (ho, wo) = g.out_hw(h, w);
+        let s = common::random(&[n, co, ho, wo], 400 + i as u64);
+        let out = run1(|rec| {
+            let wg = rec.ctx.upload(&conv.weight);
+            let sg = rec.ctx.upload(&s);
+            ops::conv2d_dgrad(rec, &sg, &wg, &g, (h, w))
+        });
+        let want = cpu::conv2d_dgrad(&s, &conv.weight, g.stride, g.padding, (h, w));
+        assert_close(&format!("conv2d_dgrad {case:?}"), &out, &want, REL_TOL);
+    }
+}
+
+#[test]
+fn conv2d_wgrad_matches_per_image_weight_gradient() {
+    for (i, case) in CONV_CASES.iter().enumerate() {
+        let &(n, ci, h, w, co, kh, kw, ..) = case;
+        let conv = conv_layer(case, 500 + i as u64, false);
+        let g = conv.geometry();
+        let (ho, wo) = g.out_hw(h, w);
+        let x = common::random(&[n, ci, h, w], 600 + i as u64);
+        let s = common::random(&[n, co, ho, wo], 700 + i as u64);
+        let out = run1(|rec| {
+            let xg = rec.ctx.upload(&x);
+            let sg = rec.ctx.upload(&s);
+            ops::conv2d_wgrad(rec, &xg, &sg, &g)
+        });
+        let want = cpu::conv2d_wgrad(&x, &s, kh, kw, g.stride, g.padding);
+        assert_eq!(out.shape, vec![n, co, ci, kh, kw]);
+        assert_close(&format!("conv2d_wgrad {case:?}"), &out, &want, REL_TOL);
+    }
+}
+
+fn linear_layer(out_f: usize, in_f: usize, seed: u64) -> Linear {
+    Linear {
+        weight: support::kaiming(&[out_f, in_f], seed),
+        bias: uniform(&[out_f], seed + 1, -0.5, 0.5).data,
+    }
+}
+
+#[test]
+fn linear_forward_with_and_without_relu() {
+    // (input shape, out_features): a pooled NCHW map (637 = 13·7·7 > 256 threads),
+    // a tiny layer, and a 2-D input.
+    let cases: [(&[usize], usize); 3] = [(&[2, 13, 7, 7], 70), (&[2, 5], 3), (&[3, 300], 67)];
+    for (i, (shape, out_f)) in cases.into_iter().enumerate() {
+        let n = shape[0];
+        let in_f: usize = shape[1..].iter().product();
+        let l = linear_layer(out_f, in_f, 800 + i as u64);
+        let x = common::random(shape, 900 + i as u64);
+        let [plain, relu]: [Tensor; 2] = run(|rec| {
+            let gl = GpuLinear::upload(rec.ctx, &l);
+            let xg = rec.ctx.upload(&x);
+            vec![
+                ops::linear(rec, &xg, &gl, false),
+                ops::linear(rec, &xg, &gl, true),
+            ]
+        })
+        .try_into()
+        .unwrap();
+        let want = cpu::linear(&x, &l);
+        assert_eq!(want.shape, vec![n, out_f]);
+        assert_close(
+            &format!("linear {shape:?}->{out_f}"),
+            &plain,
+            &want,
+            REL_TOL,
+        );
+        assert_close(
+            &format!("linear+relu {shape:?}->{out_f}"),
+            &relu,
+            &cpu::relu(&want),
+            REL_TOL,
+        );
+    }
+}
+
+#[test]
+fn linear_grad_matches_input_gradient() {
+    for (i, (rows, out_f, in_f)) in [(3, 70, 637), (2, 3, 5), (4, 67, 300)]
+        .into_iter()
+        .enumerate()
+    {
+        let l = linear_layer(out_f, in_f, 1000 + i as u64);
+        let g = common::random(&[rows, out_f], 1100 + i as u64);
+        let out = run1(|rec| {
+            let gl = GpuLinear::upload(rec.ctx, &l);
+            let gg = rec.ctx.upload(&g);
+            ops::linear_grad(rec, &gg, &gl)
+        });
+        let want = cpu::linear_backward_input(&g, &l);
+        assert_close(
+            &format!("linear_grad [{rows},{out_f}]x[{out_f},{in_f}]"),
+            &out,
+            &want,
+            REL_TOL,
+        );
+    }
+}
+
+/// A linear layer whose weight is split into row chunks (a context whose storage
+/// bindings are capped at 4 KiB) gives the result of the unsplit layer.
+#[test]
+fn linear_split_into_row_chunks_matches_unsplit() {
+    let small = GpuContext::new(&ContextOptions {
+        max_binding_override: Some(4096),
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e:#}"));
+    let (rows, out_f, in_f) = (3, 70, 300);
+    let l = linear_layer(out_f, in_f, 1200);
+    let x = common::random(&[rows, in_f], 1201);
+    let g = common::random(&[rows, out_f], 1202);
+    let on = |ctx: &GpuContext| -> (usize, Tensor, Tensor, Tensor) {
+        let gl = GpuLinear::upload(ctx, &l);
+        let mut rec = Recorder::new(ctx);
+        let xg = ctx.upload(&x);
+        let gg = ctx.upload(&g);
+        let y = ops::linear(&mut rec, &xg, &gl, false);
+        let yr = ops::linear(&mut rec, &xg, &gl, true);
+        let gx = ops::linear_grad(&mut rec, &gg, &gl);
+        rec.submit();
+        drop(rec);
+        (
+            gl.chunks.len(),
+            ctx.read(&y).unwrap(),
+            ctx.read(&yr).unwrap(),
+            ctx.read(&gx).unwrap(),
+        )
+    };
+    let (chunks_whole, y1, yr1, gx1) = on(common::gpu());
+    let (chunks_split, y2, yr2, gx2) = on(&small);
+    assert_eq!(chunks_whole, 1);
+    // 1200-byte rows, 3 per 4 KiB binding: 24 chunks, the last with one row.
+    assert_eq!(chunks_split, 24);
+    // Each output row is computed by the same kernel in the same order either way.
+    assert_bits_eq("linear split vs unsplit", &y2, &y1);
+    assert_bits_eq("linear+relu split vs unsplit", &yr2, &yr1);
+    assert_close("linear_grad split vs unsplit", &gx2, &gx1, REL_TOL);
+    assert_close("linear split vs cpu", &y2, &cpu::linear(&x, &l), REL_TOL);
+    assert_close(
+        "linear_grad split vs cpu",
+        &gx2,
+        &cpu::linear_backward_input(&g, &l),
+        REL_TOL,
+    );
+}
+
+#[test]
+fn relu_and_add_are_exact() {
+    let shape = [2, 5, 9, 11];
+    let a = support::signed_sparse(&shape, 1300, 0.3);
+    let b = support::signed_sparse(&shape, 1301, 0.3);
+    let [r, s, sr]: [Tensor; 3] = run(|rec| {
+        let ag = rec.ctx.upload(&a);
+        let bg = rec.ctx.upload(&b);
+        vec![
+            ops::relu(rec, &ag),
+            ops::add(rec, &ag, &bg, false),
+            ops::add(rec, &ag, &bg, true),
+        ]
+    })
+    .try_into()
+    .unwrap();
+    // max/add round identically on both sides (−0.0 == 0.0 is accepted).
+    assert_eq!(r.data, cpu::relu(&a).data, "relu");
+    let sum = cpu::add(&a, &b);
+    assert_eq!(s.data, sum.data, "add");
+    assert_eq!(sr.data, cpu::relu(&sum).data, "add+relu");
+    assert_close("relu", &r, &cpu::relu(&a), 0.0);
+}
+
+#[test]
+fn batch_norm_with_and_without_relu() {
+    let (n, c, h, w) = (2, 13, 6, 7);
+    let bn = BatchNorm2d {
+        gamma: {
+            let mut g = uniform(&[c], 1400, 0.5, 1.5).data;
+            g[4] = 0.0; // a dead channel
+            g[7] = -0.8; // a negative scale
+            g
+        },
+        beta: uniform(&[c], 1401, -0.2, 0.2).data,
+        running_mean: uniform(&[c], 1402, -0.2, 0.2).data,
+        running_var: uniform(&[c], 1403, 0.5, 1.5).data,
+        eps: 1e-5,
+    };
+    let x = support::signed_sparse(&[n, c, h, w], 1404, 0.2);
+    let [plain, relu]: [Tensor; 2] = run(|rec| {
+        let gb = GpuBatchNorm::upload(rec.ctx, &bn);
+        let xg = rec.ctx.upload(&x);
+        vec![
+            ops::batch_norm(rec, &xg, &gb, false),
+            ops::batch_norm(rec, &xg, &gb, true),
+        ]
+    })
+    .try_into()
+    .unwrap();
+    let want = cpu::batch_norm(&x, &bn);
+    assert_close("batch_norm", &plain, &want, REL_TOL);
+    assert_close("batch_norm+relu", &relu, &cpu::relu(&want), REL_TOL);
+}
+
+/// CPU twin of `relu_grad` with `rows` gradient rows per image of `act`.
+fn relu_grad_cpu(g: &Tensor, act: &Tensor, rows: usize) -> Tensor {
+    let per = act.numel() / act.shape[0];
+    let data = g
+        .data
+        .iter()
+        .enumerate()
+        .map(|(i, &gv)| {
+            let a = act.data[(i / per / rows) * per + i % per];
+            if a > 0.0 {
+                gv
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    Tensor::new(g.shape.clone(), data)
+}
+
+#[test]
+fn relu_grad_with_two_rows_per_image() {
+    // A classifier activation [N, F] and a feature map [N, C, h, w]; act has exact zeros
+    // and negatives, the gradient has 2 rows (seeds) per image.
+    for (i, act_shape) in [vec![2, 67], vec![2, 13, 4, 5]].into_iter().enumerate() {
+        let act = support::signed_sparse(&act_shape, 1500 + i as u64, 0.3);
+        let mut g_shape = act_shape.clone();
+        g_shape[0] *= 2;
+        let g = common::random(&g_shape, 1600 + i as u64);
+        let out = run1(|rec| {
+            let ag = rec.ctx.upload(&act);
+            let gg = rec.ctx.upload(&g);
+            ops::relu_grad(rec, &gg, &ag, 2)
+        });
+        let want = relu_grad_cpu(&g, &act, 2);
+        assert_eq!(out.data, want.data, "relu_grad {act_shape:?}");
+    }
+    // One row per image.
+    let act = support::signed_sparse(&[2, 70], 1700, 0.3);
+    let g = common::random(&[2, 70], 1701);
+    let out = run1(|rec| {
+        let ag = rec.ctx.upload(&act);
+        let gg = rec.ctx.upload(&g);
+        ops::relu_grad(rec, &gg, &ag, 1)
+    });
+    assert_eq!(
+        out.data,
+        relu_grad_cpu(&g, &act, 1).data,
+        "relu_grad rows 1"
+    );
+}
+
+const POOL_2: MaxPool2d = MaxPool2d {
+    kernel: 2,
+    stride: 2,
+    padding: 0,
+};
+const POOL_3: MaxPool2d = MaxPool2d {
+    kernel: 3,
+    stride: 2,
+    padding: 1,
+};
+
+/// Max-pool inputs full of ties: values in {−1, −0.5, 0, 0.5, 1}, an all-zero block
+/// (windows whose every element ties), a plane that is all negative (padding must never
+/// win) and a plane that is all equal.
+fn tie_input(shape: &[usize], seed: u64) -> Tensor {
+    let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3]);
+    let mut x = map(&common::random(shape, seed), |v| (v * 2.0).round() / 2.0);
+    for img in 0..n {
+        for y in 0..h.min(5) {
+            for xx in 0..w.min(5) {
+                x.data[((img * c) * h + y) * w + xx] = 0.0;
+            }
+        }
+        let neg = (img * c + 1) * h * w;
+        for v in &mut x.data[neg..neg + h * w] {
+            *v = -v.abs() - 0.25;
+        }
+        let flat = (img * c + 2) * h * w;
+        for v in &mut x.data[flat..flat + h * w] {
+            *v = 0.5;
+        }
+    }
+    x
+}
+
+#[test]
+fn max_pool2d_forward_with_ties_and_padding() {
+    for (pool, shape) in [(POOL_2, [2, 5, 9, 11]), (POOL_3, [2, 5, 10, 13])] {
+        let x = tie_input(&shape, 1800);
+        let out = run1(|rec| {
+            let xg = rec.ctx.upload(&x);
+            ops::max_pool2d(rec, &xg, &pool)
+        });
+        let want = cpu::max_pool2d(&x, &pool);
+        assert_eq!(out.shape, want.shape);
+        assert_eq!(out.data, want.data, "max_pool2d {pool:?} {shape:?}");
+        // The all-negative plane stays negative: padding never wins.
+        let (ho, wo) = pool.out_hw(shape[2], shape[3]);
+        let plane = &out.data[ho * wo..2 * ho * wo];
+        assert!(plane.iter().all(|&v| v < 0.0), "padding won a window");
+    }
+}
+
+#[test]
+fn max_pool2d_route_first_position_ties() {
+    for (pool, shape) in [(POOL_2, [2, 5, 9, 11]), (POOL_3, [2, 5, 10, 13])] {
+        let x = tie_input(&shape, 1900);
+        let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3]);
+        let (ho, wo) = pool.out_hw(h, w);
+        for rows in [1usize, 2] {
+            // Distinct relevance per output cell, so a wrong winner is visible.
+            let r = common::random(&[n * rows, c, ho, wo], 2000 + rows as u64);
+            // CPU: repeat each image `rows` times.
+            let x_rep = Tensor::stack(
+                &(0..n * rows)
+                    .map(|row| x.index0(row / rows))
+                    .collect::<Vec<_>>(),
+            );
+            for eps in [0.0f32, 1e-9] {
+                let out = run1(|rec| {
+                    let xg = rec.ctx.upload(&x);
+                    let rg = rec.ctx.upload(&r);
+                    ops::max_pool2d_route(rec, &xg, &rg, &pool, rows, eps)
+                });
+                let want = cpu::max_pool2d_route(&x_rep, &r, &pool, eps);
+                assert_close(
+                    &format!("max_pool2d_route {pool:?} {shape:?} rows {rows} eps {eps:e}"),
+                    &out,
+                    &want,
+                    REL_TOL,
+                );
+                // Routing moves values without arithmetic except where windows
+                // overlap (3×3/2): exact for the 2×2/2 pool.
+                if pool == POOL_2 {
+                    assert_eq!(out.data, want.data);
+                }
+            }
+        }
+    }
+    // Explicit first-position check: a 2×2 window of equal values routes to its
+    // top-left element; an all-zero 3×3 window with padding routes to the first
+    // in-image element.
+    let x = Tensor::new(vec![1, 1, 2, 2], vec![0.0; 4]);
+    let r = Tensor::new(vec![1, 1, 1, 1], vec![3.0]);
+    let out = run1(|rec| {
+        let xg = rec.ctx.upload(&x);
+        let rg = rec.ctx.upload(&r);
+        ops::max_pool2d_route(rec, &xg, &rg, &POOL_2, 1, 1e-9)
+    });
+    assert_eq!(out.data, vec![3.0, 0.0, 0.0, 0.0]);
+    let x = Tensor::new(vec![1, 1, 3, 3], vec![0.0; 9]);
+    let r = Tensor::new(vec![1, 1, 2, 2], vec![1.0, 2.0, 4.0, 8.0]);
+    let out = run1(|rec| {
+        let xg = rec.ctx.upload(&x);
+        let rg = rec.ctx.upload(&r);
+        ops::max_pool2d_route(rec, &xg, &rg, &POOL_3, 1, 0.0)
+    });
+    // Windows start at (−1,−1), (−1,1), (1,−1), (1,1): first in-image elements
+    // (0,0), (0,1), (1,0), (1,1).
+    assert_eq!(out.data, vec![1.0, 2.0, 0.0, 4.0, 8.0, 0.0, 0.0, 0.0, 0.0]);
+}
+
+#[test]
+fn adaptive_avg_pool2d_forward_and_gradient() {
+    // (input [N, C, H, W], output size): non-divisible bins, an axis smaller than the
+    // output (overlapping bins), the identity and the global pool.
+    let cases: [([usize; 4], (usize, usize)); 5] = [
+        ([2, 5, 10, 13], (7, 7)),
+        ([2, 3, 9, 6], (7, 7)),
+        ([2, 5, 7, 7], (7, 7)),
+        ([2, 67, 3, 4], (1, 1)),
+        ([2, 4, 13, 10], (2, 3)),
+    ];
+    for (i, (shape, out_hw)) in cases.into_iter().enumerate() {
+        let x = common::random(&shape, 2100 + i as u64);
+        let rows = 2 * shape[0]; // gradient with two seeds per image
+        let g = common::random(&[rows, shape[1], out_hw.0, out_hw.1], 2200 + i as u64);
+        let [fwd, grad]: [Tensor; 2] = run(|rec| {
+            let xg = rec.ctx.upload(&x);
+            let gg = rec.ctx.upload(&g);
+            vec![
+                ops::adaptive_avg_pool2d(rec, &xg, out_hw),
+                ops::adaptive_avg_pool2d_grad(rec, &gg, (shape[2], shape[3])),
+            ]
+        })
+        .try_into()
+        .unwrap();
+        assert_close(
+            &format!("adaptive_avg_pool2d {shape:?}->{out_hw:?}"),
+            &fwd,
+            &cpu::adaptive_avg_pool2d(&x, out_hw),
+            REL_TOL,
+        );
+        assert_close(
+            &format!("adaptive_avg_pool2d_grad {out_hw:?}->{shape:?}"),
+            &grad,
+            &cpu::adaptive_avg_pool2d_backward(&g, (shape[2], shape[3])),
+            REL_TOL,
+        );
+    }
+}
+
+#[test]
+fn softmax_rows() {
+    for (i, (rows, classes, scale)) in [(3, 10, 10.0f32), (2, 1003, 4.0), (1, 1, 1.0)]
+        .into_iter()
+        .enumerate()
+    {
+        let logits = map(&common::random(&[rows, classes], 2300 + i as u64), |v| {
+            v * scale
+        });
+        let out = run1(|rec| {
+            let lg = rec.ctx.upload(&logits);
+            ops::softmax(rec, &lg)
+        });
+        assert_close(
+            &format!("softmax [{rows},{classes}]"),
+            &out,
+            &cpu::softmax(&logits),
+            REL_TOL,
+        );
+    }
+}
+
+/// Runs top_k on the GPU and returns `(top, target)` as host vectors.
+fn gpu_top_k(scores: &Tensor, first: &[u32], k: usize) -> (Vec<usize>, Vec<usize>) {
+    let ctx = common::gpu();
+    let mut rec = Recorder::new(ctx);
+    let sg = ctx.upload(scores);
+    let ci = ops::top_k(&mut rec, &sg, first, k);
+    rec.submit();
+    drop(rec);
+    let top = ctx.read_raw(&ci.top, ci.rows * ci.k).unwrap();
+    let target = ctx.read_raw(&ci.target, ci.rows).unwrap();
+    (
+        top.into_iter().map(|v| v as usize).collect(),
+        target.into_iter().map(|v| v as usize).collect(),
+    )
+}
+
+#[test]
+fn top_k_descending_ties_to_lower_index_and_forced_first() {
+    let classes = 12;
+    let mut scores = common::random(&[5, classes], 2400);
+    // Row 1: a three-way tie for the maximum and a tie below it.
+    for (c, v) in [(2, 1.5), (5, 1.5), (9, 1.5), (0, 0.4), (11, 0.4)] {
+        scores.data[classes + c] = v;
+    }
+    // Row 4: every score equal.
+    for v in &mut scores.data[4 * classes..] {
+        *v = -0.25;
+    }
+    let row = |r: usize| &scores.data[r * classes..(r + 1) * classes];
+    let argmin = |r: usize| {
+        (0..classes)
+            .min_by(|&a, &b| row(r)[a].total_cmp(&row(r)[b]))
+            .unwrap()
+    };
+    // Forced classes: row 2 the lowest-scoring class, row 3 its own top class (must
+    // not appear twice), row 4 the last class of an all-tie row.
+    let top_of_3 = cpu::top_k(row(3), 1)[0];
+    let first = [NO_CLASS, NO_CLASS, argmin(2) as u32, top_of_3 as u32, 11];
+    for k in [1usize, 3, classes] {
+        let (top, target) = gpu_top_k(&scores, &first, k);
+        for r in 0..5 {
+            let want = if first[r] == NO_CLASS {
+                cpu::top_k(row(r), k)
+            } else {
+                comparative_classes(row(r), first[r] as usize, k)
+            };
+            assert_eq!(
+                &top[r * k..(r + 1) * k],
+                want.as_slice(),
+                "top_k k={k} row {r}"
+            );
+            assert_eq!(target[r], want[0], "target k={k} row {r}");
+        }
+    }
+    let (top, _) = gpu_top_k(&scores, &first, 3);
+    assert_eq!(&top[3..6], &[2, 5, 9], "ties go to the lower index");
+    assert_eq!(
+        &top[12..15],
+        &[11, 0, 1],
+        "forced class first, then ties in order"
+    );
+}
+
+#[test]
+fn one_hot_rows() {
+    let classes = 1003;
+    let class_of_row: [u32; 5] = [0, 1002, 7, 7, 500];
+    let ctx = common::gpu();
+    let mut rec = Recorder::new(ctx);
+    let buf = ctx.constant_buffer(
+        bytemuck::cast_slice(&class_of_row),
+        wgpu::BufferUsages::STORAGE,
+    );
+    let out = ops::one_hot(&mut rec, &buf, class_of_row.len(), classes);
+    rec.submit();
+    drop(rec);
+    let out = ctx.read(&out).unwrap();
+    assert_eq!(out.shape, vec![5, classes]);
+    let mut want = vec![0.0f32; 5 * classes];
+    for (r, &c) in class_of_row.iter().enumerate() {
+        want[r * classes + c as usize] = 1.0;
+    }
+    assert_eq!(out.data, want);
+}
+
+#[test]
+fn min_max_per_image() {
+    // 3·11·13 = 429 elements per image (more than one pass of 256 threads); image 1 is
+    // shifted to be all positive, so its minimum is not 0 or negative.
+    let mut a = common::random(&[3, 3, 11, 13], 2500);
+    let per = 3 * 11 * 13;
+    for v in &mut a.data[per..2 * per] {
+        *v = *v * 0.5 + 2.0;
+    }
+    for v in &mut a.data[2 * per..] {
+        *v = *v * 0.5 - 3.0;
+    }
+    let out = run1(|rec| {
+        let ag = rec.ctx.upload(&a);
+        ops::min_max(rec, &ag)
+    });
+    assert_eq!(out.shape, vec![3, 2]);
+    for i in 0..3 {
+        let img = &a.data[i * per..(i + 1) * per];
+        let lo = img.iter().fold(f32::INFINITY, |m, &v| m.min(v));
+        let hi = img.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        assert_eq!(out.data[2 * i], lo, "min of image {i}");
+        assert_eq!(out.data[2 * i + 1], hi, "max of image {i}");
+    }
+}
+
+#[test]
+fn sum_and_count_nonzero_per_image() {
+    // a and b have different sizes per image (the shift statistics read R and C).
+    let a = uniform(&[2, 5, 7, 9], 2600, -0.2, 1.0);
+    let b = support::signed_sparse(&[2, 13, 9, 10], 2601, 0.4);
+    let out = run1(|rec| {
+        let ag = rec.ctx.upload(&a);
+        let bg = rec.ctx.upload(&b);
+        ops::sum_and_count_nonzero(rec, &ag, &bg)
+    });
+    assert_eq!(out.shape, vec![2, 2]);
+    let (pa, pb) = (a.numel() / 2, b.numel() / 2);
+    for i in 0..2 {
+        let sum: f64 = a.data[i * pa..(i + 1) * pa].iter().map(|&v| v as f64).sum();
+        let mass: f64 = a.data[i * pa..(i + 1) * pa]
+            .iter()
+            .map(|&v| (v as f64).abs())
+            .sum();
+        let count = b.data[i * pb..(i + 1) * pb]
+            .iter()
+            .filter(|&&v| v != 0.0)
+            .count();
+        let err = (out.data[2 * i] as f64 - sum).abs() / mass;
+        println!("sum_and_count_nonzero image {i}: |sum err|/mass = {err:.3e}");
+        assert!(
+            err <= REL_TOL,
+            "sum of image {i}: {} vs {sum}",
+            out.data[2 * i]
+        );
+        assert_eq!(out.data[2 * i + 1], count as f32, "count of image {i}");
+        assert!(count > 0 && count < pb);
+    }
+}
+
+#[test]
+fn conv_geometry_out_hw_matches_reference_shapes() {
+    // The GPU dispatchers size their outputs with ConvGeometry::out_hw; make sure it
+    // agrees with the reference's floor-mode sizes on every case above.
+    for case in CONV_CASES {
+        let (n, ci, h, w, co, kh, kw, s, p) = case;
+        let g = ConvGeometry {
+            c_out: co,
+            c_in: ci,
+            kh,
+            kw,
+            stride: s,
+            padding: p,
+        };
+        let x = Tensor::zeros(&[n, ci, h, w]);
+        let y = cpu::conv2d(&x, &Tensor::zeros(&[co, ci, kh, kw]), None, s, p);
+        assert_eq!((y.shape[2], y.shape[3]), g.out_hw(h, w), "{case:?}");
+    }
+}

@@ -16,19 +16,7 @@ use rsp::ops::{conv2d, conv2d_dgrad, conv2d_wgrad, GpuConv};
 use rsp::Tensor;
 
 fn random(shape: &[usize], seed: u64) -> Tensor {
-    let mut s = seed;
-    let n: usize = shape.iter().product();
-    Tensor::new(
-        shape.to_vec(),
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect(),
-    )
+    zoo::random_tensor(shape, seed, -1.0, 1.0)
 }
 
 fn large() -> bool {

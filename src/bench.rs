@@ -9,7 +9,6 @@ use crate::explain::{explain, RspOptions};
 use crate::gpu::{Backend, ContextOptions, GpuContext, Recorder};
 use crate::models::gpu::GpuModel;
 use crate::models::{zoo, Model};
-use crate::tensor::Tensor;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -35,16 +34,7 @@ pub fn run(backend: Backend, args: &BenchArgs) -> Result<()> {
         ..Default::default()
     })?;
     let gm = GpuModel::upload(&ctx, &model);
-    let mut seed = 12345u64;
-    let data: Vec<f32> = (0..args.batch * 3 * args.size * args.size)
-        .map(|_| {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((seed >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-        })
-        .collect();
-    let input = Tensor::new(vec![args.batch, 3, args.size, args.size], data);
+    let input = zoo::random_tensor(&[args.batch, 3, args.size, args.size], 12345, -2.0, 2.0);
     println!(
         "adapter: {} ({:?}, {:?})\nmodel: {} ({}), input {}x{}, batch {}",
         ctx.adapter.name,

@@ -9,29 +9,14 @@
 mod common;
 mod support;
 
-use rsp::gpu::{ContextOptions, GpuContext, GpuTensor, Recorder};
+use rsp::gpu::{ContextOptions, GpuContext, Recorder};
 use rsp::models::layers::{BatchNorm2d, Conv2d, ConvGeometry, Linear, MaxPool2d};
 use rsp::ops::{self, GpuBatchNorm, GpuConv, GpuLinear, NO_CLASS};
 use rsp::reference::model::comparative_classes;
 use rsp::reference::ops as cpu;
 use rsp::Tensor;
 
-use support::{assert_bits_eq, assert_close, map, uniform, REL_TOL};
-
-/// Records `f` on the shared context, submits, and reads every returned tensor back.
-fn run(f: impl FnOnce(&mut Recorder<'static>) -> Vec<GpuTensor>) -> Vec<Tensor> {
-    let ctx = common::gpu();
-    let mut rec = Recorder::new(ctx);
-    let outs = f(&mut rec);
-    rec.submit();
-    drop(rec);
-    outs.iter().map(|t| ctx.read(t).unwrap()).collect()
-}
-
-/// Like [`run`] for one output.
-fn run1(f: impl FnOnce(&mut Recorder<'static>) -> GpuTensor) -> Tensor {
-    run(|rec| vec![f(rec)]).remove(0)
-}
+use support::{assert_bits_eq, assert_close, map, run, run1, uniform, REL_TOL};
 
 /// `(n, c_in, h, w, c_out, kh, kw, stride, padding)`
 type ConvCase = (

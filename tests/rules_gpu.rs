@@ -12,26 +12,12 @@ mod support;
 use rsp::explain::rules::{
     rsp_batchnorm_rule, rsp_conv_rule, rsp_first_conv_rule, rsp_maxpool_rule, rsp_residual_rule,
 };
-use rsp::gpu::{GpuTensor, Recorder};
 use rsp::models::layers::{BatchNorm2d, Conv2d, ConvGeometry, MaxPool2d};
 use rsp::ops::{GpuBatchNorm, GpuConv};
 use rsp::reference::rsp as cpu;
 use rsp::Tensor;
 
-use support::{abs_sum64, assert_close, signed_sparse, sum64, uniform, REL_TOL};
-
-fn run(f: impl FnOnce(&mut Recorder<'static>) -> Vec<GpuTensor>) -> Vec<Tensor> {
-    let ctx = common::gpu();
-    let mut rec = Recorder::new(ctx);
-    let outs = f(&mut rec);
-    rec.submit();
-    drop(rec);
-    outs.iter().map(|t| ctx.read(t).unwrap()).collect()
-}
-
-fn run1(f: impl FnOnce(&mut Recorder<'static>) -> GpuTensor) -> Tensor {
-    run(|rec| vec![f(rec)]).remove(0)
-}
+use support::{abs_sum64, assert_close, run, run1, signed_sparse, sum64, uniform, REL_TOL};
 
 /// `|Σ R_in − Σ R| ≤ 1e-5 · |Σ R|` per image; R is built with a clear net sign so that
 /// `|Σ R|` is a sizeable fraction of the mass `Σ|R|`.

@@ -30,6 +30,16 @@ impl Rng {
     }
 }
 
+/// A tensor of uniform values in `[lo, hi)` from `seed` (deterministic).
+pub fn random_tensor(shape: &[usize], seed: u64, lo: f32, hi: f32) -> Tensor {
+    let mut rng = Rng(seed);
+    let n = shape.iter().product();
+    Tensor::new(
+        shape.to_vec(),
+        (0..n).map(|_| lo + (hi - lo) * rng.uniform()).collect(),
+    )
+}
+
 fn conv(
     rng: &mut Rng,
     c_out: usize,

@@ -39,17 +39,5 @@ pub fn get(f: &TensorFile, name: &str) -> Tensor {
 
 /// Deterministic pseudo-random values in [-1, 1).
 pub fn random(shape: &[usize], seed: u64) -> Tensor {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    let n: usize = shape.iter().product();
-    let data = (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect();
-    Tensor::new(shape.to_vec(), data)
+    rsp::models::zoo::random_tensor(shape, seed, -1.0, 1.0)
 }

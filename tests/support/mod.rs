@@ -7,10 +7,26 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use rsp::compare::measure;
+use rsp::gpu::{GpuTensor, Recorder};
 use rsp::Tensor;
 use safetensors::tensor::{Dtype, TensorView};
 
 use crate::common;
+
+/// Records `f` on the shared context, submits, and reads every returned tensor back.
+pub fn run(f: impl FnOnce(&mut Recorder<'static>) -> Vec<GpuTensor>) -> Vec<Tensor> {
+    let ctx = common::gpu();
+    let mut rec = Recorder::new(ctx);
+    let outs = f(&mut rec);
+    rec.submit();
+    drop(rec);
+    outs.iter().map(|t| ctx.read(t).unwrap()).collect()
+}
+
+/// Like [`run`] for one output.
+pub fn run1(f: impl FnOnce(&mut Recorder<'static>) -> GpuTensor) -> Tensor {
+    run(|rec| vec![f(rec)]).remove(0)
+}
 
 /// The criterion of the op and rule tests: `max|gpu − cpu| / max|cpu|`.
 pub const REL_TOL: f64 = 1e-5;

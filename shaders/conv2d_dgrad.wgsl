@@ -80,7 +80,7 @@ fn load_b(z: u32, k: u32, n: u32) -> f32 {
     return s[row * p.c_out * p.ho * p.wo + u32(off)];
 }
 
-fn store_c(z: u32, m: u32, n: u32, acc: f32) {
+fn store_c(z: u32, split: u32, m: u32, n: u32, acc: f32) {
     let hw = p.h * p.w;
     if (MODE == 0u) {
         out[(z * p.c_in + m) * hw + n] = acc;

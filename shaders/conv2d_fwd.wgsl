@@ -84,7 +84,7 @@ fn load_b(z: u32, k: u32, n: u32) -> f32 {
     return v;
 }
 
-fn store_c(z: u32, m: u32, n: u32, acc: f32) {
+fn store_c(z: u32, split: u32, m: u32, n: u32, acc: f32) {
     let hw = p.ho * p.wo;
     let dst = (z * p.c_out + m) * hw + n;
     if (MODE == 0u) {

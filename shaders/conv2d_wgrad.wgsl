@@ -1,6 +1,8 @@
 // Weight-shaped correlation of a relevance (or gradient) with the layer input, per
 // image, as an implicit GEMM: G[z, o, t] = Σ_pixel A[o, pixel] · B[pixel, t].
 // MODE 0: weight gradient of image z, wgrad(x, S).
+// The long K axis (all output pixels) is split across workgroups when the output tile
+// grid alone would leave the GPU idle (see `ops::conv::wgrad_splits`).
 // MODE 1: RSP channel attribution maps with purging. z = 2·image + section; A is the
 //         section's part of R (pos(R) for the target, neg(R) for the hostile section),
 //         B is pos(x), so a unit only ever contributes to its own section's map.
@@ -55,6 +57,8 @@ fn load_b(z: u32, k: u32, n: u32) -> f32 {
     return v;
 }
 
-fn store_c(z: u32, m: u32, n: u32, acc: f32) {
-    out[(z * p.c_out + m) * taps_in() + n] = acc;
+// With split-K, `out` holds one partial map per (z, split), summed in split order by
+// elementwise.wgsl's SPLIT_SUM.
+fn store_c(z: u32, split: u32, m: u32, n: u32, acc: f32) {
+    out[((z * gemm_k_splits() + split) * p.c_out + m) * taps_in() + n] = acc;
 }

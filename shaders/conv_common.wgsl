@@ -13,11 +13,16 @@ struct ConvParams {
     kw: u32,
     stride: u32,
     pad: u32,
-    _pad0: u32,
+    // split-K factor of the GEMM (1: no split)
+    k_splits: u32,
     _pad1: u32,
 }
 
 @group(0) @binding(5) var<uniform> p: ConvParams;
+
+fn gemm_k_splits() -> u32 {
+    return max(p.k_splits, 1u);
+}
 
 fn taps_in() -> u32 {
     return p.c_in * p.kh * p.kw;

@@ -9,6 +9,8 @@
 // OP 5 ZB_SUM       out[n, j] = Σ_s a[n, s, j] for s in 0..3 (first-layer z^B terms)
 // OP 6 RSP_SHIFT    out = a − (S/n)·[a ≠ 0] with (S, n) = b[2·image], b[2·image + 1]
 //                   (RSP purging shift; S = Σ R, n = #{C ≠ 0})
+// OP 7 SPLIT_SUM    out[z, j] = Σ_s a[z·S + s, j] for s in 0..S (S = rows_per_image), in
+//                   split order: the partials of a split-K GEMM
 
 override OP: u32 = 0u;
 override RELU: bool = false;
@@ -63,11 +65,18 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
             let base = n * 3u * p.per_image + j;
             v = a[base] + a[base + p.per_image] + a[base + 2u * p.per_image];
         }
-        default: {
+        case 6u: {
             let n = idx / p.per_image;
             let x = a[idx];
             if (x != 0.0) {
                 v = x - b[2u * n] / b[2u * n + 1u];
+            }
+        }
+        default: {
+            let z = idx / p.per_image;
+            let j = idx % p.per_image;
+            for (var s = 0u; s < p.rows_per_image; s++) {
+                v += a[(z * p.rows_per_image + s) * p.per_image + j];
             }
         }
     }

@@ -1,13 +1,15 @@
 // Tiled GEMM skeleton shared by the convolution kernels (forward, data gradient,
 // weight gradient). It is appended to an op file that defines the problem:
-//   fn gemm_m() -> u32, fn gemm_n() -> u32, fn gemm_k() -> u32
+//   fn gemm_m() -> u32, fn gemm_n() -> u32, fn gemm_k() -> u32, fn gemm_k_splits() -> u32
 //   fn load_a(z: u32, m: u32, k: u32) -> f32     A is M×K
 //   fn load_b(z: u32, k: u32, n: u32) -> f32     B is K×N
-//   fn store_c(z: u32, m: u32, n: u32, acc: f32) C = A·B, one value per (z, m, n)
+//   fn store_c(z: u32, split: u32, m: u32, n: u32, acc: f32)
 // so convolutions run as implicit GEMMs (no im2col buffer). Each 16×16 workgroup owns a
 // 64×64 tile of C, each thread a 4×4 register block; A and B are staged through
-// workgroup memory 16 columns of K at a time. Each output is summed over K in
-// ascending order, so results are deterministic.
+// workgroup memory 16 columns of K at a time. Split-K: the dispatch's z axis holds
+// problems × splits, and split s sums its own contiguous range of K (the op stores a
+// partial per split, summed afterwards in split order). Every sum runs in ascending K
+// order, so results are deterministic.
 
 const BM: u32 = 64u;
 const BN: u32 = 64u;
@@ -22,17 +24,22 @@ fn main(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let z = wg.z;
+    let splits = gemm_k_splits();
+    let z = wg.z / splits;
+    let split = wg.z % splits;
     let m0 = wg.y * BM;
     let n0 = wg.x * BN;
     let M = gemm_m();
     let N = gemm_n();
-    let K = gemm_k();
+    let k_total = gemm_k();
+    let chunk = ((k_total + splits - 1u) / splits + BK - 1u) / BK * BK;
+    let k_lo = split * chunk;
+    let K = min(k_total, k_lo + chunk);
     var acc: array<f32, 16>;
     for (var i = 0u; i < 16u; i++) {
         acc[i] = 0.0;
     }
-    for (var k0 = 0u; k0 < K; k0 += BK) {
+    for (var k0 = k_lo; k0 < K; k0 += BK) {
         for (var t = 0u; t < 4u; t++) {
             let e = li + t * 256u;
             // A: consecutive threads walk K (contiguous in weight rows).
@@ -73,7 +80,7 @@ fn main(
             let m = m0 + lid.y + i * 16u;
             let n = n0 + lid.x + j * 16u;
             if (m < M && n < N) {
-                store_c(z, m, n, acc[i * 4u + j]);
+                store_c(z, split, m, n, acc[i * 4u + j]);
             }
         }
     }

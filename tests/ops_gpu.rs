@@ -125,6 +125,30 @@ fn conv2d_wgrad_matches_per_image_weight_gradient() {
     }
 }
 
+#[test]
+fn conv2d_wgrad_split_k_matches_reference() {
+    // Large output maps with few channels: the weight gradient's K axis (output
+    // pixels) is split across workgroups and the partials are summed in split order.
+    let cases: [ConvCase; 2] = [(1, 5, 48, 40, 7, 3, 3, 1, 1), (2, 3, 61, 75, 6, 7, 7, 2, 3)];
+    for (i, case) in cases.iter().enumerate() {
+        let &(n, ci, h, w, co, kh, kw, ..) = case;
+        let conv = conv_layer(case, 800 + i as u64, false);
+        let g = conv.geometry();
+        let (ho, wo) = g.out_hw(h, w);
+        let splits = rsp::ops::conv::wgrad_splits(&g, (h, w), n, u64::MAX);
+        assert!(splits > 1, "{case:?} should exercise split-K, got {splits}");
+        let x = common::random(&[n, ci, h, w], 900 + i as u64);
+        let s = common::random(&[n, co, ho, wo], 950 + i as u64);
+        let out = run1(|rec| {
+            let xg = rec.ctx.upload(&x);
+            let sg = rec.ctx.upload(&s);
+            ops::conv2d_wgrad(rec, &xg, &sg, &g)
+        });
+        let want = cpu::conv2d_wgrad(&x, &s, kh, kw, g.stride, g.padding);
+        assert_close(&format!("conv2d_wgrad split {splits} {case:?}"), &out, &want, REL_TOL);
+    }
+}
+
 fn linear_layer(out_f: usize, in_f: usize, seed: u64) -> Linear {
     Linear {
         weight: support::kaiming(&[out_f, in_f], seed),

@@ -4,7 +4,7 @@
 use crate::explain::RSP_EPS;
 use crate::gpu::{grid_1d, Binding, GpuTensor, Recorder};
 use crate::models::layers::{ConvGeometry, MaxPool2d};
-use crate::ops::conv::conv_gemm;
+use crate::ops::conv::{conv_gemm, wgrad_gemm};
 use crate::ops::elementwise::{elementwise, ElementwiseOp, Layout};
 use crate::ops::{max_pool2d_route, min_max, sum_and_count_nonzero, GpuBatchNorm, GpuConv};
 
@@ -28,22 +28,7 @@ pub fn rsp_conv_rule(
     let ctx = rec.ctx;
     let unused = rec.unused();
     // 1. G± = wgrad(x⁺, R±), one pair per image: [N·2, C_out, C_in, kh, kw].
-    let maps = ctx.empty(&[2 * n, g.c_out, g.c_in, g.kh, g.kw]);
-    conv_gemm(
-        rec,
-        "conv2d_wgrad",
-        &[("MODE", 1.0)],
-        &[
-            Binding::read(x),
-            Binding::read(r),
-            unused,
-            unused,
-            Binding::write(&maps),
-        ],
-        g,
-        (h, w),
-        (g.c_out, g.c_in * g.kh * g.kw, 2 * n),
-    );
+    let maps = wgrad_gemm(rec, 1, x, r, g, 2 * n);
     // 2. Q± = sdiv(R±, conv(x⁺, G±) ⊙ M±).
     let q = ctx.empty(&[2 * n, g.c_out, ho, wo]);
     conv_gemm(
@@ -60,6 +45,7 @@ pub fn rsp_conv_rule(
         g,
         (h, w),
         (g.c_out, ho * wo, 2 * n),
+        1,
     );
     // 3. C = factor · x⁺ ⊙ (convT(Q⁺, G⁺) − convT(Q⁻, G⁻)); the authors pick the
     //    variant by kernel height (`kernel_size[0] != 1`).
@@ -79,6 +65,7 @@ pub fn rsp_conv_rule(
         g,
         (h, w),
         (g.c_in, h * w, n),
+        1,
     );
     drop((maps, q));
     if !full_rule {
@@ -125,6 +112,7 @@ pub fn rsp_first_conv_rule(
         g,
         (h, w),
         (g.c_out, ho * wo, n),
+        1,
     );
     // x ⊙ convT(S, W), −L ⊙ convT(S, W⁺), −H ⊙ convT(S, W⁻), then their sum.
     let terms = ctx.empty(&[n, 3, g.c_in, h, w]);
@@ -142,6 +130,7 @@ pub fn rsp_first_conv_rule(
         g,
         (h, w),
         (3 * g.c_in, h * w, n),
+        1,
     );
     let per_image = g.c_in * h * w;
     elementwise(

@@ -1,6 +1,7 @@
 //! Convolution: forward, data gradient (transposed convolution) and weight gradient,
 //! each an implicit GEMM over the shared tiled skeleton (`shaders/gemm_tiled.wgsl`).
 
+use super::elementwise::{elementwise, ElementwiseOp, Layout};
 use crate::gpu::{Binding, GpuContext, GpuTensor, Recorder};
 use crate::models::layers::{Conv2d, ConvGeometry};
 
@@ -26,16 +27,17 @@ impl GpuConv {
 }
 
 /// Uniform block of the convolution kernels (`ConvParams` in conv_common.wgsl).
-pub(crate) fn conv_params(g: &ConvGeometry, h: usize, w: usize) -> [u32; 12] {
+pub(crate) fn conv_params(g: &ConvGeometry, h: usize, w: usize, k_splits: usize) -> [u32; 12] {
     let (ho, wo) = g.out_hw(h, w);
     [
-        g.c_in, h, w, g.c_out, ho, wo, g.kh, g.kw, g.stride, g.padding, 0, 0,
+        g.c_in, h, w, g.c_out, ho, wo, g.kh, g.kw, g.stride, g.padding, k_splits, 0,
     ]
     .map(|v| v as u32)
 }
 
 /// Records one implicit-GEMM convolution kernel over an `m × n` output tile grid for
-/// `z` independent problems (images, or image × section).
+/// `z` independent problems (images, or image × section), each split `k_splits` ways
+/// along K.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv_gemm(
     rec: &mut Recorder,
@@ -45,9 +47,65 @@ pub(crate) fn conv_gemm(
     g: &ConvGeometry,
     (h, w): (usize, usize),
     (m, n, z): (usize, usize, usize),
+    k_splits: usize,
 ) {
-    let groups = [n.div_ceil(64) as u32, m.div_ceil(64) as u32, z as u32];
-    rec.dispatch(shader, constants, bindings, &conv_params(g, h, w), groups);
+    let groups = [n.div_ceil(64) as u32, m.div_ceil(64) as u32, (z * k_splits) as u32];
+    rec.dispatch(shader, constants, bindings, &conv_params(g, h, w, k_splits), groups);
+}
+
+/// Workgroups a GEMM should offer to keep a large GPU busy.
+const TARGET_WORKGROUPS: usize = 1024;
+
+/// Split-K factor for a weight-gradient GEMM: its K (all output pixels) is long and its
+/// tile grid (C_out × taps) small in early layers, which would leave most of the GPU
+/// idle. Each split keeps at least 512 values of K, and the partials fit one binding.
+pub fn wgrad_splits(g: &ConvGeometry, (h, w): (usize, usize), problems: usize, max_binding: u64) -> usize {
+    let (ho, wo) = g.out_hw(h, w);
+    let tiles = g.c_out.div_ceil(64) * (g.c_in * g.kh * g.kw).div_ceil(64) * problems;
+    let map_bytes = (problems * g.c_out * g.c_in * g.kh * g.kw * 4) as u64;
+    TARGET_WORKGROUPS
+        .div_ceil(tiles)
+        .min((ho * wo / 512).max(1))
+        .min((max_binding / map_bytes.max(1)) as usize)
+        .max(1)
+}
+
+/// The weight-shaped correlation of `x` with `s` for `problems` (z) at once, by the
+/// wgrad kernel in `mode` (0: gradient per image; 1: RSP sections, z = 2·image +
+/// section), split along K when that helps and summed in split order.
+pub(crate) fn wgrad_gemm(rec: &mut Recorder, mode: u32, x: &GpuTensor, s: &GpuTensor, g: &ConvGeometry, problems: usize) -> GpuTensor {
+    let (h, w) = (x.shape[2], x.shape[3]);
+    let taps = g.c_in * g.kh * g.kw;
+    let shape = [problems, g.c_out, g.c_in, g.kh, g.kw];
+    let splits = wgrad_splits(g, (h, w), problems, rec.ctx.max_binding);
+    let partial = rec.ctx.empty(&[problems * splits, g.c_out, g.c_in, g.kh, g.kw]);
+    let unused = rec.unused();
+    conv_gemm(
+        rec,
+        "conv2d_wgrad",
+        &[("MODE", mode as f64)],
+        &[Binding::read(x), Binding::read(s), unused, unused, Binding::write(&partial)],
+        g,
+        (h, w),
+        (g.c_out, taps, problems),
+        splits,
+    );
+    if splits == 1 {
+        return partial;
+    }
+    elementwise(
+        rec,
+        ElementwiseOp::SplitSum,
+        false,
+        &shape,
+        [Some(&partial), None, None],
+        Layout {
+            per_image: g.c_out * taps,
+            channels: 1,
+            hw: 1,
+            rows_per_image: splits,
+        },
+    )
 }
 
 fn dims4(t: &GpuTensor) -> (usize, usize, usize, usize) {
@@ -85,6 +143,7 @@ pub fn conv2d(rec: &mut Recorder, x: &GpuTensor, conv: &GpuConv, relu: bool) -> 
         g,
         (h, w),
         (g.c_out, ho * wo, n),
+        1,
     );
     out
 }
@@ -114,33 +173,12 @@ pub fn conv2d_dgrad(
         g,
         in_hw,
         (g.c_in, in_hw.0 * in_hw.1, n),
+        1,
     );
     out
 }
 
 /// Per-image weight gradient `wgrad(x, S)`: `[N, C_out, C_in, kh, kw]`.
-pub fn conv2d_wgrad(
-    rec: &mut Recorder,
-    x: &GpuTensor,
-    s: &GpuTensor,
-    g: &ConvGeometry,
-) -> GpuTensor {
-    let (n, _, h, w) = dims4(x);
-    let out = rec.ctx.empty(&[n, g.c_out, g.c_in, g.kh, g.kw]);
-    conv_gemm(
-        rec,
-        "conv2d_wgrad",
-        &[("MODE", 0.0)],
-        &[
-            Binding::read(x),
-            Binding::read(s),
-            rec.unused(),
-            rec.unused(),
-            Binding::write(&out),
-        ],
-        g,
-        (h, w),
-        (g.c_out, g.c_in * g.kh * g.kw, n),
-    );
-    out
+pub fn conv2d_wgrad(rec: &mut Recorder, x: &GpuTensor, s: &GpuTensor, g: &ConvGeometry) -> GpuTensor {
+    wgrad_gemm(rec, 0, x, s, g, x.shape[0])
 }

@@ -14,6 +14,7 @@ pub(crate) enum ElementwiseOp {
     RspBatchNorm = 4,
     ZbSum = 5,
     RspShift = 6,
+    SplitSum = 7,
 }
 
 /// Shape facts the kernel needs besides the element count.

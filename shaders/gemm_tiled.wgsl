@@ -18,6 +18,25 @@ const BK: u32 = 16u;
 var<workgroup> tile_a: array<f32, 1024>; // [BK][BM]
 var<workgroup> tile_b: array<f32, 1024>; // [BK][BN]
 
+// Stores one row of a thread's register block: columns n, n+16, n+32, n+48.
+fn store_row(z: u32, split: u32, m: u32, n: u32, M: u32, N: u32, v: vec4<f32>) {
+    if (m >= M) {
+        return;
+    }
+    if (n < N) {
+        store_c(z, split, m, n, v.x);
+    }
+    if (n + 16u < N) {
+        store_c(z, split, m, n + 16u, v.y);
+    }
+    if (n + 32u < N) {
+        store_c(z, split, m, n + 32u, v.z);
+    }
+    if (n + 48u < N) {
+        store_c(z, split, m, n + 48u, v.w);
+    }
+}
+
 @compute @workgroup_size(16, 16, 1)
 fn main(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -35,10 +54,12 @@ fn main(
     let chunk = ((k_total + splits - 1u) / splits + BK - 1u) / BK * BK;
     let k_lo = split * chunk;
     let K = min(k_total, k_lo + chunk);
-    var acc: array<f32, 16>;
-    for (var i = 0u; i < 16u; i++) {
-        acc[i] = 0.0;
-    }
+    // The 4×4 register block lives in four vec4s (not an indexed array), so it stays in
+    // registers: row i of the block is acc_i, column j is component j.
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
     for (var k0 = k_lo; k0 < K; k0 += BK) {
         for (var t = 0u; t < 4u; t++) {
             let e = li + t * 256u;
@@ -61,27 +82,19 @@ fn main(
         }
         workgroupBarrier();
         for (var kk = 0u; kk < BK; kk++) {
-            var a: array<f32, 4>;
-            var b: array<f32, 4>;
-            for (var i = 0u; i < 4u; i++) {
-                a[i] = tile_a[kk * BM + lid.y + i * 16u];
-                b[i] = tile_b[kk * BN + lid.x + i * 16u];
-            }
-            for (var i = 0u; i < 4u; i++) {
-                for (var j = 0u; j < 4u; j++) {
-                    acc[i * 4u + j] = fma(a[i], b[j], acc[i * 4u + j]);
-                }
-            }
+            let ia = kk * BM + lid.y;
+            let ib = kk * BN + lid.x;
+            let a = vec4<f32>(tile_a[ia], tile_a[ia + 16u], tile_a[ia + 32u], tile_a[ia + 48u]);
+            let b = vec4<f32>(tile_b[ib], tile_b[ib + 16u], tile_b[ib + 32u], tile_b[ib + 48u]);
+            acc0 = fma(vec4<f32>(a.x), b, acc0);
+            acc1 = fma(vec4<f32>(a.y), b, acc1);
+            acc2 = fma(vec4<f32>(a.z), b, acc2);
+            acc3 = fma(vec4<f32>(a.w), b, acc3);
         }
         workgroupBarrier();
     }
-    for (var i = 0u; i < 4u; i++) {
-        for (var j = 0u; j < 4u; j++) {
-            let m = m0 + lid.y + i * 16u;
-            let n = n0 + lid.x + j * 16u;
-            if (m < M && n < N) {
-                store_c(z, split, m, n, acc[i * 4u + j]);
-            }
-        }
-    }
+    store_row(z, split, m0 + lid.y, n0 + lid.x, M, N, acc0);
+    store_row(z, split, m0 + lid.y + 16u, n0 + lid.x, M, N, acc1);
+    store_row(z, split, m0 + lid.y + 32u, n0 + lid.x, M, N, acc2);
+    store_row(z, split, m0 + lid.y + 48u, n0 + lid.x, M, N, acc3);
 }

@@ -145,7 +145,12 @@ fn conv2d_wgrad_split_k_matches_reference() {
             ops::conv2d_wgrad(rec, &xg, &sg, &g)
         });
         let want = cpu::conv2d_wgrad(&x, &s, kh, kw, g.stride, g.padding);
-        assert_close(&format!("conv2d_wgrad split {splits} {case:?}"), &out, &want, REL_TOL);
+        assert_close(
+            &format!("conv2d_wgrad split {splits} {case:?}"),
+            &out,
+            &want,
+            REL_TOL,
+        );
     }
 }
 

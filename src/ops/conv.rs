@@ -49,8 +49,18 @@ pub(crate) fn conv_gemm(
     (m, n, z): (usize, usize, usize),
     k_splits: usize,
 ) {
-    let groups = [n.div_ceil(64) as u32, m.div_ceil(64) as u32, (z * k_splits) as u32];
-    rec.dispatch(shader, constants, bindings, &conv_params(g, h, w, k_splits), groups);
+    let groups = [
+        n.div_ceil(64) as u32,
+        m.div_ceil(64) as u32,
+        (z * k_splits) as u32,
+    ];
+    rec.dispatch(
+        shader,
+        constants,
+        bindings,
+        &conv_params(g, h, w, k_splits),
+        groups,
+    );
 }
 
 /// Workgroups a GEMM should offer to keep a large GPU busy.
@@ -59,7 +69,12 @@ const TARGET_WORKGROUPS: usize = 1024;
 /// Split-K factor for a weight-gradient GEMM: its K (all output pixels) is long and its
 /// tile grid (C_out × taps) small in early layers, which would leave most of the GPU
 /// idle. Each split keeps at least 512 values of K, and the partials fit one binding.
-pub fn wgrad_splits(g: &ConvGeometry, (h, w): (usize, usize), problems: usize, max_binding: u64) -> usize {
+pub fn wgrad_splits(
+    g: &ConvGeometry,
+    (h, w): (usize, usize),
+    problems: usize,
+    max_binding: u64,
+) -> usize {
     let (ho, wo) = g.out_hw(h, w);
     let tiles = g.c_out.div_ceil(64) * (g.c_in * g.kh * g.kw).div_ceil(64) * problems;
     let map_bytes = (problems * g.c_out * g.c_in * g.kh * g.kw * 4) as u64;
@@ -73,18 +88,33 @@ pub fn wgrad_splits(g: &ConvGeometry, (h, w): (usize, usize), problems: usize, m
 /// The weight-shaped correlation of `x` with `s` for `problems` (z) at once, by the
 /// wgrad kernel in `mode` (0: gradient per image; 1: RSP sections, z = 2·image +
 /// section), split along K when that helps and summed in split order.
-pub(crate) fn wgrad_gemm(rec: &mut Recorder, mode: u32, x: &GpuTensor, s: &GpuTensor, g: &ConvGeometry, problems: usize) -> GpuTensor {
+pub(crate) fn wgrad_gemm(
+    rec: &mut Recorder,
+    mode: u32,
+    x: &GpuTensor,
+    s: &GpuTensor,
+    g: &ConvGeometry,
+    problems: usize,
+) -> GpuTensor {
     let (h, w) = (x.shape[2], x.shape[3]);
     let taps = g.c_in * g.kh * g.kw;
     let shape = [problems, g.c_out, g.c_in, g.kh, g.kw];
     let splits = wgrad_splits(g, (h, w), problems, rec.ctx.max_binding);
-    let partial = rec.ctx.empty(&[problems * splits, g.c_out, g.c_in, g.kh, g.kw]);
+    let partial = rec
+        .ctx
+        .empty(&[problems * splits, g.c_out, g.c_in, g.kh, g.kw]);
     let unused = rec.unused();
     conv_gemm(
         rec,
         "conv2d_wgrad",
         &[("MODE", mode as f64)],
-        &[Binding::read(x), Binding::read(s), unused, unused, Binding::write(&partial)],
+        &[
+            Binding::read(x),
+            Binding::read(s),
+            unused,
+            unused,
+            Binding::write(&partial),
+        ],
         g,
         (h, w),
         (g.c_out, taps, problems),
@@ -179,6 +209,11 @@ pub fn conv2d_dgrad(
 }
 
 /// Per-image weight gradient `wgrad(x, S)`: `[N, C_out, C_in, kh, kw]`.
-pub fn conv2d_wgrad(rec: &mut Recorder, x: &GpuTensor, s: &GpuTensor, g: &ConvGeometry) -> GpuTensor {
+pub fn conv2d_wgrad(
+    rec: &mut Recorder,
+    x: &GpuTensor,
+    s: &GpuTensor,
+    g: &ConvGeometry,
+) -> GpuTensor {
     wgrad_gemm(rec, 0, x, s, g, x.shape[0])
 }

@@ -553,7 +553,8 @@ fn init_fallback_without_positive_evidence() {
             // max|cam| normalisation: every entry in [-1, 0], the extreme one at -1.
             for i in 0..2 {
                 let m = g.init.index0(i).data.iter().fold(0.0f32, |a, &v| a.min(v));
-                assert_eq!(m, -1.0, "image {i}: fallback normalisation");
+                // WGSL allows 2.5 ulp in f32 division (NVIDIA gives -0.99999994 here).
+                assert!((m + 1.0).abs() <= 1e-6, "image {i}: fallback normalisation gave {m}");
             }
             assert!(g.init.data.iter().all(|&v| v <= 0.0));
         }

@@ -31,6 +31,7 @@ pub fn run(backend: Backend, args: &BenchArgs) -> Result<()> {
     };
     let ctx = GpuContext::new(&ContextOptions {
         backend,
+        profile: args.profile,
         ..Default::default()
     })?;
     let gm = GpuModel::upload(&ctx, &model);
@@ -84,6 +85,26 @@ pub fn run(backend: Backend, args: &BenchArgs) -> Result<()> {
             args.runs,
             ctx.peak_memory() as f64 / (1 << 20) as f64
         );
+    }
+    if let Some(p) = &ctx.profiler {
+        // Timestamps are collected on every submission; only the last explanation's count.
+        p.reset();
+        explain_once()?;
+        let rows = p.report();
+        let total: f64 = rows.iter().map(|(_, t)| t.nanos).sum();
+        println!(
+            "GPU time of one explanation (timestamps per dispatch): {:.2} ms",
+            total / 1e6
+        );
+        println!("  {:>9}  {:>5}  {:>6}  kernel", "ms", "calls", "share");
+        for (label, t) in rows {
+            println!(
+                "  {:9.3}  {:5}  {:5.1}%  {label}",
+                t.nanos / 1e6,
+                t.calls,
+                100.0 * t.nanos / total.max(1.0)
+            );
+        }
     }
     Ok(())
 }

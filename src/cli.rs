@@ -114,6 +114,9 @@ pub struct BenchArgs {
     /// Timed repetitions (after one warm-up run).
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
+    /// After timing, run once more with GPU timestamps and print the time per kernel.
+    #[arg(long)]
+    pub profile: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -554,7 +554,10 @@ fn init_fallback_without_positive_evidence() {
             for i in 0..2 {
                 let m = g.init.index0(i).data.iter().fold(0.0f32, |a, &v| a.min(v));
                 // WGSL allows 2.5 ulp in f32 division (NVIDIA gives -0.99999994 here).
-                assert!((m + 1.0).abs() <= 1e-6, "image {i}: fallback normalisation gave {m}");
+                assert!(
+                    (m + 1.0).abs() <= 1e-6,
+                    "image {i}: fallback normalisation gave {m}"
+                );
             }
             assert!(g.init.data.iter().all(|&v| v <= 0.0));
         }

@@ -8,6 +8,7 @@ use anyhow::{anyhow, bail, Result};
 
 use super::pipelines::PipelineCache;
 use super::pool::BufferPool;
+use super::profiler::Profiler;
 
 /// Which wgpu backends to consider (`--backend`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -71,6 +72,8 @@ pub struct ContextOptions {
     /// `max_storage_buffer_binding_size`. Tests use it to exercise tensor splitting
     /// on tiny models.
     pub max_binding_override: Option<u64>,
+    /// Time every dispatch with GPU timestamps (if the adapter supports them).
+    pub profile: bool,
 }
 
 /// One line of `rsp adapters`.
@@ -158,6 +161,8 @@ pub struct GpuContext {
     pub(crate) pool: BufferPool,
     /// Bound where a kernel's mode leaves a binding unread.
     pub(crate) placeholder: wgpu::Buffer,
+    /// Per-kernel GPU timing, when asked for and supported.
+    pub profiler: Option<Profiler>,
     /// Held by the one [`Recorder`](super::Recorder) recording at a time: buffers freed
     /// while recording are reused only by later commands of the same recording.
     pub(crate) recording: Mutex<()>,
@@ -197,9 +202,21 @@ impl GpuContext {
         adapters.sort_by_key(|a| rank(a));
         let adapter = adapters.swap_remove(0);
         let limits = adapter.limits();
+        let timestamps =
+            opts.profile && adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
+        if opts.profile && !timestamps {
+            eprintln!(
+                "warning: '{}' has no timestamp queries; profiling is off",
+                adapter.get_info().name
+            );
+        }
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("rsp"),
-            required_features: wgpu::Features::empty(),
+            required_features: if timestamps {
+                wgpu::Features::TIMESTAMP_QUERY
+            } else {
+                wgpu::Features::empty()
+            },
             required_limits: limits.clone(),
             ..Default::default()
         }))
@@ -214,7 +231,9 @@ impl GpuContext {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
+        let profiler = timestamps.then(|| Profiler::new(&device, &queue));
         Ok(GpuContext {
+            profiler,
             placeholder,
             recording: Mutex::new(()),
             device,

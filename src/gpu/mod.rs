@@ -4,6 +4,7 @@
 pub mod context;
 pub mod pipelines;
 pub mod pool;
+pub mod profiler;
 pub mod scheduler;
 pub mod shaders;
 pub mod tensor;

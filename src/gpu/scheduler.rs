@@ -58,6 +58,8 @@ pub struct Recorder<'c> {
     encoder: Option<wgpu::CommandEncoder>,
     /// Dispatches recorded since creation (for tests and benchmarks).
     pub dispatches: usize,
+    /// Labels of the dispatches timed in the pending submission (profiling only).
+    timed: Vec<String>,
 }
 
 impl<'c> Recorder<'c> {
@@ -67,6 +69,7 @@ impl<'c> Recorder<'c> {
             _exclusive: ctx.recording.lock().unwrap_or_else(|e| e.into_inner()),
             encoder: None,
             dispatches: 0,
+            timed: Vec::new(),
         }
     }
 
@@ -120,9 +123,24 @@ impl<'c> Recorder<'c> {
             ctx.device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("rsp") })
         });
+        let timestamp_writes = match &ctx.profiler {
+            Some(p) if (self.timed.len() as u32) < super::profiler::MAX_TIMED_DISPATCHES => {
+                let i = 2 * self.timed.len() as u32;
+                let modes: Vec<String> =
+                    constants.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                self.timed
+                    .push(format!("{shader} {}", modes.join(" ")).trim().to_string());
+                Some(wgpu::ComputePassTimestampWrites {
+                    query_set: &p.query_set,
+                    beginning_of_pass_write_index: Some(i),
+                    end_of_pass_write_index: Some(i + 1),
+                })
+            }
+            _ => None,
+        };
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some(shader),
-            timestamp_writes: None,
+            timestamp_writes,
         });
         pass.set_pipeline(&pipeline.pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
@@ -133,7 +151,17 @@ impl<'c> Recorder<'c> {
     /// Submits everything recorded so far.
     pub fn submit(&mut self) {
         if let Some(enc) = self.encoder.take() {
-            self.ctx.queue.submit([enc.finish()]);
+            match &self.ctx.profiler {
+                Some(p) if !self.timed.is_empty() => {
+                    let labels = std::mem::take(&mut self.timed);
+                    if let Err(e) = p.collect(&self.ctx.device, &self.ctx.queue, enc, &labels) {
+                        eprintln!("warning: profiling failed: {e:#}");
+                    }
+                }
+                _ => {
+                    self.ctx.queue.submit([enc.finish()]);
+                }
+            }
         }
     }
 }

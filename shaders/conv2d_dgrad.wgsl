@@ -37,7 +37,7 @@ fn gemm_k() -> u32 {
 }
 
 fn load_a(z: u32, m: u32, k: u32) -> f32 {
-    let kk = p.kh * p.kw;
+    let kk = KH * KW;
     let t = k % taps_out();
     let o = t / kk;
     let uv = t % kk;
@@ -64,11 +64,11 @@ fn load_a(z: u32, m: u32, k: u32) -> f32 {
 }
 
 fn load_b(z: u32, k: u32, n: u32) -> f32 {
-    let kk = p.kh * p.kw;
+    let kk = KH * KW;
     let t = k % taps_out();
     let o = t / kk;
-    let u = (t % kk) / p.kw;
-    let v = t % p.kw;
+    let u = (t % kk) / KW;
+    let v = t % KW;
     let off = output_tap(o, u, v, n / p.w, n % p.w);
     if (off < 0) {
         return 0.0;

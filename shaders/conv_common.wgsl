@@ -1,6 +1,12 @@
 // Geometry shared by the three convolution kernels (prepended to each of them).
 // A convolution maps an input [C_in, H, W] to an output [C_out, Ho, Wo] with a
 // kh×kw kernel, stride and zero padding; `taps` is C_in·kh·kw, one row of the weight.
+// Kernel size and stride are pipeline constants, so the index arithmetic of the
+// implicit GEMM divides by compile-time values (the uniform copies are informational).
+
+override KH: u32 = 3u;
+override KW: u32 = 3u;
+override STRIDE: u32 = 1u;
 
 struct ConvParams {
     c_in: u32,
@@ -25,22 +31,22 @@ fn gemm_k_splits() -> u32 {
 }
 
 fn taps_in() -> u32 {
-    return p.c_in * p.kh * p.kw;
+    return p.c_in * KH * KW;
 }
 
 fn taps_out() -> u32 {
-    return p.c_out * p.kh * p.kw;
+    return p.c_out * KH * KW;
 }
 
 // Offset within one input image of the element that kernel tap `t` = (c, u, v) reads
 // for output pixel (oy, ox); -1 where the tap falls into the zero padding.
 fn input_tap(t: u32, oy: u32, ox: u32) -> i32 {
-    let kk = p.kh * p.kw;
+    let kk = KH * KW;
     let c = t / kk;
-    let u = (t % kk) / p.kw;
-    let v = t % p.kw;
-    let iy = i32(oy * p.stride + u) - i32(p.pad);
-    let ix = i32(ox * p.stride + v) - i32(p.pad);
+    let u = (t % kk) / KW;
+    let v = t % KW;
+    let iy = i32(oy * STRIDE + u) - i32(p.pad);
+    let ix = i32(ox * STRIDE + v) - i32(p.pad);
     if (iy < 0 || ix < 0 || iy >= i32(p.h) || ix >= i32(p.w)) {
         return -1;
     }
@@ -55,11 +61,11 @@ fn output_tap(o: u32, u: u32, v: u32, y: u32, x: u32) -> i32 {
     if (ty < 0 || tx < 0) {
         return -1;
     }
-    if (u32(ty) % p.stride != 0u || u32(tx) % p.stride != 0u) {
+    if (u32(ty) % STRIDE != 0u || u32(tx) % STRIDE != 0u) {
         return -1;
     }
-    let oy = u32(ty) / p.stride;
-    let ox = u32(tx) / p.stride;
+    let oy = u32(ty) / STRIDE;
+    let ox = u32(tx) / STRIDE;
     if (oy >= p.ho || ox >= p.wo) {
         return -1;
     }

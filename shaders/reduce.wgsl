@@ -1,16 +1,20 @@
-// Per-image reductions, one workgroup per image, in a fixed order (strided partial sums
-// per thread, then a tree), so results are bit-identical from run to run.
+// Per-image reductions in two deterministic stages: stage 1 (FINAL = false) has
+// `chunks` workgroups per image, each reducing one fixed slice of the image (strided
+// partial sums per thread, then a tree) into a partial pair; stage 2 (FINAL = true)
+// has one workgroup per image reducing its partial pairs in the same fixed way. The
+// order never depends on timing, so results are bit-identical from run to run.
 // MODE 0: out[2n] = Σ a[n], out[2n+1] = #{b[n] ≠ 0}   (RSP shift statistics; a and b
 //         may differ in size: per_image_a and per_image_b elements per image)
 // MODE 1: out[2n] = min a[n], out[2n+1] = max a[n]     (z^B bounds L and H)
 
 override MODE: u32 = 0u;
+override FINAL: bool = false;
 
 struct Params {
     per_image_a: u32,
     per_image_b: u32,
-    _pad1: u32,
-    _pad2: u32,
+    chunks: u32,
+    _pad0: u32,
 }
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
@@ -21,27 +25,55 @@ struct Params {
 var<workgroup> red0: array<f32, 256>;
 var<workgroup> red1: array<f32, 256>;
 
+fn combine0(x: f32, y: f32) -> f32 {
+    if (MODE == 0u) {
+        return x + y;
+    }
+    return min(x, y);
+}
+
+fn combine1(x: f32, y: f32) -> f32 {
+    if (MODE == 0u) {
+        return x + y;
+    }
+    return max(x, y);
+}
+
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let n = wg.x;
     var s0 = 0.0;
     var s1 = 0.0;
     if (MODE == 1u) {
         s0 = 3.0e38;
         s1 = -3.0e38;
     }
-    for (var i = lid; i < p.per_image_a; i += 256u) {
-        let v = a[n * p.per_image_a + i];
-        if (MODE == 0u) {
-            s0 += v;
-        } else {
-            s0 = min(s0, v);
-            s1 = max(s1, v);
+    var slot = 0u;
+    if (FINAL) {
+        let n = wg.x;
+        slot = n;
+        for (var i = lid; i < p.chunks; i += 256u) {
+            s0 = combine0(s0, a[(n * p.chunks + i) * 2u]);
+            s1 = combine1(s1, a[(n * p.chunks + i) * 2u + 1u]);
         }
-    }
-    if (MODE == 0u) {
-        for (var i = lid; i < p.per_image_b; i += 256u) {
-            s1 += select(0.0, 1.0, b[n * p.per_image_b + i] != 0.0);
+    } else {
+        let c = wg.x;
+        let n = wg.y;
+        slot = n * p.chunks + c;
+        let len_a = (p.per_image_a + p.chunks - 1u) / p.chunks;
+        let end_a = min(p.per_image_a, (c + 1u) * len_a);
+        for (var i = c * len_a + lid; i < end_a; i += 256u) {
+            let v = a[n * p.per_image_a + i];
+            s0 = combine0(s0, v);
+            if (MODE == 1u) {
+                s1 = max(s1, v);
+            }
+        }
+        if (MODE == 0u) {
+            let len_b = (p.per_image_b + p.chunks - 1u) / p.chunks;
+            let end_b = min(p.per_image_b, (c + 1u) * len_b);
+            for (var i = c * len_b + lid; i < end_b; i += 256u) {
+                s1 += select(0.0, 1.0, b[n * p.per_image_b + i] != 0.0);
+            }
         }
     }
     red0[lid] = s0;
@@ -49,18 +81,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     workgroupBarrier();
     for (var stride = 128u; stride > 0u; stride >>= 1u) {
         if (lid < stride) {
-            if (MODE == 0u) {
-                red0[lid] += red0[lid + stride];
-                red1[lid] += red1[lid + stride];
-            } else {
-                red0[lid] = min(red0[lid], red0[lid + stride]);
-                red1[lid] = max(red1[lid], red1[lid + stride]);
-            }
+            red0[lid] = combine0(red0[lid], red0[lid + stride]);
+            red1[lid] = combine1(red1[lid], red1[lid + stride]);
         }
         workgroupBarrier();
     }
     if (lid == 0u) {
-        out[2u * n] = red0[0];
-        out[2u * n + 1u] = red1[0];
+        out[2u * slot] = red0[0];
+        out[2u * slot + 1u] = red1[0];
     }
 }

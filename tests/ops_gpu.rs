@@ -695,6 +695,46 @@ fn sum_and_count_nonzero_per_image() {
 }
 
 #[test]
+fn reductions_over_many_chunks_per_image() {
+    // Images large enough for several stage-1 workgroups per image (16384 elements
+    // each), with a and b of different sizes; uneven last chunks.
+    let a = uniform(&[2, 9, 71, 80], 2700, -0.3, 1.0);
+    let b = support::signed_sparse(&[2, 13, 67, 75], 2701, 0.3);
+    let (stats, bounds) = {
+        let out = run(|rec| {
+            let ag = rec.ctx.upload(&a);
+            let bg = rec.ctx.upload(&b);
+            vec![
+                ops::sum_and_count_nonzero(rec, &ag, &bg),
+                ops::min_max(rec, &ag),
+            ]
+        });
+        (out[0].clone(), out[1].clone())
+    };
+    let (pa, pb) = (a.numel() / 2, b.numel() / 2);
+    assert!(pa > 3 * 16384 && pb > 3 * 16384);
+    for i in 0..2 {
+        let img = &a.data[i * pa..(i + 1) * pa];
+        let sum: f64 = img.iter().map(|&v| v as f64).sum();
+        let mass: f64 = img.iter().map(|&v| (v as f64).abs()).sum();
+        let err = (stats.data[2 * i] as f64 - sum).abs() / mass;
+        assert!(err <= REL_TOL, "sum of image {i}: rel err {err:e}");
+        let count = b.data[i * pb..(i + 1) * pb]
+            .iter()
+            .filter(|&&v| v != 0.0)
+            .count();
+        assert_eq!(stats.data[2 * i + 1], count as f32, "count of image {i}");
+        let lo = img.iter().fold(f32::INFINITY, |m, &v| m.min(v));
+        let hi = img.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        assert_eq!(
+            (bounds.data[2 * i], bounds.data[2 * i + 1]),
+            (lo, hi),
+            "bounds of image {i}"
+        );
+    }
+}
+
+#[test]
 fn conv_geometry_out_hw_matches_reference_shapes() {
     // The GPU dispatchers size their outputs with ConvGeometry::out_hw; make sure it
     // agrees with the reference's floor-mode sizes on every case above.

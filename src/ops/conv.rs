@@ -54,9 +54,16 @@ pub(crate) fn conv_gemm(
         m.div_ceil(64) as u32,
         (z * k_splits) as u32,
     ];
+    // Kernel size and stride specialise the pipeline (conv_common.wgsl).
+    let mut specialised = constants.to_vec();
+    specialised.extend([
+        ("KH", g.kh as f64),
+        ("KW", g.kw as f64),
+        ("STRIDE", g.stride as f64),
+    ]);
     rec.dispatch(
         shader,
-        constants,
+        &specialised,
         bindings,
         &conv_params(g, h, w, k_splits),
         groups,

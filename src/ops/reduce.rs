@@ -1,22 +1,32 @@
 //! Per-image reductions in a fixed order (deterministic): RSP shift statistics and the
-//! z^B input bounds.
+//! z^B input bounds. Two stages, so a large image is reduced by many workgroups.
 
 use crate::gpu::{Binding, GpuTensor, Recorder};
 
+/// Elements one stage-1 workgroup reduces (at least).
+const CHUNK: usize = 16384;
+
 fn reduce(rec: &mut Recorder, mode: u32, a: &GpuTensor, b: Option<&GpuTensor>) -> GpuTensor {
     let n = a.shape[0];
-    let out = rec.ctx.empty(&[n, 2]);
+    let (len_a, len_b) = (a.numel() / n, b.map_or(0, |b| b.numel() / n));
+    let chunks = (len_a.max(len_b) / CHUNK).clamp(1, 1024);
+    let params = [len_a as u32, len_b as u32, chunks as u32, 0];
+    let partial = rec.ctx.empty(&[n, chunks, 2]);
     let bb = b.map(Binding::read).unwrap_or(rec.unused());
     rec.dispatch(
         "reduce",
-        &[("MODE", mode as f64)],
-        &[Binding::read(a), bb, Binding::write(&out)],
-        &[
-            (a.numel() / n) as u32,
-            b.map_or(0, |b| b.numel() / n) as u32,
-            0,
-            0,
-        ],
+        &[("MODE", mode as f64), ("FINAL", 0.0)],
+        &[Binding::read(a), bb, Binding::write(&partial)],
+        &params,
+        [chunks as u32, n as u32, 1],
+    );
+    let out = rec.ctx.empty(&[n, 2]);
+    let unused = rec.unused();
+    rec.dispatch(
+        "reduce",
+        &[("MODE", mode as f64), ("FINAL", 1.0)],
+        &[Binding::read(&partial), unused, Binding::write(&out)],
+        &params,
         [n as u32, 1, 1],
     );
     out

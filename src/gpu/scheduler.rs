@@ -60,7 +60,13 @@ pub struct Recorder<'c> {
     pub dispatches: usize,
     /// Labels of the dispatches timed in the pending submission (profiling only).
     timed: Vec<String>,
+    /// Uniform parameter blocks of this recording, one aligned slot per dispatch, so a
+    /// dispatch costs no buffer allocation of its own.
+    arena: Option<(wgpu::Buffer, u64)>,
 }
+
+/// Bytes of one uniform arena buffer (a new one starts when it is full).
+const ARENA_BYTES: u64 = 256 * 1024;
 
 impl<'c> Recorder<'c> {
     pub fn new(ctx: &'c GpuContext) -> Self {
@@ -70,6 +76,7 @@ impl<'c> Recorder<'c> {
             encoder: None,
             dispatches: 0,
             timed: Vec::new(),
+            arena: None,
         }
     }
 
@@ -96,8 +103,7 @@ impl<'c> Recorder<'c> {
             constants,
             &access,
         );
-        let uniform =
-            ctx.constant_buffer(bytemuck::cast_slice(params), wgpu::BufferUsages::UNIFORM);
+        let (uniform, offset, size) = self.param_slot(bytemuck::cast_slice(params));
         let mut entries: Vec<wgpu::BindGroupEntry> = bindings
             .iter()
             .enumerate()
@@ -112,7 +118,11 @@ impl<'c> Recorder<'c> {
             .collect();
         entries.push(wgpu::BindGroupEntry {
             binding: bindings.len() as u32,
-            resource: uniform.as_entire_binding(),
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &uniform,
+                offset,
+                size: std::num::NonZeroU64::new(size),
+            }),
         });
         let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(shader),
@@ -146,6 +156,33 @@ impl<'c> Recorder<'c> {
         pass.set_bind_group(0, &bind_group, &[]);
         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
         self.dispatches += 1;
+    }
+
+    /// Writes a uniform block into the recording's arena: (buffer, offset, size). The
+    /// queue applies the write before the commands of the next submission, and the slot
+    /// is never rewritten, so every dispatch sees its own parameters.
+    fn param_slot(&mut self, bytes: &[u8]) -> (wgpu::Buffer, u64, u64) {
+        let ctx = self.ctx;
+        let size = (bytes.len() as u64).max(16).div_ceil(16) * 16;
+        let align = ctx.limits.min_uniform_buffer_offset_alignment as u64;
+        let fits =
+            |(_, used): &(wgpu::Buffer, u64)| used.div_ceil(align) * align + size <= ARENA_BYTES;
+        if !self.arena.as_ref().is_some_and(fits) {
+            let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("rsp parameters"),
+                size: ARENA_BYTES,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            self.arena = Some((buffer, 0));
+        }
+        let (buffer, used) = self.arena.as_mut().expect("arena just ensured");
+        let offset = used.div_ceil(align) * align;
+        let mut padded = bytes.to_vec();
+        padded.resize(size as usize, 0);
+        ctx.queue.write_buffer(buffer, offset, &padded);
+        *used = offset + size;
+        (buffer.clone(), offset, size)
     }
 
     /// Submits everything recorded so far.

@@ -63,6 +63,10 @@ pub struct Recorder<'c> {
     /// Uniform parameter blocks of this recording, one aligned slot per dispatch, so a
     /// dispatch costs no buffer allocation of its own.
     arena: Option<(wgpu::Buffer, u64)>,
+    /// The compute pass all dispatches of this recording go into (wgpu orders the
+    /// dispatches of a pass with the barriers their bindings need). When profiling,
+    /// every dispatch gets a pass of its own for its timestamps instead.
+    pass: Option<wgpu::ComputePass<'static>>,
 }
 
 /// Bytes of one uniform arena buffer (a new one starts when it is full).
@@ -77,6 +81,7 @@ impl<'c> Recorder<'c> {
             dispatches: 0,
             timed: Vec::new(),
             arena: None,
+            pass: None,
         }
     }
 
@@ -129,6 +134,40 @@ impl<'c> Recorder<'c> {
             layout: &pipeline.layout,
             entries: &entries,
         });
+        if ctx.profiler.is_none() {
+            if self.pass.is_none() {
+                let encoder = self.encoder.get_or_insert_with(|| {
+                    ctx.device
+                        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                            label: Some("rsp"),
+                        })
+                });
+                let pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("rsp"),
+                    timestamp_writes: None,
+                });
+                self.pass = Some(pass.forget_lifetime());
+            }
+            let pass = self.pass.as_mut().expect("pass just ensured");
+            pass.set_pipeline(&pipeline.pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        } else {
+            self.dispatch_timed(shader, constants, &pipeline.pipeline, &bind_group, groups);
+        }
+        self.dispatches += 1;
+    }
+
+    /// Profiling path: one pass per dispatch, with begin/end timestamps.
+    fn dispatch_timed(
+        &mut self,
+        shader: &'static str,
+        constants: &[(&'static str, f64)],
+        pipeline: &wgpu::ComputePipeline,
+        bind_group: &wgpu::BindGroup,
+        groups: [u32; 3],
+    ) {
+        let ctx = self.ctx;
         let encoder = self.encoder.get_or_insert_with(|| {
             ctx.device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("rsp") })
@@ -152,10 +191,9 @@ impl<'c> Recorder<'c> {
             label: Some(shader),
             timestamp_writes,
         });
-        pass.set_pipeline(&pipeline.pipeline);
-        pass.set_bind_group(0, &bind_group, &[]);
+        pass.set_pipeline(pipeline);
+        pass.set_bind_group(0, bind_group, &[]);
         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
-        self.dispatches += 1;
     }
 
     /// Writes a uniform block into the recording's arena: (buffer, offset, size). The
@@ -187,6 +225,8 @@ impl<'c> Recorder<'c> {
 
     /// Submits everything recorded so far.
     pub fn submit(&mut self) {
+        // Ending the pass unlocks the encoder.
+        self.pass = None;
         if let Some(enc) = self.encoder.take() {
             match &self.ctx.profiler {
                 Some(p) if !self.timed.is_empty() => {

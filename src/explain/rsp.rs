@@ -267,16 +267,38 @@ fn explain_pass(
     rec.submit();
     drop(rec);
 
-    let target_words = ctx.read_raw(&chosen.target, n)?;
+    // Everything the caller gets, in one readback.
+    let mut parts: Vec<(&wgpu::Buffer, usize)> = vec![
+        (&chosen.target, n),
+        (fwd.logits.buffer(), fwd.logits.numel()),
+        (init.buffer(), init.numel()),
+        (relevance.buffer(), relevance.numel()),
+    ];
+    parts.extend(layers.iter().map(|(_, t)| (t.buffer(), t.numel())));
+    let mut words = ctx.read_buffers(&parts)?.into_iter();
+    let target = words
+        .next()
+        .expect("target words")
+        .iter()
+        .map(|&c| c as usize)
+        .collect();
+    let mut next = |shape: &[usize]| {
+        let w = words.next().expect("one readback per part");
+        Tensor::new(shape.to_vec(), bytemuck::cast_slice(&w).to_vec())
+    };
+    let logits = next(&fwd.logits.shape);
+    let init_host = next(&init.shape);
+    let relevance_host = next(&relevance.shape);
+    let layers = layers
+        .iter()
+        .map(|(name, t)| (name.clone(), next(&t.shape)))
+        .collect();
     Ok(Explanation {
-        logits: ctx.read(&fwd.logits)?,
-        target: target_words.iter().map(|&c| c as usize).collect(),
-        init: ctx.read(&init)?,
-        relevance: ctx.read(&relevance)?,
-        layers: layers
-            .iter()
-            .map(|(name, t)| Ok((name.clone(), ctx.read(t)?)))
-            .collect::<Result<_>>()?,
+        logits,
+        target,
+        init: init_host,
+        relevance: relevance_host,
+        layers,
     })
 }
 

@@ -76,26 +76,51 @@ impl GpuContext {
 
     /// Copies a tensor back to the host (waits for all submitted work).
     pub fn read(&self, t: &GpuTensor) -> Result<Tensor> {
-        let data = self.read_raw(t.buffer(), t.numel())?;
-        Ok(Tensor::new(
-            t.shape.clone(),
-            bytemuck::cast_slice(&data).to_vec(),
-        ))
+        Ok(self.read_many(&[t])?.remove(0))
+    }
+
+    /// Copies several tensors back with one staging buffer and one wait.
+    pub fn read_many(&self, tensors: &[&GpuTensor]) -> Result<Vec<Tensor>> {
+        let words = self.read_buffers(
+            &tensors
+                .iter()
+                .map(|t| (t.buffer(), t.numel()))
+                .collect::<Vec<_>>(),
+        )?;
+        Ok(tensors
+            .iter()
+            .zip(words)
+            .map(|(t, w)| Tensor::new(t.shape.clone(), bytemuck::cast_slice(&w).to_vec()))
+            .collect())
     }
 
     /// Reads `count` 32-bit words from the start of a buffer.
     pub fn read_raw(&self, buffer: &wgpu::Buffer, count: usize) -> Result<Vec<u32>> {
-        let bytes = (count as u64 * 4).max(4);
+        Ok(self.read_buffers(&[(buffer, count)])?.remove(0))
+    }
+
+    /// Reads the first `count` 32-bit words of each buffer: one copy pass into one
+    /// staging buffer, one submission, one wait.
+    pub fn read_buffers(&self, parts: &[(&wgpu::Buffer, usize)]) -> Result<Vec<Vec<u32>>> {
+        let mut offsets = Vec::with_capacity(parts.len());
+        let mut total = 0u64;
+        for (_, count) in parts {
+            offsets.push(total);
+            total += padded_size(*count as u64 * 4);
+        }
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("rsp readback"),
-            size: padded_size(bytes),
+            size: total.max(16),
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
         let mut enc = self
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-        enc.copy_buffer_to_buffer(buffer, 0, &staging, 0, padded_size(bytes));
+        for ((buffer, count), off) in parts.iter().zip(&offsets) {
+            let bytes = padded_size(*count as u64 * 4).min(buffer.size());
+            enc.copy_buffer_to_buffer(buffer, 0, &staging, *off, bytes);
+        }
         self.queue.submit([enc.finish()]);
         let (tx, rx) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
@@ -110,10 +135,17 @@ impl GpuContext {
         let view = staging
             .get_mapped_range(..)
             .map_err(|e| anyhow!("GPU readback mapping failed: {e:?}"))?;
-        let words: Vec<u32> = bytemuck::cast_slice(&view[..(count * 4)]).to_vec();
+        let out = parts
+            .iter()
+            .zip(&offsets)
+            .map(|((_, count), off)| {
+                let start = *off as usize;
+                bytemuck::cast_slice(&view[start..start + count * 4]).to_vec()
+            })
+            .collect();
         drop(view);
         staging.unmap();
-        Ok(words)
+        Ok(out)
     }
 
     /// Blocks until the GPU has finished all submitted work.

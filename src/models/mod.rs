@@ -378,11 +378,7 @@ fn load_resnet(w: &WeightView) -> Result<ResNet> {
     Ok(ResNet {
         conv1,
         bn1,
-        maxpool: MaxPool2d {
-            kernel: 3,
-            stride: 2,
-            padding: 1,
-        },
+        maxpool: resnet::STEM_POOL,
         layers,
         fc,
     })

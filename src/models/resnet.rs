@@ -22,6 +22,13 @@ impl Block {
     }
 }
 
+/// torchvision's stem max pool (3×3, stride 2, padding 1).
+pub const STEM_POOL: MaxPool2d = MaxPool2d {
+    kernel: 3,
+    stride: 2,
+    padding: 1,
+};
+
 #[derive(Clone, Debug)]
 pub struct ResNet {
     pub conv1: Conv2d,

@@ -212,11 +212,7 @@ pub fn resnet(
     Model::ResNet(ResNet {
         conv1,
         bn1,
-        maxpool: MaxPool2d {
-            kernel: 3,
-            stride: 2,
-            padding: 1,
-        },
+        maxpool: super::resnet::STEM_POOL,
         layers,
         fc: linear(&mut rng, classes, c),
     })

@@ -34,7 +34,7 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// wgpu backend to run on.
+    /// wgpu backend: auto (the native API, OpenGL as a fallback), vulkan, metal, dx12 or gl.
     #[arg(long, default_value = "auto", value_parser = parse_backend)]
     pub backend: Backend,
 
@@ -43,7 +43,7 @@ pub struct Cli {
     pub list_adapters: bool,
 
     /// Model to load from the weights directory ($RSP_WEIGHTS_DIR, else ./weights):
-    /// <dir>/<NAME>.safetensors.
+    /// DIR/NAME.safetensors.
     #[arg(long, default_value = "vgg16", conflicts_with = "weights")]
     pub model: String,
 
@@ -67,7 +67,7 @@ pub struct Cli {
     #[arg(long)]
     pub target: Option<usize>,
 
-    /// Start the backward pass from this initial relevance (tensor 'init' [N,C,h,w]).
+    /// Start the backward pass from this initial relevance (tensor 'init' `[N,C,h,w]`).
     #[arg(long, value_name = "INIT.safetensors")]
     pub init_relevance: Option<PathBuf>,
 
@@ -99,7 +99,7 @@ pub enum Command {
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// torchvision architecture with random weights (vgg11..19[_bn], resnet18..152).
+    /// torchvision architecture with random weights (`vgg11`..`vgg19`, optionally `_bn`; `resnet18`..`resnet152`).
     #[arg(long, default_value = "vgg16")]
     pub model: String,
     /// Use these weights instead of random ones.

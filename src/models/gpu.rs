@@ -51,9 +51,9 @@ pub enum GpuModel {
 pub struct BlockActs {
     /// Block input (input of conv1 and of the skip path).
     pub input: GpuTensor,
-    /// Inputs of the batch norms (conv outputs): bn1, bn2, [bn3].
+    /// Inputs of the batch norms (conv outputs): bn1, bn2 and (Bottleneck) bn3.
     pub bn_inputs: Vec<GpuTensor>,
-    /// Inputs of conv2 and [conv3] (post-ReLU).
+    /// Inputs of conv2 and (Bottleneck) conv3, post-ReLU.
     pub conv_inputs: Vec<GpuTensor>,
     /// The two summands of the residual add: main branch (after the last BN) and skip.
     pub main: GpuTensor,

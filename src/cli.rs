@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::explain::{explain, RspOptions};
+use crate::explain::{explain, RspOptions, NO_TARGET};
 use crate::gpu::{list_adapters, Backend, ContextOptions, GpuContext};
 use crate::models::gpu::GpuModel;
 use crate::models::weights::{to_safetensors_bytes, TensorFile};
@@ -214,7 +214,7 @@ pub fn run(cli: &Cli) -> Result<bool> {
     let wpath = weights_path(cli)?;
     let model = Model::from_file(&wpath)?;
     if let Some(t) = cli.target {
-        if t >= model.num_classes() {
+        if model.num_classes() > 0 && t >= model.num_classes() {
             bail!(
                 "--target {t} is out of range: the model has {} classes",
                 model.num_classes()
@@ -269,20 +269,24 @@ pub fn run(cli: &Cli) -> Result<bool> {
                 continue;
             }
         };
-        let probs = softmax(&e.logits);
+        let classes = e.logits.shape[1];
+        let probs = (classes > 0).then(|| softmax(&e.logits));
         let heat = e.heatmap();
         for i in 0..n {
-            let row = &probs.data[i * probs.shape[1]..(i + 1) * probs.shape[1]];
             println!("{}:", job.stems[i]);
-            for c in top_k(row, 5.min(row.len())) {
-                let label = if names.len() == row.len() {
-                    names[c]
-                } else {
-                    ""
-                };
-                println!("  {:6.2}%  {c:4}  {label}", row[c] * 100.0);
+            if let Some(probs) = &probs {
+                let row = &probs.data[i * classes..(i + 1) * classes];
+                for c in top_k(row, 5.min(classes)) {
+                    let label = if names.len() == classes { names[c] } else { "" };
+                    println!("  {:6.2}%  {c:4}  {label}", row[c] * 100.0);
+                }
             }
-            println!("  explained class: {}", e.target[i]);
+            match e.target[i] {
+                NO_TARGET => {
+                    println!("  explained from the given initial relevance (no classifier)")
+                }
+                t => println!("  explained class: {t}"),
+            }
             let map = heat.index0(i);
             let png = cli.out.join(format!("{}.rsp.png", job.stems[i]));
             save_png(&png, &heatmap_image(&map))?;

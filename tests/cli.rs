@@ -253,3 +253,63 @@ fn cli_bad_inputs_fail_clearly() {
     assert!(stderr(&o).contains("fake.png"));
     assert!(!Path::new(d).join("fake.rsp.png").exists());
 }
+
+#[test]
+fn cli_explains_features_only_weights_from_a_given_init() {
+    // Reference cases at VGG16 size ship without their classifier; they are checked
+    // by starting from the stored initial relevance.
+    let dir = tempfile::tempdir().unwrap();
+    let golden = common::golden("vgg_tiny");
+    let features: Vec<(&str, &rsp::Tensor)> = golden
+        .floats
+        .iter()
+        .filter(|(k, _)| k.starts_with("model.features.") || *k == "input")
+        .map(|(k, v)| (k.as_str(), v))
+        .collect();
+    assert!(features.len() > 2);
+    let weights = dir.path().join("features_only.safetensors");
+    std::fs::write(
+        &weights,
+        rsp::models::weights::to_safetensors_bytes(&features, &[]).unwrap(),
+    )
+    .unwrap();
+    let init = dir.path().join("init.safetensors");
+    std::fs::write(
+        &init,
+        rsp::models::weights::to_safetensors_bytes(
+            &[("init", golden.get("init.gradcam").unwrap())],
+            &[],
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let out = dir.path().join("out.safetensors");
+    let w = weights.to_str().unwrap();
+    let o = rsp(&[
+        "--weights",
+        w,
+        "--init-relevance",
+        init.to_str().unwrap(),
+        "--save-relevance",
+        out.to_str().unwrap(),
+        "--out",
+        dir.path().to_str().unwrap(),
+        w,
+    ]);
+    assert!(o.status.success(), "rsp failed: {}", stderr(&o));
+    let saved = TensorFile::read(&out).unwrap();
+    compare(
+        "relevance",
+        saved.get("relevance").unwrap(),
+        golden.get("rsp.gradcam.out").unwrap(),
+        Tolerance::GOLDEN,
+    )
+    .unwrap();
+    assert_eq!(saved.get("logits").unwrap().shape, vec![1, 0]);
+    assert_eq!(saved.get_int("target").unwrap(), &[-1]);
+
+    // Without a given init there is no way to choose the relevance: a clear error.
+    let o = rsp(&["--weights", w, "--out", dir.path().to_str().unwrap(), w]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--init-relevance"), "{}", stderr(&o));
+}

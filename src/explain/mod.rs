@@ -22,12 +22,16 @@ pub enum Init {
     Given(Tensor),
 }
 
+/// `Explanation::target` entry when no class was explained (features-only weights
+/// explained from a given initial relevance without a target).
+pub const NO_TARGET: usize = usize::MAX;
+
 /// The result of explaining a batch.
 #[derive(Clone, Debug)]
 pub struct Explanation {
     /// `[N, classes]`
     pub logits: Tensor,
-    /// Explained class per image.
+    /// Explained class per image ([`NO_TARGET`] where none was).
     pub target: Vec<usize>,
     /// Initial relevance at the explanation layer `[N, C, h, w]`.
     pub init: Tensor,

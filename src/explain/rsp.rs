@@ -6,7 +6,7 @@ use anyhow::{bail, Result};
 use super::rules::{
     rsp_batchnorm_rule, rsp_conv_rule, rsp_first_conv_rule, rsp_maxpool_rule, rsp_residual_rule,
 };
-use super::{Explanation, Init};
+use super::{Explanation, Init, NO_TARGET};
 use crate::gpu::{Binding, GpuContext, GpuTensor, Recorder};
 use crate::models::gpu::{Forward, GpuModel, GpuVggLayer, Saved};
 use crate::ops::{self, GpuConv, NO_CLASS};
@@ -52,6 +52,9 @@ pub fn explain(
         if let Some(bad) = t.iter().find(|&&c| c >= classes) {
             bail!("target class {bad} is out of range (the model has {classes} classes)");
         }
+    }
+    if classes == 0 && !matches!(opts.init, Init::Given(_)) {
+        bail!("these weights have no classifier: explain them from a given initial relevance (--init-relevance)");
     }
     if let Init::Comparative { k } = opts.init {
         if k < 2 || k > classes {
@@ -141,7 +144,8 @@ fn explain_pass(
         Some(t) => t.iter().map(|&c| c as u32).collect(),
         None => vec![NO_CLASS; n],
     };
-    let chosen = ops::top_k(&mut rec, &fwd.logits, &first, k);
+    // Without a classifier (features-only weights, given init) there is nothing to rank.
+    let chosen = (model.num_classes() > 0).then(|| ops::top_k(&mut rec, &fwd.logits, &first, k));
 
     let init = match &opts.init {
         Init::Given(t) => {
@@ -155,6 +159,7 @@ fn explain_pass(
             ctx.upload(t)
         }
         _ => {
+            let chosen = chosen.as_ref().expect("a classifier ranks the classes");
             let seeds = ops::one_hot(&mut rec, &chosen.top, n * k, model.num_classes());
             let grad = head_gradient(&mut rec, model, &fwd, &seeds, k);
             initial_relevance(
@@ -269,19 +274,20 @@ fn explain_pass(
 
     // Everything the caller gets, in one readback.
     let mut parts: Vec<(&wgpu::Buffer, usize)> = vec![
-        (&chosen.target, n),
+        (chosen.as_ref().map_or(init.buffer(), |c| &c.target), n),
         (fwd.logits.buffer(), fwd.logits.numel()),
         (init.buffer(), init.numel()),
         (relevance.buffer(), relevance.numel()),
     ];
     parts.extend(layers.iter().map(|(_, t)| (t.buffer(), t.numel())));
     let mut words = ctx.read_buffers(&parts)?.into_iter();
-    let target = words
-        .next()
-        .expect("target words")
-        .iter()
-        .map(|&c| c as usize)
-        .collect();
+    let target_words = words.next().expect("target words");
+    let target = match (&chosen, &opts.targets) {
+        (Some(_), _) => target_words.iter().map(|&c| c as usize).collect(),
+        // No classifier: the caller's targets, or NO_TARGET.
+        (None, Some(t)) => t.clone(),
+        (None, None) => vec![NO_TARGET; n],
+    };
     let mut next = |shape: &[usize]| {
         let w = words.next().expect("one readback per part");
         Tensor::new(shape.to_vec(), bytemuck::cast_slice(&w).to_vec())

@@ -94,9 +94,10 @@ impl GpuModel {
         }
     }
 
+    /// Number of classes; 0 for a features-only VGG.
     pub fn num_classes(&self) -> usize {
         match self {
-            GpuModel::Vgg(m) => m.classifier.last().unwrap().out_features,
+            GpuModel::Vgg(m) => m.classifier.last().map_or(0, |l| l.out_features),
             GpuModel::ResNet(m) => m.fc.out_features,
         }
     }
@@ -243,6 +244,15 @@ fn forward_vgg(rec: &mut Recorder, m: &GpuVgg, x: &GpuTensor) -> Forward {
         pos += 1;
     }
     let explain_act = cur.clone();
+    if m.classifier.is_empty() {
+        // Features-only weights: nothing to classify with; logits are [N, 0].
+        return Forward {
+            logits: rec.ctx.empty(&[x.shape[0], 0]),
+            explain_act,
+            head: Vec::new(),
+            saved: Saved::Vgg(saved),
+        };
+    }
     // Head: the remaining features (the last max pool), the adaptive pool, the classifier.
     let mut head = Vec::new();
     for (_, l) in &m.features[m.explain_pos + 1..] {

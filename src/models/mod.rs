@@ -233,10 +233,13 @@ fn load_vgg(w: &WeightView) -> Result<Vgg> {
         names.extend(cls.iter().map(|i| format!("classifier.{i}")));
     }
     if names.is_empty() {
-        bail!(
-            "{}: VGG weights without classifier tensors ('classifier.0.weight')",
-            w.file_name()
-        );
+        // A features-only file (e.g. a reference case shipped without its 500 MB
+        // classifier) still explains from a given initial relevance.
+        return Ok(Vgg {
+            features,
+            avgpool: (7, 7),
+            classifier: Vec::new(),
+        });
     }
     let mut classifier = Vec::new();
     let mut in_features = None;

@@ -18,7 +18,8 @@ pub struct Vgg {
     /// Output size of the adaptive average pool (7×7 for torchvision VGG).
     pub avgpool: (usize, usize),
     /// The classifier's Linear layers; every one but the last is followed by
-    /// ReLU and Dropout (identity in eval mode).
+    /// ReLU and Dropout (identity in eval mode). Empty for a features-only file, which
+    /// can only be explained from a given initial relevance.
     pub classifier: Vec<Linear>,
 }
 

@@ -419,6 +419,10 @@ pub fn explain(
     if let Some(i) = input.data.iter().position(|v| !v.is_finite()) {
         bail!("input holds a non-finite value at flat index {i}");
     }
+    ensure!(
+        model.num_classes() > 0,
+        "the CPU reference needs a classifier (these weights are features only)"
+    );
     let n = input.shape[0];
     let trace = forward(model, input);
     let num_classes = trace.logits.shape[1];

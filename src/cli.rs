@@ -63,9 +63,10 @@ pub struct Cli {
     #[arg(long, default_value_t = 3)]
     pub compare_k: usize,
 
-    /// Class index to explain (default: each image's top-1 prediction).
+    /// Class to explain: an index, or (1000-class models) an ImageNet class name or an
+    /// unambiguous prefix of one, e.g. "tabby". Default: each image's top-1 prediction.
     #[arg(long)]
-    pub target: Option<usize>,
+    pub target: Option<String>,
 
     /// Start the backward pass from this initial relevance (tensor 'init' `[N,C,h,w]`).
     #[arg(long, value_name = "INIT.safetensors")]
@@ -213,14 +214,10 @@ pub fn run(cli: &Cli) -> Result<bool> {
     }
     let wpath = weights_path(cli)?;
     let model = Model::from_file(&wpath)?;
-    if let Some(t) = cli.target {
-        if model.num_classes() > 0 && t >= model.num_classes() {
-            bail!(
-                "--target {t} is out of range: the model has {} classes",
-                model.num_classes()
-            );
-        }
-    }
+    let target = match &cli.target {
+        Some(t) => Some(resolve_target(t, model.num_classes())?),
+        None => None,
+    };
     let given_init = match &cli.init_relevance {
         Some(p) => Some(TensorFile::read(p)?.get("init")?.clone()),
         None => None,
@@ -258,7 +255,7 @@ pub fn run(cli: &Cli) -> Result<bool> {
         };
         let opts = RspOptions {
             init,
-            targets: cli.target.map(|t| vec![t; n]),
+            targets: target.map(|t| vec![t; n]),
             record_layers: false,
         };
         let e = match explain(&ctx, &gpu_model, &job.input, &opts) {
@@ -307,6 +304,53 @@ pub fn run(cli: &Cli) -> Result<bool> {
         println!("relevance tensors: {}", path.display());
     }
     Ok(ok)
+}
+
+/// `--target`: a class index, or for 1000-class models an ImageNet class name (any of
+/// its comma-separated synonyms, case-insensitive) or an unambiguous prefix of one.
+pub fn resolve_target(arg: &str, classes: usize) -> Result<usize> {
+    if let Ok(i) = arg.trim().parse::<usize>() {
+        if classes > 0 && i >= classes {
+            bail!("--target {i} is out of range: the model has {classes} classes");
+        }
+        return Ok(i);
+    }
+    let names: Vec<&str> = IMAGENET_CLASSES.lines().collect();
+    if classes != names.len() {
+        bail!(
+            "--target '{arg}': class names need a model with the {} ImageNet classes (this one has {classes}); give an index",
+            names.len()
+        );
+    }
+    let want = arg.trim().to_lowercase();
+    let synonyms =
+        |line: &str| -> Vec<String> { line.split(',').map(|s| s.trim().to_lowercase()).collect() };
+    let exact: Vec<usize> = (0..names.len())
+        .filter(|&i| synonyms(names[i]).contains(&want))
+        .collect();
+    let hits = if exact.is_empty() {
+        (0..names.len())
+            .filter(|&i| synonyms(names[i]).iter().any(|s| s.starts_with(&want)))
+            .collect()
+    } else {
+        exact
+    };
+    match hits.as_slice() {
+        [i] => Ok(*i),
+        [] => bail!("--target '{arg}': no ImageNet class name starts with it"),
+        many => {
+            let list: Vec<String> = many
+                .iter()
+                .take(8)
+                .map(|&i| format!("{i} ({})", names[i]))
+                .collect();
+            bail!(
+                "--target '{arg}' is ambiguous: {}{}",
+                list.join("; "),
+                if many.len() > 8 { "; ..." } else { "" }
+            )
+        }
+    }
 }
 
 fn check_writable(dir: &Path) -> Result<()> {

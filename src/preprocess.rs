@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
-use image::{imageops::FilterType, DynamicImage, RgbImage};
+use image::{imageops::FilterType, DynamicImage, ImageDecoder, RgbImage};
 
 use crate::tensor::Tensor;
 
@@ -37,9 +37,15 @@ pub fn load_image(path: &Path) -> Result<DynamicImage> {
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
     reader.limits(limits);
-    reader
-        .decode()
-        .map_err(|e| anyhow!("{}: not a readable image: {e}", path.display()))
+    let bad = |e: image::ImageError| anyhow!("{}: not a readable image: {e}", path.display());
+    let mut decoder = reader.into_decoder().map_err(bad)?;
+    // Photos from cameras and phones store their rotation in EXIF; honour it.
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder).map_err(bad)?;
+    img.apply_orientation(orientation);
+    Ok(img)
 }
 
 /// torchvision's `Resize(resize) → CenterCrop(crop) → ToTensor → Normalize`.

@@ -313,3 +313,134 @@ fn cli_explains_features_only_weights_from_a_given_init() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--init-relevance"), "{}", stderr(&o));
 }
+
+#[test]
+fn target_accepts_indices_and_imagenet_names() {
+    use rsp::cli::resolve_target;
+    assert_eq!(resolve_target("281", 1000).unwrap(), 281);
+    assert_eq!(resolve_target("tabby", 1000).unwrap(), 281);
+    assert_eq!(resolve_target("Tabby Cat", 1000).unwrap(), 281);
+    assert_eq!(resolve_target("goldfis", 1000).unwrap(), 1);
+    assert!(
+        resolve_target("goldf", 1000).is_err(),
+        "goldfish and goldfinch share \"goldf\""
+    );
+    let e = resolve_target("tab", 1000).unwrap_err().to_string();
+    assert!(
+        e.contains("ambiguous") && e.contains("281") && e.contains("846"),
+        "{e}"
+    );
+    assert!(resolve_target("zzzz", 1000)
+        .unwrap_err()
+        .to_string()
+        .contains("no ImageNet class"));
+    assert!(resolve_target("1000", 1000)
+        .unwrap_err()
+        .to_string()
+        .contains("out of range"));
+    assert!(resolve_target("tabby", 10)
+        .unwrap_err()
+        .to_string()
+        .contains("give an index"));
+}
+
+#[test]
+fn cli_target_by_name_is_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = golden_path("resnet_tiny");
+    let out = dir.path().join("t.safetensors");
+    let o = rsp(&[
+        "--weights",
+        &g,
+        "--target",
+        "tabby",
+        "--save-relevance",
+        out.to_str().unwrap(),
+        "--out",
+        dir.path().to_str().unwrap(),
+        &g,
+    ]);
+    assert!(o.status.success(), "rsp failed: {}", stderr(&o));
+    let saved = TensorFile::read(&out).unwrap();
+    assert_eq!(saved.get_int("target").unwrap(), &[281]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("explained class: 281"));
+}
+
+#[test]
+fn cli_reports_more_bad_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let g = golden_path("vgg_tiny");
+    // A directory and an empty file as inputs; a corrupt weights file.
+    let empty = dir.path().join("empty.png");
+    std::fs::write(&empty, b"").unwrap();
+    let corrupt = dir.path().join("corrupt.safetensors");
+    std::fs::write(&corrupt, b"\x10\x00\x00\x00\x00\x00\x00\x00{not json").unwrap();
+    for (args, needle) in [
+        (vec!["--weights", &g, "--out", d, d], "is a directory"),
+        (
+            vec!["--weights", &g, "--out", d, empty.to_str().unwrap()],
+            "empty.png",
+        ),
+        (
+            vec!["--weights", corrupt.to_str().unwrap(), "--out", d, &g],
+            "corrupt.safetensors",
+        ),
+    ] {
+        let o = rsp(&args);
+        assert!(!o.status.success(), "{args:?} should fail");
+        let e = stderr(&o);
+        assert!(e.contains(needle), "{args:?}: expected '{needle}' in: {e}");
+        assert!(!e.contains("panicked"), "{e}");
+    }
+    // One bad image among good inputs: the good one is still explained, exit code 1.
+    let good = dir.path().join("good.png");
+    image::RgbImage::from_fn(40, 40, |x, y| image::Rgb([x as u8 * 6, y as u8 * 6, 90]))
+        .save(&good)
+        .unwrap();
+    let o = rsp(&[
+        "--weights",
+        &g,
+        "--size",
+        "32",
+        "--out",
+        d,
+        empty.to_str().unwrap(),
+        good.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(dir.path().join("good.rsp.png").exists());
+    assert!(!dir.path().join("empty.rsp.png").exists());
+}
+
+#[test]
+fn cli_honours_exif_orientation() {
+    // A 40×20 JPEG tagged "rotate 90° clockwise" is a 20×40 picture; with --size 16
+    // the crop is square either way, so check the decoder directly.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rotated.jpg");
+    let img = image::RgbImage::from_fn(40, 20, |x, _| image::Rgb([x as u8 * 6, 0, 0]));
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new(&mut jpeg)
+        .encode_image(&img)
+        .unwrap();
+    // Insert an APP1/EXIF segment with Orientation = 6 right after the SOI marker.
+    let exif: Vec<u8> = [
+        &b"Exif\0\0"[..],
+        &[0x4d, 0x4d, 0x00, 0x2a, 0x00, 0x00, 0x00, 0x08], // big-endian TIFF header
+        &[0x00, 0x01],                                     // one IFD entry
+        &[
+            0x01, 0x12, 0x00, 0x03, 0x00, 0x00, 0x00, 0x01, 0x00, 0x06, 0x00, 0x00,
+        ], // Orientation=6
+        &[0x00, 0x00, 0x00, 0x00],
+    ]
+    .concat();
+    let mut file = jpeg[..2].to_vec();
+    file.extend([0xff, 0xe1]);
+    file.extend(((exif.len() + 2) as u16).to_be_bytes());
+    file.extend(&exif);
+    file.extend(&jpeg[2..]);
+    std::fs::write(&path, file).unwrap();
+    let loaded = rsp::preprocess::load_image(&path).unwrap();
+    assert_eq!((loaded.width(), loaded.height()), (20, 40));
+}

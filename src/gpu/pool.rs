@@ -88,16 +88,6 @@ impl BufferPool {
         }
     }
 
-    /// Frees every idle buffer (e.g. between batches of different shapes).
-    pub fn trim(&self) {
-        let mut s = self.state.lock().expect("buffer pool lock");
-        let freed: u64 = s.free.iter().map(|b| b.size()).sum();
-        for b in s.free.drain(..) {
-            b.destroy();
-        }
-        s.allocated -= freed;
-    }
-
     /// Peak bytes of pooled storage held at once since the last reset.
     pub fn peak_bytes(&self) -> u64 {
         self.state.lock().map(|s| s.peak).unwrap_or(0)

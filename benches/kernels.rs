@@ -12,7 +12,7 @@ use rsp::gpu::{ContextOptions, GpuContext, Recorder};
 use rsp::models::gpu::GpuModel;
 use rsp::models::layers::Conv2d;
 use rsp::models::zoo;
-use rsp::ops::{conv2d, conv2d_dgrad, conv2d_wgrad, GpuConv};
+use rsp::ops::{conv2d, conv2d_dgrad, conv2d_wgrad, GpuConv, Weights};
 use rsp::Tensor;
 
 fn random(shape: &[usize], seed: u64) -> Tensor {
@@ -56,7 +56,7 @@ fn bench_conv(c: &mut Criterion) {
         conv2d(rec, &x, &gc, true);
     });
     run(&mut group, "dgrad", &|rec| {
-        conv2d_dgrad(rec, &r, &gc.weight, &g, (side, side));
+        conv2d_dgrad(rec, &r, &gc.weight, &g, (side, side), Weights::Signed);
     });
     run(&mut group, "wgrad", &|rec| {
         conv2d_wgrad(rec, &x, &r, &g);

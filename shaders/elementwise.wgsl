@@ -11,9 +11,27 @@
 //                   (RSP purging shift; S = Σ R, n = #{C ≠ 0})
 // OP 7 SPLIT_SUM    out[z, j] = Σ_s a[z·S + s, j] for s in 0..S (S = rows_per_image), in
 //                   split order: the partials of a split-K GEMM
+// OP 8 STAB_DIV     out = a / (b + EPS·sign(b)), 0 where b = 0 (LRP's stabilised ratio
+//                   R / z; EPS = 0 gives RSP's safe division)
+// OP 9 MUL          out = a · b, where a has `rows_per_image` rows for each row of b
+//                   (x ⊙ backward(s), or input × gradient)
+// OP 10 LRP_BN_EPS  out = a · (b·scale[ch]) / stab(b·scale[ch] + shift[ch]) (LRP-ε of a
+//                   batch norm as its own affine layer; c = [scale | shift])
+// OP 11 LRP_BN_POS  out = a · [b·scale[ch] > 0] (LRP-α1β0 of a batch norm: its one
+//                   weighted input is the whole positive part; the shift is left out)
+// OP 12 BN_GRAD     out = a · scale[ch]              (batch norm backward)
 
 override OP: u32 = 0u;
 override RELU: bool = false;
+// LRP-ε stabiliser of STAB_DIV and LRP_BN_EPS.
+override EPS: f32 = 0.0;
+
+fn stab_div(num: f32, z: f32) -> f32 {
+    if (z == 0.0) {
+        return 0.0;
+    }
+    return num / (z + EPS * sign(z));
+}
 
 struct Params {
     numel: u32,
@@ -71,6 +89,24 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
             if (x != 0.0) {
                 v = x - b[2u * n] / b[2u * n + 1u];
             }
+        }
+        case 8u: {
+            v = stab_div(a[idx], b[idx]);
+        }
+        case 9u: {
+            let row = idx / p.per_image;
+            let src = (row / p.rows_per_image) * p.per_image + idx % p.per_image;
+            v = a[idx] * b[src];
+        }
+        case 10u: {
+            let zx = b[idx] * c[ch];
+            v = a[idx] * stab_div(zx, zx + c[p.channels + ch]);
+        }
+        case 11u: {
+            v = select(0.0, a[idx], b[idx] * c[ch] > 0.0);
+        }
+        case 12u: {
+            v = a[idx] * c[ch];
         }
         default: {
             let z = idx / p.per_image;

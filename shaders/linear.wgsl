@@ -2,7 +2,10 @@
 // binding are split by rows): out[n, row_offset + i] = Σ_j W[i, j] · x[n, j] + b.
 // One workgroup per (output row, image); a fixed-order tree sum keeps it deterministic.
 
+// POS_WEIGHTS: x pos(W)^T without bias, the z⁺ of LRP-α1β0.
+
 override RELU: bool = false;
+override POS_WEIGHTS: bool = false;
 
 struct Params {
     in_features: u32,
@@ -25,7 +28,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let n = wg.y;
     var s = 0.0;
     for (var j = lid; j < p.in_features; j += 256u) {
-        s = fma(w[i * p.in_features + j], x[n * p.in_features + j], s);
+        var wv = w[i * p.in_features + j];
+        if (POS_WEIGHTS) {
+            wv = max(wv, 0.0);
+        }
+        s = fma(wv, x[n * p.in_features + j], s);
     }
     partial[lid] = s;
     workgroupBarrier();
@@ -37,7 +44,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     if (lid == 0u) {
         let row = p.row_offset + i;
-        var v = partial[0] + bias[row];
+        var v = partial[0];
+        if (!POS_WEIGHTS) {
+            v += bias[row];
+        }
         if (RELU) {
             v = max(v, 0.0);
         }

@@ -2,7 +2,10 @@
 // weight: g_in[r, j] (+)= Σ_i W[i, j] · g[r, row_offset + i]. Chunks are applied one
 // after another (ACCUMULATE for all but the first), so the sum order is fixed.
 
+// POS_WEIGHTS: back through pos(W) instead (LRP-α1β0).
+
 override ACCUMULATE: bool = false;
+override POS_WEIGHTS: bool = false;
 
 struct Params {
     in_features: u32,
@@ -25,7 +28,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     var s = 0.0;
     for (var i = 0u; i < p.rows; i++) {
-        s = fma(w[i * p.in_features + j], g[r * p.out_features + p.row_offset + i], s);
+        var wv = w[i * p.in_features + j];
+        if (POS_WEIGHTS) {
+            wv = max(wv, 0.0);
+        }
+        s = fma(wv, g[r * p.out_features + p.row_offset + i], s);
     }
     let dst = r * p.in_features + j;
     if (ACCUMULATE) {

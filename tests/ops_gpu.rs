@@ -98,7 +98,7 @@ fn conv2d_dgrad_matches_transposed_convolution() {
         let out = run1(|rec| {
             let wg = rec.ctx.upload(&conv.weight);
             let sg = rec.ctx.upload(&s);
-            ops::conv2d_dgrad(rec, &sg, &wg, &g, (h, w))
+            ops::conv2d_dgrad(rec, &sg, &wg, &g, (h, w), ops::Weights::Signed)
         });
         let want = cpu::conv2d_dgrad(&s, &conv.weight, g.stride, g.padding, (h, w));
         assert_close(&format!("conv2d_dgrad {case:?}"), &out, &want, REL_TOL);

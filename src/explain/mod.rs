@@ -1,10 +1,87 @@
 //! Attribution methods. RSP (Relative Sectional Propagation) is the product; its rules
-//! run as WGSL shaders over the activations the forward pass keeps on the GPU.
+//! run as WGSL shaders over the activations the forward pass keeps on the GPU. The
+//! baselines it is compared with are rule sets over one shared backward walk
+//! ([`propagate`]).
 
+pub mod baselines;
+pub mod propagate;
 pub mod rsp;
 pub mod rules;
 
+pub use baselines::explain_method;
 pub use rsp::{explain, RspOptions};
+
+/// The ε of the LRP-ε rule (a fixed value, not tuned per model).
+pub const LRP_EPSILON: f32 = 0.25;
+
+/// An attribution method, by its command-line name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Method {
+    /// Relative Sectional Propagation (Nam, Choi, Lee, AAAI 2021).
+    Rsp,
+    /// Grad-CAM (Selvaraju et al. 2017) at RSP's explanation layer, resized to the input.
+    #[value(name = "gradcam")]
+    GradCam,
+    /// The gradient of the target logit w.r.t. the input (Simonyan et al. 2014).
+    Gradient,
+    /// Gradient ⊙ input (Shrikumar et al. 2016).
+    #[value(name = "gradxinput")]
+    GradientTimesInput,
+    /// LRP with the ε-rule in every layer but the first (z^B).
+    #[value(name = "lrp-eps")]
+    LrpEpsilon,
+    /// LRP-αβ with α = 1, β = 0 (z⁺) in every layer but the first (z^B).
+    #[value(name = "lrp-ab")]
+    LrpAlphaBeta,
+    /// Contrastive LRP (Gu, Yang, Tresp 2018): target minus the dual "all other classes".
+    Clrp,
+    /// Softmax-gradient LRP (Iwana, Kuroki, Uchida 2019).
+    Sglrp,
+}
+
+impl Method {
+    /// Every method, RSP first.
+    pub const ALL: [Method; 8] = [
+        Method::Rsp,
+        Method::GradCam,
+        Method::Gradient,
+        Method::GradientTimesInput,
+        Method::LrpEpsilon,
+        Method::LrpAlphaBeta,
+        Method::Clrp,
+        Method::Sglrp,
+    ];
+
+    /// The command-line name (`rsp`, `gradcam`, `lrp-ab`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Rsp => "rsp",
+            Method::GradCam => "gradcam",
+            Method::Gradient => "gradient",
+            Method::GradientTimesInput => "gradxinput",
+            Method::LrpEpsilon => "lrp-eps",
+            Method::LrpAlphaBeta => "lrp-ab",
+            Method::Clrp => "clrp",
+            Method::Sglrp => "sglrp",
+        }
+    }
+
+    /// Parses a command-line name.
+    pub fn from_name(name: &str) -> Option<Method> {
+        Method::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    /// The ε of [`Method::LrpEpsilon`].
+    pub fn lrp_epsilon(self) -> f32 {
+        LRP_EPSILON
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 use crate::tensor::Tensor;
 

@@ -61,6 +61,29 @@ pub fn explain(
             bail!("--compare-k must be between 2 and the number of classes ({classes}), got {k}");
         }
     }
+    in_passes(ctx, model, input, |sub, range| {
+        let mut sub_opts = opts.clone();
+        sub_opts.targets = opts.targets.as_ref().map(|t| t[range.clone()].to_vec());
+        if let Init::Given(t) = &opts.init {
+            let per = t.numel() / t.shape[0];
+            sub_opts.init = Init::Given(Tensor::new(
+                [vec![range.len()], t.shape[1..].to_vec()].concat(),
+                t.data[range.start * per..range.end * per].to_vec(),
+            ));
+        }
+        explain_pass(ctx, model, sub, &sub_opts)
+    })
+}
+
+/// Runs `pass` over sub-batches small enough that no tensor exceeds the adapter's
+/// binding limit (`pass` gets the sub-batch and its image range) and joins the results.
+pub(crate) fn in_passes(
+    ctx: &GpuContext,
+    model: &GpuModel,
+    input: &Tensor,
+    mut pass: impl FnMut(&Tensor, std::ops::Range<usize>) -> Result<Explanation>,
+) -> Result<Explanation> {
+    let n = input.shape[0];
     let per_image = model.largest_tensor_per_image(input.shape[2], input.shape[3]);
     if per_image > ctx.max_binding {
         bail!(
@@ -79,16 +102,7 @@ pub fn explain(
             [vec![end - start], input.shape[1..].to_vec()].concat(),
             input.data[start * input.numel() / n..end * input.numel() / n].to_vec(),
         );
-        let mut sub_opts = opts.clone();
-        sub_opts.targets = opts.targets.as_ref().map(|t| t[start..end].to_vec());
-        if let Init::Given(t) = &opts.init {
-            let per = t.numel() / t.shape[0];
-            sub_opts.init = Init::Given(Tensor::new(
-                [vec![end - start], t.shape[1..].to_vec()].concat(),
-                t.data[start * per..end * per].to_vec(),
-            ));
-        }
-        parts.push(explain_pass(ctx, model, &sub, &sub_opts)?);
+        parts.push(pass(&sub, start..end)?);
     }
     Ok(concat(parts))
 }

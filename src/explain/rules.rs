@@ -2,10 +2,10 @@
 //! Each rule maps the relevance `r` at a layer's output to the relevance at its input.
 
 use crate::explain::RSP_EPS;
-use crate::gpu::{grid_1d, Binding, GpuTensor, Recorder};
+use crate::gpu::{Binding, GpuTensor, Recorder};
 use crate::models::layers::{ConvGeometry, MaxPool2d};
 use crate::ops::conv::{conv_gemm, wgrad_gemm};
-use crate::ops::elementwise::{elementwise, ElementwiseOp, Layout};
+use crate::ops::elementwise::{elementwise, residual_split, ElementwiseOp, Layout, ResidualSplit};
 use crate::ops::{max_pool2d_route, min_max, sum_and_count_nonzero, GpuBatchNorm, GpuConv};
 
 /// Hidden convolution (spec §3, "the core RSP rule"): channel attribution maps with
@@ -183,21 +183,5 @@ pub fn rsp_residual_rule(
     b: &GpuTensor,
     r: &GpuTensor,
 ) -> (GpuTensor, GpuTensor) {
-    let ra = rec.ctx.empty(&r.shape);
-    let rb = rec.ctx.empty(&r.shape);
-    let numel = r.numel();
-    rec.dispatch(
-        "rsp_residual",
-        &[],
-        &[
-            Binding::read(a),
-            Binding::read(b),
-            Binding::read(r),
-            Binding::write(&ra),
-            Binding::write(&rb),
-        ],
-        &[numel as u32, 0, 0, 0],
-        grid_1d(numel),
-    );
-    (ra, rb)
+    residual_split(rec, a, b, r, ResidualSplit::Rsp)
 }

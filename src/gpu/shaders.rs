@@ -29,8 +29,8 @@ pub const SHADERS: &[(&str, &str, bool)] = &[
         false,
     ),
     (
-        "rsp_residual",
-        include_str!("../../shaders/rsp_residual.wgsl"),
+        "residual_rule",
+        include_str!("../../shaders/residual_rule.wgsl"),
         false,
     ),
     ("reduce", include_str!("../../shaders/reduce.wgsl"), false),
@@ -44,7 +44,17 @@ pub const SHADERS: &[(&str, &str, bool)] = &[
     ),
     ("softmax", include_str!("../../shaders/softmax.wgsl"), false),
     ("topk", include_str!("../../shaders/topk.wgsl"), false),
-    ("onehot", include_str!("../../shaders/onehot.wgsl"), false),
+    (
+        "logit_seed",
+        include_str!("../../shaders/logit_seed.wgsl"),
+        false,
+    ),
+    ("gradcam", include_str!("../../shaders/gradcam.wgsl"), false),
+    (
+        "upsample_bilinear",
+        include_str!("../../shaders/upsample_bilinear.wgsl"),
+        false,
+    ),
     (
         "rsp_init",
         include_str!("../../shaders/rsp_init.wgsl"),

@@ -67,8 +67,8 @@ pub struct Forward {
     pub logits: GpuTensor,
     /// The explanation layer's activation A `[N, C, h, w]`.
     pub explain_act: GpuTensor,
-    /// Head activations for the gradient: VGG `[pooled, avgpool out, hidden linear
-    /// outputs...]`; ResNet empty (global pool and fc need none).
+    /// Head activations for the backward passes: VGG `[last max-pool output, adaptive
+    /// pool output, post-ReLU hidden linear outputs...]`; ResNet `[global pool output]`.
     pub head: Vec<GpuTensor>,
     pub saved: Saved,
 }
@@ -331,7 +331,7 @@ fn forward_resnet(rec: &mut Recorder, m: &GpuResNet, x: &GpuTensor) -> Forward {
     Forward {
         logits,
         explain_act,
-        head: Vec::new(),
+        head: vec![pooled],
         saved: Saved::ResNet {
             input: x.clone(),
             bn1_input: c1,

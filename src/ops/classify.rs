@@ -1,4 +1,5 @@
-//! The classifier's outputs: softmax probabilities, top-k classes, one-hot seeds.
+//! The classifier's outputs: softmax probabilities, top-k classes, and the seeds that
+//! start a backward pass at the logits.
 
 use crate::gpu::{grid_1d, Access, Binding, GpuTensor, Recorder};
 
@@ -62,6 +63,49 @@ pub fn top_k(rec: &mut Recorder, scores: &GpuTensor, first: &[u32], k: usize) ->
     }
 }
 
+/// What a row of [`logit_seed`] holds for its class `t`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seed {
+    /// `[c = t]`: the gradient (or LRP relevance) of logit `t` alone.
+    OneHot = 0,
+    /// `[c = t] − [c ≠ t]/(C − 1)`: the target against the mean of all other classes
+    /// (CLRP's dual concept, same total relevance).
+    Contrastive = 1,
+    /// `∂softmax_t/∂z_c = y_t([c = t] − y_c)` (SGLRP); needs the probabilities.
+    SoftmaxGradient = 2,
+}
+
+/// Seed rows `[R, classes]` at the logits, from the class of each row (`probs`: the
+/// softmax `[R, classes]`, read only by [`Seed::SoftmaxGradient`]).
+pub fn logit_seed(
+    rec: &mut Recorder,
+    seed: Seed,
+    class_of_row: &wgpu::Buffer,
+    rows: usize,
+    classes: usize,
+    probs: Option<&GpuTensor>,
+) -> GpuTensor {
+    assert!(
+        seed != Seed::SoftmaxGradient || probs.is_some(),
+        "logit_seed: the softmax gradient needs the probabilities"
+    );
+    let out = rec.ctx.empty(&[rows, classes]);
+    let numel = rows * classes;
+    let probs = probs.map(Binding::read).unwrap_or(rec.unused());
+    rec.dispatch(
+        "logit_seed",
+        &[("MODE", seed as u32 as f64)],
+        &[
+            Binding::raw(class_of_row, Access::Read),
+            probs,
+            Binding::write(&out),
+        ],
+        &[classes as u32, numel as u32, 0, 0],
+        grid_1d(numel),
+    );
+    out
+}
+
 /// One-hot rows `[R, classes]` from the class of each row.
 pub fn one_hot(
     rec: &mut Recorder,
@@ -69,17 +113,5 @@ pub fn one_hot(
     rows: usize,
     classes: usize,
 ) -> GpuTensor {
-    let out = rec.ctx.empty(&[rows, classes]);
-    let numel = rows * classes;
-    rec.dispatch(
-        "onehot",
-        &[],
-        &[
-            Binding::raw(class_of_row, Access::Read),
-            Binding::write(&out),
-        ],
-        &[classes as u32, numel as u32, 0, 0],
-        grid_1d(numel),
-    );
-    out
+    logit_seed(rec, Seed::OneHot, class_of_row, rows, classes, None)
 }

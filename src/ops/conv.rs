@@ -155,8 +155,32 @@ fn dims4(t: &GpuTensor) -> (usize, usize, usize, usize) {
     (t.shape[0], t.shape[1], t.shape[2], t.shape[3])
 }
 
+/// Which weights a convolution or linear layer applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Weights {
+    /// The layer's own weights and bias.
+    Signed,
+    /// `pos(W)` and no bias: the z⁺ of LRP-α1β0 (its inputs are non-negative).
+    Positive,
+}
+
 /// `conv(x, W) + b`, optionally followed by ReLU. `x`: `[N, C_in, H, W]`.
 pub fn conv2d(rec: &mut Recorder, x: &GpuTensor, conv: &GpuConv, relu: bool) -> GpuTensor {
+    conv2d_with(rec, x, conv, relu, Weights::Signed)
+}
+
+/// The pre-activation `z` of a convolution with the given [`Weights`].
+pub fn conv2d_z(rec: &mut Recorder, x: &GpuTensor, conv: &GpuConv, weights: Weights) -> GpuTensor {
+    conv2d_with(rec, x, conv, false, weights)
+}
+
+fn conv2d_with(
+    rec: &mut Recorder,
+    x: &GpuTensor,
+    conv: &GpuConv,
+    relu: bool,
+    weights: Weights,
+) -> GpuTensor {
     let (n, c, h, w) = dims4(x);
     let g = &conv.geom;
     assert_eq!(
@@ -169,7 +193,11 @@ pub fn conv2d(rec: &mut Recorder, x: &GpuTensor, conv: &GpuConv, relu: bool) -> 
     conv_gemm(
         rec,
         "conv2d_fwd",
-        &[("MODE", 0.0), ("RELU", relu as u8 as f64)],
+        &[
+            ("MODE", 0.0),
+            ("RELU", relu as u8 as f64),
+            ("POS_WEIGHTS", (weights == Weights::Positive) as u8 as f64),
+        ],
         &[
             Binding::read(x),
             Binding::read(&conv.weight),
@@ -185,21 +213,25 @@ pub fn conv2d(rec: &mut Recorder, x: &GpuTensor, conv: &GpuConv, relu: bool) -> 
     out
 }
 
-/// Transposed convolution `convT(S, W)`: the adjoint of `conv2d` w.r.t. its input,
-/// shaped like an input of spatial size `in_hw`.
+/// Transposed convolution `convT(S, W)` (or `convT(S, pos(W))`): the adjoint of
+/// `conv2d` w.r.t. its input, shaped like an input of spatial size `in_hw`.
 pub fn conv2d_dgrad(
     rec: &mut Recorder,
     s: &GpuTensor,
     weight: &GpuTensor,
     g: &ConvGeometry,
     in_hw: (usize, usize),
+    weights: Weights,
 ) -> GpuTensor {
     let (n, _, _, _) = dims4(s);
     let out = rec.ctx.empty(&[n, g.c_in, in_hw.0, in_hw.1]);
     conv_gemm(
         rec,
         "conv2d_dgrad",
-        &[("MODE", 0.0)],
+        &[
+            ("MODE", 0.0),
+            ("POS_WEIGHTS", (weights == Weights::Positive) as u8 as f64),
+        ],
         &[
             Binding::read(s),
             Binding::read(weight),

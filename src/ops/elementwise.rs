@@ -15,6 +15,11 @@ pub(crate) enum ElementwiseOp {
     ZbSum = 5,
     RspShift = 6,
     SplitSum = 7,
+    StabDiv = 8,
+    Mul = 9,
+    LrpBatchNormEps = 10,
+    LrpBatchNormPos = 11,
+    BatchNormGrad = 12,
 }
 
 /// Shape facts the kernel needs besides the element count.
@@ -47,6 +52,19 @@ pub(crate) fn elementwise(
     inputs: [Option<&GpuTensor>; 3],
     layout: Layout,
 ) -> GpuTensor {
+    elementwise_eps(rec, op, relu, 0.0, out_shape, inputs, layout)
+}
+
+/// [`elementwise`] with the LRP stabiliser `eps` of the ops that read it.
+pub(crate) fn elementwise_eps(
+    rec: &mut Recorder,
+    op: ElementwiseOp,
+    relu: bool,
+    eps: f32,
+    out_shape: &[usize],
+    inputs: [Option<&GpuTensor>; 3],
+    layout: Layout,
+) -> GpuTensor {
     let out = rec.ctx.empty(out_shape);
     let numel = out.numel();
     let unused = rec.unused();
@@ -64,7 +82,11 @@ pub(crate) fn elementwise(
     ];
     rec.dispatch(
         "elementwise",
-        &[("OP", op as u32 as f64), ("RELU", relu as u8 as f64)],
+        &[
+            ("OP", op as u32 as f64),
+            ("RELU", relu as u8 as f64),
+            ("EPS", eps as f64),
+        ],
         &bindings,
         &params,
         grid_1d(numel),
@@ -150,4 +172,119 @@ pub fn relu_grad(
             rows_per_image,
         },
     )
+}
+
+/// LRP's stabilised ratio `r / (z + eps·sign(z))`, 0 where `z = 0` (`eps = 0`: the safe
+/// division `sdiv`).
+pub fn stab_div(rec: &mut Recorder, r: &GpuTensor, z: &GpuTensor, eps: f32) -> GpuTensor {
+    assert_eq!(r.numel(), z.numel(), "stab_div: sizes differ");
+    elementwise_eps(
+        rec,
+        ElementwiseOp::StabDiv,
+        false,
+        eps,
+        &r.shape,
+        [Some(r), Some(z), None],
+        Layout::nchw(r),
+    )
+}
+
+/// `a ⊙ b`, shaped like `a`; `b` is broadcast over the `a.shape[0] / b.shape[0]` rows
+/// that `a` holds per row of `b`.
+pub fn mul(rec: &mut Recorder, a: &GpuTensor, b: &GpuTensor) -> GpuTensor {
+    let per_image = b.numel() / b.shape[0];
+    assert_eq!(a.numel() / a.shape[0], per_image, "mul: row sizes differ");
+    assert_eq!(a.shape[0] % b.shape[0], 0, "mul: row counts do not divide");
+    elementwise(
+        rec,
+        ElementwiseOp::Mul,
+        false,
+        &a.shape,
+        [Some(a), Some(b), None],
+        Layout {
+            per_image,
+            channels: 1,
+            hw: 1,
+            rows_per_image: a.shape[0] / b.shape[0],
+        },
+    )
+}
+
+/// Batch norm backward w.r.t. its input: `g · scale[ch]`.
+pub fn batch_norm_grad(rec: &mut Recorder, g: &GpuTensor, bn: &GpuBatchNorm) -> GpuTensor {
+    elementwise(
+        rec,
+        ElementwiseOp::BatchNormGrad,
+        false,
+        &g.shape,
+        [Some(g), None, Some(&bn.scale_shift)],
+        Layout::nchw(g),
+    )
+}
+
+/// LRP through a batch norm treated as its own affine layer `z = x·scale + shift`:
+/// `Some(eps)`: the ε-rule `r · x·scale / stab(z)`; `None`: α1β0, `r · [x·scale > 0]`.
+pub fn lrp_batch_norm(
+    rec: &mut Recorder,
+    r: &GpuTensor,
+    x: &GpuTensor,
+    bn: &GpuBatchNorm,
+    eps: Option<f32>,
+) -> GpuTensor {
+    let op = match eps {
+        Some(_) => ElementwiseOp::LrpBatchNormEps,
+        None => ElementwiseOp::LrpBatchNormPos,
+    };
+    elementwise_eps(
+        rec,
+        op,
+        false,
+        eps.unwrap_or(0.0),
+        &r.shape,
+        [Some(r), Some(x), Some(&bn.scale_shift)],
+        Layout::nchw(r),
+    )
+}
+
+/// How [`residual_split`] shares the relevance of `out = a + b`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ResidualSplit {
+    /// RSP: in proportion to `pos(a) + 1e-9` and `pos(b) + 1e-9`.
+    Rsp,
+    /// LRP-ε: `a / stab(a + b)` and `b / stab(a + b)`.
+    Epsilon(f32),
+    /// LRP-α1β0: in proportion to `pos(a)` and `pos(b)`.
+    Positive,
+}
+
+/// Splits the relevance `r` of a residual addition `a + b` into `(R_a, R_b)`.
+pub fn residual_split(
+    rec: &mut Recorder,
+    a: &GpuTensor,
+    b: &GpuTensor,
+    r: &GpuTensor,
+    split: ResidualSplit,
+) -> (GpuTensor, GpuTensor) {
+    let ra = rec.ctx.empty(&r.shape);
+    let rb = rec.ctx.empty(&r.shape);
+    let numel = r.numel();
+    let (mode, eps) = match split {
+        ResidualSplit::Rsp => (0.0, 0.0),
+        ResidualSplit::Epsilon(e) => (1.0, e as f64),
+        ResidualSplit::Positive => (2.0, 0.0),
+    };
+    rec.dispatch(
+        "residual_rule",
+        &[("MODE", mode), ("EPS", eps)],
+        &[
+            Binding::read(a),
+            Binding::read(b),
+            Binding::read(r),
+            Binding::write(&ra),
+            Binding::write(&rb),
+        ],
+        &[numel as u32, 0, 0, 0],
+        grid_1d(numel),
+    );
+    (ra, rb)
 }

@@ -4,6 +4,7 @@
 
 use crate::gpu::{Binding, GpuContext, GpuTensor, Recorder};
 use crate::models::layers::Linear;
+use crate::ops::conv::Weights;
 
 /// One row-range of a linear weight.
 pub struct WeightChunk {
@@ -53,6 +54,21 @@ impl GpuLinear {
 /// `x W^T + b` for `x` `[N, in]` (any trailing shape that flattens to `in`),
 /// optionally followed by ReLU.
 pub fn linear(rec: &mut Recorder, x: &GpuTensor, l: &GpuLinear, relu: bool) -> GpuTensor {
+    linear_with(rec, x, l, relu, Weights::Signed)
+}
+
+/// The pre-activation `z` of a linear layer with the given [`Weights`], `[N, out]`.
+pub fn linear_z(rec: &mut Recorder, x: &GpuTensor, l: &GpuLinear, weights: Weights) -> GpuTensor {
+    linear_with(rec, x, l, false, weights)
+}
+
+fn linear_with(
+    rec: &mut Recorder,
+    x: &GpuTensor,
+    l: &GpuLinear,
+    relu: bool,
+    weights: Weights,
+) -> GpuTensor {
     let n = x.shape[0];
     assert_eq!(
         x.numel() / n,
@@ -63,7 +79,10 @@ pub fn linear(rec: &mut Recorder, x: &GpuTensor, l: &GpuLinear, relu: bool) -> G
     for c in &l.chunks {
         rec.dispatch(
             "linear",
-            &[("RELU", relu as u8 as f64)],
+            &[
+                ("RELU", relu as u8 as f64),
+                ("POS_WEIGHTS", (weights == Weights::Positive) as u8 as f64),
+            ],
             &[
                 Binding::read(x),
                 Binding::read(&c.weight),
@@ -79,12 +98,25 @@ pub fn linear(rec: &mut Recorder, x: &GpuTensor, l: &GpuLinear, relu: bool) -> G
 
 /// Gradient w.r.t. the input: `g W` for `g` `[R, out]`, giving `[R, in]`.
 pub fn linear_grad(rec: &mut Recorder, g: &GpuTensor, l: &GpuLinear) -> GpuTensor {
+    linear_grad_with(rec, g, l, Weights::Signed)
+}
+
+/// `g W` or `g pos(W)` (LRP-α1β0), `[R, in]`.
+pub fn linear_grad_with(
+    rec: &mut Recorder,
+    g: &GpuTensor,
+    l: &GpuLinear,
+    weights: Weights,
+) -> GpuTensor {
     let rows = g.shape[0];
     let out = rec.ctx.empty(&[rows, l.in_features]);
     for (i, c) in l.chunks.iter().enumerate() {
         rec.dispatch(
             "linear_grad",
-            &[("ACCUMULATE", (i > 0) as u8 as f64)],
+            &[
+                ("ACCUMULATE", (i > 0) as u8 as f64),
+                ("POS_WEIGHTS", (weights == Weights::Positive) as u8 as f64),
+            ],
             &[
                 Binding::read(g),
                 Binding::read(&c.weight),

@@ -6,10 +6,12 @@
 //! - [`rsp`]: one function per RSP rule (spec §3) and the initialisations (spec §2).
 //! - [`model`]: forward pass with the activations the rules read, the head gradient,
 //!   and [`model::explain`], which produces an [`crate::Explanation`].
+//! - [`baselines`]: the comparison methods (gradient, Grad-CAM, LRP, CLRP, SGLRP).
 //!
 //! Nothing here is fast or clever on purpose: it is what the GPU engine is compared
 //! against (with [`crate::compare`]).
 
+pub mod baselines;
 pub mod model;
 pub mod ops;
 pub mod rsp;

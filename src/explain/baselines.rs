@@ -1,0 +1,274 @@
+//! The baselines RSP is compared with, each a small rule set over [`propagate`]:
+//!
+//! | method | seed at the logits | rules | after |
+//! |---|---|---|---|
+//! | gradient | one-hot | [`GradientRules`] | |
+//! | gradient × input | one-hot | [`GradientRules`] | `⊙ input` |
+//! | Grad-CAM | one-hot | [`GradientRules`] to `A` | `ReLU(Σ_c mean(∂y/∂A_c) A_c)`, upsampled |
+//! | LRP-ε | one-hot | [`LrpRules`] ε, z^B first layer | |
+//! | LRP-α1β0 | one-hot | [`LrpRules`] z⁺, z^B first layer | |
+//! | CLRP | target − mean of the others | [`LrpRules`] z⁺ | `ReLU` |
+//! | SGLRP | softmax gradient | [`LrpRules`] z⁺ | |
+
+use anyhow::{bail, Result};
+
+use super::propagate::{propagate, propagate_head, LayerRules};
+use super::rsp::in_passes;
+use super::rules::rsp_first_conv_rule;
+use super::{Explanation, Method};
+use crate::gpu::{GpuContext, GpuTensor, Recorder};
+use crate::models::gpu::GpuModel;
+use crate::models::layers::MaxPool2d;
+use crate::ops::{self, GpuBatchNorm, GpuConv, GpuLinear, ResidualSplit, Seed, Weights, NO_CLASS};
+use crate::tensor::Tensor;
+
+/// Plain backpropagation of the gradient.
+pub struct GradientRules;
+
+impl LayerRules for GradientRules {
+    fn conv(&self, rec: &mut Recorder, x: &GpuTensor, r: &GpuTensor, c: &GpuConv) -> GpuTensor {
+        let hw = (x.shape[2], x.shape[3]);
+        ops::conv2d_dgrad(rec, r, &c.weight, &c.geom, hw, Weights::Signed)
+    }
+    fn linear(&self, rec: &mut Recorder, _: &GpuTensor, r: &GpuTensor, l: &GpuLinear) -> GpuTensor {
+        ops::linear_grad(rec, r, l)
+    }
+    fn relu(&self, rec: &mut Recorder, out: &GpuTensor, r: &GpuTensor) -> GpuTensor {
+        ops::relu_grad(rec, r, out, 1)
+    }
+    fn max_pool(
+        &self,
+        rec: &mut Recorder,
+        x: &GpuTensor,
+        r: &GpuTensor,
+        p: &MaxPool2d,
+    ) -> GpuTensor {
+        ops::max_pool2d_route(rec, x, r, p, 1, 0.0)
+    }
+    fn avg_pool(&self, rec: &mut Recorder, x: &GpuTensor, r: &GpuTensor) -> GpuTensor {
+        ops::adaptive_avg_pool2d_grad(rec, r, (x.shape[2], x.shape[3]))
+    }
+    fn batch_norm(
+        &self,
+        rec: &mut Recorder,
+        _: &GpuTensor,
+        r: &GpuTensor,
+        bn: &GpuBatchNorm,
+    ) -> GpuTensor {
+        ops::batch_norm_grad(rec, r, bn)
+    }
+    fn residual(
+        &self,
+        _: &mut Recorder,
+        _: &GpuTensor,
+        _: &GpuTensor,
+        r: &GpuTensor,
+    ) -> (GpuTensor, GpuTensor) {
+        (r.clone(), r.clone())
+    }
+}
+
+/// Layer-wise relevance propagation (Bach et al. 2015; Montavon et al. 2019): every
+/// affine layer redistributes `R_in = x ⊙ Wᵀ(R / z)` with
+/// - `epsilon: Some(ε)`: the ε-rule, `z = Wx + b` stabilised as `z + ε·sign(z)`;
+/// - `epsilon: None`: the α1β0 (z⁺) rule, `W → pos(W)` and no bias (inputs are
+///   post-ReLU, so `x·pos(W)` is the positive part of every contribution).
+///
+/// The first convolution (3 input channels) takes the z^B rule with the image's own
+/// bounds `L = min(x)`, `H = max(x)` (as RSP does); ReLUs pass relevance unchanged, max
+/// pools route it to the winner, batch norms are their own one-input affine layers.
+pub struct LrpRules {
+    pub epsilon: Option<f32>,
+}
+
+impl LrpRules {
+    fn weights(&self) -> Weights {
+        match self.epsilon {
+            Some(_) => Weights::Signed,
+            None => Weights::Positive,
+        }
+    }
+    fn eps(&self) -> f32 {
+        self.epsilon.unwrap_or(0.0)
+    }
+}
+
+impl LayerRules for LrpRules {
+    fn conv(&self, rec: &mut Recorder, x: &GpuTensor, r: &GpuTensor, c: &GpuConv) -> GpuTensor {
+        if c.geom.c_in == 3 {
+            return rsp_first_conv_rule(rec, x, r, c);
+        }
+        let z = ops::conv2d_z(rec, x, c, self.weights());
+        let s = ops::stab_div(rec, r, &z, self.eps());
+        let hw = (x.shape[2], x.shape[3]);
+        let back = ops::conv2d_dgrad(rec, &s, &c.weight, &c.geom, hw, self.weights());
+        ops::mul(rec, &back, x)
+    }
+    fn linear(&self, rec: &mut Recorder, x: &GpuTensor, r: &GpuTensor, l: &GpuLinear) -> GpuTensor {
+        let z = ops::linear_z(rec, x, l, self.weights());
+        let s = ops::stab_div(rec, r, &z, self.eps());
+        let back = ops::linear_grad_with(rec, &s, l, self.weights());
+        ops::mul(rec, &back, x)
+    }
+    fn relu(&self, _: &mut Recorder, _: &GpuTensor, r: &GpuTensor) -> GpuTensor {
+        r.clone()
+    }
+    fn max_pool(
+        &self,
+        rec: &mut Recorder,
+        x: &GpuTensor,
+        r: &GpuTensor,
+        p: &MaxPool2d,
+    ) -> GpuTensor {
+        ops::max_pool2d_route(rec, x, r, p, 1, 0.0)
+    }
+    fn avg_pool(&self, rec: &mut Recorder, x: &GpuTensor, r: &GpuTensor) -> GpuTensor {
+        let out_hw = (r.shape[2], r.shape[3]);
+        let z = ops::adaptive_avg_pool2d(rec, x, out_hw);
+        let s = ops::stab_div(rec, r, &z, self.eps());
+        let back = ops::adaptive_avg_pool2d_grad(rec, &s, (x.shape[2], x.shape[3]));
+        ops::mul(rec, &back, x)
+    }
+    fn batch_norm(
+        &self,
+        rec: &mut Recorder,
+        x: &GpuTensor,
+        r: &GpuTensor,
+        bn: &GpuBatchNorm,
+    ) -> GpuTensor {
+        ops::lrp_batch_norm(rec, r, x, bn, self.epsilon)
+    }
+    fn residual(
+        &self,
+        rec: &mut Recorder,
+        a: &GpuTensor,
+        b: &GpuTensor,
+        r: &GpuTensor,
+    ) -> (GpuTensor, GpuTensor) {
+        let split = match self.epsilon {
+            Some(e) => ResidualSplit::Epsilon(e),
+            None => ResidualSplit::Positive,
+        };
+        ops::residual_split(rec, a, b, r, split)
+    }
+}
+
+/// Explains `input` `[N, 3, H, W]` (normalised) with a baseline `method` for `targets`
+/// (default: each image's top-1 class). [`Explanation::init`] holds the seed at the
+/// logits; [`Explanation::relevance`] is `[N, 3, H, W]`, or `[N, 1, H, W]` for
+/// Grad-CAM (its map bilinearly resized to the input).
+pub fn explain_method(
+    ctx: &GpuContext,
+    model: &GpuModel,
+    input: &Tensor,
+    method: Method,
+    targets: Option<&[usize]>,
+) -> Result<Explanation> {
+    if input.shape.len() != 4 || input.shape[1] != 3 {
+        bail!("input must be [N, 3, H, W], got {:?}", input.shape);
+    }
+    if method == Method::Rsp {
+        bail!("explain_method runs the baselines; RSP is explain::explain");
+    }
+    let n = input.shape[0];
+    let classes = model.num_classes();
+    if classes == 0 {
+        bail!("these weights have no classifier: {method} needs one");
+    }
+    if let Some(t) = targets {
+        if t.len() != n {
+            bail!("{} targets given for {n} images", t.len());
+        }
+        if let Some(bad) = t.iter().find(|&&c| c >= classes) {
+            bail!("target class {bad} is out of range (the model has {classes} classes)");
+        }
+    }
+    if classes < 2 && matches!(method, Method::Clrp | Method::Sglrp) {
+        bail!("{method} contrasts classes and needs at least 2");
+    }
+    in_passes(ctx, model, input, |sub, range| {
+        pass(ctx, model, sub, method, targets.map(|t| &t[range]))
+    })
+}
+
+fn pass(
+    ctx: &GpuContext,
+    model: &GpuModel,
+    input: &Tensor,
+    method: Method,
+    targets: Option<&[usize]>,
+) -> Result<Explanation> {
+    let n = input.shape[0];
+    let classes = model.num_classes();
+    let mut rec = Recorder::new(ctx);
+    let x = ctx.upload(input);
+    let fwd = model.forward(&mut rec, &x);
+    let first: Vec<u32> = match targets {
+        Some(t) => t.iter().map(|&c| c as u32).collect(),
+        None => vec![NO_CLASS; n],
+    };
+    let chosen = ops::top_k(&mut rec, &fwd.logits, &first, 1);
+    let seed_kind = match method {
+        Method::Clrp => Seed::Contrastive,
+        Method::Sglrp => Seed::SoftmaxGradient,
+        _ => Seed::OneHot,
+    };
+    let probs = (seed_kind == Seed::SoftmaxGradient).then(|| ops::softmax(&mut rec, &fwd.logits));
+    let seed = ops::logit_seed(
+        &mut rec,
+        seed_kind,
+        &chosen.target,
+        n,
+        classes,
+        probs.as_ref(),
+    );
+    let epsilon = LrpRules {
+        epsilon: Some(method.lrp_epsilon()),
+    };
+    let positive = LrpRules { epsilon: None };
+    let relevance = match method {
+        Method::Gradient => propagate(&mut rec, model, &fwd, &seed, &GradientRules),
+        Method::GradientTimesInput => {
+            let g = propagate(&mut rec, model, &fwd, &seed, &GradientRules);
+            ops::mul(&mut rec, &g, &x)
+        }
+        Method::GradCam => {
+            let g = propagate_head(&mut rec, model, &fwd, &seed, &GradientRules);
+            let cam = ops::grad_cam(&mut rec, &fwd.explain_act, &g);
+            ops::upsample_bilinear(&mut rec, &cam, (input.shape[2], input.shape[3]))
+        }
+        Method::LrpEpsilon => propagate(&mut rec, model, &fwd, &seed, &epsilon),
+        Method::LrpAlphaBeta | Method::Sglrp => propagate(&mut rec, model, &fwd, &seed, &positive),
+        Method::Clrp => {
+            let r = propagate(&mut rec, model, &fwd, &seed, &positive);
+            ops::relu(&mut rec, &r)
+        }
+        Method::Rsp => unreachable!("checked by explain_method"),
+    };
+    rec.submit();
+    drop(rec);
+    let parts = [
+        (&chosen.target, n),
+        (fwd.logits.buffer(), fwd.logits.numel()),
+        (seed.buffer(), seed.numel()),
+        (relevance.buffer(), relevance.numel()),
+    ];
+    let mut words = ctx.read_buffers(&parts)?.into_iter();
+    let target = words
+        .next()
+        .expect("target")
+        .iter()
+        .map(|&c| c as usize)
+        .collect();
+    let mut next = |shape: &[usize]| {
+        let w = words.next().expect("one readback per part");
+        Tensor::new(shape.to_vec(), bytemuck::cast_slice(&w).to_vec())
+    };
+    Ok(Explanation {
+        logits: next(&fwd.logits.shape),
+        target,
+        init: next(&seed.shape),
+        relevance: next(&relevance.shape),
+        layers: Vec::new(),
+    })
+}

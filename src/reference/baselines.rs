@@ -1,0 +1,432 @@
+//! CPU reference of the baselines (`crate::explain::baselines`): the same rule sets,
+//! written directly over the reference forward trace, one plain loop per formula.
+
+use anyhow::{ensure, Result};
+
+use crate::explain::{Explanation, Method};
+use crate::models::layers::{BatchNorm2d, Conv2d, Linear, MaxPool2d};
+use crate::models::vgg::VggLayer;
+use crate::models::Model;
+use crate::tensor::Tensor;
+
+use super::model::{forward, head_gradient, TraceDetail};
+use super::ops::{
+    adaptive_avg_pool2d, adaptive_avg_pool2d_backward, add, conv2d, conv2d_dgrad, dims4,
+    linear_backward_input, max_pool2d_route, relu, softmax, top_k, zip,
+};
+use super::rsp::first_conv_rule;
+
+/// The stabilised ratio `r / (z + eps·sign(z))`, 0 where `z = 0`.
+pub fn stab_div(r: f32, z: f32, eps: f32) -> f32 {
+    if z == 0.0 {
+        0.0
+    } else {
+        r / (z + eps * z.signum())
+    }
+}
+
+/// A rule set over CPU tensors (the twin of `explain::propagate::LayerRules`).
+trait Rules {
+    fn conv(&self, x: &Tensor, r: &Tensor, c: &Conv2d) -> Tensor;
+    fn linear(&self, x: &Tensor, r: &Tensor, l: &Linear) -> Tensor;
+    fn relu(&self, out: &Tensor, r: &Tensor) -> Tensor;
+    fn max_pool(&self, x: &Tensor, r: &Tensor, p: &MaxPool2d) -> Tensor;
+    fn avg_pool(&self, x: &Tensor, r: &Tensor) -> Tensor;
+    fn batch_norm(&self, x: &Tensor, r: &Tensor, bn: &BatchNorm2d) -> Tensor;
+    fn residual(&self, a: &Tensor, b: &Tensor, r: &Tensor) -> (Tensor, Tensor);
+}
+
+struct Gradient;
+
+impl Rules for Gradient {
+    fn conv(&self, x: &Tensor, r: &Tensor, c: &Conv2d) -> Tensor {
+        conv2d_dgrad(r, &c.weight, c.stride, c.padding, (x.shape[2], x.shape[3]))
+    }
+    fn linear(&self, _: &Tensor, r: &Tensor, l: &Linear) -> Tensor {
+        linear_backward_input(r, l)
+    }
+    fn relu(&self, out: &Tensor, r: &Tensor) -> Tensor {
+        zip(r, out, |g, o| if o > 0.0 { g } else { 0.0 })
+    }
+    fn max_pool(&self, x: &Tensor, r: &Tensor, p: &MaxPool2d) -> Tensor {
+        max_pool2d_route(x, r, p, 0.0)
+    }
+    fn avg_pool(&self, x: &Tensor, r: &Tensor) -> Tensor {
+        adaptive_avg_pool2d_backward(r, (x.shape[2], x.shape[3]))
+    }
+    fn batch_norm(&self, _: &Tensor, r: &Tensor, bn: &BatchNorm2d) -> Tensor {
+        let (scale, _) = bn.scale_shift();
+        per_channel(r, |ch, g| g * scale[ch])
+    }
+    fn residual(&self, _: &Tensor, _: &Tensor, r: &Tensor) -> (Tensor, Tensor) {
+        (r.clone(), r.clone())
+    }
+}
+
+/// LRP: `Some(ε)` the ε-rule, `None` the z⁺ (α1β0) rule; z^B in the first layer.
+struct Lrp(Option<f32>);
+
+impl Lrp {
+    fn eps(&self) -> f32 {
+        self.0.unwrap_or(0.0)
+    }
+    fn weight(&self, w: &Tensor) -> Tensor {
+        match self.0 {
+            Some(_) => w.clone(),
+            None => Tensor::new(w.shape.clone(), w.data.iter().map(|v| v.max(0.0)).collect()),
+        }
+    }
+    /// `x ⊙ back(r / z)`.
+    fn redistribute(
+        &self,
+        x: &Tensor,
+        z: &Tensor,
+        r: &Tensor,
+        back: impl Fn(&Tensor) -> Tensor,
+    ) -> Tensor {
+        let s = zip(r, z, |rv, zv| stab_div(rv, zv, self.eps()));
+        let b = back(&s);
+        Tensor::new(
+            x.shape.clone(),
+            x.data.iter().zip(&b.data).map(|(a, g)| a * g).collect(),
+        )
+    }
+}
+
+impl Rules for Lrp {
+    fn conv(&self, x: &Tensor, r: &Tensor, c: &Conv2d) -> Tensor {
+        if c.in_channels() == 3 {
+            return first_conv_rule(x, r, c);
+        }
+        let w = self.weight(&c.weight);
+        let bias = match self.0 {
+            Some(_) => c.bias.clone(),
+            None => None,
+        };
+        let z = conv2d(x, &w, bias.as_deref(), c.stride, c.padding);
+        self.redistribute(x, &z, r, |s| {
+            conv2d_dgrad(s, &w, c.stride, c.padding, (x.shape[2], x.shape[3]))
+        })
+    }
+    fn linear(&self, x: &Tensor, r: &Tensor, l: &Linear) -> Tensor {
+        let lw = Linear {
+            weight: self.weight(&l.weight),
+            bias: match self.0 {
+                Some(_) => l.bias.clone(),
+                None => vec![0.0; l.bias.len()],
+            },
+        };
+        let z = super::ops::linear(x, &lw);
+        self.redistribute(x, &z, r, |s| linear_backward_input(s, &lw))
+    }
+    fn relu(&self, _: &Tensor, r: &Tensor) -> Tensor {
+        r.clone()
+    }
+    fn max_pool(&self, x: &Tensor, r: &Tensor, p: &MaxPool2d) -> Tensor {
+        max_pool2d_route(x, r, p, 0.0)
+    }
+    fn avg_pool(&self, x: &Tensor, r: &Tensor) -> Tensor {
+        let z = adaptive_avg_pool2d(x, (r.shape[2], r.shape[3]));
+        self.redistribute(x, &z, r, |s| {
+            adaptive_avg_pool2d_backward(s, (x.shape[2], x.shape[3]))
+        })
+    }
+    fn batch_norm(&self, x: &Tensor, r: &Tensor, bn: &BatchNorm2d) -> Tensor {
+        let (scale, shift) = bn.scale_shift();
+        let (_, c, h, w) = dims4(x, "lrp batch norm input");
+        let data = r
+            .data
+            .iter()
+            .zip(&x.data)
+            .enumerate()
+            .map(|(i, (&rv, &xv))| {
+                let ch = (i / (h * w)) % c;
+                let zx = xv * scale[ch];
+                match self.0 {
+                    Some(e) => rv * stab_div(zx, zx + shift[ch], e),
+                    None => {
+                        if zx > 0.0 {
+                            rv
+                        } else {
+                            0.0
+                        }
+                    }
+                }
+            })
+            .collect();
+        Tensor::new(r.shape.clone(), data)
+    }
+    fn residual(&self, a: &Tensor, b: &Tensor, r: &Tensor) -> (Tensor, Tensor) {
+        let share = |num: f32, other: f32, rv: f32| -> f32 {
+            match self.0 {
+                Some(e) => num * stab_div(rv, num + other, e),
+                None => num.max(0.0) * stab_div(rv, num.max(0.0) + other.max(0.0), 0.0),
+            }
+        };
+        let ra = (0..r.numel())
+            .map(|i| share(a.data[i], b.data[i], r.data[i]))
+            .collect();
+        let rb = (0..r.numel())
+            .map(|i| share(b.data[i], a.data[i], r.data[i]))
+            .collect();
+        (
+            Tensor::new(r.shape.clone(), ra),
+            Tensor::new(r.shape.clone(), rb),
+        )
+    }
+}
+
+fn per_channel(t: &Tensor, f: impl Fn(usize, f32) -> f32) -> Tensor {
+    let (_, c, h, w) = dims4(t, "per-channel map");
+    let data = t
+        .data
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| f((i / (h * w)) % c, v))
+        .collect();
+    Tensor::new(t.shape.clone(), data)
+}
+
+/// The seed rows at the logits (see `shaders/logit_seed.wgsl`).
+pub fn logit_seed(method: Method, logits: &Tensor, target: &[usize]) -> Tensor {
+    let (n, c) = (logits.shape[0], logits.shape[1]);
+    let probs = softmax(logits);
+    let mut out = vec![0.0f32; n * c];
+    for (i, &t) in target.iter().enumerate() {
+        for k in 0..c {
+            let hot = if k == t { 1.0 } else { 0.0 };
+            out[i * c + k] = match method {
+                Method::Clrp if k != t => -1.0 / (c.max(2) - 1) as f32,
+                Method::Sglrp => probs.data[i * c + t] * (hot - probs.data[i * c + k]),
+                _ => hot,
+            };
+        }
+    }
+    Tensor::new(vec![n, c], out)
+}
+
+/// Textbook Grad-CAM `ReLU(Σ_c mean_hw(g_c) · A_c)` `[N, 1, h, w]`.
+pub fn grad_cam(act: &Tensor, grad: &Tensor) -> Tensor {
+    let (n, c, h, w) = dims4(act, "grad_cam activation");
+    let hw = h * w;
+    let mut out = vec![0.0f32; n * hw];
+    for i in 0..n {
+        for ch in 0..c {
+            let plane = (i * c + ch) * hw..(i * c + ch + 1) * hw;
+            let alpha = grad.data[plane.clone()].iter().sum::<f32>() / hw as f32;
+            for (o, a) in out[i * hw..(i + 1) * hw].iter_mut().zip(&act.data[plane]) {
+                *o += alpha * a;
+            }
+        }
+    }
+    Tensor::new(
+        vec![n, 1, h, w],
+        out.into_iter().map(|v| v.max(0.0)).collect(),
+    )
+}
+
+/// Bilinear resize of every plane of `[N, C, h, w]` with half-pixel centres (torch's
+/// `align_corners=False`).
+pub fn upsample_bilinear(t: &Tensor, (oh, ow): (usize, usize)) -> Tensor {
+    let (n, c, h, w) = dims4(t, "upsample input");
+    let src = |dst: usize, in_len: usize, out_len: usize| {
+        let pos = ((dst as f32 + 0.5) * in_len as f32 / out_len as f32 - 0.5).max(0.0);
+        let i0 = (pos.floor() as usize).min(in_len - 1);
+        let i1 = (i0 + 1).min(in_len - 1);
+        (i0, i1, pos - i0 as f32)
+    };
+    let mut out = Vec::with_capacity(n * c * oh * ow);
+    for p in 0..n * c {
+        let plane = &t.data[p * h * w..(p + 1) * h * w];
+        for y in 0..oh {
+            let (y0, y1, ly) = src(y, h, oh);
+            for x in 0..ow {
+                let (x0, x1, lx) = src(x, w, ow);
+                let top = plane[y0 * w + x0] * (1.0 - lx) + plane[y0 * w + x1] * lx;
+                let bottom = plane[y1 * w + x0] * (1.0 - lx) + plane[y1 * w + x1] * lx;
+                out.push(top * (1.0 - ly) + bottom * ly);
+            }
+        }
+    }
+    Tensor::new(vec![n, c, oh, ow], out)
+}
+
+/// Explains `input` with a baseline `method` on the CPU; the same contract as
+/// `explain::explain_method`.
+pub fn explain_method(
+    model: &Model,
+    input: &Tensor,
+    method: Method,
+    target: Option<&[usize]>,
+) -> Result<Explanation> {
+    ensure!(method != Method::Rsp, "RSP is reference::model::explain");
+    ensure!(
+        model.num_classes() > 0,
+        "the baselines need a classifier (these weights are features only)"
+    );
+    let trace = forward(model, input);
+    let classes = trace.logits.shape[1];
+    let target: Vec<usize> = match target {
+        Some(t) => t.to_vec(),
+        None => trace
+            .logits
+            .data
+            .chunks(classes)
+            .map(|row| top_k(row, 1)[0])
+            .collect(),
+    };
+    let seed = logit_seed(method, &trace.logits, &target);
+    let lrp_eps = Lrp(Some(method.lrp_epsilon()));
+    let lrp_pos = Lrp(None);
+    let rules: &dyn Rules = match method {
+        Method::LrpEpsilon => &lrp_eps,
+        Method::LrpAlphaBeta | Method::Clrp | Method::Sglrp => &lrp_pos,
+        _ => &Gradient,
+    };
+    let at_a = head(model, &trace, &seed, rules);
+    let relevance = match method {
+        Method::GradCam => upsample_bilinear(
+            &grad_cam(&trace.act, &at_a),
+            (input.shape[2], input.shape[3]),
+        ),
+        _ => {
+            let r = features(model, &trace, at_a, rules);
+            match method {
+                Method::GradientTimesInput => zip(&r, input, |g, x| g * x),
+                Method::Clrp => relu(&r),
+                _ => r,
+            }
+        }
+    };
+    Ok(Explanation {
+        logits: trace.logits,
+        target,
+        init: seed,
+        relevance,
+        layers: Vec::new(),
+    })
+}
+
+/// From the logits to the explanation layer `A`.
+fn head(
+    model: &Model,
+    trace: &super::model::ForwardTrace,
+    seed: &Tensor,
+    rules: &dyn Rules,
+) -> Tensor {
+    match (model, &trace.detail) {
+        (Model::Vgg(m), TraceDetail::Vgg(t)) => {
+            let n = seed.shape[0];
+            let mut r = seed.clone();
+            for (i, l) in m.classifier.iter().enumerate().rev() {
+                let x = if i == 0 {
+                    t.pooled.clone().reshape(&[n, l.in_features()])
+                } else {
+                    relu(&t.hidden[i - 1])
+                };
+                r = rules.linear(&x, &r, l);
+                if i > 0 {
+                    r = rules.relu(&x, &r);
+                }
+            }
+            let r = r.reshape(&t.pooled.shape);
+            let mut r = rules.avg_pool(&t.features_out, &r);
+            let pos = m.explain_position();
+            for k in (pos + 1..m.features.len()).rev() {
+                if let VggLayer::MaxPool(p) = &m.features[k].1 {
+                    r = rules.max_pool(&t.inputs[k], &r, p);
+                }
+            }
+            r
+        }
+        (Model::ResNet(m), TraceDetail::ResNet(_)) => {
+            let n = seed.shape[0];
+            let (_, c, _, _) = dims4(&trace.act, "layer4 output");
+            let pooled = adaptive_avg_pool2d(&trace.act, (1, 1));
+            let r = rules.linear(&pooled.clone().reshape(&[n, c]), seed, &m.fc);
+            rules.avg_pool(&trace.act, &r.reshape(&pooled.shape))
+        }
+        _ => unreachable!("forward returns the trace of its model"),
+    }
+}
+
+/// From the explanation layer down to the pixels.
+fn features(
+    model: &Model,
+    trace: &super::model::ForwardTrace,
+    mut r: Tensor,
+    rules: &dyn Rules,
+) -> Tensor {
+    match (model, &trace.detail) {
+        (Model::Vgg(m), TraceDetail::Vgg(t)) => {
+            let pos = m.explain_position();
+            for k in (0..=pos).rev() {
+                let x = &t.inputs[k];
+                r = match &m.features[k].1 {
+                    VggLayer::Relu => {
+                        let out = if k == pos {
+                            &trace.act
+                        } else {
+                            &t.inputs[k + 1]
+                        };
+                        rules.relu(out, &r)
+                    }
+                    VggLayer::MaxPool(p) => rules.max_pool(x, &r, p),
+                    VggLayer::BatchNorm(bn) => rules.batch_norm(x, &r, bn),
+                    VggLayer::Conv(c) => rules.conv(x, &r, c),
+                };
+            }
+            r
+        }
+        (Model::ResNet(m), TraceDetail::ResNet(t)) => {
+            let blocks: Vec<_> = m
+                .layers
+                .iter()
+                .flatten()
+                .zip(t.blocks.iter().flatten())
+                .collect();
+            for (i, (b, bt)) in blocks.iter().enumerate().rev() {
+                let out = blocks.get(i + 1).map_or(&trace.act, |(_, next)| &next.x);
+                r = rules.relu(out, &r);
+                let (r_main, r_skip) = rules.residual(&bt.main, &bt.skip, &r);
+                let r_skip = match (&b.downsample, &bt.ds_conv) {
+                    (Some((dc, dbn)), Some(ds_out)) => {
+                        let s = rules.batch_norm(ds_out, &r_skip, dbn);
+                        rules.conv(&bt.x, &s, dc)
+                    }
+                    _ => r_skip,
+                };
+                let mut s = r_main;
+                if let (Some(c3), Some(bn3), Some(c3_out), Some(r2)) =
+                    (&b.conv3, &b.bn3, &bt.c3, &bt.r2)
+                {
+                    s = rules.batch_norm(c3_out, &s, bn3);
+                    s = rules.conv(r2, &s, c3);
+                    s = rules.relu(r2, &s);
+                }
+                s = rules.batch_norm(&bt.c2, &s, &b.bn2);
+                s = rules.conv(&bt.r1, &s, &b.conv2);
+                s = rules.relu(&bt.r1, &s);
+                s = rules.batch_norm(&bt.c1, &s, &b.bn1);
+                s = rules.conv(&bt.x, &s, &b.conv1);
+                r = add(&s, &r_skip);
+            }
+            r = rules.max_pool(&t.relu_out, &r, &m.maxpool);
+            r = rules.relu(&t.relu_out, &r);
+            r = rules.batch_norm(&t.conv1_out, &r, &m.bn1);
+            rules.conv(&t.input, &r, &m.conv1)
+        }
+        _ => unreachable!("forward returns the trace of its model"),
+    }
+}
+
+/// `∂y_t/∂A` for each image (re-exported for tests of Grad-CAM's textbook formula).
+pub fn explanation_layer_gradient(
+    model: &Model,
+    input: &Tensor,
+    target: &[usize],
+) -> (Tensor, Tensor) {
+    let trace = forward(model, input);
+    let g = head_gradient(model, &trace, target);
+    (trace.act, g)
+}

@@ -3,9 +3,12 @@
 // MODE 1 CONTRASTIVE:      out[r, c] = [c = t] − [c ≠ t]/(C − 1) (CLRP: target minus the
 //                          dual concept "all other classes" with the same total)
 // MODE 2 SOFTMAX_GRADIENT: out[r, c] = ∂softmax_t/∂z_c = y_t([c = t] − y_c) (SGLRP)
-// where t = classes[r] and y = probs (the softmax of the logits, MODE 2 only).
+// where t = classes[r] and y = scores (the softmax of the logits, MODE 2 only).
+// TIMES_LOGIT (MODES 0 and 1): the row is scaled by the target's logit z_t (scores =
+// the logits), as LRP starts from the prediction itself.
 
 override MODE: u32 = 0u;
+override TIMES_LOGIT: bool = false;
 
 struct Params {
     classes: u32,
@@ -15,7 +18,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> class_of_row: array<u32>;
-@group(0) @binding(1) var<storage, read> probs: array<f32>;
+@group(0) @binding(1) var<storage, read> scores: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
@@ -33,8 +36,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         v = -1.0 / f32(max(p.classes, 2u) - 1u);
     }
     if (MODE == 2u) {
-        let yt = probs[row * p.classes + t];
-        v = yt * (v - probs[idx]);
+        let yt = scores[row * p.classes + t];
+        v = yt * (v - scores[idx]);
+    } else if (TIMES_LOGIT) {
+        v *= scores[row * p.classes + t];
     }
     out[idx] = v;
 }

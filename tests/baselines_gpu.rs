@@ -113,8 +113,8 @@ fn resnet_basic_baselines_match_reference() {
 }
 
 /// A VGG whose biases are all zero: every z⁺ denominator that receives relevance is
-/// positive, so LRP-α1β0 with z^B at the bottom must conserve the seed (1 at the
-/// target) exactly, up to float32 rounding; SGLRP's seed sums to 0, so its map does too.
+/// positive, so LRP-α1β0 with z^B at the bottom must conserve the seed (the target's
+/// logit) exactly, up to float32 rounding; SGLRP's seed sums to 0, so its map does too.
 #[test]
 fn lrp_alpha_beta_conserves_relevance_without_biases() {
     let mut sd = vgg_state(&VGG_CFG, false, 2, 20, 10, 5);
@@ -133,8 +133,16 @@ fn lrp_alpha_beta_conserves_relevance_without_biases() {
     for i in 0..2 {
         let part = &lrp.relevance.data[i * per_image..(i + 1) * per_image];
         let total: f64 = part.iter().map(|&v| v as f64).sum();
-        println!("image {i}: Σ R_pixel = {total:.7} (seed 1)");
-        assert!((total - 1.0).abs() < 1e-4, "image {i}: Σ R = {total}");
+        let logit = lrp.logits.data[i * 10 + lrp.target[i]] as f64;
+        println!("image {i}: Σ R_pixel = {total:.7}, logit {logit:.7}");
+        assert!(
+            logit > 0.0,
+            "top-1 logit of a bias-free ReLU net is positive"
+        );
+        assert!(
+            (total - logit).abs() < 1e-4 * logit,
+            "image {i}: Σ R = {total} vs logit {logit}"
+        );
         let sg = &sglrp.relevance.data[i * per_image..(i + 1) * per_image];
         let sum: f64 = sg.iter().map(|&v| v as f64).sum();
         let abs: f64 = sg.iter().map(|&v| (v as f64).abs()).sum();

@@ -5,9 +5,9 @@
 //! | gradient | one-hot | [`GradientRules`] | |
 //! | gradient × input | one-hot | [`GradientRules`] | `⊙ input` |
 //! | Grad-CAM | one-hot | [`GradientRules`] to `A` | `ReLU(Σ_c mean(∂y/∂A_c) A_c)`, upsampled |
-//! | LRP-ε | one-hot | [`LrpRules`] ε, z^B first layer | |
-//! | LRP-α1β0 | one-hot | [`LrpRules`] z⁺, z^B first layer | |
-//! | CLRP | target − mean of the others | [`LrpRules`] z⁺ | `ReLU` |
+//! | LRP-ε | one-hot × logit | [`LrpRules`] ε, z^B first layer | |
+//! | LRP-α1β0 | one-hot × logit | [`LrpRules`] z⁺, z^B first layer | |
+//! | CLRP | (target − mean of the others) × logit | [`LrpRules`] z⁺ | `ReLU` |
 //! | SGLRP | softmax gradient | [`LrpRules`] z⁺ | |
 
 use anyhow::{bail, Result};
@@ -213,14 +213,20 @@ fn pass(
         Method::Sglrp => Seed::SoftmaxGradient,
         _ => Seed::OneHot,
     };
-    let probs = (seed_kind == Seed::SoftmaxGradient).then(|| ops::softmax(&mut rec, &fwd.logits));
+    // LRP methods start from the prediction (one-hot × logit, spec §6), SGLRP from
+    // the softmax gradient, the gradient methods from the one-hot.
+    let scores = match method {
+        Method::Sglrp => Some(ops::softmax(&mut rec, &fwd.logits)),
+        m if m.is_lrp() => Some(fwd.logits.clone()),
+        _ => None,
+    };
     let seed = ops::logit_seed(
         &mut rec,
         seed_kind,
         &chosen.target,
         n,
         classes,
-        probs.as_ref(),
+        scores.as_ref(),
     );
     let epsilon = LrpRules {
         epsilon: Some(method.lrp_epsilon()),

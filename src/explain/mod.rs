@@ -71,6 +71,14 @@ impl Method {
         Method::ALL.into_iter().find(|m| m.name() == name)
     }
 
+    /// Whether the method starts from the target's logit (one-hot × logit), as LRP does.
+    pub fn is_lrp(self) -> bool {
+        matches!(
+            self,
+            Method::LrpEpsilon | Method::LrpAlphaBeta | Method::Clrp
+        )
+    }
+
     /// The ε of [`Method::LrpEpsilon`].
     pub fn lrp_epsilon(self) -> f32 {
         LRP_EPSILON

@@ -75,29 +75,34 @@ pub enum Seed {
     SoftmaxGradient = 2,
 }
 
-/// Seed rows `[R, classes]` at the logits, from the class of each row (`probs`: the
-/// softmax `[R, classes]`, read only by [`Seed::SoftmaxGradient`]).
+/// Seed rows `[R, classes]` at the logits, from the class of each row. `scores`: for
+/// [`Seed::SoftmaxGradient`] the softmax `[R, classes]` (required); otherwise, if given,
+/// the logits, and each row is scaled by its target's logit (LRP's start).
 pub fn logit_seed(
     rec: &mut Recorder,
     seed: Seed,
     class_of_row: &wgpu::Buffer,
     rows: usize,
     classes: usize,
-    probs: Option<&GpuTensor>,
+    scores: Option<&GpuTensor>,
 ) -> GpuTensor {
     assert!(
-        seed != Seed::SoftmaxGradient || probs.is_some(),
+        seed != Seed::SoftmaxGradient || scores.is_some(),
         "logit_seed: the softmax gradient needs the probabilities"
     );
     let out = rec.ctx.empty(&[rows, classes]);
     let numel = rows * classes;
-    let probs = probs.map(Binding::read).unwrap_or(rec.unused());
+    let times_logit = seed != Seed::SoftmaxGradient && scores.is_some();
+    let scores = scores.map(Binding::read).unwrap_or(rec.unused());
     rec.dispatch(
         "logit_seed",
-        &[("MODE", seed as u32 as f64)],
+        &[
+            ("MODE", seed as u32 as f64),
+            ("TIMES_LOGIT", times_logit as u8 as f64),
+        ],
         &[
             Binding::raw(class_of_row, Access::Read),
-            probs,
+            scores,
             Binding::write(&out),
         ],
         &[classes as u32, numel as u32, 0, 0],

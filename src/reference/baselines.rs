@@ -195,10 +195,15 @@ pub fn logit_seed(method: Method, logits: &Tensor, target: &[usize]) -> Tensor {
     for (i, &t) in target.iter().enumerate() {
         for k in 0..c {
             let hot = if k == t { 1.0 } else { 0.0 };
-            out[i * c + k] = match method {
+            let v = match method {
                 Method::Clrp if k != t => -1.0 / (c.max(2) - 1) as f32,
                 Method::Sglrp => probs.data[i * c + t] * (hot - probs.data[i * c + k]),
                 _ => hot,
+            };
+            out[i * c + k] = if method.is_lrp() {
+                v * logits.data[i * c + t]
+            } else {
+                v
             };
         }
     }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::explain::{explain, RspOptions, NO_TARGET};
+use crate::explain::{explain, explain_method, Method, RspOptions, NO_TARGET};
 use crate::gpu::{list_adapters, Backend, ContextOptions, GpuContext};
 use crate::models::gpu::GpuModel;
 use crate::models::weights::{to_safetensors_bytes, TensorFile};
@@ -51,7 +51,8 @@ pub struct Cli {
     #[arg(long)]
     pub weights: Option<PathBuf>,
 
-    /// Attribution method.
+    /// Attribution method: RSP, or a baseline on the same engine (PNGs are named
+    /// <stem>.<method>.png).
     #[arg(long, value_enum, default_value_t = Method::Rsp)]
     pub method: Method,
 
@@ -118,12 +119,6 @@ pub struct BenchArgs {
     /// After timing, run once more with GPU timestamps and print the time per kernel.
     #[arg(long)]
     pub profile: bool,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Method {
-    /// Relative Sectional Propagation (Nam, Choi, Lee, AAAI 2021).
-    Rsp,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -212,6 +207,12 @@ pub fn run(cli: &Cli) -> Result<bool> {
     if cli.size < 8 {
         bail!("--size must be at least 8, got {}", cli.size);
     }
+    if cli.method != Method::Rsp && cli.init_relevance.is_some() {
+        bail!(
+            "--init-relevance starts RSP at its explanation layer; --method {} starts at the logits",
+            cli.method
+        );
+    }
     let wpath = weights_path(cli)?;
     let model = Model::from_file(&wpath)?;
     let target = match &cli.target {
@@ -258,7 +259,11 @@ pub fn run(cli: &Cli) -> Result<bool> {
             targets: target.map(|t| vec![t; n]),
             record_layers: false,
         };
-        let e = match explain(&ctx, &gpu_model, &job.input, &opts) {
+        let result = match cli.method {
+            Method::Rsp => explain(&ctx, &gpu_model, &job.input, &opts),
+            m => explain_method(&ctx, &gpu_model, &job.input, m, opts.targets.as_deref()),
+        };
+        let e = match result {
             Ok(e) => e,
             Err(err) => {
                 eprintln!("error: {}: {err:#}", job.source.display());
@@ -285,11 +290,13 @@ pub fn run(cli: &Cli) -> Result<bool> {
                 t => println!("  explained class: {t}"),
             }
             let map = heat.index0(i);
-            let png = cli.out.join(format!("{}.rsp.png", job.stems[i]));
+            let png = cli.out.join(format!("{}.{}.png", job.stems[i], cli.method));
             save_png(&png, &heatmap_image(&map))?;
             println!("  heatmap: {}", png.display());
             if let Some(photo) = &job.photos[i] {
-                let ov = cli.out.join(format!("{}.rsp-overlay.png", job.stems[i]));
+                let ov = cli
+                    .out
+                    .join(format!("{}.{}-overlay.png", job.stems[i], cli.method));
                 save_png(&ov, &overlay(photo, &map))?;
                 println!("  overlay: {}", ov.display());
             }

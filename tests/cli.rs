@@ -444,3 +444,65 @@ fn cli_honours_exif_orientation() {
     let loaded = rsp::preprocess::load_image(&path).unwrap();
     assert_eq!((loaded.width(), loaded.height()), (20, 40));
 }
+
+#[test]
+fn cli_method_runs_every_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let img_path = dir.path().join("shot.png");
+    let img = image::RgbImage::from_fn(40, 36, |x, y| {
+        image::Rgb([(x * 6) as u8, (y * 7) as u8, ((x + y) * 3) as u8])
+    });
+    img.save(&img_path).unwrap();
+    for method in [
+        "gradcam",
+        "gradient",
+        "gradxinput",
+        "lrp-eps",
+        "lrp-ab",
+        "clrp",
+        "sglrp",
+    ] {
+        let o = rsp(&[
+            "--weights",
+            &golden_path("resnet_tiny"),
+            "--method",
+            method,
+            "--size",
+            "32",
+            "--out",
+            dir.path().to_str().unwrap(),
+            img_path.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "--method {method}: {}", stderr(&o));
+        let heat = image::open(dir.path().join(format!("shot.{method}.png"))).unwrap();
+        assert_eq!((heat.width(), heat.height()), (32, 32));
+        assert!(dir
+            .path()
+            .join(format!("shot.{method}-overlay.png"))
+            .exists());
+    }
+    let o = rsp(&[
+        "--weights",
+        &golden_path("resnet_tiny"),
+        "--method",
+        "nonsense",
+        img_path.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("invalid value 'nonsense' for '--method"),
+        "{}",
+        stderr(&o)
+    );
+    let o = rsp(&[
+        "--weights",
+        &golden_path("resnet_tiny"),
+        "--method",
+        "lrp-ab",
+        "--init-relevance",
+        &golden_path("resnet_tiny"),
+        img_path.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--init-relevance"), "{}", stderr(&o));
+}

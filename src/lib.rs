@@ -8,6 +8,7 @@ pub mod explain;
 pub mod gpu;
 pub mod models;
 pub mod ops;
+pub mod plot;
 pub mod preprocess;
 pub mod reference;
 pub mod render;

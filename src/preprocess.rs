@@ -72,3 +72,46 @@ pub fn preprocess(img: &DynamicImage, resize: u32, crop: u32) -> Prepared {
         cropped,
     }
 }
+
+/// Pixel normalisation of a classifier's training pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Normalisation {
+    /// RGB in [0, 1], minus the ImageNet mean, divided by its std (torchvision).
+    Torchvision,
+    /// BGR in [0, 255] minus [103.939, 116.779, 123.68] (Caffe models, as TorchRay's
+    /// VGG16/ResNet50 for VOC and COCO).
+    Caffe,
+}
+
+/// Caffe's BGR means on 0–255.
+pub const CAFFE_MEAN_BGR: [f32; 3] = [103.939, 116.779, 123.68];
+
+/// The whole image (no crop, aspect kept), its shorter side resized to `shorter` if
+/// given, normalised: `[3, H, W]` in the network's channel order. Evaluation protocols
+/// score the map over the whole image, so nothing may be cropped away.
+pub fn preprocess_whole(img: &DynamicImage, shorter: Option<u32>, norm: Normalisation) -> Tensor {
+    let mut rgb = img.to_rgb8();
+    if let Some(s) = shorter {
+        let (w, h) = rgb.dimensions();
+        if w.min(h) != s {
+            let scale = s as f64 / w.min(h) as f64;
+            let nw = ((w as f64 * scale).round() as u32).max(1);
+            let nh = ((h as f64 * scale).round() as u32).max(1);
+            rgb = image::imageops::resize(&rgb, nw, nh, FilterType::Triangle);
+        }
+    }
+    let (w, h) = rgb.dimensions();
+    let plane = (w * h) as usize;
+    let mut data = vec![0.0f32; 3 * plane];
+    for (i, px) in rgb.pixels().enumerate() {
+        for c in 0..3 {
+            data[c * plane + i] = match norm {
+                Normalisation::Torchvision => {
+                    (px[c] as f32 / 255.0 - IMAGENET_MEAN[c]) / IMAGENET_STD[c]
+                }
+                Normalisation::Caffe => px[2 - c] as f32 - CAFFE_MEAN_BGR[c],
+            };
+        }
+    }
+    Tensor::new(vec![3, h as usize, w as usize], data)
+}

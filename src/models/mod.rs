@@ -4,6 +4,7 @@
 
 pub mod gpu;
 pub mod layers;
+pub mod randomize;
 pub mod resnet;
 pub mod vgg;
 pub mod weights;

@@ -8,7 +8,7 @@ use super::{Model, BN_EPS};
 use crate::tensor::Tensor;
 
 /// Deterministic generator (SplitMix64) with a Box–Muller normal.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
     fn next_u64(&mut self) -> u64 {
@@ -21,11 +21,11 @@ impl Rng {
     fn uniform(&mut self) -> f32 {
         ((self.next_u64() >> 40) as f32 + 0.5) / (1u64 << 24) as f32
     }
-    fn normal(&mut self) -> f32 {
+    pub(crate) fn normal(&mut self) -> f32 {
         let (u, v) = (self.uniform(), self.uniform());
         (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
     }
-    fn fill(&mut self, n: usize, scale: f32) -> Vec<f32> {
+    pub(crate) fn fill(&mut self, n: usize, scale: f32) -> Vec<f32> {
         (0..n).map(|_| self.normal() * scale).collect()
     }
 }

@@ -13,8 +13,11 @@
 //! * [`table`]: the final method × (dataset, model) table as text, CSV and Markdown.
 //! * [`map`]: the saliency map type and the torch-compatible bilinear resize.
 
+pub mod coco;
 pub mod dataset;
+pub mod difficult;
 pub mod map;
+pub mod voc;
 
 pub use dataset::{BinaryMask, ClassTruth, Dataset, LabelMap, Sample};
 pub use map::Heatmap;

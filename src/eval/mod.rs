@@ -17,6 +17,9 @@ pub mod coco;
 pub mod dataset;
 pub mod difficult;
 pub mod map;
+pub mod miou;
+pub mod pointing;
+pub mod similarity;
 pub mod voc;
 
 pub use dataset::{BinaryMask, ClassTruth, Dataset, LabelMap, Sample};

@@ -19,7 +19,9 @@ pub mod difficult;
 pub mod map;
 pub mod miou;
 pub mod pointing;
+pub mod results;
 pub mod similarity;
+pub mod table;
 pub mod voc;
 
 pub use dataset::{BinaryMask, ClassTruth, Dataset, LabelMap, Sample};

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod cli;
 pub mod compare;
+pub mod eval;
 pub mod explain;
 pub mod gpu;
 pub mod models;

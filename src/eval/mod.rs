@@ -1,0 +1,28 @@
+//! The CPU side of the evaluation suite: dataset readers, metrics, resumable result logs
+//! and result tables. Nothing here touches the GPU; a caller produces saliency maps (as
+//! [`Heatmap`]s) by whatever means and hands them to the scorers.
+//!
+//! * [`dataset`]: the common types ([`Sample`], [`ClassTruth`], [`BinaryMask`],
+//!   [`LabelMap`]) and the [`Dataset`] trait.
+//! * [`voc`] and [`coco`]: readers for the PASCAL VOC 2007 layout and COCO 2014
+//!   instance annotations.
+//! * [`difficult`]: the EBP "difficult" flag tables.
+//! * [`pointing`]: the Pointing Game (TorchRay protocol), [`miou`]: mIoU of binarised
+//!   maps, [`similarity`]: Spearman rank correlation and SSIM for model-sensitivity tests.
+//! * [`results`]: append-only JSONL logs that let an interrupted run resume.
+//! * [`table`]: the final method × (dataset, model) table as text, CSV and Markdown.
+//! * [`map`]: the saliency map type and the torch-compatible bilinear resize.
+
+pub mod coco;
+pub mod dataset;
+pub mod difficult;
+pub mod map;
+pub mod miou;
+pub mod pointing;
+pub mod results;
+pub mod similarity;
+pub mod table;
+pub mod voc;
+
+pub use dataset::{BinaryMask, ClassTruth, Dataset, LabelMap, Sample};
+pub use map::Heatmap;

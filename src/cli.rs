@@ -97,6 +97,8 @@ pub enum Command {
     /// Time forward and full RSP explanation (forward + initial relevance + backward,
     /// GPU work synchronised) on random inputs; reports the median and peak memory.
     Bench(BenchArgs),
+    /// Benchmarks of RSP and the baselines: Pointing Game, mIoU, model sensitivity.
+    Eval(crate::eval::command::EvalArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -192,6 +194,10 @@ fn weights_path(cli: &Cli) -> Result<PathBuf> {
 pub fn run(cli: &Cli) -> Result<bool> {
     if cli.list_adapters || matches!(cli.command, Some(Command::Adapters)) {
         print_adapters(cli.backend);
+        return Ok(true);
+    }
+    if let Some(Command::Eval(e)) = &cli.command {
+        crate::eval::command::run(e)?;
         return Ok(true);
     }
     if let Some(Command::Bench(b)) = &cli.command {

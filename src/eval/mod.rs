@@ -1,6 +1,6 @@
-//! The CPU side of the evaluation suite: dataset readers, metrics, resumable result logs
-//! and result tables. Nothing here touches the GPU; a caller produces saliency maps (as
-//! [`Heatmap`]s) by whatever means and hands them to the scorers.
+//! The evaluation suite: dataset readers, metrics, resumable result logs and result
+//! tables (all CPU-side: they score [`Heatmap`]s whatever made them), plus the engine
+//! glue and the `rsp eval` command that produce those maps on the GPU.
 //!
 //! * [`dataset`]: the common types ([`Sample`], [`ClassTruth`], [`BinaryMask`],
 //!   [`LabelMap`]) and the [`Dataset`] trait.
@@ -12,10 +12,14 @@
 //! * [`results`]: append-only JSONL logs that let an interrupted run resume.
 //! * [`table`]: the final method × (dataset, model) table as text, CSV and Markdown.
 //! * [`map`]: the saliency map type and the torch-compatible bilinear resize.
+//! * [`engine`]: maps of any method from the GPU engine, and [`command`]: `rsp eval`
+//!   (the benchmarks end to end).
 
 pub mod coco;
+pub mod command;
 pub mod dataset;
 pub mod difficult;
+pub mod engine;
 pub mod map;
 pub mod miou;
 pub mod pointing;

@@ -1,0 +1,793 @@
+//! `rsp eval pointing-game|miou|sensitivity`: the benchmarks end to end — dataset,
+//! preprocessing, batched GPU maps for every method, scoring, a resumable JSONL log per
+//! (benchmark, dataset, model), and the final table (text, CSV, Markdown) or curves.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, ensure, Context, Result};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use super::coco::CocoDataset;
+use super::dataset::{Dataset, Sample};
+use super::difficult::DifficultFlags;
+use super::engine::{stack_images, EvalMethod, MapEngine};
+use super::map::Heatmap;
+use super::miou::{self, IouPair, MiouScores, Threshold};
+use super::pointing::{saliency_point, PointingGame, PointingPair, PointingScores};
+use super::results::{Record, ResultsLog};
+use super::similarity;
+use super::table::{write_atomically, ResultTable};
+use super::voc::{VocDataset, VocGroundTruth};
+use crate::explain::Method;
+use crate::gpu::{Backend, ContextOptions, GpuContext};
+use crate::models::gpu::GpuModel;
+use crate::models::randomize::{cascade_order, reinitialise};
+use crate::models::Model;
+use crate::plot::{line_chart, Series};
+use crate::preprocess::{load_image, preprocess_whole, Normalisation};
+use crate::tensor::Tensor;
+
+/// `rsp eval`'s arguments.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    #[command(subcommand)]
+    pub benchmark: Benchmark,
+}
+
+/// The benchmarks.
+#[derive(Subcommand, Debug)]
+pub enum Benchmark {
+    /// Pointing Game (TorchRay protocol): for each (image, present class), is the map's
+    /// maximum within --tolerance px of the class's ground truth? Mean over classes.
+    PointingGame(PointingArgs),
+    /// mIoU of each map's positive part, binarised, against the class's segmentation.
+    Miou(MiouArgs),
+    /// Model sensitivity (Adebayo et al. 2018): re-initialise layers from the logits
+    /// down, and measure how much each method's maps change.
+    Sensitivity(SensitivityArgs),
+}
+
+/// Arguments every benchmark shares.
+#[derive(Args, Debug)]
+pub struct CommonArgs {
+    /// voc07, coco14, or a directory in VOC layout (e.g. written by `rsp synth`).
+    #[arg(long)]
+    pub dataset: String,
+    /// Dataset root: voc07 — the VOC2007 folder (JPEGImages, Annotations, ImageSets);
+    /// coco14 — the folder holding annotations/instances_val2014.json and val2014/.
+    /// Not needed when --dataset is a directory.
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+    /// Image list of VOC layouts: ImageSets/Main/<split>.txt.
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// Classifier weights (safetensors, torchvision naming) whose outputs are the
+    /// dataset's classes; repeat for several models (one column group each).
+    #[arg(long, required = true)]
+    pub weights: Vec<PathBuf>,
+    /// Comma-separated methods (rsp, gradcam, gradient, gradxinput, lrp-eps, lrp-ab,
+    /// clrp, sglrp; pointing-game also center).
+    #[arg(
+        long,
+        default_value = "rsp,gradcam,gradient,gradxinput,lrp-eps,lrp-ab,clrp,sglrp"
+    )]
+    pub methods: String,
+    /// Resize each image's shorter side to this many pixels (aspect kept, no crop);
+    /// 0 keeps the original size.
+    #[arg(long, default_value_t = 224)]
+    pub size: u32,
+    /// Pixel normalisation of the model's training.
+    #[arg(long, value_enum, default_value_t = Normalisation::Torchvision)]
+    pub norm: Normalisation,
+    /// (image, class) pairs per GPU batch.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Evaluate only the first N images of the split.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Directory for the JSONL logs (a rerun resumes from them), tables and plots.
+    #[arg(long, default_value = "rsp-eval")]
+    pub out: PathBuf,
+    /// wgpu backend: auto, vulkan, metal, dx12 or gl.
+    #[arg(long, default_value = "auto", value_parser = parse_backend)]
+    pub backend: Backend,
+    /// Stop after this many newly scored images, without a table (simulates an
+    /// interrupted run; used by the resume test).
+    #[arg(long, hide = true)]
+    pub stop_after: Option<usize>,
+}
+
+fn parse_backend(s: &str) -> std::result::Result<Backend, String> {
+    s.parse()
+}
+
+/// `rsp eval pointing-game`.
+#[derive(Args, Debug)]
+pub struct PointingArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// EBP "difficult" flag table (one row per image: id, then one 0/1 per class), for
+    /// the "difficult" column; read in place.
+    #[arg(long)]
+    pub difficult: Option<PathBuf>,
+    /// Hit radius in pixels of the original image (strict).
+    #[arg(long, default_value_t = 15.0)]
+    pub tolerance: f64,
+}
+
+/// `rsp eval miou`.
+#[derive(Args, Debug)]
+pub struct MiouArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Binarisation threshold: "mean" (the mean of the map's positive values) or a
+    /// fraction of the map's maximum, e.g. 0.5.
+    #[arg(long, default_value = "mean")]
+    pub threshold: String,
+}
+
+/// `rsp eval sensitivity`.
+#[derive(Args, Debug)]
+pub struct SensitivityArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Images explained (the first N of the split), each for the original model's
+    /// top-1 class.
+    #[arg(long, default_value_t = 16)]
+    pub images: usize,
+    /// Seed of the re-initialisation.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// Runs one benchmark.
+pub fn run(args: &EvalArgs) -> Result<()> {
+    match &args.benchmark {
+        Benchmark::PointingGame(a) => run_pointing(a),
+        Benchmark::Miou(a) => run_miou(a),
+        Benchmark::Sensitivity(a) => run_sensitivity(a),
+    }
+}
+
+/// The dataset behind `--dataset`/`--root`, and its label in tables.
+fn open_dataset(c: &CommonArgs, truth: VocGroundTruth) -> Result<(Box<dyn Dataset>, String)> {
+    let root = || {
+        c.root
+            .clone()
+            .with_context(|| format!("--dataset {} needs --root", c.dataset))
+    };
+    let voc = |root: &Path| -> Result<VocDataset> {
+        // Datasets without a Segmentation list (our generated one) segment every image
+        // of the Main list.
+        let seg_list = root
+            .join("ImageSets/Segmentation")
+            .join(format!("{}.txt", c.split));
+        if truth == VocGroundTruth::Segmentation && !seg_list.exists() {
+            let main = root.join("ImageSets/Main").join(format!("{}.txt", c.split));
+            return VocDataset::with_split_file(root, &main, truth);
+        }
+        VocDataset::open(root, &c.split, truth)
+    };
+    match c.dataset.as_str() {
+        "voc07" => Ok((Box::new(voc(&root()?)?), "voc07".into())),
+        "coco14" => {
+            ensure!(
+                truth == VocGroundTruth::Boxes,
+                "mIoU needs VOC-style segmentation masks; COCO is for the Pointing Game"
+            );
+            let r = root()?;
+            let ds = CocoDataset::open(
+                &r.join("annotations/instances_val2014.json"),
+                &r.join("val2014"),
+            )?;
+            Ok((Box::new(ds), "coco14".into()))
+        }
+        dir => {
+            let path = PathBuf::from(dir);
+            ensure!(
+                path.is_dir(),
+                "--dataset {dir}: not voc07, coco14 or a directory in VOC layout"
+            );
+            let label = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "dataset".into());
+            Ok((Box::new(voc(&path)?), label))
+        }
+    }
+}
+
+fn parse_methods(list: &str, allow_center: bool) -> Result<Vec<EvalMethod>> {
+    let mut out = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let m = EvalMethod::parse(name).with_context(|| {
+            let known: Vec<&str> = Method::ALL.iter().map(|m| m.name()).collect();
+            format!(
+                "--methods: unknown method '{name}' (known: {}{})",
+                known.join(", "),
+                if allow_center { ", center" } else { "" }
+            )
+        })?;
+        if m == EvalMethod::Center && !allow_center {
+            bail!("--methods: 'center' is a Pointing Game baseline only");
+        }
+        if !out.contains(&m) {
+            out.push(m);
+        }
+    }
+    ensure!(!out.is_empty(), "--methods is empty");
+    Ok(out)
+}
+
+fn model_label(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into())
+}
+
+fn load_model(path: &Path, classes: usize) -> Result<Model> {
+    let model = Model::from_file(path)?;
+    ensure!(
+        model.num_classes() == classes,
+        "{}: the model has {} outputs but the dataset has {classes} classes",
+        path.display(),
+        model.num_classes()
+    );
+    Ok(model)
+}
+
+fn progress(len: usize, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} images, eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// One image waiting for its maps.
+struct Pending {
+    sample: Sample,
+    input: Tensor,
+    /// Classes to explain.
+    classes: Vec<usize>,
+    /// Methods still to run for this image.
+    methods: Vec<Method>,
+}
+
+/// What a benchmark does with the maps of one image: which classes it needs, which
+/// (image, method) results it already has, and how it scores and records new ones.
+trait Scorer {
+    /// Classes of `sample` to explain.
+    fn classes(&self, sample: &Sample) -> Vec<usize>;
+    /// Whether the log already holds this (image, method).
+    fn is_done(&self, image: &str, method: &str) -> bool;
+    /// Scores and records `maps` (one per class of [`Scorer::classes`]; `None` for the
+    /// center baseline).
+    fn score(
+        &mut self,
+        sample: &Sample,
+        method: EvalMethod,
+        maps: Option<&[Heatmap]>,
+    ) -> Result<()>;
+}
+
+/// Runs every method of `group` (batched over its images) and scores the maps.
+fn flush(group: &mut Vec<Pending>, engine: &MapEngine, scorer: &mut dyn Scorer) -> Result<()> {
+    for method in Method::ALL {
+        let members: Vec<&Pending> = group
+            .iter()
+            .filter(|p| p.methods.contains(&method))
+            .collect();
+        if members.is_empty() {
+            continue;
+        }
+        let mut inputs = Vec::new();
+        let mut targets = Vec::new();
+        for p in &members {
+            for &cls in &p.classes {
+                inputs.push(&p.input);
+                targets.push(cls);
+            }
+        }
+        let (maps, _) = engine.maps(method, &stack_images(&inputs), &targets)?;
+        let mut at = 0;
+        for p in &members {
+            let k = p.classes.len();
+            scorer.score(
+                &p.sample,
+                EvalMethod::Engine(method),
+                Some(&maps[at..at + k]),
+            )?;
+            at += k;
+        }
+    }
+    group.clear();
+    Ok(())
+}
+
+/// Walks the dataset, batching images of equal preprocessed size into GPU passes of
+/// at most `--batch` (image, class) pairs, skipping (image, method) results the log
+/// already has. Returns whether `--stop-after` cut the walk short.
+fn walk_dataset(
+    c: &CommonArgs,
+    ds: &dyn Dataset,
+    engine: &MapEngine,
+    methods: &[EvalMethod],
+    bar_label: &str,
+    scorer: &mut dyn Scorer,
+) -> Result<bool> {
+    let n = c.limit.map_or(ds.len(), |l| l.min(ds.len()));
+    let bar = progress(n, bar_label);
+    let mut group: Vec<Pending> = Vec::new();
+    let mut fresh = 0usize;
+    let batch = c.batch.max(1);
+    for index in 0..n {
+        let sample = ds.sample(index)?;
+        let todo: Vec<EvalMethod> = methods
+            .iter()
+            .copied()
+            .filter(|m| !scorer.is_done(&sample.id, m.name()))
+            .collect();
+        if todo.is_empty() {
+            bar.inc(1);
+            continue;
+        }
+        if c.stop_after.is_some_and(|stop| fresh >= stop) {
+            flush(&mut group, engine, scorer)?;
+            bar.abandon();
+            return Ok(true);
+        }
+        fresh += 1;
+        if todo.contains(&EvalMethod::Center) {
+            scorer.score(&sample, EvalMethod::Center, None)?;
+        }
+        let engine_methods: Vec<Method> = todo
+            .iter()
+            .filter_map(|m| match m {
+                EvalMethod::Engine(m) => Some(*m),
+                EvalMethod::Center => None,
+            })
+            .collect();
+        let classes = scorer.classes(&sample);
+        if engine_methods.is_empty() || classes.is_empty() {
+            // Nothing to explain (e.g. every box difficult): record empty outcomes.
+            for m in engine_methods {
+                scorer.score(&sample, EvalMethod::Engine(m), Some(&[]))?;
+            }
+            bar.inc(1);
+            continue;
+        }
+        let img = load_image(&sample.image_path)?;
+        let input = preprocess_whole(&img, (c.size > 0).then_some(c.size), c.norm);
+        let pairs: usize = group.iter().map(|p| p.classes.len()).sum();
+        if group
+            .first()
+            .is_some_and(|p| p.input.shape != input.shape || pairs + classes.len() > batch)
+        {
+            flush(&mut group, engine, scorer)?;
+        }
+        group.push(Pending {
+            sample,
+            input,
+            classes,
+            methods: engine_methods,
+        });
+        bar.inc(1);
+    }
+    flush(&mut group, engine, scorer)?;
+    bar.finish_and_clear();
+    Ok(false)
+}
+
+/// Pointing Game scoring into its log.
+struct PointingScorer<'a> {
+    game: PointingGame,
+    flags: Option<&'a DifficultFlags>,
+    log: ResultsLog<Vec<PointingPair>>,
+}
+
+impl Scorer for PointingScorer<'_> {
+    fn classes(&self, sample: &Sample) -> Vec<usize> {
+        PointingGame::targets(sample)
+            .map(|t| t.class_index)
+            .collect()
+    }
+    fn is_done(&self, image: &str, method: &str) -> bool {
+        self.log.is_done(image, method)
+    }
+    fn score(&mut self, s: &Sample, m: EvalMethod, maps: Option<&[Heatmap]>) -> Result<()> {
+        let pairs = match maps {
+            None => self.game.score_center(s, self.flags),
+            Some(maps) => {
+                let mut it = maps.iter();
+                self.game.score_sample(s, self.flags, |_| {
+                    let map = it.next().expect("one map per target class");
+                    Ok(saliency_point(map, s.width, s.height))
+                })?
+            }
+        };
+        self.log.append(Record {
+            image: s.id.clone(),
+            method: m.name().into(),
+            outcome: pairs,
+        })
+    }
+}
+
+/// mIoU scoring into its log.
+struct MiouScorer {
+    threshold: Threshold,
+    log: ResultsLog<Vec<IouPair>>,
+}
+
+impl Scorer for MiouScorer {
+    fn classes(&self, sample: &Sample) -> Vec<usize> {
+        sample.class_indices()
+    }
+    fn is_done(&self, image: &str, method: &str) -> bool {
+        self.log.is_done(image, method)
+    }
+    fn score(&mut self, s: &Sample, m: EvalMethod, maps: Option<&[Heatmap]>) -> Result<()> {
+        let maps = maps.expect("mIoU has no center baseline");
+        let mut it = maps.iter();
+        let pairs = miou::score_sample(s, self.threshold, |_| {
+            Ok(it.next().expect("one map per present class").clone())
+        })?;
+        self.log.append(Record {
+            image: s.id.clone(),
+            method: m.name().into(),
+            outcome: pairs,
+        })
+    }
+}
+
+fn gpu(c: &CommonArgs) -> Result<GpuContext> {
+    GpuContext::new(&ContextOptions {
+        backend: c.backend,
+        ..Default::default()
+    })
+}
+
+fn write_table(table: &ResultTable, out: &Path, stem: &str) -> Result<()> {
+    print!("{}", table.to_text());
+    let csv = out.join(format!("{stem}.csv"));
+    let md = out.join(format!("{stem}.md"));
+    table.write_csv(&csv)?;
+    table.write_markdown(&md)?;
+    println!("table: {} and {}", csv.display(), md.display());
+    Ok(())
+}
+
+fn run_pointing(a: &PointingArgs) -> Result<()> {
+    let c = &a.common;
+    let (ds, ds_label) = open_dataset(c, VocGroundTruth::Boxes)?;
+    let flags = a
+        .difficult
+        .as_ref()
+        .map(|p| DifficultFlags::read(p, ds.num_classes()))
+        .transpose()?;
+    let methods = parse_methods(&c.methods, true)?;
+    std::fs::create_dir_all(&c.out)
+        .with_context(|| format!("cannot create output directory {}", c.out.display()))?;
+    let ctx = gpu(c)?;
+    let game = PointingGame::new(a.tolerance);
+    let mut table = ResultTable::new("Pointing Game accuracy (%)");
+    for wpath in &c.weights {
+        let model = load_model(wpath, ds.num_classes())?;
+        let label = model_label(wpath);
+        let log_path = c
+            .out
+            .join(format!("pointing-game.{ds_label}.{label}.jsonl"));
+        let run = json!({
+            "benchmark": "pointing-game", "dataset": ds_label, "split": c.split,
+            "model": label, "size": c.size, "norm": format!("{:?}", c.norm),
+            "tolerance": a.tolerance, "difficult": a.difficult.is_some(),
+        });
+        let mut scorer = PointingScorer {
+            game,
+            flags: flags.as_ref(),
+            log: ResultsLog::open(&log_path, &run)?,
+        };
+        let engine = MapEngine {
+            ctx: &ctx,
+            model: GpuModel::upload(&ctx, &model),
+        };
+        let stopped = walk_dataset(
+            c,
+            ds.as_ref(),
+            &engine,
+            &methods,
+            &format!("pointing game, {label}"),
+            &mut scorer,
+        )?;
+        let log = scorer.log;
+        if stopped {
+            println!(
+                "stopped after {} new images (--stop-after); rerun to resume from {}",
+                c.stop_after.unwrap_or(0),
+                log_path.display()
+            );
+            return Ok(());
+        }
+        for m in &methods {
+            let pairs = log
+                .records()
+                .iter()
+                .filter(|r| r.method == m.name())
+                .flat_map(|r| r.outcome.iter());
+            let scores = PointingScores::from_pairs(pairs, ds.num_classes())?;
+            table.add_pointing(m.name(), &ds_label, &label, &scores);
+        }
+    }
+    write_table(&table, &c.out, &format!("pointing-game.{ds_label}"))
+}
+
+fn parse_threshold(s: &str) -> Result<Threshold> {
+    if s == "mean" {
+        return Ok(Threshold::MeanOfPositive);
+    }
+    match s.parse::<f32>() {
+        Ok(f) if f > 0.0 && f <= 1.0 => Ok(Threshold::FractionOfMax(f)),
+        _ => bail!("--threshold must be 'mean' or a fraction of the maximum in (0, 1], got '{s}'"),
+    }
+}
+
+fn run_miou(a: &MiouArgs) -> Result<()> {
+    let c = &a.common;
+    let threshold = parse_threshold(&a.threshold)?;
+    let (ds, ds_label) = open_dataset(c, VocGroundTruth::Segmentation)?;
+    let methods = parse_methods(&c.methods, false)?;
+    std::fs::create_dir_all(&c.out)
+        .with_context(|| format!("cannot create output directory {}", c.out.display()))?;
+    let ctx = gpu(c)?;
+    let mut table = ResultTable::new("mIoU (%)");
+    for wpath in &c.weights {
+        let model = load_model(wpath, ds.num_classes())?;
+        let label = model_label(wpath);
+        let log_path = c.out.join(format!("miou.{ds_label}.{label}.jsonl"));
+        let run = json!({
+            "benchmark": "miou", "dataset": ds_label, "split": c.split, "model": label,
+            "size": c.size, "norm": format!("{:?}", c.norm), "threshold": a.threshold,
+        });
+        let mut scorer = MiouScorer {
+            threshold,
+            log: ResultsLog::open(&log_path, &run)?,
+        };
+        let engine = MapEngine {
+            ctx: &ctx,
+            model: GpuModel::upload(&ctx, &model),
+        };
+        let stopped = walk_dataset(
+            c,
+            ds.as_ref(),
+            &engine,
+            &methods,
+            &format!("mIoU, {label}"),
+            &mut scorer,
+        )?;
+        let log = scorer.log;
+        if stopped {
+            println!(
+                "stopped (--stop-after); rerun to resume from {}",
+                log_path.display()
+            );
+            return Ok(());
+        }
+        for m in &methods {
+            let pairs = log
+                .records()
+                .iter()
+                .filter(|r| r.method == m.name())
+                .flat_map(|r| r.outcome.iter());
+            let scores = MiouScores::from_pairs(pairs, ds.num_classes())?;
+            table.add_miou(m.name(), &ds_label, &label, &scores);
+        }
+    }
+    write_table(&table, &c.out, &format!("miou.{ds_label}"))
+}
+
+/// Mean similarity of each method's maps to the original model's, per cascade step.
+struct Curve {
+    method: Method,
+    spearman: Vec<f64>,
+    spearman_abs: Vec<f64>,
+    ssim: Vec<f64>,
+}
+
+fn run_sensitivity(a: &SensitivityArgs) -> Result<()> {
+    let c = &a.common;
+    ensure!(
+        c.weights.len() == 1,
+        "sensitivity takes one --weights file (got {})",
+        c.weights.len()
+    );
+    let (ds, _) = open_dataset(c, VocGroundTruth::Boxes)?;
+    let methods: Vec<Method> = parse_methods(&c.methods, false)?
+        .into_iter()
+        .filter_map(|m| match m {
+            EvalMethod::Engine(m) => Some(m),
+            EvalMethod::Center => None,
+        })
+        .collect();
+    std::fs::create_dir_all(&c.out)
+        .with_context(|| format!("cannot create output directory {}", c.out.display()))?;
+    let ctx = gpu(c)?;
+    let original = load_model(&c.weights[0], ds.num_classes())?;
+    let label = model_label(&c.weights[0]);
+    let n = a.images.min(ds.len());
+    ensure!(n > 0, "no images to explain");
+    let mut inputs = Vec::new();
+    for i in 0..n {
+        let s = ds.sample(i)?;
+        let img = load_image(&s.image_path)?;
+        inputs.push(preprocess_whole(
+            &img,
+            (c.size > 0).then_some(c.size),
+            c.norm,
+        ));
+    }
+    ensure!(
+        inputs.iter().all(|t| t.shape == inputs[0].shape),
+        "sensitivity needs images of one size (use --size)"
+    );
+    let batch = stack_images(&inputs.iter().collect::<Vec<_>>());
+    let engine = MapEngine {
+        ctx: &ctx,
+        model: GpuModel::upload(&ctx, &original),
+    };
+    // Targets: the original model's top-1 class, kept through the cascade.
+    let (_, logits) = engine.maps(Method::Gradient, &batch, &vec![0; n])?;
+    let classes = logits.shape[1];
+    let targets: Vec<usize> = logits
+        .data
+        .chunks(classes)
+        .map(|row| crate::reference::ops::top_k(row, 1)[0])
+        .collect();
+    let maps_of = |engine: &MapEngine, m: Method| -> Result<Vec<Heatmap>> {
+        Ok(engine.maps(m, &batch, &targets)?.0)
+    };
+    let reference: Vec<Vec<Heatmap>> = methods
+        .iter()
+        .map(|&m| maps_of(&engine, m))
+        .collect::<Result<_>>()?;
+    drop(engine);
+    let order = cascade_order(&original);
+    let mut curves: Vec<Curve> = methods
+        .iter()
+        .map(|&method| Curve {
+            method,
+            spearman: vec![1.0],
+            spearman_abs: vec![1.0],
+            ssim: vec![1.0],
+        })
+        .collect();
+    let mut model = original.clone();
+    let bar = progress(order.len(), &format!("cascade, {label}"));
+    for layer in &order {
+        ensure!(reinitialise(&mut model, layer, a.seed), "no layer {layer}");
+        let engine = MapEngine {
+            ctx: &ctx,
+            model: GpuModel::upload(&ctx, &model),
+        };
+        for (curve, refs) in curves.iter_mut().zip(&reference) {
+            let maps = maps_of(&engine, curve.method)?;
+            let (mut s, mut sa, mut ss) = (Vec::new(), Vec::new(), Vec::new());
+            for (m, r) in maps.iter().zip(refs) {
+                let sim = similarity::compare(&normalised(m)?, &normalised(r)?, 2.0)?;
+                s.extend(sim.spearman);
+                sa.extend(sim.spearman_abs);
+                ss.push(sim.ssim);
+            }
+            curve.spearman.push(mean(&s));
+            curve.spearman_abs.push(mean(&sa));
+            curve.ssim.push(mean(&ss));
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let mut steps = vec!["original".to_string()];
+    steps.extend(order.iter().cloned());
+    let stem = format!("sensitivity.{label}");
+    write_sensitivity_tables(&c.out, &stem, &steps, &curves)?;
+    for (metric, title, pick) in [
+        (
+            "spearman",
+            "Spearman rank correlation",
+            (|c: &Curve| c.spearman.clone()) as fn(&Curve) -> Vec<f64>,
+        ),
+        ("spearman-abs", "Spearman rank correlation of |map|", |c| {
+            c.spearman_abs.clone()
+        }),
+        ("ssim", "SSIM", |c| c.ssim.clone()),
+    ] {
+        let path = c.out.join(format!("{stem}.{metric}.png"));
+        let series: Vec<Series> = curves
+            .iter()
+            .map(|cv| Series {
+                name: cv.method.name().into(),
+                values: pick(cv),
+            })
+            .collect();
+        line_chart(
+            &path,
+            &format!("Cascading randomisation of {label}: {title}"),
+            &steps,
+            title,
+            (-1.0, 1.0),
+            &series,
+            (900, 600),
+        )?;
+        println!("plot: {}", path.display());
+    }
+    Ok(())
+}
+
+/// The map divided by its largest magnitude (so SSIM's data range is 2).
+fn normalised(m: &Heatmap) -> Result<Heatmap> {
+    let max = m.values().iter().fold(0.0f32, |a, &v| a.max(v.abs()));
+    let scale = if max > 0.0 { 1.0 / max } else { 0.0 };
+    Heatmap::new(
+        m.width(),
+        m.height(),
+        m.values().iter().map(|v| v * scale).collect(),
+    )
+}
+
+fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+}
+
+fn write_sensitivity_tables(
+    out: &Path,
+    stem: &str,
+    steps: &[String],
+    curves: &[Curve],
+) -> Result<()> {
+    let mut csv = String::from("method,step,layer,spearman,spearman_abs,ssim\n");
+    for cv in curves {
+        for (i, step) in steps.iter().enumerate() {
+            csv.push_str(&format!(
+                "{},{i},{step},{:.4},{:.4},{:.4}\n",
+                cv.method.name(),
+                cv.spearman[i],
+                cv.spearman_abs[i],
+                cv.ssim[i]
+            ));
+        }
+    }
+    let mut md = String::new();
+    for (metric, pick) in [
+        (
+            "Spearman",
+            (|c: &Curve| &c.spearman) as fn(&Curve) -> &Vec<f64>,
+        ),
+        ("Spearman |map|", |c| &c.spearman_abs),
+        ("SSIM", |c| &c.ssim),
+    ] {
+        md.push_str(&format!("\n{metric} to the original map, after re-initialising down to:\n\n| method | {} |\n|---|{}\n", steps.join(" | "), "---|".repeat(steps.len())));
+        for cv in curves {
+            let cells: Vec<String> = pick(cv).iter().map(|v| format!("{v:.3}")).collect();
+            md.push_str(&format!(
+                "| {} | {} |\n",
+                cv.method.name(),
+                cells.join(" | ")
+            ));
+        }
+    }
+    let csv_path = out.join(format!("{stem}.csv"));
+    let md_path = out.join(format!("{stem}.md"));
+    write_atomically(&csv_path, csv.as_bytes())?;
+    write_atomically(&md_path, md.as_bytes())?;
+    print!("{md}");
+    println!("table: {} and {}", csv_path.display(), md_path.display());
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! The GPU side of the benchmarks: saliency maps of a batch of (image, class) pairs for
+//! any method, on the same engine the CLI uses.
+
+use anyhow::{ensure, Result};
+
+use super::map::Heatmap;
+use crate::explain::{explain, explain_method, Init, Method, RspOptions};
+use crate::gpu::GpuContext;
+use crate::models::gpu::GpuModel;
+use crate::tensor::Tensor;
+
+/// What a benchmark row is: a method run on the engine, or the center baseline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EvalMethod {
+    /// An attribution method.
+    Engine(Method),
+    /// The Pointing Game's center baseline (no map).
+    Center,
+}
+
+impl EvalMethod {
+    /// The name used in tables, results files and `--methods`.
+    pub fn name(self) -> &'static str {
+        match self {
+            EvalMethod::Engine(m) => m.name(),
+            EvalMethod::Center => "center",
+        }
+    }
+
+    /// Parses one `--methods` entry.
+    pub fn parse(name: &str) -> Option<EvalMethod> {
+        match name {
+            "center" => Some(EvalMethod::Center),
+            other => Method::from_name(other).map(EvalMethod::Engine),
+        }
+    }
+}
+
+/// A model on the GPU, ready to produce maps.
+pub struct MapEngine<'a> {
+    pub ctx: &'a GpuContext,
+    pub model: GpuModel,
+}
+
+impl MapEngine<'_> {
+    /// Signed maps `[H, W]` (channel sum of the pixel relevance) of `method` for
+    /// `images` `[N, 3, H, W]` (normalised) and one target class per image; RSP starts
+    /// from its Grad-CAM initialisation. Also returns the logits `[N, classes]`.
+    pub fn maps(
+        &self,
+        method: Method,
+        images: &Tensor,
+        targets: &[usize],
+    ) -> Result<(Vec<Heatmap>, Tensor)> {
+        ensure!(
+            images.shape.len() == 4 && images.shape[0] == targets.len(),
+            "maps: {} targets for images {:?}",
+            targets.len(),
+            images.shape
+        );
+        let e = match method {
+            Method::Rsp => explain(
+                self.ctx,
+                &self.model,
+                images,
+                &RspOptions {
+                    init: Init::GradCam,
+                    targets: Some(targets.to_vec()),
+                    record_layers: false,
+                },
+            )?,
+            m => explain_method(self.ctx, &self.model, images, m, Some(targets))?,
+        };
+        let heat = e.heatmap();
+        let (h, w) = (heat.shape[1], heat.shape[2]);
+        let maps = (0..targets.len())
+            .map(|i| Heatmap::new(w, h, heat.data[i * h * w..(i + 1) * h * w].to_vec()))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((maps, e.logits))
+    }
+}
+
+/// Stacks `[3, H, W]` tensors of equal shape into `[N, 3, H, W]`.
+pub fn stack_images(images: &[&Tensor]) -> Tensor {
+    let mut shape = vec![images.len()];
+    shape.extend_from_slice(&images[0].shape);
+    Tensor::new(
+        shape,
+        images.iter().flat_map(|t| t.data.iter().copied()).collect(),
+    )
+}

@@ -96,6 +96,9 @@ pub enum Command {
     /// Time forward and full RSP explanation (forward + initial relevance + backward,
     /// GPU work synchronised) on random inputs; reports the median and peak memory.
     Bench(BenchArgs),
+    /// Generate the synthetic multi-object benchmark dataset (VOC layout) for
+    /// evaluating attributions with nothing downloaded.
+    Synth(crate::synth::SynthArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -201,6 +204,10 @@ pub fn run(cli: &Cli) -> Result<bool> {
     }
     if let Some(Command::Bench(b)) = &cli.command {
         crate::bench::run(cli.backend, b)?;
+        return Ok(true);
+    }
+    if let Some(Command::Synth(s)) = &cli.command {
+        crate::synth::run(s)?;
         return Ok(true);
     }
     if cli.inputs.is_empty() {

@@ -11,6 +11,7 @@ pub mod ops;
 pub mod preprocess;
 pub mod reference;
 pub mod render;
+pub mod synth;
 pub mod tensor;
 
 pub use explain::{Explanation, Init};

@@ -99,6 +99,9 @@ pub enum Command {
     Bench(BenchArgs),
     /// Benchmarks of RSP and the baselines: Pointing Game, mIoU, model sensitivity.
     Eval(crate::eval::command::EvalArgs),
+    /// Generate the synthetic multi-object benchmark dataset (VOC layout) for
+    /// evaluating attributions with nothing downloaded.
+    Synth(crate::synth::SynthArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -202,6 +205,10 @@ pub fn run(cli: &Cli) -> Result<bool> {
     }
     if let Some(Command::Bench(b)) = &cli.command {
         crate::bench::run(cli.backend, b)?;
+        return Ok(true);
+    }
+    if let Some(Command::Synth(s)) = &cli.command {
+        crate::synth::run(s)?;
         return Ok(true);
     }
     if cli.inputs.is_empty() {

@@ -13,6 +13,7 @@ pub mod plot;
 pub mod preprocess;
 pub mod reference;
 pub mod render;
+pub mod synth;
 pub mod tensor;
 
 pub use explain::{Explanation, Init};

@@ -1,0 +1,284 @@
+//! `rsp eval` end to end on a tiny generated dataset (`rsp synth`) and tiny random
+//! 6-class models: an interrupted Pointing Game run, resumed, gives the same table as an
+//! uninterrupted one (also after a half-written last log line); mIoU and sensitivity
+//! produce their tables and plots; bad arguments fail clearly.
+
+mod common;
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use safetensors::tensor::Dtype;
+use support::{resnet_state, vgg_state};
+
+fn rsp(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rsp"))
+        .args(args)
+        .output()
+        .expect("run rsp")
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "rsp failed: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A tiny dataset (`test` split of 7 images, 32 px) and two random 6-class models.
+fn fixture(dir: &Path) -> (String, String, String) {
+    let data = dir.join("synth");
+    ok(&rsp(&[
+        "synth",
+        "--out",
+        data.to_str().unwrap(),
+        "--train",
+        "0",
+        "--val",
+        "0",
+        "--test",
+        "7",
+        "--size",
+        "32",
+        "--seed",
+        "3",
+    ]));
+    let vgg = dir.join("tiny_vgg.safetensors");
+    vgg_state(&[Some(8), None, Some(12), None], false, 2, 16, 6, 21).save(&vgg, Dtype::F32);
+    let resnet = dir.join("tiny_resnet.safetensors");
+    resnet_state(false, [1, 1, 1, 1], 8, [8, 8, 12, 12], 6, 22).save(&resnet, Dtype::F32);
+    (
+        data.to_string_lossy().into_owned(),
+        vgg.to_string_lossy().into_owned(),
+        resnet.to_string_lossy().into_owned(),
+    )
+}
+
+fn pointing(data: &str, weights: &[&str], out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "eval",
+        "pointing-game",
+        "--dataset",
+        data,
+        "--size",
+        "0",
+        "--batch",
+        "5",
+        "--methods",
+        "rsp,gradcam,lrp-ab,center",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    for w in weights {
+        args.extend(["--weights", w]);
+    }
+    let difficult = format!("{data}/difficult.txt");
+    args.extend(["--difficult", &difficult]);
+    args.extend(extra);
+    rsp(&args)
+}
+
+#[test]
+fn interrupted_pointing_game_resumes_to_the_same_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, vgg, resnet) = fixture(dir.path());
+    let whole = dir.path().join("whole");
+    let stdout = ok(&pointing(&data, &[&vgg, &resnet], &whole, &[]));
+    let table = std::fs::read_to_string(whole.join("pointing-game.synth.csv")).unwrap();
+    println!("{stdout}\n{table}");
+    for row in ["rsp", "gradcam", "lrp-ab", "center"] {
+        assert!(
+            table.lines().any(|l| l.starts_with(row)),
+            "no row {row}: {table}"
+        );
+    }
+    assert!(table.contains("synth/tiny_vgg all") && table.contains("synth/tiny_resnet difficult"));
+
+    let parts = dir.path().join("parts");
+    let o = ok(&pointing(
+        &data,
+        &[&vgg, &resnet],
+        &parts,
+        &["--stop-after", "3"],
+    ));
+    assert!(o.contains("stopped after 3"), "{o}");
+    assert!(!parts.join("pointing-game.synth.csv").exists());
+    // A kill in the middle of a write leaves half a line behind.
+    let log = parts.join("pointing-game.synth.tiny_vgg.jsonl");
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes.extend_from_slice(b"{\"image\":\"test_0000");
+    std::fs::write(&log, bytes).unwrap();
+    ok(&pointing(
+        &data,
+        &[&vgg, &resnet],
+        &parts,
+        &["--stop-after", "2"],
+    ));
+    ok(&pointing(&data, &[&vgg, &resnet], &parts, &[]));
+    let resumed = std::fs::read_to_string(parts.join("pointing-game.synth.csv")).unwrap();
+    assert_eq!(
+        resumed, table,
+        "resumed table differs from the uninterrupted one"
+    );
+    let md = std::fs::read_to_string(parts.join("pointing-game.synth.md")).unwrap();
+    assert!(md.contains("| rsp |"), "{md}");
+}
+
+#[test]
+fn miou_and_sensitivity_produce_tables_and_plots() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, vgg, _) = fixture(dir.path());
+    let out = dir.path().join("out");
+    let o = rsp(&[
+        "eval",
+        "miou",
+        "--dataset",
+        &data,
+        "--size",
+        "0",
+        "--weights",
+        &vgg,
+        "--methods",
+        "rsp,gradient,sglrp",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    ok(&o);
+    let table = std::fs::read_to_string(out.join("miou.synth.csv")).unwrap();
+    assert_eq!(table.lines().count(), 4, "{table}");
+    assert!(table.lines().next().unwrap().contains("synth/tiny_vgg"));
+
+    let o = rsp(&[
+        "eval",
+        "sensitivity",
+        "--dataset",
+        &data,
+        "--size",
+        "0",
+        "--weights",
+        &vgg,
+        "--methods",
+        "rsp,gradient",
+        "--images",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let stdout = ok(&o);
+    let csv = std::fs::read_to_string(out.join("sensitivity.tiny_vgg.csv")).unwrap();
+    // 2 methods × (original + 2 convs + 3 linears).
+    assert_eq!(csv.lines().count(), 1 + 2 * 6, "{csv}");
+    assert!(csv.contains("rsp,0,original,1.0000,1.0000,1.0000"), "{csv}");
+    assert!(
+        csv.contains("classifier.6") && csv.contains("features.0"),
+        "{csv}"
+    );
+    for metric in ["spearman", "spearman-abs", "ssim"] {
+        let png = out.join(format!("sensitivity.tiny_vgg.{metric}.png"));
+        let img = image::open(&png).unwrap_or_else(|e| panic!("{}: {e}\n{stdout}", png.display()));
+        assert_eq!((img.width(), img.height()), (900, 600));
+        let rgb = img.to_rgb8();
+        let coloured = rgb
+            .pixels()
+            .filter(|p| p[0] != p[1] || p[1] != p[2])
+            .count();
+        assert!(coloured > 500, "{metric}: the plot has no curves");
+    }
+}
+
+#[test]
+fn eval_rejects_bad_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, vgg, _) = fixture(dir.path());
+    let out = dir.path().join("out");
+    let out = out.to_str().unwrap();
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &[
+                "eval",
+                "pointing-game",
+                "--dataset",
+                &data,
+                "--weights",
+                &vgg,
+                "--methods",
+                "rsp,magic",
+                "--out",
+                out,
+            ],
+            "unknown method 'magic'",
+        ),
+        (
+            &[
+                "eval",
+                "miou",
+                "--dataset",
+                &data,
+                "--weights",
+                &vgg,
+                "--methods",
+                "center",
+                "--out",
+                out,
+            ],
+            "'center' is a Pointing Game baseline only",
+        ),
+        (
+            &[
+                "eval",
+                "pointing-game",
+                "--dataset",
+                "voc07",
+                "--weights",
+                &vgg,
+                "--out",
+                out,
+            ],
+            "--dataset voc07 needs --root",
+        ),
+        (
+            &[
+                "eval",
+                "miou",
+                "--dataset",
+                &data,
+                "--weights",
+                &vgg,
+                "--threshold",
+                "2",
+                "--out",
+                out,
+            ],
+            "--threshold must be 'mean' or a fraction",
+        ),
+    ];
+    for (args, msg) in cases {
+        let o = rsp(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert!(err.contains(msg), "{args:?}: {err}");
+    }
+    // A model whose outputs are not the dataset's classes.
+    let ten = dir.path().join("ten.safetensors");
+    vgg_state(&[Some(8), None], false, 2, 16, 10, 5).save(&ten, Dtype::F32);
+    let o = rsp(&[
+        "eval",
+        "pointing-game",
+        "--dataset",
+        &data,
+        "--weights",
+        ten.to_str().unwrap(),
+        "--out",
+        out,
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("10 outputs but the dataset has 6 classes"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -92,7 +92,7 @@ pub struct Cli {
     #[arg(long, value_name = "INDEX|NAME")]
     pub target: Option<String>,
 
-    /// Start the backward pass from this initial relevance (tensor 'init' [N,C,h,w])
+    /// Start the backward pass from this initial relevance (tensor 'init' of shape N×C×h×w)
     /// instead of --init; all inputs then form one batch.
     #[arg(long, value_name = "INIT.safetensors")]
     pub init_relevance: Option<PathBuf>,

@@ -6,10 +6,12 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::explain::{explain, explain_method, Method, RspOptions, NO_TARGET};
 use crate::gpu::{list_adapters, Backend, ContextOptions, GpuContext};
 use crate::models::gpu::GpuModel;
+use crate::models::hub::{self, WeightSources};
 use crate::models::weights::{to_safetensors_bytes, TensorFile};
 use crate::preprocess::{load_image, preprocess};
 use crate::reference::ops::{softmax, top_k};
@@ -28,6 +30,11 @@ pub const IMAGENET_CLASSES: &str = include_str!("imagenet_classes.txt");
                   (red = evidence for the target class, blue = hostile evidence).\n\
                   An INPUT ending in .safetensors is read as an already-normalised tensor \
                   named 'input' [N,3,H,W] (no resizing); any other INPUT is an image.",
+    after_long_help = "Environment:\n  \
+        RSP_WEIGHTS_DIR      where --model NAME looks for NAME.safetensors first (default: ./weights)\n  \
+        RSP_CACHE_DIR        download cache (default: the user cache directory + /rsp)\n  \
+        RSP_HUB_URL          hub or mirror to download from (default: https://huggingface.co)\n  \
+        RSP_WEIGHTS_SHA256   expected SHA-256 of the download, replacing the pinned one",
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
@@ -42,14 +49,31 @@ pub struct Cli {
     #[arg(long)]
     pub list_adapters: bool,
 
-    /// Model to load from the weights directory ($RSP_WEIGHTS_DIR, else ./weights):
-    /// DIR/NAME.safetensors.
-    #[arg(long, default_value = "vgg16", conflicts_with = "weights")]
+    /// Pretrained ImageNet classifier: vgg11, vgg13, vgg16, vgg19 (each also _bn),
+    /// resnet18, resnet34, resnet50, resnet101 or resnet152. Looked for as
+    /// NAME.safetensors in $RSP_WEIGHTS_DIR (else ./weights), then in the cache
+    /// ($RSP_CACHE_DIR, else the user cache dir + /rsp), else downloaded from the
+    /// Hugging Face hub (timm's copy of the torchvision weights) and SHA-256 checked.
+    #[arg(
+        long,
+        default_value = "vgg16",
+        conflicts_with = "weights",
+        value_name = "NAME"
+    )]
     pub model: String,
 
-    /// Safetensors file with torchvision-named (or timm VGG) weights; overrides --model.
-    #[arg(long)]
+    /// Safetensors file with torchvision-named (or timm) weights, used instead of --model.
+    #[arg(long, value_name = "FILE")]
     pub weights: Option<PathBuf>,
+
+    /// Never download weights; if they are not found locally, say where to put them.
+    #[arg(long)]
+    pub offline: bool,
+
+    /// Allow downloading a model whose SHA-256 rsp does not pin (vgg11_bn, vgg13,
+    /// resnet34, resnet101); the computed hash is printed for you to compare.
+    #[arg(long)]
+    pub allow_unpinned: bool,
 
     /// Attribution method: RSP, or a baseline on the same engine (PNGs are named
     /// <stem>.<method>.png).
@@ -60,30 +84,36 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = InitKind::Gradcam)]
     pub init: InitKind,
 
-    /// Number of top classes compared by `--init comparative` (K ≥ 2).
+    /// Number of top classes compared by --init comparative (K ≥ 2).
     #[arg(long, default_value_t = 3)]
     pub compare_k: usize,
 
     /// Class to explain: an index, or (1000-class models) an ImageNet class name or an
-    /// unambiguous prefix of one, e.g. "tabby". Default: each image's top-1 prediction.
-    #[arg(long)]
+    /// unambiguous prefix of one, e.g. "tabby". Without it: each image's top-1 prediction.
+    #[arg(long, value_name = "INDEX|NAME")]
     pub target: Option<String>,
 
-    /// Start the backward pass from this initial relevance (tensor 'init' `[N,C,h,w]`).
+    /// Start the backward pass from this initial relevance (tensor 'init' of shape N×C×h×w)
+    /// instead of --init; all inputs then form one batch.
     #[arg(long, value_name = "INIT.safetensors")]
     pub init_relevance: Option<PathBuf>,
 
-    /// Write relevance, heatmap, init, logits and target tensors to this file.
+    /// Also write the relevance, heatmap, init, logits and target tensors to this file.
     #[arg(long, value_name = "OUT.safetensors")]
     pub save_relevance: Option<PathBuf>,
 
-    /// Directory for the heatmap PNGs.
-    #[arg(long, default_value = "rsp-out")]
+    /// Directory for the heatmap PNGs (created if missing).
+    #[arg(long, default_value = "rsp-out", value_name = "DIR")]
     pub out: PathBuf,
 
     /// Images are resized (shorter side) to size·256/224, then centre-cropped to size.
     #[arg(long, default_value_t = 224)]
     pub size: u32,
+
+    /// Images explained together in one GPU batch (more is faster but needs more
+    /// GPU memory).
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
 
     /// Images or normalised input tensors (.safetensors).
     #[arg(value_name = "INPUT")]
@@ -106,11 +136,12 @@ pub enum Command {
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// torchvision architecture with random weights (`vgg11`..`vgg19`, optionally `_bn`; `resnet18`..`resnet152`).
-    #[arg(long, default_value = "vgg16")]
+    /// torchvision architecture with random weights (vgg11..vgg19, optionally _bn;
+    /// resnet18..resnet152).
+    #[arg(long, default_value = "vgg16", value_name = "NAME")]
     pub model: String,
-    /// Use these weights instead of random ones.
-    #[arg(long)]
+    /// Use the weights in this safetensors file instead of random ones.
+    #[arg(long, value_name = "FILE")]
     pub weights: Option<PathBuf>,
     /// Input side length.
     #[arg(long, default_value_t = 224)]
@@ -138,15 +169,19 @@ fn parse_backend(s: &str) -> std::result::Result<Backend, String> {
     s.parse()
 }
 
-/// One unit of work: a batch from one .safetensors input, or one image.
+/// One unit of work: a batch from one .safetensors input, or a run of images.
 struct Job {
-    source: PathBuf,
+    /// What failed, if the explanation fails (a file name, or "N images").
+    source: String,
     /// File stem for outputs (with an index for multi-image tensors).
     stems: Vec<String>,
     input: Tensor,
     /// Cropped photos for overlays (images only).
     photos: Vec<Option<image::RgbImage>>,
 }
+
+/// Inputs shown with a progress bar from this many on.
+const PROGRESS_MIN_INPUTS: usize = 4;
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
@@ -174,23 +209,16 @@ fn print_adapters(backend: Backend) {
     }
 }
 
+/// The weights file: `--weights`, else `--model` resolved (and if need be downloaded)
+/// by [`hub::resolve_model`].
 fn weights_path(cli: &Cli) -> Result<PathBuf> {
-    if let Some(w) = &cli.weights {
-        return Ok(w.clone());
+    match &cli.weights {
+        Some(w) => Ok(w.clone()),
+        None => hub::resolve_model(
+            &cli.model,
+            &WeightSources::from_env(cli.offline, cli.allow_unpinned),
+        ),
     }
-    let dir = std::env::var_os("RSP_WEIGHTS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("weights"));
-    let path = dir.join(format!("{}.safetensors", cli.model));
-    if !path.exists() {
-        bail!(
-            "model '{}': weights not found at {} (set $RSP_WEIGHTS_DIR or pass --weights FILE; \
-             see weights/README.md for where to get torchvision weights in safetensors form)",
-            cli.model,
-            path.display()
-        );
-    }
-    Ok(path)
 }
 
 /// Returns Ok(true) when every input succeeded.
@@ -226,19 +254,36 @@ pub fn run(cli: &Cli) -> Result<bool> {
             cli.method
         );
     }
+    if cli.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    // The output directory is checked before a possibly long weights download.
+    std::fs::create_dir_all(&cli.out)
+        .with_context(|| format!("cannot create output directory {}", cli.out.display()))?;
+    check_writable(&cli.out)?;
+    let given_init = match &cli.init_relevance {
+        Some(p) => Some(TensorFile::read(p)?.get("init")?.clone()),
+        None => None,
+    };
     let wpath = weights_path(cli)?;
     let model = Model::from_file(&wpath)?;
     let target = match &cli.target {
         Some(t) => Some(resolve_target(t, model.num_classes())?),
         None => None,
     };
-    let given_init = match &cli.init_relevance {
-        Some(p) => Some(TensorFile::read(p)?.get("init")?.clone()),
-        None => None,
+
+    // A given initial relevance covers every input at once, so they form one batch.
+    let batch_size = if given_init.is_some() {
+        usize::MAX
+    } else {
+        cli.batch_size
     };
-    std::fs::create_dir_all(&cli.out)
-        .with_context(|| format!("cannot create output directory {}", cli.out.display()))?;
-    check_writable(&cli.out)?;
+    let batches = plan_batches(&cli.inputs, batch_size);
+    if given_init.is_some() && batches.len() != 1 {
+        bail!(
+            "--init-relevance needs exactly one batch of inputs (one .safetensors input or images)"
+        );
+    }
 
     let ctx = GpuContext::new(&ContextOptions {
         backend: cli.backend,
@@ -252,15 +297,30 @@ pub fn run(cli: &Cli) -> Result<bool> {
         format!("{:?}", ctx.adapter.backend).to_lowercase()
     );
 
-    let (jobs, mut ok) = collect_jobs(cli);
-    if given_init.is_some() && jobs.len() != 1 {
-        bail!(
-            "--init-relevance needs exactly one batch of inputs (one .safetensors input or images)"
+    let progress = if cli.inputs.len() >= PROGRESS_MIN_INPUTS {
+        let bar = ProgressBar::with_draw_target(
+            Some(cli.inputs.len() as u64),
+            ProgressDrawTarget::stderr(),
         );
-    }
+        if let Ok(style) =
+            ProgressStyle::with_template("[{bar:30}] {pos}/{len} inputs, {elapsed} (eta {eta})")
+        {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut ok = true;
     let names: Vec<&str> = IMAGENET_CLASSES.lines().collect();
     let mut saved: Vec<Explanation> = Vec::new();
-    for job in jobs {
+    for batch in &batches {
+        let (job, read_ok) = read_batch(cli, batch, &progress);
+        ok &= read_ok;
+        let Some(job) = job else {
+            progress.inc(batch.len() as u64);
+            continue;
+        };
         let n = job.input.shape[0];
         let init = match (&given_init, cli.init) {
             (Some(t), _) => Init::Given(t.clone()),
@@ -279,8 +339,9 @@ pub fn run(cli: &Cli) -> Result<bool> {
         let e = match result {
             Ok(e) => e,
             Err(err) => {
-                eprintln!("error: {}: {err:#}", job.source.display());
+                progress.suspend(|| eprintln!("error: {}: {err:#}", job.source));
                 ok = false;
+                progress.inc(batch.len() as u64);
                 continue;
             }
         };
@@ -288,34 +349,37 @@ pub fn run(cli: &Cli) -> Result<bool> {
         let probs = (classes > 0).then(|| softmax(&e.logits));
         let heat = e.heatmap();
         for i in 0..n {
-            println!("{}:", job.stems[i]);
+            let mut report = format!("{}:\n", job.stems[i]);
             if let Some(probs) = &probs {
                 let row = &probs.data[i * classes..(i + 1) * classes];
                 for c in top_k(row, 5.min(classes)) {
                     let label = if names.len() == classes { names[c] } else { "" };
-                    println!("  {:6.2}%  {c:4}  {label}", row[c] * 100.0);
+                    report += &format!("  {:6.2}%  {c:4}  {label}\n", row[c] * 100.0);
                 }
             }
             match e.target[i] {
                 NO_TARGET => {
-                    println!("  explained from the given initial relevance (no classifier)")
+                    report += "  explained from the given initial relevance (no classifier)\n"
                 }
-                t => println!("  explained class: {t}"),
+                t => report += &format!("  explained class: {t}\n"),
             }
             let map = heat.index0(i);
             let png = cli.out.join(format!("{}.{}.png", job.stems[i], cli.method));
             save_png(&png, &heatmap_image(&map))?;
-            println!("  heatmap: {}", png.display());
+            report += &format!("  heatmap: {}\n", png.display());
             if let Some(photo) = &job.photos[i] {
                 let ov = cli
                     .out
                     .join(format!("{}.{}-overlay.png", job.stems[i], cli.method));
                 save_png(&ov, &overlay(photo, &map))?;
-                println!("  overlay: {}", ov.display());
+                report += &format!("  overlay: {}\n", ov.display());
             }
+            progress.suspend(|| print!("{report}"));
         }
+        progress.inc(batch.len() as u64);
         saved.push(e);
     }
+    progress.finish_and_clear();
     if let Some(path) = &cli.save_relevance {
         if saved.is_empty() {
             bail!("nothing to save to {}: every input failed", path.display());
@@ -381,20 +445,48 @@ fn check_writable(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Reads every input; images of one size share a batch. Bad inputs are reported and
-/// skipped (the returned flag is false then).
-fn collect_jobs(cli: &Cli) -> (Vec<Job>, bool) {
+fn is_tensor_input(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "safetensors")
+}
+
+/// Groups the inputs, in order, into batches: each .safetensors input alone, and runs
+/// of consecutive images in chunks of at most `batch_size`.
+fn plan_batches(inputs: &[PathBuf], batch_size: usize) -> Vec<Vec<PathBuf>> {
+    let mut batches: Vec<Vec<PathBuf>> = Vec::new();
+    let mut images: Vec<PathBuf> = Vec::new();
+    for path in inputs {
+        if is_tensor_input(path) {
+            if !images.is_empty() {
+                batches.push(std::mem::take(&mut images));
+            }
+            batches.push(vec![path.clone()]);
+        } else {
+            images.push(path.clone());
+            if images.len() == batch_size {
+                batches.push(std::mem::take(&mut images));
+            }
+        }
+    }
+    if !images.is_empty() {
+        batches.push(images);
+    }
+    batches
+}
+
+/// Reads one batch of inputs (see [`plan_batches`]). Bad inputs are reported and
+/// skipped (the returned flag is false then); `None` when nothing was readable.
+fn read_batch(cli: &Cli, batch: &[PathBuf], progress: &ProgressBar) -> (Option<Job>, bool) {
     let mut ok = true;
-    let mut jobs = Vec::new();
-    let mut images: Vec<(String, Tensor, image::RgbImage)> = Vec::new();
-    for path in &cli.inputs {
+    let mut stems = Vec::new();
+    let mut tensors = Vec::new();
+    let mut photos = Vec::new();
+    for path in batch {
         let stem = path
             .file_stem()
             .map(|s| s.to_string_lossy().to_string())
             .unwrap_or_else(|| "input".into());
-        let is_tensor = path.extension().is_some_and(|e| e == "safetensors");
         let result: Result<()> = (|| {
-            if is_tensor {
+            if is_tensor_input(path) {
                 let f = TensorFile::read(path)?;
                 let t = f.get("input")?.clone();
                 if t.shape.len() != 4 || t.shape[1] != 3 {
@@ -405,40 +497,62 @@ fn collect_jobs(cli: &Cli) -> (Vec<Job>, bool) {
                     );
                 }
                 let n = t.shape[0];
-                let stems = if n == 1 {
-                    vec![stem.clone()]
+                if n == 1 {
+                    stems.push(stem.clone());
                 } else {
-                    (0..n).map(|i| format!("{stem}.{i}")).collect()
-                };
-                jobs.push(Job {
-                    source: path.clone(),
-                    stems,
-                    input: t,
-                    photos: vec![None; n],
-                });
+                    stems.extend((0..n).map(|i| format!("{stem}.{i}")));
+                }
+                photos.extend(std::iter::repeat_n(None, n));
+                tensors.push(t);
             } else {
                 let img = load_image(path)?;
                 let resize = (cli.size as u64 * 256 / 224) as u32;
                 let p = preprocess(&img, resize, cli.size);
-                images.push((stem.clone(), p.tensor, p.cropped));
+                stems.push(stem.clone());
+                photos.push(Some(p.cropped));
+                let [c, h, w] = p.tensor.shape[..] else {
+                    unreachable!("preprocess returns [3, size, size]")
+                };
+                tensors.push(p.tensor.reshape(&[1, c, h, w]));
             }
             Ok(())
         })();
         if let Err(e) = result {
-            eprintln!("error: {e:#}");
+            progress.suspend(|| eprintln!("error: {e:#}"));
             ok = false;
         }
     }
-    if !images.is_empty() {
-        let tensors: Vec<Tensor> = images.iter().map(|(_, t, _)| t.clone()).collect();
-        jobs.push(Job {
-            source: PathBuf::from("images"),
-            stems: images.iter().map(|(s, _, _)| s.clone()).collect(),
-            input: Tensor::stack(&tensors),
-            photos: images.into_iter().map(|(_, _, p)| Some(p)).collect(),
-        });
+    if tensors.is_empty() {
+        return (None, ok);
     }
-    (jobs, ok)
+    let source = match batch {
+        [one] => one.display().to_string(),
+        many => format!("{} images ({} ...)", many.len(), many[0].display()),
+    };
+    let input = if tensors.len() == 1 {
+        tensors.pop().unwrap()
+    } else {
+        concat0(&tensors)
+    };
+    (
+        Some(Job {
+            source,
+            stems,
+            input,
+            photos,
+        }),
+        ok,
+    )
+}
+
+/// Concatenates `[n_i, ...]` tensors of equal trailing shape along the first axis.
+fn concat0(parts: &[Tensor]) -> Tensor {
+    let mut shape = parts[0].shape.clone();
+    shape[0] = parts.iter().map(|t| t.shape[0]).sum();
+    Tensor::new(
+        shape,
+        parts.iter().flat_map(|t| t.data.iter().copied()).collect(),
+    )
 }
 
 fn save_relevance(path: &Path, parts: &[Explanation]) -> Result<()> {

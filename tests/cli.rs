@@ -506,3 +506,308 @@ fn cli_method_runs_every_baseline() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--init-relevance"), "{}", stderr(&o));
 }
+
+/// The `--flag` entries of a `--help` text: long name → its lines (the flag line first).
+fn help_entries(text: &str) -> Vec<(String, Vec<String>)> {
+    let mut entries: Vec<(String, Vec<String>)> = Vec::new();
+    for line in text.lines() {
+        let t = line.trim_start();
+        let spec = t.strip_prefix("-").and_then(|r| {
+            // `-h, --help` or `--out <DIR>`
+            let r = r
+                .strip_prefix("-")
+                .or_else(|| r.get(1..)?.strip_prefix(", --"))?;
+            Some(r.split([' ', '=']).next()?.to_string())
+        });
+        match spec {
+            Some(name) if line.starts_with("  ") => entries.push((name, vec![line.to_string()])),
+            _ if !line.starts_with(' ') && !line.is_empty() => {
+                // A section header ends the current entry.
+                entries.push((String::new(), vec![]));
+            }
+            _ => {
+                if let Some((_, lines)) = entries.last_mut() {
+                    lines.push(line.to_string());
+                }
+            }
+        }
+    }
+    entries.retain(|(n, _)| !n.is_empty());
+    entries
+}
+
+#[test]
+fn help_documents_every_flag_with_its_default() {
+    use clap::CommandFactory;
+    let top = rsp::cli::Cli::command();
+    let bench = top.find_subcommand("bench").unwrap().clone();
+    for (args, cmd) in [
+        (vec!["--help"], top.clone()),
+        (vec!["bench", "--help"], bench),
+    ] {
+        let o = rsp(&args);
+        assert!(o.status.success());
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        let entries = help_entries(&text);
+        assert!(entries.len() >= 5, "could not parse {args:?}:\n{text}");
+        // Every flag shown has a description besides its name and value.
+        for (name, lines) in &entries {
+            let first = lines[0].trim_start();
+            let after_spec = first.split_once("  ").map(|(_, d)| d.trim()).unwrap_or("");
+            let rest = lines[1..].join(" ");
+            assert!(
+                !after_spec.is_empty() || !rest.trim().is_empty(),
+                "{args:?}: --{name} has no help text:\n{text}"
+            );
+        }
+        // Every flag of the parser is shown, and those with a default show it.
+        for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+            let Some(long) = arg.get_long() else { continue };
+            let (_, lines) = entries
+                .iter()
+                .find(|(n, _)| n == long)
+                .unwrap_or_else(|| panic!("{args:?}: --{long} missing from:\n{text}"));
+            let defaults: Vec<String> = arg
+                .get_default_values()
+                .iter()
+                .map(|v| v.to_string_lossy().into_owned())
+                .collect();
+            if !defaults.is_empty() && !arg.is_hide_default_value_set() {
+                let want = format!("[default: {}]", defaults.join(", "));
+                assert!(
+                    lines.join("\n").contains(&want),
+                    "{args:?}: --{long} should show {want}:\n{}",
+                    lines.join("\n")
+                );
+            }
+        }
+    }
+}
+
+/// Files in `dir` whose names end with one of `suffixes`.
+fn files_ending(dir: &Path, suffixes: &[&str]) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| suffixes.iter().any(|s| n.ends_with(s)) || n.contains(".tmp"))
+        .collect()
+}
+
+/// A valid PNG cut in the middle of its pixel data.
+fn truncated_png(path: &Path) {
+    let img = image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([x as u8 * 4, y as u8 * 4, 7]));
+    let mut bytes = Vec::new();
+    img.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )
+    .unwrap();
+    std::fs::write(path, &bytes[..bytes.len() / 2]).unwrap();
+}
+
+/// A PNG header claiming 100000×100000 RGB pixels (about 28 GiB decoded), 70 bytes.
+fn enormous_png(path: &Path) {
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut c = !0u32;
+        for &b in bytes {
+            c ^= b as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 {
+                    0xedb8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+            }
+        }
+        !c
+    }
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    for (kind, data) in [
+        (
+            &b"IHDR"[..],
+            [
+                &100_000u32.to_be_bytes()[..],
+                &100_000u32.to_be_bytes(),
+                &[8, 2, 0, 0, 0],
+            ]
+            .concat(),
+        ),
+        (
+            b"IDAT",
+            vec![0x78, 0x01, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+        ),
+        (b"IEND", vec![]),
+    ] {
+        png.extend((data.len() as u32).to_be_bytes());
+        let start = png.len();
+        png.extend(kind);
+        png.extend(&data);
+        let crc = crc32(&png[start..]);
+        png.extend(crc.to_be_bytes());
+    }
+    std::fs::write(path, png).unwrap();
+}
+
+#[test]
+fn cli_every_bad_input_fails_clearly_without_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap().to_string();
+    let out = dir.path().join("out");
+    let o = out.to_str().unwrap().to_string();
+    let vgg = golden_path("vgg_tiny");
+    let resnet = golden_path("resnet_tiny");
+    let corrupt = format!("{d}/corrupt.png");
+    truncated_png(Path::new(&corrupt));
+    let enormous = format!("{d}/enormous.png");
+    enormous_png(Path::new(&enormous));
+    let text = format!("{d}/notes.txt");
+    std::fs::write(&text, "just some text\n").unwrap();
+    let truncated_weights = format!("{d}/truncated.safetensors");
+    let w = std::fs::read(&vgg).unwrap();
+    std::fs::write(&truncated_weights, &w[..w.len() * 2 / 3]).unwrap();
+    let a_file = format!("{d}/a_file");
+    std::fs::write(&a_file, b"").unwrap();
+    let empty_weights_dir = tempfile::tempdir().unwrap();
+    let absent_backend = if cfg!(windows) { "metal" } else { "dx12" };
+
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (
+            vec!["--weights", &vgg, &corrupt],
+            vec!["corrupt.png", "not a readable image"],
+        ),
+        (
+            vec!["--weights", &vgg, &enormous],
+            vec!["enormous.png", "too large", "100000×100000"],
+        ),
+        (
+            vec!["--weights", &vgg, &text],
+            vec!["notes.txt", "not a readable image"],
+        ),
+        (
+            vec!["--model", "vgg17", "--offline", &vgg],
+            vec!["unknown model 'vgg17'", "vgg16"],
+        ),
+        (
+            vec!["--weights", &resnet, "--target", "zzzz", &resnet],
+            vec!["--target 'zzzz'", "no ImageNet class"],
+        ),
+        (
+            vec!["--weights", &resnet, "--target", "1000", &resnet],
+            vec!["--target 1000", "out of range"],
+        ),
+        (
+            vec!["--weights", &vgg, "--backend", absent_backend, &vgg],
+            vec!["no GPU adapter found", absent_backend],
+        ),
+        (
+            vec!["--weights", &truncated_weights, &vgg],
+            vec!["truncated.safetensors", "truncated or corrupt"],
+        ),
+    ];
+    for (args, needles) in cases {
+        let _ = std::fs::remove_dir_all(&out);
+        let o_ = Command::new(env!("CARGO_BIN_EXE_rsp"))
+            .args(&args)
+            .args(["--out", &o])
+            .env("RSP_WEIGHTS_DIR", empty_weights_dir.path())
+            .env("RSP_CACHE_DIR", empty_weights_dir.path())
+            .output()
+            .unwrap();
+        let e = stderr(&o_);
+        assert_eq!(o_.status.code(), Some(1), "{args:?} should fail: {e}");
+        for n in &needles {
+            assert!(e.contains(n), "{args:?}: expected '{n}' in: {e}");
+        }
+        assert!(e.contains("error: "), "{args:?}: {e}");
+        assert!(
+            !e.contains("panicked") && !e.contains("backtrace"),
+            "{args:?}: {e}"
+        );
+        if out.exists() {
+            let left = files_ending(&out, &[".png", ".safetensors"]);
+            assert!(left.is_empty(), "{args:?} left {left:?}");
+        }
+    }
+
+    // Unwritable output directory: below a regular file (fails for root too), and a
+    // read-only directory where permissions apply (not for root).
+    let below_file = format!("{a_file}/out");
+    let o_ = rsp(&["--weights", &vgg, "--out", &below_file, &vgg]);
+    assert_eq!(o_.status.code(), Some(1));
+    let e = stderr(&o_);
+    assert!(
+        e.contains("cannot create output directory") && e.contains(&below_file),
+        "{e}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let ro = dir.path().join("read-only");
+        std::fs::create_dir(&ro).unwrap();
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+        let enforced = std::fs::write(ro.join("probe"), b"").is_err();
+        if enforced {
+            let o_ = rsp(&["--weights", &vgg, "--out", ro.to_str().unwrap(), &vgg]);
+            assert_eq!(o_.status.code(), Some(1));
+            let e = stderr(&o_);
+            assert!(
+                e.contains("is not writable") && e.contains("read-only"),
+                "{e}"
+            );
+        }
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+#[test]
+fn cli_bad_images_among_many_are_reported_and_the_rest_explained() {
+    // Five images in batches of two: the bad ones are reported, the good ones written,
+    // and the exit code says that something failed.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let good = |name: &str, seed: u8| {
+        let p = d.join(name);
+        image::RgbImage::from_fn(40, 36, |x, y| {
+            image::Rgb([x as u8 * 6 + seed, y as u8 * 7, seed * 20])
+        })
+        .save(&p)
+        .unwrap();
+        p
+    };
+    let inputs = [
+        good("a.png", 1),
+        d.join("missing.png"),
+        good("b.png", 2),
+        {
+            let p = d.join("bomb.png");
+            enormous_png(&p);
+            p
+        },
+        good("c.png", 3),
+    ];
+    let out = d.join("out");
+    let mut args = vec![
+        "--weights".to_string(),
+        golden_path("vgg_tiny"),
+        "--size".into(),
+        "32".into(),
+        "--batch-size".into(),
+        "2".into(),
+        "--out".into(),
+        out.to_string_lossy().into_owned(),
+    ];
+    args.extend(inputs.iter().map(|p| p.to_string_lossy().into_owned()));
+    let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    let o = rsp(&refs);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("missing.png") && e.contains("bomb.png"), "{e}");
+    for stem in ["a", "b", "c"] {
+        assert!(out.join(format!("{stem}.rsp.png")).exists(), "{stem}: {e}");
+        assert!(out.join(format!("{stem}.rsp-overlay.png")).exists());
+    }
+    assert!(!out.join("missing.rsp.png").exists() && !out.join("bomb.rsp.png").exists());
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(stdout.matches("explained class:").count(), 3, "{stdout}");
+}

@@ -3,6 +3,7 @@
 //! tensor names and shapes, so small test models in the same layout load too.
 
 pub mod gpu;
+pub mod hub;
 pub mod layers;
 pub mod randomize;
 pub mod resnet;

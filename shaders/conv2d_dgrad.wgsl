@@ -1,6 +1,7 @@
 // Transposed convolution (adjoint w.r.t. the input) as an implicit GEMM:
 // C[z, i, pixel] = Σ_(o,u,v) A[i, (o,u,v)] · B[(o,u,v), pixel].
-// MODE 0: data gradient, out = convT(S, W); with POS_WEIGHTS, convT(S, pos(W)) (LRP-α1β0).
+// MODE 0: data gradient, out = convT(S, W); with POS_WEIGHTS, convT(S, pos(W)) (LRP-α1β0),
+//         with NEG_WEIGHTS, convT(S, min(W, 0)) (RAP).
 // MODE 1: RSP sectional redistribution and combination. K holds both sections, the
 //         hostile one negated, so one pass gives convT(Q⁺, G⁺) − convT(Q⁻, G⁻); the
 //         epilogue multiplies by pos(x) and FACTOR (2 for kernels larger than 1×1):
@@ -12,6 +13,7 @@
 override MODE: u32 = 0u;
 override FACTOR: f32 = 1.0;
 override POS_WEIGHTS: bool = false;
+override NEG_WEIGHTS: bool = false;
 
 @group(0) @binding(0) var<storage, read> s: array<f32>;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
@@ -64,6 +66,9 @@ fn load_a(z: u32, m: u32, k: u32) -> f32 {
     let v = w[o * taps_in() + m * kk + uv];
     if (POS_WEIGHTS) {
         return max(v, 0.0);
+    }
+    if (NEG_WEIGHTS) {
+        return min(v, 0.0);
     }
     return v;
 }

@@ -7,11 +7,13 @@
 // MODE 2: RSP first layer (z^B): K is three stacked copies of the taps, with weights
 //         (W, −pos(W), −min(W, 0)) against inputs (x, L, H) where L/H are the image's
 //         min/max inside the image and 0 in the padding; stores sdiv(R, Z).
-// POS_WEIGHTS (MODE 0): conv(x, pos(W)) without bias, the z⁺ of LRP-α1β0.
+// POS_WEIGHTS (MODE 0): conv(x, pos(W)) without bias, the z⁺ of LRP-α1β0;
+// NEG_WEIGHTS: conv(x, min(W, 0)) without bias (RAP's negative contributions).
 
 override MODE: u32 = 0u;
 override RELU: bool = false;
 override POS_WEIGHTS: bool = false;
+override NEG_WEIGHTS: bool = false;
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
@@ -59,6 +61,9 @@ fn load_a(z: u32, m: u32, k: u32) -> f32 {
     if (POS_WEIGHTS) {
         return max(w[m * taps_in() + k], 0.0);
     }
+    if (NEG_WEIGHTS) {
+        return min(w[m * taps_in() + k], 0.0);
+    }
     return w[m * taps_in() + k];
 }
 
@@ -94,7 +99,7 @@ fn store_c(z: u32, split: u32, m: u32, n: u32, acc: f32) {
     let dst = (z * p.c_out + m) * hw + n;
     if (MODE == 0u) {
         var v = acc;
-        if (!POS_WEIGHTS) {
+        if (!POS_WEIGHTS && !NEG_WEIGHTS) {
             v += bias_or_r[m];
         }
         if (RELU) {

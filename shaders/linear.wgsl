@@ -2,10 +2,12 @@
 // binding are split by rows): out[n, row_offset + i] = Σ_j W[i, j] · x[n, j] + b.
 // One workgroup per (output row, image); a fixed-order tree sum keeps it deterministic.
 
-// POS_WEIGHTS: x pos(W)^T without bias, the z⁺ of LRP-α1β0.
+// POS_WEIGHTS: x pos(W)^T without bias, the z⁺ of LRP-α1β0; NEG_WEIGHTS: x min(W, 0)^T
+// without bias (RAP).
 
 override RELU: bool = false;
 override POS_WEIGHTS: bool = false;
+override NEG_WEIGHTS: bool = false;
 
 struct Params {
     in_features: u32,
@@ -32,6 +34,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         if (POS_WEIGHTS) {
             wv = max(wv, 0.0);
         }
+        if (NEG_WEIGHTS) {
+            wv = min(wv, 0.0);
+        }
         s = fma(wv, x[n * p.in_features + j], s);
     }
     partial[lid] = s;
@@ -45,7 +50,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     if (lid == 0u) {
         let row = p.row_offset + i;
         var v = partial[0];
-        if (!POS_WEIGHTS) {
+        if (!POS_WEIGHTS && !NEG_WEIGHTS) {
             v += bias[row];
         }
         if (RELU) {

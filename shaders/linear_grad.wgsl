@@ -2,10 +2,11 @@
 // weight: g_in[r, j] (+)= Σ_i W[i, j] · g[r, row_offset + i]. Chunks are applied one
 // after another (ACCUMULATE for all but the first), so the sum order is fixed.
 
-// POS_WEIGHTS: back through pos(W) instead (LRP-α1β0).
+// POS_WEIGHTS: back through pos(W) instead (LRP-α1β0); NEG_WEIGHTS: through min(W, 0).
 
 override ACCUMULATE: bool = false;
 override POS_WEIGHTS: bool = false;
+override NEG_WEIGHTS: bool = false;
 
 struct Params {
     in_features: u32,
@@ -31,6 +32,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         var wv = w[i * p.in_features + j];
         if (POS_WEIGHTS) {
             wv = max(wv, 0.0);
+        }
+        if (NEG_WEIGHTS) {
+            wv = min(wv, 0.0);
         }
         s = fma(wv, g[r * p.out_features + p.row_offset + i], s);
     }

@@ -6,6 +6,7 @@
 // MODE 0: out[2n] = Σ a[n], out[2n+1] = #{b[n] ≠ 0}   (RSP shift statistics; a and b
 //         may differ in size: per_image_a and per_image_b elements per image)
 // MODE 1: out[2n] = min a[n], out[2n+1] = max a[n]     (z^B bounds L and H)
+// MODE 2: out[2n] = Σ a[n], out[2n+1] = Σ |a[n]|        (RAP's top normalisation)
 
 override MODE: u32 = 0u;
 override FINAL: bool = false;
@@ -26,14 +27,14 @@ var<workgroup> red0: array<f32, 256>;
 var<workgroup> red1: array<f32, 256>;
 
 fn combine0(x: f32, y: f32) -> f32 {
-    if (MODE == 0u) {
+    if (MODE != 1u) {
         return x + y;
     }
     return min(x, y);
 }
 
 fn combine1(x: f32, y: f32) -> f32 {
-    if (MODE == 0u) {
+    if (MODE != 1u) {
         return x + y;
     }
     return max(x, y);
@@ -66,6 +67,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             s0 = combine0(s0, v);
             if (MODE == 1u) {
                 s1 = max(s1, v);
+            } else if (MODE == 2u) {
+                s1 += abs(v);
             }
         }
         if (MODE == 0u) {

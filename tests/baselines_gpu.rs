@@ -1,8 +1,9 @@
-//! The baselines (gradient, gradient × input, Grad-CAM, LRP-ε, LRP-α1β0, CLRP, SGLRP)
+//! The baselines (gradient, gradient × input, Grad-CAM, LRP-ε, LRP-α1β0, CLRP, SGLRP,
+//! RAP)
 //! on the GPU against their CPU reference, on tiny random VGG (with and without batch
 //! norm) and ResNet (Bottleneck and BasicBlock) models loaded through the real loader;
 //! plus properties that do not depend on the reference: LRP-α1β0 conserves relevance
-//! in a bias-free VGG, SGLRP's seed sums to zero, CLRP is non-negative, Grad-CAM is the
+//! in a bias-free VGG, RAP conserves the logit, SGLRP's seed sums to zero, CLRP is non-negative, Grad-CAM is the
 //! textbook formula, the gradient matches finite differences, and the bilinear resize
 //! matches torch's values.
 //!
@@ -154,6 +155,31 @@ fn lrp_alpha_beta_conserves_relevance_without_biases() {
         let seed_row = &sglrp.init.data[i * 10..(i + 1) * 10];
         let seed_sum: f32 = seed_row.iter().sum();
         assert!(seed_sum.abs() < 1e-6, "SGLRP seed sums to {seed_sum}");
+    }
+}
+
+/// RAP's top layer splits the logit into contributions whose total is the logit, and
+/// every hidden layer shifts its units to conserve relevance: the pixels sum to the
+/// target logit (also with biases, unlike LRP).
+#[test]
+fn rap_conserves_the_logit() {
+    let model = load(&vgg_state(&VGG_CFG, false, 2, 20, 10, 9));
+    let ctx = common::gpu();
+    let gm = GpuModel::upload(ctx, &model);
+    let x = input(16, 20, 18);
+    let rap = explain_method(ctx, &gm, &x, Method::Rap, None).unwrap();
+    let per_image = rap.relevance.numel() / 2;
+    for i in 0..2 {
+        let total: f64 = rap.relevance.data[i * per_image..(i + 1) * per_image]
+            .iter()
+            .map(|&v| v as f64)
+            .sum();
+        let logit = rap.logits.data[i * 10 + rap.target[i]] as f64;
+        println!("image {i}: RAP Σ R_pixel = {total:.6}, logit {logit:.6}");
+        assert!(
+            (total - logit).abs() <= 1e-3 * logit.abs().max(1.0),
+            "image {i}: Σ R = {total} vs logit {logit}"
+        );
     }
 }
 

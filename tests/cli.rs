@@ -461,6 +461,7 @@ fn cli_method_runs_every_baseline() {
         "lrp-ab",
         "clrp",
         "sglrp",
+        "rap",
     ] {
         let o = rsp(&[
             "--weights",

@@ -68,10 +68,10 @@ pub struct CommonArgs {
     #[arg(long, required = true)]
     pub weights: Vec<PathBuf>,
     /// Comma-separated methods (rsp, gradcam, gradient, gradxinput, lrp-eps, lrp-ab,
-    /// clrp, sglrp; pointing-game also center).
+    /// clrp, sglrp, rap; pointing-game also center).
     #[arg(
         long,
-        default_value = "rsp,gradcam,gradient,gradxinput,lrp-eps,lrp-ab,clrp,sglrp"
+        default_value = "rsp,gradcam,gradient,gradxinput,lrp-eps,lrp-ab,clrp,sglrp,rap"
     )]
     pub methods: String,
     /// Resize each image's shorter side to this many pixels (aspect kept, no crop);

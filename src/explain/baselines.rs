@@ -9,16 +9,18 @@
 //! | LRP-α1β0 | one-hot × logit | [`LrpRules`] z⁺, z^B first layer | |
 //! | CLRP | (target − mean of the others) × logit | [`LrpRules`] z⁺ | `ReLU` |
 //! | SGLRP | softmax gradient | [`LrpRules`] z⁺ | |
+//! | RAP | one-hot | [`RapRules`] | |
 
 use anyhow::{bail, Result};
 
 use super::propagate::{propagate, propagate_head, LayerRules};
 use super::rsp::in_passes;
-use super::rules::rsp_first_conv_rule;
+use super::rules::{rsp_batchnorm_rule, rsp_first_conv_rule};
 use super::{Explanation, Method};
 use crate::gpu::{GpuContext, GpuTensor, Recorder};
 use crate::models::gpu::GpuModel;
 use crate::models::layers::MaxPool2d;
+use crate::ops::rap::{rap_step, RapStep};
 use crate::ops::{self, GpuBatchNorm, GpuConv, GpuLinear, ResidualSplit, Seed, Weights, NO_CLASS};
 use crate::tensor::Tensor;
 
@@ -153,6 +155,150 @@ impl LayerRules for LrpRules {
     }
 }
 
+/// Relative Attributing Propagation (Nam, Kim, Lee, AAAI 2020), for networks whose
+/// hidden layers see non-negative (post-ReLU) inputs. With `P = x·pos(W)` and
+/// `N = x·min(W, 0)` the positive and negative contributions of each input:
+/// - the last linear layer splits the target logit into its signed contributions
+///   `x_i·w_ti` (the bias shared between the positive and negative parts in proportion)
+///   and keeps their absolute values, rescaled to sum to the logit ("absolute influence");
+/// - every hidden conv/linear layer sends the positive relevance through the positive
+///   contributions and through the negative ones (in proportion `1/(P − N)`), the
+///   negative relevance through the negative contributions (convolutions) or the
+///   positive ones (linear layers), then shifts every live unit uniformly so the layer
+///   conserves relevance ("uniform shifting");
+/// - the first convolution takes the z^B rule, pools the z-rule (winner-take-all for
+///   max), batch norm passes relevance through live units, residual additions split it
+///   in proportion to `pos(a)` and `pos(b)`.
+///
+/// The per-layer arithmetic follows the PyTorch RAP of OpenXAI's `pnpxai`, the public
+/// implementation by the authors' consortium (the paper's own TensorFlow code covers VGG
+/// only).
+pub struct RapRules;
+
+impl LayerRules for RapRules {
+    fn conv(&self, rec: &mut Recorder, x: &GpuTensor, r: &GpuTensor, c: &GpuConv) -> GpuTensor {
+        if c.geom.c_in == 3 {
+            return rsp_first_conv_rule(rec, x, r, c);
+        }
+        let p = ops::conv2d_z(rec, x, c, Weights::Positive);
+        let n = ops::conv2d_z(rec, x, c, Weights::Negative);
+        let sp = rap_step(
+            rec,
+            RapStep::HiddenPositive,
+            false,
+            [Some(r), Some(&p), None, None],
+            r,
+        );
+        let sn = rap_step(
+            rec,
+            RapStep::HiddenNegative,
+            false,
+            [Some(r), Some(&p), Some(&n), None],
+            r,
+        );
+        let hw = (x.shape[2], x.shape[3]);
+        let bp = ops::conv2d_dgrad(rec, &sp, &c.weight, &c.geom, hw, Weights::Positive);
+        let bn = ops::conv2d_dgrad(rec, &sn, &c.weight, &c.geom, hw, Weights::Negative);
+        let back = ops::add(rec, &bp, &bn, false);
+        let c = ops::mul(rec, &back, x);
+        rap_shift(rec, &c, r)
+    }
+    fn linear(&self, rec: &mut Recorder, x: &GpuTensor, r: &GpuTensor, l: &GpuLinear) -> GpuTensor {
+        let p = ops::linear_z(rec, x, l, Weights::Positive);
+        let n = ops::linear_z(rec, x, l, Weights::Negative);
+        let sp = rap_step(
+            rec,
+            RapStep::HiddenPositive,
+            true,
+            [Some(r), Some(&p), None, None],
+            r,
+        );
+        let sn = rap_step(
+            rec,
+            RapStep::HiddenNegative,
+            true,
+            [Some(r), Some(&p), Some(&n), None],
+            r,
+        );
+        let bp = ops::linear_grad_with(rec, &sp, l, Weights::Positive);
+        let bn = ops::linear_grad_with(rec, &sn, l, Weights::Negative);
+        let back = ops::add(rec, &bp, &bn, false);
+        let c = ops::mul(rec, &back, x);
+        rap_shift(rec, &c, r)
+    }
+    fn top_linear(
+        &self,
+        rec: &mut Recorder,
+        x: &GpuTensor,
+        seed: &GpuTensor,
+        l: &GpuLinear,
+    ) -> GpuTensor {
+        let p = ops::linear_z(rec, x, l, Weights::Positive);
+        let n = ops::linear_z(rec, x, l, Weights::Negative);
+        let parts = [Some(seed), Some(&p), Some(&n), Some(&l.bias)];
+        let sp = rap_step(rec, RapStep::TopPositive, true, parts, seed);
+        let sn = rap_step(rec, RapStep::TopNegative, true, parts, seed);
+        let bp = ops::linear_grad_with(rec, &sp, l, Weights::Positive);
+        let bn = ops::linear_grad_with(rec, &sn, l, Weights::Negative);
+        let back = ops::add(rec, &bp, &bn, false);
+        let c = ops::mul(rec, &back, x);
+        let stats = ops::sum_and_abs_sum(rec, &c);
+        rap_step(
+            rec,
+            RapStep::Normalise,
+            true,
+            [Some(&c), Some(&stats), None, None],
+            &c,
+        )
+    }
+    fn relu(&self, _: &mut Recorder, _: &GpuTensor, r: &GpuTensor) -> GpuTensor {
+        r.clone()
+    }
+    fn max_pool(
+        &self,
+        rec: &mut Recorder,
+        x: &GpuTensor,
+        r: &GpuTensor,
+        p: &MaxPool2d,
+    ) -> GpuTensor {
+        ops::max_pool2d_route(rec, x, r, p, 1, 0.0)
+    }
+    fn avg_pool(&self, rec: &mut Recorder, x: &GpuTensor, r: &GpuTensor) -> GpuTensor {
+        LrpRules { epsilon: Some(0.0) }.avg_pool(rec, x, r)
+    }
+    fn batch_norm(
+        &self,
+        rec: &mut Recorder,
+        x: &GpuTensor,
+        r: &GpuTensor,
+        bn: &GpuBatchNorm,
+    ) -> GpuTensor {
+        rsp_batchnorm_rule(rec, x, r, bn)
+    }
+    fn residual(
+        &self,
+        rec: &mut Recorder,
+        a: &GpuTensor,
+        b: &GpuTensor,
+        r: &GpuTensor,
+    ) -> (GpuTensor, GpuTensor) {
+        ops::residual_split(rec, a, b, r, ResidualSplit::Positive)
+    }
+}
+
+/// RAP's uniform shift: `C − [C≠0]·(ΣC − ΣR)/#{C≠0}` per image.
+fn rap_shift(rec: &mut Recorder, c: &GpuTensor, r: &GpuTensor) -> GpuTensor {
+    let stats_r = ops::sum_and_count_nonzero(rec, r, c);
+    let stats_c = ops::sum_and_count_nonzero(rec, c, c);
+    rap_step(
+        rec,
+        RapStep::Shift,
+        false,
+        [Some(c), Some(&stats_r), Some(&stats_c), None],
+        c,
+    )
+}
+
 /// Explains `input` `[N, 3, H, W]` (normalised) with a baseline `method` for `targets`
 /// (default: each image's top-1 class). [`Explanation::init`] holds the seed at the
 /// logits; [`Explanation::relevance`] is `[N, 3, H, W]`, or `[N, 1, H, W]` for
@@ -249,6 +395,7 @@ fn pass(
             let r = propagate(&mut rec, model, &fwd, &seed, &positive);
             ops::relu(&mut rec, &r)
         }
+        Method::Rap => propagate(&mut rec, model, &fwd, &seed, &RapRules),
         Method::Rsp => unreachable!("checked by explain_method"),
     };
     rec.submit();

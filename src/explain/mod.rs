@@ -37,11 +37,13 @@ pub enum Method {
     Clrp,
     /// Softmax-gradient LRP (Iwana, Kuroki, Uchida 2019).
     Sglrp,
+    /// Relative Attributing Propagation (Nam, Kim, Lee, AAAI 2020).
+    Rap,
 }
 
 impl Method {
     /// Every method, RSP first.
-    pub const ALL: [Method; 8] = [
+    pub const ALL: [Method; 9] = [
         Method::Rsp,
         Method::GradCam,
         Method::Gradient,
@@ -50,6 +52,7 @@ impl Method {
         Method::LrpAlphaBeta,
         Method::Clrp,
         Method::Sglrp,
+        Method::Rap,
     ];
 
     /// The command-line name (`rsp`, `gradcam`, `lrp-ab`, ...).
@@ -63,6 +66,7 @@ impl Method {
             Method::LrpAlphaBeta => "lrp-ab",
             Method::Clrp => "clrp",
             Method::Sglrp => "sglrp",
+            Method::Rap => "rap",
         }
     }
 

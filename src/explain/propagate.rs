@@ -17,6 +17,17 @@ pub trait LayerRules {
     fn conv(&self, rec: &mut Recorder, x: &GpuTensor, r: &GpuTensor, conv: &GpuConv) -> GpuTensor;
     /// Fully connected layer with input `x` `[N, in]`; `r` is `[N, out]`.
     fn linear(&self, rec: &mut Recorder, x: &GpuTensor, r: &GpuTensor, l: &GpuLinear) -> GpuTensor;
+    /// The last linear layer (the logits), which receives the seed itself. Most rule
+    /// sets treat it like any other; RAP starts differently.
+    fn top_linear(
+        &self,
+        rec: &mut Recorder,
+        x: &GpuTensor,
+        seed: &GpuTensor,
+        l: &GpuLinear,
+    ) -> GpuTensor {
+        self.linear(rec, x, seed, l)
+    }
     /// ReLU whose output is `out`.
     fn relu(&self, rec: &mut Recorder, out: &GpuTensor, r: &GpuTensor) -> GpuTensor;
     /// Max pool with input `x`.
@@ -75,10 +86,15 @@ pub fn propagate_head(
             // head = [last pool output, adaptive pool output, hidden outputs...]; the
             // input of classifier[i] is head[1 + i] (flattened).
             let mut r = seed.clone();
+            let last = m.classifier.len() - 1;
             for (i, l) in m.classifier.iter().enumerate().rev() {
                 let x = &fwd.head[1 + i];
                 let flat = x.reshaped(&[n, l.in_features]);
-                r = rules.linear(rec, &flat, &r, l);
+                r = if i == last {
+                    rules.top_linear(rec, &flat, &r, l)
+                } else {
+                    rules.linear(rec, &flat, &r, l)
+                };
                 if i > 0 {
                     r = rules.relu(rec, x, &r);
                 }
@@ -98,7 +114,7 @@ pub fn propagate_head(
         GpuModel::ResNet(m) => {
             let pooled = &fwd.head[0];
             let flat = pooled.reshaped(&[n, m.fc.in_features]);
-            let r = rules.linear(rec, &flat, seed, &m.fc);
+            let r = rules.top_linear(rec, &flat, seed, &m.fc);
             let r = r.reshaped(&pooled.shape);
             rules.avg_pool(rec, &fwd.explain_act, &r)
         }

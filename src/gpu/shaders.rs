@@ -50,6 +50,7 @@ pub const SHADERS: &[(&str, &str, bool)] = &[
         false,
     ),
     ("gradcam", include_str!("../../shaders/gradcam.wgsl"), false),
+    ("rap", include_str!("../../shaders/rap.wgsl"), false),
     (
         "upsample_bilinear",
         include_str!("../../shaders/upsample_bilinear.wgsl"),

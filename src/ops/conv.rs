@@ -162,6 +162,8 @@ pub enum Weights {
     Signed,
     /// `pos(W)` and no bias: the z⁺ of LRP-α1β0 (its inputs are non-negative).
     Positive,
+    /// `min(W, 0)` and no bias: the negative contributions (RAP).
+    Negative,
 }
 
 /// `conv(x, W) + b`, optionally followed by ReLU. `x`: `[N, C_in, H, W]`.
@@ -197,6 +199,7 @@ fn conv2d_with(
             ("MODE", 0.0),
             ("RELU", relu as u8 as f64),
             ("POS_WEIGHTS", (weights == Weights::Positive) as u8 as f64),
+            ("NEG_WEIGHTS", (weights == Weights::Negative) as u8 as f64),
         ],
         &[
             Binding::read(x),
@@ -231,6 +234,7 @@ pub fn conv2d_dgrad(
         &[
             ("MODE", 0.0),
             ("POS_WEIGHTS", (weights == Weights::Positive) as u8 as f64),
+            ("NEG_WEIGHTS", (weights == Weights::Negative) as u8 as f64),
         ],
         &[
             Binding::read(s),

@@ -82,6 +82,7 @@ fn linear_with(
             &[
                 ("RELU", relu as u8 as f64),
                 ("POS_WEIGHTS", (weights == Weights::Positive) as u8 as f64),
+                ("NEG_WEIGHTS", (weights == Weights::Negative) as u8 as f64),
             ],
             &[
                 Binding::read(x),
@@ -116,6 +117,7 @@ pub fn linear_grad_with(
             &[
                 ("ACCUMULATE", (i > 0) as u8 as f64),
                 ("POS_WEIGHTS", (weights == Weights::Positive) as u8 as f64),
+                ("NEG_WEIGHTS", (weights == Weights::Negative) as u8 as f64),
             ],
             &[
                 Binding::read(g),

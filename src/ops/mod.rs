@@ -6,6 +6,7 @@ pub mod conv;
 pub mod elementwise;
 pub mod linear;
 pub mod pool;
+pub mod rap;
 pub mod reduce;
 pub mod saliency;
 
@@ -17,5 +18,5 @@ pub use elementwise::{
 };
 pub use linear::{linear, linear_grad, linear_grad_with, linear_z, GpuLinear};
 pub use pool::{adaptive_avg_pool2d, adaptive_avg_pool2d_grad, max_pool2d, max_pool2d_route};
-pub use reduce::{min_max, sum_and_count_nonzero};
+pub use reduce::{min_max, sum_and_abs_sum, sum_and_count_nonzero};
 pub use saliency::{grad_cam, upsample_bilinear};

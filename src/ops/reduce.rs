@@ -1,5 +1,5 @@
-//! Per-image reductions in a fixed order (deterministic): RSP shift statistics and the
-//! z^B input bounds. Two stages, so a large image is reduced by many workgroups.
+//! Per-image reductions in a fixed order (deterministic): RSP shift statistics, the
+//! z^B input bounds and RAP's normalisation sums. Two stages, so a large image is reduced by many workgroups.
 
 use crate::gpu::{Binding, GpuTensor, Recorder};
 
@@ -35,6 +35,11 @@ fn reduce(rec: &mut Recorder, mode: u32, a: &GpuTensor, b: Option<&GpuTensor>) -
 /// Per image: `[Σ a, #{b ≠ 0}]`.
 pub fn sum_and_count_nonzero(rec: &mut Recorder, a: &GpuTensor, b: &GpuTensor) -> GpuTensor {
     reduce(rec, 0, a, Some(b))
+}
+
+/// Per image: `[Σ a, Σ |a|]`.
+pub fn sum_and_abs_sum(rec: &mut Recorder, a: &GpuTensor) -> GpuTensor {
+    reduce(rec, 2, a, None)
 }
 
 /// Per image: `[min a, max a]`.

@@ -14,7 +14,7 @@ use super::ops::{
     adaptive_avg_pool2d, adaptive_avg_pool2d_backward, add, conv2d, conv2d_dgrad, dims4,
     linear_backward_input, max_pool2d_route, relu, softmax, top_k, zip,
 };
-use super::rsp::first_conv_rule;
+use super::rsp::{batchnorm_rule, first_conv_rule};
 
 /// The stabilised ratio `r / (z + eps·sign(z))`, 0 where `z = 0`.
 pub fn stab_div(r: f32, z: f32, eps: f32) -> f32 {
@@ -29,6 +29,9 @@ pub fn stab_div(r: f32, z: f32, eps: f32) -> f32 {
 trait Rules {
     fn conv(&self, x: &Tensor, r: &Tensor, c: &Conv2d) -> Tensor;
     fn linear(&self, x: &Tensor, r: &Tensor, l: &Linear) -> Tensor;
+    fn top_linear(&self, x: &Tensor, seed: &Tensor, l: &Linear) -> Tensor {
+        self.linear(x, seed, l)
+    }
     fn relu(&self, out: &Tensor, r: &Tensor) -> Tensor;
     fn max_pool(&self, x: &Tensor, r: &Tensor, p: &MaxPool2d) -> Tensor;
     fn avg_pool(&self, x: &Tensor, r: &Tensor) -> Tensor;
@@ -176,6 +179,179 @@ impl Rules for Lrp {
     }
 }
 
+/// RAP (see `explain::baselines::RapRules` for the rules in words).
+struct Rap;
+
+fn sdiv(a: f32, b: f32) -> f32 {
+    stab_div(a, b, 0.0)
+}
+
+fn live(v: f32) -> f32 {
+    if v != 0.0 {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+fn clamp_weights(w: &Tensor, positive: bool) -> Tensor {
+    let f = |v: f32| if positive { v.max(0.0) } else { v.min(0.0) };
+    Tensor::new(w.shape.clone(), w.data.iter().map(|&v| f(v)).collect())
+}
+
+fn linear_no_bias(w: &Tensor) -> Linear {
+    Linear {
+        weight: w.clone(),
+        bias: vec![0.0; w.shape[0]],
+    }
+}
+
+/// `C − [C≠0]·(ΣC − ΣR)/#{C≠0}` per image.
+fn rap_shift(c: Tensor, r: &Tensor) -> Tensor {
+    let n = c.shape[0];
+    let (pc, pr) = (c.numel() / n, r.numel() / n);
+    let mut out = c.data.clone();
+    for i in 0..n {
+        let cs = &c.data[i * pc..(i + 1) * pc];
+        let sum_c: f64 = cs.iter().map(|&v| v as f64).sum();
+        let sum_r: f64 = r.data[i * pr..(i + 1) * pr].iter().map(|&v| v as f64).sum();
+        let live_n = cs.iter().filter(|&&v| v != 0.0).count();
+        let shift = sdiv((sum_c - sum_r) as f32, live_n as f32);
+        for o in &mut out[i * pc..(i + 1) * pc] {
+            *o -= live(*o) * shift;
+        }
+    }
+    Tensor::new(c.shape, out)
+}
+
+impl Rap {
+    /// `x ⊙ (back⁺(S⁺) + back⁻(S⁻))` for the hidden rule with contributions `p`, `n`.
+    fn hidden(
+        &self,
+        x: &Tensor,
+        r: &Tensor,
+        p: &Tensor,
+        n: &Tensor,
+        linear: bool,
+        back: impl Fn(&Tensor, bool) -> Tensor,
+    ) -> Tensor {
+        let sp = Tensor::new(
+            r.shape.clone(),
+            (0..r.numel())
+                .map(|i| {
+                    let rv = if linear {
+                        r.data[i]
+                    } else {
+                        r.data[i].max(0.0)
+                    };
+                    sdiv(rv, p.data[i])
+                })
+                .collect(),
+        );
+        let sn = Tensor::new(
+            r.shape.clone(),
+            (0..r.numel())
+                .map(|i| {
+                    let (rv, pv, nv) = (r.data[i], p.data[i], n.data[i]);
+                    let mut v = live(nv) * sdiv(rv, pv - nv);
+                    if !linear {
+                        v += sdiv(rv.min(0.0), -nv);
+                    }
+                    -v
+                })
+                .collect(),
+        );
+        let bp = back(&sp, true);
+        let bn = back(&sn, false);
+        let c = Tensor::new(
+            x.shape.clone(),
+            (0..x.numel())
+                .map(|i| (bp.data[i] + bn.data[i]) * x.data[i])
+                .collect(),
+        );
+        rap_shift(c, r)
+    }
+}
+
+impl Rules for Rap {
+    fn conv(&self, x: &Tensor, r: &Tensor, c: &Conv2d) -> Tensor {
+        if c.in_channels() == 3 {
+            return first_conv_rule(x, r, c);
+        }
+        let (wp, wn) = (
+            clamp_weights(&c.weight, true),
+            clamp_weights(&c.weight, false),
+        );
+        let p = conv2d(x, &wp, None, c.stride, c.padding);
+        let n = conv2d(x, &wn, None, c.stride, c.padding);
+        let hw = (x.shape[2], x.shape[3]);
+        self.hidden(x, r, &p, &n, false, |s, pos| {
+            conv2d_dgrad(s, if pos { &wp } else { &wn }, c.stride, c.padding, hw)
+        })
+    }
+    fn linear(&self, x: &Tensor, r: &Tensor, l: &Linear) -> Tensor {
+        let lp = linear_no_bias(&clamp_weights(&l.weight, true));
+        let ln = linear_no_bias(&clamp_weights(&l.weight, false));
+        let p = super::ops::linear(x, &lp);
+        let n = super::ops::linear(x, &ln);
+        self.hidden(x, r, &p, &n, true, |s, pos| {
+            linear_backward_input(s, if pos { &lp } else { &ln })
+        })
+    }
+    fn top_linear(&self, x: &Tensor, seed: &Tensor, l: &Linear) -> Tensor {
+        let lp = linear_no_bias(&clamp_weights(&l.weight, true));
+        let ln = linear_no_bias(&clamp_weights(&l.weight, false));
+        let p = super::ops::linear(x, &lp);
+        let n = super::ops::linear(x, &ln);
+        let classes = l.out_features();
+        let row = |part: &Tensor| {
+            Tensor::new(
+                seed.shape.clone(),
+                (0..seed.numel())
+                    .map(|i| {
+                        let (pv, nv, b) = (p.data[i], n.data[i], l.bias[i % classes]);
+                        let v = part.data[i];
+                        seed.data[i] * (live(v) + sdiv(b * sdiv(v, pv + nv), v))
+                    })
+                    .collect(),
+            )
+        };
+        let bp = linear_backward_input(&row(&p), &lp);
+        let bn = linear_backward_input(&row(&n), &ln);
+        let batch = x.shape[0];
+        let per = x.numel() / batch;
+        let c: Vec<f32> = (0..x.numel())
+            .map(|i| (bp.data[i] + bn.data[i]) * x.data[i])
+            .collect();
+        let mut out = vec![0.0f32; c.len()];
+        for i in 0..batch {
+            let part = &c[i * per..(i + 1) * per];
+            let sum: f64 = part.iter().map(|&v| v as f64).sum();
+            let abs: f64 = part.iter().map(|&v| (v as f64).abs()).sum();
+            let scale = sdiv(sum as f32, abs as f32);
+            for (o, v) in out[i * per..(i + 1) * per].iter_mut().zip(part) {
+                *o = v.abs() * scale;
+            }
+        }
+        Tensor::new(x.shape.clone(), out)
+    }
+    fn relu(&self, _: &Tensor, r: &Tensor) -> Tensor {
+        r.clone()
+    }
+    fn max_pool(&self, x: &Tensor, r: &Tensor, p: &MaxPool2d) -> Tensor {
+        max_pool2d_route(x, r, p, 0.0)
+    }
+    fn avg_pool(&self, x: &Tensor, r: &Tensor) -> Tensor {
+        Lrp(Some(0.0)).avg_pool(x, r)
+    }
+    fn batch_norm(&self, x: &Tensor, r: &Tensor, bn: &BatchNorm2d) -> Tensor {
+        batchnorm_rule(x, r, bn)
+    }
+    fn residual(&self, a: &Tensor, b: &Tensor, r: &Tensor) -> (Tensor, Tensor) {
+        Lrp(None).residual(a, b, r)
+    }
+}
+
 fn per_channel(t: &Tensor, f: impl Fn(usize, f32) -> f32) -> Tensor {
     let (_, c, h, w) = dims4(t, "per-channel map");
     let data = t
@@ -284,6 +460,7 @@ pub fn explain_method(
     let lrp_eps = Lrp(Some(method.lrp_epsilon()));
     let lrp_pos = Lrp(None);
     let rules: &dyn Rules = match method {
+        Method::Rap => &Rap,
         Method::LrpEpsilon => &lrp_eps,
         Method::LrpAlphaBeta | Method::Clrp | Method::Sglrp => &lrp_pos,
         _ => &Gradient,
@@ -329,7 +506,11 @@ fn head(
                 } else {
                     relu(&t.hidden[i - 1])
                 };
-                r = rules.linear(&x, &r, l);
+                r = if i + 1 == m.classifier.len() {
+                    rules.top_linear(&x, &r, l)
+                } else {
+                    rules.linear(&x, &r, l)
+                };
                 if i > 0 {
                     r = rules.relu(&x, &r);
                 }
@@ -348,7 +529,7 @@ fn head(
             let n = seed.shape[0];
             let (_, c, _, _) = dims4(&trace.act, "layer4 output");
             let pooled = adaptive_avg_pool2d(&trace.act, (1, 1));
-            let r = rules.linear(&pooled.clone().reshape(&[n, c]), seed, &m.fc);
+            let r = rules.top_linear(&pooled.clone().reshape(&[n, c]), seed, &m.fc);
             rules.avg_pool(&trace.act, &r.reshape(&pooled.shape))
         }
         _ => unreachable!("forward returns the trace of its model"),

@@ -1,0 +1,92 @@
+// Elementwise steps of RAP (Relative Attributing Propagation, Nam et al. AAAI 2020),
+// for layers whose input x is non-negative (post-ReLU). P = x·pos(W) and N = x·min(W, 0)
+// (no bias) are the positive and negative contributions, sdiv(a, b) = a/b or 0 at b = 0.
+// MODE 0 TOP_POS:  s⁺ = seed·([P ≠ 0] + sdiv(bias·sdiv(P, P + N), P))    (top layer: the
+// MODE 1 TOP_NEG:  s⁻ = seed·([N ≠ 0] + sdiv(bias·sdiv(N, P + N), N))     bias is shared
+//                  between the positive and negative contributions in proportion)
+// MODE 2 HIDDEN_POS: sdiv(R⁺, P), or with LINEAR sdiv(R, P)   (through pos(W))
+// MODE 3 HIDDEN_NEG: −([N ≠ 0]·sdiv(R, P − N) + sdiv(R⁻, −N)), the last term only for
+//                  convolutions (through min(W, 0); negated because the contributions
+//                  are the magnitudes −N)
+// MODE 4 NORMALISE: |a|·sdiv(Σa, Σ|a|) with (Σa, Σ|a|) = stats[2n], stats[2n + 1]
+// MODE 5 SHIFT:     a − [a ≠ 0]·sdiv(ΣC − ΣR, #{C ≠ 0}) with (ΣR, #) = b[2n..], (ΣC, #) = c[2n..]
+
+override MODE: u32 = 0u;
+override LINEAR: bool = false;
+
+struct Params {
+    numel: u32,
+    // elements per image (per row for the top layer)
+    per_image: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read> c: array<f32>;
+@group(0) @binding(3) var<storage, read> d: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<uniform> p: Params;
+
+fn sdiv(x: f32, y: f32) -> f32 {
+    if (y == 0.0) {
+        return 0.0;
+    }
+    return x / y;
+}
+
+fn live(x: f32) -> f32 {
+    return select(0.0, 1.0, x != 0.0);
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = gid.x + gid.y * nwg.x * 256u;
+    if (idx >= p.numel) {
+        return;
+    }
+    let n = idx / p.per_image;
+    var v = 0.0;
+    switch MODE {
+        case 0u, 1u: {
+            // a = seed, b = P, c = N, d = bias (per class)
+            let pos = b[idx];
+            let neg = c[idx];
+            let bias = d[idx % p.per_image];
+            var part = pos;
+            if (MODE == 1u) {
+                part = neg;
+            }
+            v = a[idx] * (live(part) + sdiv(bias * sdiv(part, pos + neg), part));
+        }
+        case 2u: {
+            // a = R, b = P
+            var r = a[idx];
+            if (!LINEAR) {
+                r = max(r, 0.0);
+            }
+            v = sdiv(r, b[idx]);
+        }
+        case 3u: {
+            // a = R, b = P, c = N
+            let r = a[idx];
+            let neg = c[idx];
+            v = live(neg) * sdiv(r, b[idx] - neg);
+            if (!LINEAR) {
+                v += sdiv(min(r, 0.0), -neg);
+            }
+            v = -v;
+        }
+        case 4u: {
+            // a = C, b = stats
+            v = abs(a[idx]) * sdiv(b[2u * n], b[2u * n + 1u]);
+        }
+        default: {
+            // a = C, b = (ΣR, #), c = (ΣC, #)
+            let x = a[idx];
+            v = x - live(x) * sdiv(c[2u * n] - b[2u * n], c[2u * n + 1u]);
+        }
+    }
+    out[idx] = v;
+}

@@ -1,7 +1,9 @@
 //! Criterion benchmarks on the default adapter: the convolution kernels (forward, data
-//! gradient, weight gradient, the fused RSP conv rule) and forward passes of a small
-//! VGG and ResNet. Throughput is reported in elements/s where one element is one
-//! floating-point operation, so "Gelem/s" reads as GFLOP/s.
+//! gradient, weight gradient, the fused RSP conv rule), max-pool routing, and forward
+//! passes of a small VGG and ResNet. Compute-bound kernels report elements/s where one
+//! element is one floating-point operation, so "Gelem/s" reads as GFLOP/s; the
+//! memory-bound max-pool routing (and the conv forward once more) report bytes/s over
+//! the compulsory traffic (every input read once, the output written once): GB/s.
 //!
 //! `RSP_BENCH_SCALE=large` uses VGG16-layer-sized convolutions (for real GPUs).
 
@@ -10,9 +12,9 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rsp::explain::rules::rsp_conv_rule;
 use rsp::gpu::{ContextOptions, GpuContext, Recorder};
 use rsp::models::gpu::GpuModel;
-use rsp::models::layers::Conv2d;
+use rsp::models::layers::{Conv2d, MaxPool2d};
 use rsp::models::zoo;
-use rsp::ops::{conv2d, conv2d_dgrad, conv2d_wgrad, GpuConv, Weights};
+use rsp::ops::{conv2d, conv2d_dgrad, conv2d_wgrad, max_pool2d_route, GpuConv, Weights};
 use rsp::Tensor;
 
 fn random(shape: &[usize], seed: u64) -> Tensor {
@@ -101,5 +103,51 @@ fn bench_forward(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_conv, bench_forward);
+fn bench_memory(c: &mut Criterion) {
+    let ctx = GpuContext::new(&ContextOptions::default()).expect("a wgpu adapter");
+    let (ch, side) = if large() { (128, 112) } else { (32, 28) };
+    let pool = MaxPool2d {
+        kernel: 2,
+        stride: 2,
+        padding: 0,
+    };
+    let x = ctx.upload(&random(&[1, ch, side, side], 5));
+    let r = ctx.upload(&random(&[1, ch, side / 2, side / 2], 6));
+    let conv = Conv2d {
+        weight: random(&[ch, ch, 3, 3], 7),
+        bias: Some(vec![0.0; ch]),
+        stride: 1,
+        padding: 1,
+    };
+    let gc = GpuConv::upload(&ctx, &conv);
+    let mut group = c.benchmark_group(format!("memory {ch}ch_{side}px on {}", ctx.adapter.name));
+    group.sample_size(10);
+    let f = 4u64;
+    let (act, pooled) = ((ch * side * side) as u64, (ch * side * side / 4) as u64);
+    // Routing reads x and R once and writes the input-sized relevance.
+    group.throughput(Throughput::Bytes(f * (2 * act + pooled)));
+    group.bench_function("max_pool2d_route 2x2", |b| {
+        b.iter(|| {
+            let mut rec = Recorder::new(&ctx);
+            max_pool2d_route(&mut rec, &x, &r, &pool, 1, 0.0);
+            rec.submit();
+            drop(rec);
+            ctx.synchronize().unwrap();
+        })
+    });
+    // Forward convolution: x, W and b in, y out.
+    group.throughput(Throughput::Bytes(f * (2 * act + (ch * ch * 9 + ch) as u64)));
+    group.bench_function("conv3x3 forward", |b| {
+        b.iter(|| {
+            let mut rec = Recorder::new(&ctx);
+            conv2d(&mut rec, &x, &gc, true);
+            rec.submit();
+            drop(rec);
+            ctx.synchronize().unwrap();
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_conv, bench_memory, bench_forward);
 criterion_main!(benches);

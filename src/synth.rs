@@ -716,7 +716,7 @@ enum Distractor {
 impl Distractor {
     fn random(rng: &mut Rng, size: f64) -> Distractor {
         let colour = rng.colour();
-        if rng.chance(0.6) {
+        if rng.chance(0.7) {
             let n = rng.int(2, 4);
             let mut pts = vec![(rng.range(0.0, size), rng.range(0.0, size))];
             for _ in 1..n {
@@ -732,9 +732,9 @@ impl Distractor {
             let parts = (0..rng.int(3, 5))
                 .map(|_| {
                     (
-                        cx + rng.range(-0.06, 0.06) * size,
-                        cy + rng.range(-0.06, 0.06) * size,
-                        rng.range(0.025, 0.05) * size,
+                        cx + rng.range(-0.05, 0.05) * size,
+                        cy + rng.range(-0.05, 0.05) * size,
+                        rng.range(0.02, 0.04) * size,
                     )
                 })
                 .collect();
@@ -840,7 +840,7 @@ fn local_mean(canvas: &Canvas, cx: f64, cy: f64, r: f64) -> [f64; 3] {
 fn place(rng: &mut Rng, class: usize, canvas: &Canvas) -> Placed {
     let size = canvas.size as f64;
     let shape = Shape::random(class, rng);
-    let r = rng.range(0.11, 0.23) * size;
+    let r = rng.range(0.13, 0.24) * size;
     let aspect = rng.range(0.85, 1.15);
     let centre = (rng.range(0.12, 0.88) * size, rng.range(0.12, 0.88) * size);
     let rot = sin_cos(rng.angle());
@@ -883,8 +883,8 @@ fn try_render(rng: &mut Rng, size: u32, n: usize) -> Option<SynthImage> {
     }
 
     let count = match rng.int(0, 9) {
-        0..=3 => 2,
-        4..=7 => 3,
+        0..=4 => 2,
+        5..=8 => 3,
         _ => 4,
     };
     let first = rng.int(0, CLASSES.len() - 1);
@@ -928,7 +928,7 @@ fn try_render(rng: &mut Rng, size: u32, n: usize) -> Option<SynthImage> {
     }
 
     // Clutter in front of the objects now and then (occludes them; masks follow).
-    if rng.chance(0.3) {
+    if rng.chance(0.15) {
         for _ in 0..rng.int(1, 2) {
             Distractor::random(rng, size as f64).draw(&mut canvas, true);
         }

@@ -828,8 +828,8 @@ fn local_mean(canvas: &Canvas, cx: f64, cy: f64, r: f64) -> [f64; 3] {
     for y in y0..=y1 {
         for x in x0..=x1 {
             let i = (y * n + x) as usize;
-            for c in 0..3 {
-                sum[c] += canvas.rgb[3 * i + c];
+            for (s, v) in sum.iter_mut().zip(&canvas.rgb[3 * i..3 * i + 3]) {
+                *s += v;
             }
             count += 1.0;
         }

@@ -24,8 +24,14 @@
 //!   (VOC classification lists: `id 1` present, `id -1` absent, `id 0` present only as
 //!   difficult objects), `ImageSets/Segmentation/{train,val,test}.txt`.
 //! - `classes.txt`: class names in index order.
-//! - `difficult.txt`: one row per test image, `id` then one tab-separated 0/1 per class:
-//!   1 where the class is present but every instance of it is difficult.
+//! - `difficult.txt`: the Pointing Game's "difficult" flags in the EBP file format, one
+//!   row per test image, `id` then one tab-separated 0/1 per class. EBP (Zhang et al.
+//!   2016) calls a (image, class) pair difficult when the class covers less than a
+//!   quarter of the image and another class is present; this dataset's objects are
+//!   all smaller than a quarter, so the area threshold is scaled to
+//!   [`POINTING_SMALL_AREA`]: 1 where the class is scored (it has a non-difficult
+//!   instance), its visible pixels cover less than that fraction of the image, and
+//!   another class is present.
 //!
 //! An object is **difficult** when its visible area is below [`DIFFICULT_MIN_AREA`] of
 //! the image, or less than [`DIFFICULT_MIN_VISIBLE`] of its full (unoccluded,
@@ -47,6 +53,10 @@ use image::{ExtendedColorType, ImageEncoder};
 
 /// Object classes in index order (segmentation value = index + 1).
 pub const CLASSES: [&str; 6] = ["disc", "square", "triangle", "star", "cross", "ring"];
+
+/// A scored class whose visible pixels cover less than this fraction of the image, with
+/// another class present, is a "difficult" Pointing Game pair (`difficult.txt`).
+pub const POINTING_SMALL_AREA: f64 = 0.05;
 
 /// Objects whose visible area is below this fraction of the image are difficult.
 pub const DIFFICULT_MIN_AREA: f64 = 0.01;
@@ -199,7 +209,22 @@ impl SynthImage {
         p
     }
 
-    /// Classes present only as difficult objects (the `difficult.txt` row).
+    /// The `difficult.txt` row: scored classes (with a non-difficult instance) whose
+    /// visible pixels cover less than [`POINTING_SMALL_AREA`] of the `size × size`
+    /// image while another class is present.
+    pub fn pointing_difficult(&self, size: u32) -> [bool; CLASSES.len()] {
+        let present = self.present();
+        let hard = self.difficult_classes();
+        let classes = present.iter().filter(|&&p| p).count();
+        let mut area = [0u64; CLASSES.len()];
+        for o in &self.objects {
+            area[o.class] += o.visible_pixels as u64;
+        }
+        let limit = POINTING_SMALL_AREA * (size as f64 * size as f64);
+        std::array::from_fn(|c| present[c] && !hard[c] && classes >= 2 && (area[c] as f64) < limit)
+    }
+
+    /// Classes present only as difficult objects.
     pub fn difficult_classes(&self) -> [bool; CLASSES.len()] {
         let mut easy = [false; CLASSES.len()];
         for o in self.objects.iter().filter(|o| !o.difficult) {
@@ -294,7 +319,7 @@ pub fn generate(opts: &SynthOptions, out_dir: &Path) -> Result<SynthSummary> {
             }
             if split == Split::Test {
                 difficult_rows.push_str(&id);
-                for h in hard {
+                for h in img.pointing_difficult(opts.size) {
                     difficult_rows.push_str(if h { "\t1" } else { "\t0" });
                     summary.difficult_test_labels += h as usize;
                 }

@@ -201,7 +201,12 @@ fn voc_files_are_consistent() {
                     assert!((b[0]..=b[2]).any(|x| inside(x, b[3])), "{id} {o:?} bottom");
                 }
                 if split == Split::Test {
-                    let hard = !mine.is_empty() && mine.iter().all(|o| o.1);
+                    // EBP-style difficult pair: scored, small, another class present.
+                    let scored = mine.iter().any(|o| !o.1);
+                    let area: u64 = mine.iter().map(|o| o.2 as u64).sum();
+                    let others = objects.iter().any(|o| o.0 != *name);
+                    let small = (area as f64) < rsp::synth::POINTING_SMALL_AREA * (w * h) as f64;
+                    let hard = scored && others && small;
                     assert_eq!(
                         difficult[id][c],
                         if hard { "1" } else { "0" },

@@ -76,7 +76,7 @@ pub struct Cli {
     pub allow_unpinned: bool,
 
     /// Attribution method: RSP, or a baseline on the same engine (PNGs are named
-    /// <stem>.<method>.png).
+    /// STEM.METHOD.png).
     #[arg(long, value_enum, default_value_t = Method::Rsp)]
     pub method: Method,
 

@@ -60,7 +60,7 @@ pub struct CommonArgs {
     /// Not needed when --dataset is a directory.
     #[arg(long)]
     pub root: Option<PathBuf>,
-    /// Image list of VOC layouts: ImageSets/Main/<split>.txt.
+    /// Image list of VOC layouts: ImageSets/Main/SPLIT.txt.
     #[arg(long, default_value = "test")]
     pub split: String,
     /// Classifier weights (safetensors, torchvision naming) whose outputs are the

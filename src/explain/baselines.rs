@@ -180,51 +180,25 @@ impl LayerRules for RapRules {
         if c.geom.c_in == 3 {
             return rsp_first_conv_rule(rec, x, r, c);
         }
-        let p = ops::conv2d_z(rec, x, c, Weights::Positive);
-        let n = ops::conv2d_z(rec, x, c, Weights::Negative);
-        let sp = rap_step(
-            rec,
-            RapStep::HiddenPositive,
-            false,
-            [Some(r), Some(&p), None, None],
-            r,
-        );
-        let sn = rap_step(
-            rec,
-            RapStep::HiddenNegative,
-            false,
-            [Some(r), Some(&p), Some(&n), None],
-            r,
-        );
         let hw = (x.shape[2], x.shape[3]);
-        let bp = ops::conv2d_dgrad(rec, &sp, &c.weight, &c.geom, hw, Weights::Positive);
-        let bn = ops::conv2d_dgrad(rec, &sn, &c.weight, &c.geom, hw, Weights::Negative);
-        let back = ops::add(rec, &bp, &bn, false);
-        let c = ops::mul(rec, &back, x);
-        rap_shift(rec, &c, r)
+        rap_hidden(
+            rec,
+            x,
+            r,
+            false,
+            &|rec, w| ops::conv2d_z(rec, x, c, w),
+            &|rec, s, w| ops::conv2d_dgrad(rec, s, &c.weight, &c.geom, hw, w),
+        )
     }
     fn linear(&self, rec: &mut Recorder, x: &GpuTensor, r: &GpuTensor, l: &GpuLinear) -> GpuTensor {
-        let p = ops::linear_z(rec, x, l, Weights::Positive);
-        let n = ops::linear_z(rec, x, l, Weights::Negative);
-        let sp = rap_step(
+        rap_hidden(
             rec,
-            RapStep::HiddenPositive,
-            true,
-            [Some(r), Some(&p), None, None],
+            x,
             r,
-        );
-        let sn = rap_step(
-            rec,
-            RapStep::HiddenNegative,
             true,
-            [Some(r), Some(&p), Some(&n), None],
-            r,
-        );
-        let bp = ops::linear_grad_with(rec, &sp, l, Weights::Positive);
-        let bn = ops::linear_grad_with(rec, &sn, l, Weights::Negative);
-        let back = ops::add(rec, &bp, &bn, false);
-        let c = ops::mul(rec, &back, x);
-        rap_shift(rec, &c, r)
+            &|rec, w| ops::linear_z(rec, x, l, w),
+            &|rec, s, w| ops::linear_grad_with(rec, s, l, w),
+        )
     }
     fn top_linear(
         &self,
@@ -284,6 +258,29 @@ impl LayerRules for RapRules {
     ) -> (GpuTensor, GpuTensor) {
         ops::residual_split(rec, a, b, r, ResidualSplit::Positive)
     }
+}
+
+/// RAP's hidden-layer rule for a layer given by its contributions `z(w)` (input `x`
+/// through `pos(W)` or `min(W, 0)`, no bias) and their adjoint `back(s, w)`.
+fn rap_hidden(
+    rec: &mut Recorder,
+    x: &GpuTensor,
+    r: &GpuTensor,
+    linear: bool,
+    z: &dyn Fn(&mut Recorder, Weights) -> GpuTensor,
+    back: &dyn Fn(&mut Recorder, &GpuTensor, Weights) -> GpuTensor,
+) -> GpuTensor {
+    let p = z(rec, Weights::Positive);
+    let n = z(rec, Weights::Negative);
+    let through_pos = [Some(r), Some(&p), None, None];
+    let sp = rap_step(rec, RapStep::HiddenPositive, linear, through_pos, r);
+    let through_neg = [Some(r), Some(&p), Some(&n), None];
+    let sn = rap_step(rec, RapStep::HiddenNegative, linear, through_neg, r);
+    let bp = back(rec, &sp, Weights::Positive);
+    let bn = back(rec, &sn, Weights::Negative);
+    let sum = ops::add(rec, &bp, &bn, false);
+    let c = ops::mul(rec, &sum, x);
+    rap_shift(rec, &c, r)
 }
 
 /// RAP's uniform shift: `C − [C≠0]·(ΣC − ΣR)/#{C≠0}` per image.

@@ -16,7 +16,7 @@ override POS_WEIGHTS: bool = false;
 override NEG_WEIGHTS: bool = false;
 
 @group(0) @binding(0) var<storage, read> s: array<f32>;
-@group(0) @binding(1) var<storage, read> w: array<f32>;
+@group(0) @binding(1) var<storage, read> w: array<weight_t>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read> bounds: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
@@ -46,7 +46,7 @@ fn load_a(z: u32, m: u32, k: u32) -> f32 {
     let uv = t % kk;
     if (MODE == 1u) {
         let section = k / taps_out();
-        let g = w[((z * 2u + section) * p.c_out + o) * taps_in() + m * kk + uv];
+        let g = f32(w[((z * 2u + section) * p.c_out + o) * taps_in() + m * kk + uv]);
         if (section == 0u) {
             return g;
         }
@@ -54,7 +54,7 @@ fn load_a(z: u32, m: u32, k: u32) -> f32 {
     }
     if (MODE == 2u) {
         let section = m / p.c_in;
-        let v = w[o * taps_in() + (m % p.c_in) * kk + uv];
+        let v = f32(w[o * taps_in() + (m % p.c_in) * kk + uv]);
         if (section == 0u) {
             return v;
         }
@@ -63,7 +63,7 @@ fn load_a(z: u32, m: u32, k: u32) -> f32 {
         }
         return min(v, 0.0);
     }
-    let v = w[o * taps_in() + m * kk + uv];
+    let v = f32(w[o * taps_in() + m * kk + uv]);
     if (POS_WEIGHTS) {
         return max(v, 0.0);
     }

@@ -16,7 +16,7 @@ override POS_WEIGHTS: bool = false;
 override NEG_WEIGHTS: bool = false;
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> w: array<f32>;
+@group(0) @binding(1) var<storage, read> w: array<weight_t>;
 @group(0) @binding(2) var<storage, read> bias_or_r: array<f32>;
 @group(0) @binding(3) var<storage, read> bounds: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
@@ -45,11 +45,11 @@ fn gemm_k() -> u32 {
 
 fn load_a(z: u32, m: u32, k: u32) -> f32 {
     if (MODE == 1u) {
-        return w[(z * p.c_out + m) * taps_in() + k];
+        return f32(w[(z * p.c_out + m) * taps_in() + k]);
     }
     if (MODE == 2u) {
         let section = k / taps_in();
-        let v = w[m * taps_in() + k % taps_in()];
+        let v = f32(w[m * taps_in() + k % taps_in()]);
         if (section == 0u) {
             return v;
         }
@@ -59,12 +59,12 @@ fn load_a(z: u32, m: u32, k: u32) -> f32 {
         return -min(v, 0.0);
     }
     if (POS_WEIGHTS) {
-        return max(w[m * taps_in() + k], 0.0);
+        return max(f32(w[m * taps_in() + k]), 0.0);
     }
     if (NEG_WEIGHTS) {
-        return min(w[m * taps_in() + k], 0.0);
+        return min(f32(w[m * taps_in() + k]), 0.0);
     }
-    return w[m * taps_in() + k];
+    return f32(w[m * taps_in() + k]);
 }
 
 fn load_b(z: u32, k: u32, n: u32) -> f32 {

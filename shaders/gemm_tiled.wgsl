@@ -4,21 +4,30 @@
 //   fn load_a(z: u32, m: u32, k: u32) -> f32     A is M×K
 //   fn load_b(z: u32, k: u32, n: u32) -> f32     B is K×N
 //   fn store_c(z: u32, split: u32, m: u32, n: u32, acc: f32)
-// so convolutions run as implicit GEMMs (no im2col buffer). Each 16×16 workgroup owns a
-// 64×64 tile of C, each thread a 4×4 register block; A and B are staged through
-// workgroup memory 16 columns of K at a time. Split-K: the dispatch's z axis holds
-// problems × splits, and split s sums its own contiguous range of K (the op stores a
-// partial per split, summed afterwards in split order). Every sum runs in ascending K
-// order, so results are deterministic.
+// so convolutions run as implicit GEMMs (no im2col buffer). A workgroup of WG_X × WG_Y
+// threads owns a (4·WG_Y)×(4·WG_X) tile of C, each thread a 4×4 register block whose
+// rows are WG_Y apart and columns WG_X apart; A and B are staged through workgroup
+// memory 16 columns of K at a time. The tile shape is a pipeline constant chosen per
+// problem shape on the host (`ops::conv::GemmTile`): 64×64 for large problems, 16- or
+// 32-row tiles when M is that small (the first layer's z^B data gradient has M = 9),
+// 32×32 when 64×64 tiles would leave a large GPU idle (late layers at batch 1).
+// Split-K: the dispatch's z axis holds problems × splits, and split s sums its own
+// contiguous range of K (the op stores a partial per split, summed afterwards in split
+// order). Every sum runs in ascending K order, so results are deterministic and the
+// same for every tile shape.
 
-const BM: u32 = 64u;
-const BN: u32 = 64u;
+override WG_X: u32 = 16u;
+override WG_Y: u32 = 16u;
 const BK: u32 = 16u;
+override BM: u32 = 4u * WG_Y;
+override BN: u32 = 4u * WG_X;
+override TILE_A: u32 = BK * BM;
+override TILE_B: u32 = BK * BN;
 
-var<workgroup> tile_a: array<f32, 1024>; // [BK][BM]
-var<workgroup> tile_b: array<f32, 1024>; // [BK][BN]
+var<workgroup> tile_a: array<f32, TILE_A>; // [BK][BM]
+var<workgroup> tile_b: array<f32, TILE_B>; // [BK][BN]
 
-// Stores one row of a thread's register block: columns n, n+16, n+32, n+48.
+// Stores one row of a thread's register block: columns n, n+WG_X, n+2·WG_X, n+3·WG_X.
 fn store_row(z: u32, split: u32, m: u32, n: u32, M: u32, N: u32, v: vec4<f32>) {
     if (m >= M) {
         return;
@@ -26,23 +35,24 @@ fn store_row(z: u32, split: u32, m: u32, n: u32, M: u32, N: u32, v: vec4<f32>) {
     if (n < N) {
         store_c(z, split, m, n, v.x);
     }
-    if (n + 16u < N) {
-        store_c(z, split, m, n + 16u, v.y);
+    if (n + WG_X < N) {
+        store_c(z, split, m, n + WG_X, v.y);
     }
-    if (n + 32u < N) {
-        store_c(z, split, m, n + 32u, v.z);
+    if (n + 2u * WG_X < N) {
+        store_c(z, split, m, n + 2u * WG_X, v.z);
     }
-    if (n + 48u < N) {
-        store_c(z, split, m, n + 48u, v.w);
+    if (n + 3u * WG_X < N) {
+        store_c(z, split, m, n + 3u * WG_X, v.w);
     }
 }
 
-@compute @workgroup_size(16, 16, 1)
+@compute @workgroup_size(WG_X, WG_Y, 1)
 fn main(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
+    let threads = WG_X * WG_Y;
     let splits = gemm_k_splits();
     let z = wg.z / splits;
     let split = wg.z % splits;
@@ -61,9 +71,8 @@ fn main(
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
     for (var k0 = k_lo; k0 < K; k0 += BK) {
-        for (var t = 0u; t < 4u; t++) {
-            let e = li + t * 256u;
-            // A: consecutive threads walk K (contiguous in weight rows).
+        // A: consecutive threads walk K (contiguous in weight rows).
+        for (var e = li; e < TILE_A; e += threads) {
             let ak = e % BK;
             let am = e / BK;
             var va = 0.0;
@@ -71,7 +80,9 @@ fn main(
                 va = load_a(z, m0 + am, k0 + ak);
             }
             tile_a[ak * BM + am] = va;
-            // B: consecutive threads walk N (contiguous output pixels).
+        }
+        // B: consecutive threads walk N (contiguous output pixels).
+        for (var e = li; e < TILE_B; e += threads) {
             let bn = e % BN;
             let bk = e / BN;
             var vb = 0.0;
@@ -84,8 +95,8 @@ fn main(
         for (var kk = 0u; kk < BK; kk++) {
             let ia = kk * BM + lid.y;
             let ib = kk * BN + lid.x;
-            let a = vec4<f32>(tile_a[ia], tile_a[ia + 16u], tile_a[ia + 32u], tile_a[ia + 48u]);
-            let b = vec4<f32>(tile_b[ib], tile_b[ib + 16u], tile_b[ib + 32u], tile_b[ib + 48u]);
+            let a = vec4<f32>(tile_a[ia], tile_a[ia + WG_Y], tile_a[ia + 2u * WG_Y], tile_a[ia + 3u * WG_Y]);
+            let b = vec4<f32>(tile_b[ib], tile_b[ib + WG_X], tile_b[ib + 2u * WG_X], tile_b[ib + 3u * WG_X]);
             acc0 = fma(vec4<f32>(a.x), b, acc0);
             acc1 = fma(vec4<f32>(a.y), b, acc1);
             acc2 = fma(vec4<f32>(a.z), b, acc2);
@@ -94,7 +105,7 @@ fn main(
         workgroupBarrier();
     }
     store_row(z, split, m0 + lid.y, n0 + lid.x, M, N, acc0);
-    store_row(z, split, m0 + lid.y + 16u, n0 + lid.x, M, N, acc1);
-    store_row(z, split, m0 + lid.y + 32u, n0 + lid.x, M, N, acc2);
-    store_row(z, split, m0 + lid.y + 48u, n0 + lid.x, M, N, acc3);
+    store_row(z, split, m0 + lid.y + WG_Y, n0 + lid.x, M, N, acc1);
+    store_row(z, split, m0 + lid.y + 2u * WG_Y, n0 + lid.x, M, N, acc2);
+    store_row(z, split, m0 + lid.y + 3u * WG_Y, n0 + lid.x, M, N, acc3);
 }

@@ -17,7 +17,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> w: array<f32>;
+@group(0) @binding(1) var<storage, read> w: array<weight_t>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
@@ -30,7 +30,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let n = wg.y;
     var s = 0.0;
     for (var j = lid; j < p.in_features; j += 256u) {
-        var wv = w[i * p.in_features + j];
+        var wv = f32(w[i * p.in_features + j]);
         if (POS_WEIGHTS) {
             wv = max(wv, 0.0);
         }

@@ -32,12 +32,15 @@ pub fn run(backend: Backend, args: &BenchArgs) -> Result<()> {
     let ctx = GpuContext::new(&ContextOptions {
         backend,
         profile: args.profile,
+        weights: args.weights_dtype,
         ..Default::default()
     })?;
     let gm = GpuModel::upload(&ctx, &model);
+    // Nothing else is allocated yet: the pool's peak is the weights' storage.
+    let weight_bytes = ctx.peak_memory();
     let input = zoo::random_tensor(&[args.batch, 3, args.size, args.size], 12345, -2.0, 2.0);
     println!(
-        "adapter: {} ({:?}, {:?})\nmodel: {} ({}), input {}x{}, batch {}",
+        "adapter: {} ({:?}, {:?})\nmodel: {} ({}), input {}x{}, batch {}, weights {} (weights on the GPU: {:.3} MiB)",
         ctx.adapter.name,
         ctx.adapter.backend,
         ctx.adapter.device_type,
@@ -47,7 +50,9 @@ pub fn run(backend: Backend, args: &BenchArgs) -> Result<()> {
         model.describe(),
         args.size,
         args.size,
-        args.batch
+        args.batch,
+        args.weights_dtype.wgsl(),
+        weight_bytes as f64 / (1 << 20) as f64
     );
 
     let forward = || -> Result<()> {

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::explain::{explain, explain_method, Method, RspOptions, NO_TARGET};
-use crate::gpu::{list_adapters, Backend, ContextOptions, GpuContext};
+use crate::gpu::{list_adapters, Backend, ContextOptions, DType, GpuContext};
 use crate::models::gpu::GpuModel;
 use crate::models::hub::{self, WeightSources};
 use crate::models::weights::{to_safetensors_bytes, TensorFile};
@@ -115,6 +115,12 @@ pub struct Cli {
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
 
+    /// Storage of the model's convolution and linear weights on the GPU: f32, or f16
+    /// (half the weight memory and bandwidth; arithmetic stays f32; maps differ from
+    /// f32 by about the rounding of the weights; needs an adapter with shader f16).
+    #[arg(long, value_enum, default_value_t = DType::F32, value_name = "f32|f16")]
+    pub weights_dtype: DType,
+
     /// Images or normalised input tensors (.safetensors).
     #[arg(value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
@@ -155,6 +161,11 @@ pub struct BenchArgs {
     /// After timing, run once more with GPU timestamps and print the time per kernel.
     #[arg(long)]
     pub profile: bool,
+    /// Storage of the model's convolution and linear weights on the GPU: f32, or f16
+    /// (half the weight memory and bandwidth; arithmetic stays f32; maps differ from
+    /// f32 by about the rounding of the weights; needs an adapter with shader f16).
+    #[arg(long, value_enum, default_value_t = DType::F32, value_name = "f32|f16")]
+    pub weights_dtype: DType,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -287,6 +298,7 @@ pub fn run(cli: &Cli) -> Result<bool> {
 
     let ctx = GpuContext::new(&ContextOptions {
         backend: cli.backend,
+        weights: cli.weights_dtype,
         ..Default::default()
     })?;
     let gpu_model = GpuModel::upload(&ctx, &model);

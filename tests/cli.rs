@@ -812,3 +812,64 @@ fn cli_bad_images_among_many_are_reported_and_the_rest_explained() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert_eq!(stdout.matches("explained class:").count(), 3, "{stdout}");
 }
+
+/// `rsp bench` on a tiny model with f16 weights: it times forward and RSP, reports
+/// the adapter and peak memory, and the f16 run's weights take half the bytes.
+#[test]
+fn bench_reports_times_memory_and_adapter_in_both_weight_dtypes() {
+    let g = golden_path("vgg_tiny");
+    let mut weight_mib = Vec::new();
+    for dtype in ["f32", "f16"] {
+        let o = rsp(&[
+            "bench",
+            "--weights",
+            &g,
+            "--size",
+            "32",
+            "--batch",
+            "2",
+            "--runs",
+            "1",
+            "--weights-dtype",
+            dtype,
+        ]);
+        assert!(o.status.success(), "bench failed: {}", stderr(&o));
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(text.contains("adapter: "), "{text}");
+        assert!(text.contains(&format!("weights {dtype}")), "{text}");
+        for line in ["forward: median", "rsp (forward + init + backward): median"] {
+            assert!(text.contains(line), "missing '{line}' in:\n{text}");
+        }
+        assert!(text.contains("peak engine memory"), "{text}");
+        let mib: f64 = text
+            .split("weights on the GPU: ")
+            .nth(1)
+            .and_then(|r| r.split(" MiB").next())
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no weight size in:\n{text}"));
+        weight_mib.push(mib);
+    }
+    let ratio = weight_mib[1] / weight_mib[0];
+    assert!(
+        (0.45..=0.55).contains(&ratio),
+        "f16 weights should take half the f32 bytes: {weight_mib:?}"
+    );
+}
+
+/// The explanation command with `--weights-dtype f16` writes the usual PNGs.
+#[test]
+fn cli_explains_with_f16_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = golden_path("vgg_tiny");
+    let o = rsp(&[
+        "--weights",
+        &g,
+        "--weights-dtype",
+        "f16",
+        "--out",
+        dir.path().to_str().unwrap(),
+        &g,
+    ]);
+    assert!(o.status.success(), "rsp failed: {}", stderr(&o));
+    assert!(dir.path().join("vgg_tiny.rsp.png").exists());
+}

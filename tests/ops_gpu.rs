@@ -16,7 +16,7 @@ use rsp::reference::model::comparative_classes;
 use rsp::reference::ops as cpu;
 use rsp::Tensor;
 
-use support::{assert_bits_eq, assert_close, map, run, run1, uniform, REL_TOL};
+use support::{assert_bits_eq, assert_close, each_tile, map, run, run1, uniform, REL_TOL};
 
 /// `(n, c_in, h, w, c_out, kh, kw, stride, padding)`
 type ConvCase = (
@@ -59,7 +59,7 @@ fn conv2d_forward_bias_and_fused_relu() {
         let bias = i != 3; // one bias-free convolution
         let conv = conv_layer(case, 100 + i as u64, bias);
         let x = common::random(&[n, ci, h, w], 200 + i as u64);
-        let [plain, relu]: [Tensor; 2] = run(|rec| {
+        let [plain, relu]: [Tensor; 2] = each_tile(&format!("conv2d {case:?}"), |rec| {
             let gc = GpuConv::upload(rec.ctx, &conv);
             let xg = rec.ctx.upload(&x);
             vec![
@@ -95,11 +95,19 @@ fn conv2d_dgrad_matches_transposed_convolution() {
         let g = conv.geometry();
         let (ho, wo) = g.out_hw(h, w);
         let s = common::random(&[n, co, ho, wo], 400 + i as u64);
-        let out = run1(|rec| {
+        let out = each_tile(&format!("conv2d_dgrad {case:?}"), |rec| {
             let wg = rec.ctx.upload(&conv.weight);
             let sg = rec.ctx.upload(&s);
-            ops::conv2d_dgrad(rec, &sg, &wg, &g, (h, w), ops::Weights::Signed)
-        });
+            vec![ops::conv2d_dgrad(
+                rec,
+                &sg,
+                &wg,
+                &g,
+                (h, w),
+                ops::Weights::Signed,
+            )]
+        })
+        .remove(0);
         let want = cpu::conv2d_dgrad(&s, &conv.weight, g.stride, g.padding, (h, w));
         assert_close(&format!("conv2d_dgrad {case:?}"), &out, &want, REL_TOL);
     }
@@ -114,11 +122,12 @@ fn conv2d_wgrad_matches_per_image_weight_gradient() {
         let (ho, wo) = g.out_hw(h, w);
         let x = common::random(&[n, ci, h, w], 600 + i as u64);
         let s = common::random(&[n, co, ho, wo], 700 + i as u64);
-        let out = run1(|rec| {
+        let out = each_tile(&format!("conv2d_wgrad {case:?}"), |rec| {
             let xg = rec.ctx.upload(&x);
             let sg = rec.ctx.upload(&s);
-            ops::conv2d_wgrad(rec, &xg, &sg, &g)
-        });
+            vec![ops::conv2d_wgrad(rec, &xg, &sg, &g)]
+        })
+        .remove(0);
         let want = cpu::conv2d_wgrad(&x, &s, kh, kw, g.stride, g.padding);
         assert_eq!(out.shape, vec![n, co, ci, kh, kw]);
         assert_close(&format!("conv2d_wgrad {case:?}"), &out, &want, REL_TOL);
@@ -139,11 +148,12 @@ fn conv2d_wgrad_split_k_matches_reference() {
         assert!(splits > 1, "{case:?} should exercise split-K, got {splits}");
         let x = common::random(&[n, ci, h, w], 900 + i as u64);
         let s = common::random(&[n, co, ho, wo], 950 + i as u64);
-        let out = run1(|rec| {
+        let out = each_tile(&format!("conv2d_wgrad split {case:?}"), |rec| {
             let xg = rec.ctx.upload(&x);
             let sg = rec.ctx.upload(&s);
-            ops::conv2d_wgrad(rec, &xg, &sg, &g)
-        });
+            vec![ops::conv2d_wgrad(rec, &xg, &sg, &g)]
+        })
+        .remove(0);
         let want = cpu::conv2d_wgrad(&x, &s, kh, kw, g.stride, g.padding);
         assert_close(
             &format!("conv2d_wgrad split {splits} {case:?}"),
@@ -200,7 +210,8 @@ fn linear_forward_with_and_without_relu() {
 
 #[test]
 fn linear_grad_matches_input_gradient() {
-    for (i, (rows, out_f, in_f)) in [(3, 70, 637), (2, 3, 5), (4, 67, 300)]
+    // (2, 300, 37): 300 weight rows in 4 groups of 75, summed afterwards.
+    for (i, (rows, out_f, in_f)) in [(3, 70, 637), (2, 3, 5), (4, 67, 300), (2, 300, 37)]
         .into_iter()
         .enumerate()
     {
@@ -752,4 +763,73 @@ fn conv_geometry_out_hw_matches_reference_shapes() {
         let y = cpu::conv2d(&x, &Tensor::zeros(&[co, ci, kh, kw]), None, s, p);
         assert_eq!((y.shape[2], y.shape[3]), g.out_hw(h, w), "{case:?}");
     }
+}
+
+/// With weights stored in f16 (`--weights-dtype f16`), convolution forward, its data
+/// gradient, the linear layer and its gradient compute exactly what f32 arithmetic
+/// gives on the f16-rounded weights: only storage changes, accumulation stays f32.
+#[test]
+fn f16_weights_match_the_reference_on_rounded_weights() {
+    let ctx = common::gpu_f16();
+    for (i, case) in CONV_CASES.iter().enumerate() {
+        let &(n, ci, h, w, co, ..) = case;
+        let conv = conv_layer(case, 1300 + i as u64, true);
+        let g = conv.geometry();
+        let (ho, wo) = g.out_hw(h, w);
+        let x = common::random(&[n, ci, h, w], 1400 + i as u64);
+        let s = common::random(&[n, co, ho, wo], 1500 + i as u64);
+        let gc = GpuConv::upload(ctx, &conv);
+        assert_eq!(gc.weight.dtype, rsp::gpu::DType::F16);
+        assert_eq!(gc.weight.bytes(), conv.weight.numel() as u64 * 2);
+        let mut rec = Recorder::new(ctx);
+        let (xg, sg) = (ctx.upload(&x), ctx.upload(&s));
+        let y = ops::conv2d(&mut rec, &xg, &gc, true);
+        let dx = ops::conv2d_dgrad(&mut rec, &sg, &gc.weight, &g, (h, w), ops::Weights::Signed);
+        rec.submit();
+        drop(rec);
+        let rounded = common::round_to_f16(&conv.weight);
+        let want_y = cpu::relu(&cpu::conv2d(
+            &x,
+            &rounded,
+            conv.bias.as_deref(),
+            g.stride,
+            g.padding,
+        ));
+        let want_dx = cpu::conv2d_dgrad(&s, &rounded, g.stride, g.padding, (h, w));
+        let y = ctx.read(&y).unwrap();
+        assert_close(&format!("f16 conv2d {case:?}"), &y, &want_y, REL_TOL);
+        let dx = ctx.read(&dx).unwrap();
+        assert_close(
+            &format!("f16 conv2d_dgrad {case:?}"),
+            &dx,
+            &want_dx,
+            REL_TOL,
+        );
+    }
+    // An odd element count (the last f16 shares its 32-bit word with padding).
+    let (rows, out_f, in_f) = (3, 7, 301);
+    let l = linear_layer(out_f, in_f, 1600);
+    let x = common::random(&[rows, in_f], 1601);
+    let g = common::random(&[rows, out_f], 1602);
+    let gl = GpuLinear::upload(ctx, &l);
+    assert_eq!(gl.chunks[0].weight.dtype, rsp::gpu::DType::F16);
+    let mut rec = Recorder::new(ctx);
+    let (xg, gg) = (ctx.upload(&x), ctx.upload(&g));
+    let y = ops::linear(&mut rec, &xg, &gl, false);
+    let gx = ops::linear_grad(&mut rec, &gg, &gl);
+    rec.submit();
+    drop(rec);
+    let rounded = Linear {
+        weight: common::round_to_f16(&l.weight),
+        bias: l.bias.clone(),
+    };
+    let y = ctx.read(&y).unwrap();
+    assert_close("f16 linear", &y, &cpu::linear(&x, &rounded), REL_TOL);
+    let gx = ctx.read(&gx).unwrap();
+    assert_close(
+        "f16 linear_grad",
+        &gx,
+        &cpu::linear_backward_input(&g, &rounded),
+        REL_TOL,
+    );
 }

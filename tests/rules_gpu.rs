@@ -17,7 +17,9 @@ use rsp::ops::{GpuBatchNorm, GpuConv};
 use rsp::reference::rsp as cpu;
 use rsp::Tensor;
 
-use support::{abs_sum64, assert_close, run, run1, signed_sparse, sum64, uniform, REL_TOL};
+use support::{
+    abs_sum64, assert_close, each_tile, run, run1, signed_sparse, sum64, uniform, REL_TOL,
+};
 
 /// `|Σ R_in − Σ R| ≤ 1e-5 · |Σ R|` per image; R is built with a clear net sign so that
 /// `|Σ R|` is a sizeable fraction of the mass `Σ|R|`.
@@ -91,14 +93,15 @@ fn conv_rule_matches_reference() {
             let seed = 100 * i as u64 + 10 * j as u64;
             let x = hidden_input(case, seed, x_zero);
             let r = signed_sparse(&[n, co, ho, wo], seed + 1, r_zero);
-            let out = run1(|rec| {
+            let name = format!("conv_rule {case:?} zeros x {x_zero} r {r_zero}");
+            let out = each_tile(&name, |rec| {
                 let xg = rec.ctx.upload(&x);
                 let rg = rec.ctx.upload(&r);
-                rsp_conv_rule(rec, &xg, &rg, &g)
-            });
+                vec![rsp_conv_rule(rec, &xg, &rg, &g)]
+            })
+            .remove(0);
             let want = cpu::conv_rule(&x, &r, &g);
             assert_eq!(out.shape, x.shape);
-            let name = format!("conv_rule {case:?} zeros x {x_zero} r {r_zero}");
             assert_close(&name, &out, &want, REL_TOL);
             // Exact zeros agree: zero inputs get exactly zero relevance on both sides,
             // and the purging shift touches the same units.
@@ -178,12 +181,13 @@ fn first_conv_rule_matches_reference() {
         // Normalised-image-like input (signed), relevance signed with exact zeros.
         let x = support::map(&common::random(&[n, 3, h, w], 2100 + i as u64), |v| v * 2.2);
         let r = signed_sparse(&[n, co, ho, wo], 2200 + i as u64, 0.3);
-        let out = run1(|rec| {
+        let out = each_tile(&format!("first_conv_rule {i}"), |rec| {
             let gc = GpuConv::upload(rec.ctx, &conv);
             let xg = rec.ctx.upload(&x);
             let rg = rec.ctx.upload(&r);
-            rsp_first_conv_rule(rec, &xg, &rg, &gc)
-        });
+            vec![rsp_first_conv_rule(rec, &xg, &rg, &gc)]
+        })
+        .remove(0);
         let want = cpu::first_conv_rule(&x, &r, &conv);
         assert_close(
             &format!("first_conv_rule n{n} {h}x{w} -> {co} k{k} s{s} p{p}"),

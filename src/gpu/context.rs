@@ -74,6 +74,10 @@ pub struct ContextOptions {
     pub max_binding_override: Option<u64>,
     /// Time every dispatch with GPU timestamps (if the adapter supports them).
     pub profile: bool,
+    /// Storage type of convolution and linear weights: f32 (default; the golden
+    /// parity mode) or f16 (half the weight memory and bandwidth, f32 arithmetic;
+    /// needs the adapter's `SHADER_F16`).
+    pub weights: super::DType,
 }
 
 /// One line of `rsp adapters`.
@@ -163,6 +167,8 @@ pub struct GpuContext {
     pub(crate) placeholder: wgpu::Buffer,
     /// Per-kernel GPU timing, when asked for and supported.
     pub profiler: Option<Profiler>,
+    /// Storage type of uploaded layer weights (`ContextOptions::weights`).
+    pub weight_dtype: super::DType,
     /// Held by the one [`Recorder`](super::Recorder) recording at a time: buffers freed
     /// while recording are reused only by later commands of the same recording.
     pub(crate) recording: Mutex<()>,
@@ -210,13 +216,24 @@ impl GpuContext {
                 adapter.get_info().name
             );
         }
+        let half = opts.weights == super::DType::F16;
+        if half && !adapter.features().contains(wgpu::Features::SHADER_F16) {
+            bail!(
+                "--weights-dtype f16: '{}' does not support f16 in shaders (SHADER_F16); \
+                 use --weights-dtype f32",
+                adapter.get_info().name
+            );
+        }
+        let mut features = wgpu::Features::empty();
+        if timestamps {
+            features |= wgpu::Features::TIMESTAMP_QUERY;
+        }
+        if half {
+            features |= wgpu::Features::SHADER_F16;
+        }
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("rsp"),
-            required_features: if timestamps {
-                wgpu::Features::TIMESTAMP_QUERY
-            } else {
-                wgpu::Features::empty()
-            },
+            required_features: features,
             required_limits: limits.clone(),
             ..Default::default()
         }))
@@ -234,6 +251,7 @@ impl GpuContext {
         let profiler = timestamps.then(|| Profiler::new(&device, &queue));
         Ok(GpuContext {
             profiler,
+            weight_dtype: opts.weights,
             placeholder,
             recording: Mutex::new(()),
             device,

@@ -12,4 +12,4 @@ pub mod tensor;
 pub use context::{list_adapters, AdapterSummary, Backend, ContextOptions, GpuContext};
 pub use pipelines::Access;
 pub use scheduler::{grid_1d, Binding, Recorder};
-pub use tensor::GpuTensor;
+pub use tensor::{DType, GpuTensor};

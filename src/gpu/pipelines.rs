@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::shaders;
+use super::tensor::DType;
 
 /// How a kernel uses one storage binding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -17,6 +18,8 @@ struct PipelineKey {
     shader: &'static str,
     constants: Vec<(&'static str, u64)>,
     storage: Vec<Access>,
+    /// Element types of the shader's typed bindings (empty for untyped shaders).
+    types: Vec<DType>,
 }
 
 pub(crate) struct Pipeline {
@@ -26,36 +29,47 @@ pub(crate) struct Pipeline {
 
 #[derive(Default)]
 pub(crate) struct PipelineCache {
-    modules: HashMap<&'static str, wgpu::ShaderModule>,
+    modules: HashMap<(&'static str, Vec<DType>), wgpu::ShaderModule>,
     pipelines: HashMap<PipelineKey, Arc<Pipeline>>,
 }
 
 impl PipelineCache {
     /// The pipeline of `shader` specialised by `constants`, whose bind group 0 holds the
-    /// given storage bindings (0..n) followed by one uniform parameter block (n).
+    /// given storage bindings (0..n, with element types `types`) followed by one
+    /// uniform parameter block (n).
     pub fn get(
         &mut self,
         device: &wgpu::Device,
         shader: &'static str,
         constants: &[(&'static str, f64)],
         storage: &[Access],
+        types: &[DType],
     ) -> Arc<Pipeline> {
+        // Only the typed bindings' element types change the module.
+        let typed: Vec<DType> = shaders::typed_bindings(shader)
+            .iter()
+            .map(|(_, i)| types.get(*i).copied().unwrap_or_default())
+            .collect();
         let key = PipelineKey {
             shader,
             constants: constants.iter().map(|(k, v)| (*k, v.to_bits())).collect(),
             storage: storage.to_vec(),
+            types: typed.clone(),
         };
         if let Some(p) = self.pipelines.get(&key) {
             return p.clone();
         }
-        let module = self.modules.entry(shader).or_insert_with(|| {
-            let src = shaders::source(shader)
-                .unwrap_or_else(|| panic!("no shader named '{shader}' in shaders/"));
-            device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(shader),
-                source: wgpu::ShaderSource::Wgsl(src.into()),
-            })
-        });
+        let module = self
+            .modules
+            .entry((shader, typed.clone()))
+            .or_insert_with(|| {
+                let src = shaders::source_typed(shader, &typed)
+                    .unwrap_or_else(|| panic!("no shader named '{shader}' in shaders/"));
+                device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(shader),
+                    source: wgpu::ShaderSource::Wgsl(src.into()),
+                })
+            });
         let mut entries: Vec<wgpu::BindGroupLayoutEntry> = storage
             .iter()
             .enumerate()

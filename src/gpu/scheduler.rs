@@ -4,7 +4,7 @@
 
 use super::context::GpuContext;
 use super::pipelines::Access;
-use super::tensor::GpuTensor;
+use super::tensor::{DType, GpuTensor};
 
 /// One storage binding of a dispatch.
 #[derive(Clone, Copy)]
@@ -13,6 +13,8 @@ pub struct Binding<'a> {
     /// Bytes bound, from offset 0 (at most the buffer's size).
     pub size: u64,
     pub access: Access,
+    /// Element type of the bound tensor (shaders with a typed binding specialise on it).
+    pub dtype: DType,
 }
 
 impl<'a> Binding<'a> {
@@ -21,6 +23,7 @@ impl<'a> Binding<'a> {
             buffer: t.buffer(),
             size: t.bytes().max(16).div_ceil(16) * 16,
             access: Access::Read,
+            dtype: t.dtype,
         }
     }
     pub fn write(t: &'a GpuTensor) -> Self {
@@ -35,6 +38,7 @@ impl<'a> Binding<'a> {
             buffer,
             size: buffer.size(),
             access,
+            dtype: DType::F32,
         }
     }
 }
@@ -58,6 +62,9 @@ pub struct Recorder<'c> {
     encoder: Option<wgpu::CommandEncoder>,
     /// Dispatches recorded since creation (for tests and benchmarks).
     pub dispatches: usize,
+    /// Forces one tile shape on every implicit-GEMM kernel (tests run each kernel with
+    /// each shape); `None` picks per problem (`GemmTile::for_problem`).
+    pub gemm_tile: Option<crate::ops::conv::GemmTile>,
     /// Labels of the dispatches timed in the pending submission (profiling only).
     timed: Vec<String>,
     /// Uniform parameter blocks of this recording, one aligned slot per dispatch, so a
@@ -79,6 +86,7 @@ impl<'c> Recorder<'c> {
             _exclusive: ctx.recording.lock().unwrap_or_else(|e| e.into_inner()),
             encoder: None,
             dispatches: 0,
+            gemm_tile: None,
             timed: Vec::new(),
             arena: None,
             pass: None,
@@ -102,11 +110,13 @@ impl<'c> Recorder<'c> {
     ) {
         let ctx = self.ctx;
         let access: Vec<Access> = bindings.iter().map(|b| b.access).collect();
+        let types: Vec<DType> = bindings.iter().map(|b| b.dtype).collect();
         let pipeline = ctx.pipelines.lock().expect("pipeline cache lock").get(
             &ctx.device,
             shader,
             constants,
             &access,
+            &types,
         );
         let (uniform, offset, size) = self.param_slot(bytemuck::cast_slice(params));
         let mut entries: Vec<wgpu::BindGroupEntry> = bindings

@@ -1,6 +1,8 @@
 //! The WGSL sources in `shaders/`, embedded at build time. The three convolution
 //! kernels share one tiled-GEMM skeleton and one geometry header, composed here.
 
+use super::tensor::DType;
+
 /// Tiled GEMM skeleton appended to each convolution kernel.
 const GEMM_TILED: &str = include_str!("../../shaders/gemm_tiled.wgsl");
 /// Convolution parameters and tap indexing, prepended to each convolution kernel.
@@ -63,16 +65,49 @@ pub const SHADERS: &[(&str, &str, bool)] = &[
     ),
 ];
 
-/// The complete WGSL module of shader `name`.
-pub fn source(name: &str) -> Option<String> {
-    SHADERS
+/// Storage bindings whose element type follows the bound tensor's (f32, or f16 for
+/// weights stored in half precision), as (alias, binding index). The shader declares
+/// such a binding as `array<alias>` and reads it through `f32(...)`, so arithmetic
+/// stays f32; the composed module starts with `alias weight_t = f32;` or with
+/// `enable f16; alias weight_t = f16;`.
+const TYPED_BINDINGS: &[(&str, &[(&str, usize)])] = &[
+    ("conv2d_fwd", &[("weight_t", 1)]),
+    ("conv2d_dgrad", &[("weight_t", 1)]),
+    ("linear", &[("weight_t", 1)]),
+    ("linear_grad", &[("weight_t", 1)]),
+];
+
+/// The typed bindings of shader `name` (empty for most shaders).
+pub fn typed_bindings(name: &str) -> &'static [(&'static str, usize)] {
+    TYPED_BINDINGS
         .iter()
-        .find(|(n, _, _)| *n == name)
-        .map(|(_, src, conv)| {
-            if *conv {
-                format!("{CONV_COMMON}\n{src}\n{GEMM_TILED}")
-            } else {
-                src.to_string()
-            }
-        })
+        .find(|(n, _)| *n == name)
+        .map_or(&[], |(_, t)| t)
+}
+
+/// The complete WGSL module of shader `name`, every typed binding f32.
+pub fn source(name: &str) -> Option<String> {
+    source_typed(name, &[])
+}
+
+/// The complete WGSL module of shader `name` with the given element types for its
+/// typed bindings, in [`typed_bindings`] order (missing ones are f32).
+pub fn source_typed(name: &str, types: &[DType]) -> Option<String> {
+    let (_, src, conv) = SHADERS.iter().find(|(n, _, _)| *n == name)?;
+    let typed = typed_bindings(name);
+    let types: Vec<DType> = (0..typed.len())
+        .map(|i| types.get(i).copied().unwrap_or_default())
+        .collect();
+    let mut header = String::new();
+    if types.contains(&DType::F16) {
+        header.push_str("enable f16;\n");
+    }
+    for ((alias, _), t) in typed.iter().zip(&types) {
+        header.push_str(&format!("alias {alias} = {};\n", t.wgsl()));
+    }
+    Some(if *conv {
+        format!("{header}{CONV_COMMON}\n{src}\n{GEMM_TILED}")
+    } else {
+        format!("{header}{src}")
+    })
 }

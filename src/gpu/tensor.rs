@@ -9,11 +9,44 @@ use super::context::GpuContext;
 use super::pool::{padded_size, PooledBuffer, STORAGE_USAGE};
 use crate::tensor::Tensor;
 
-/// A float32 tensor in GPU memory (row-major). Cloning shares the buffer.
+/// How a tensor's elements are stored on the GPU. Kernels always compute in f32; a
+/// binding of f16 elements is read through a per-binding element type alias (see
+/// `gpu::shaders`), so only storage and bandwidth change.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum DType {
+    /// IEEE single precision.
+    #[default]
+    #[value(name = "f32")]
+    F32,
+    /// IEEE half precision; needs the adapter's `SHADER_F16` feature.
+    #[value(name = "f16")]
+    F16,
+}
+
+impl DType {
+    pub fn bytes(self) -> u64 {
+        match self {
+            DType::F32 => 4,
+            DType::F16 => 2,
+        }
+    }
+
+    /// The WGSL scalar type.
+    pub fn wgsl(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F16 => "f16",
+        }
+    }
+}
+
+/// A tensor in GPU memory (row-major), f32 unless uploaded as weights in f16 storage.
+/// Cloning shares the buffer.
 #[derive(Clone)]
 pub struct GpuTensor {
     buf: Arc<PooledBuffer>,
     pub shape: Vec<usize>,
+    pub dtype: DType,
 }
 
 impl GpuTensor {
@@ -24,7 +57,7 @@ impl GpuTensor {
         self.shape.iter().product()
     }
     pub fn bytes(&self) -> u64 {
-        self.numel() as u64 * 4
+        self.numel() as u64 * self.dtype.bytes()
     }
     /// Same buffer seen with another shape of equal element count.
     pub fn reshaped(&self, shape: &[usize]) -> GpuTensor {
@@ -32,6 +65,7 @@ impl GpuTensor {
         GpuTensor {
             buf: self.buf.clone(),
             shape: shape.to_vec(),
+            dtype: self.dtype,
         }
     }
 }
@@ -43,6 +77,7 @@ impl GpuContext {
         GpuTensor {
             buf: Arc::new(self.pool.take(&self.device, n as u64 * 4)),
             shape: shape.to_vec(),
+            dtype: DType::F32,
         }
     }
 
@@ -56,10 +91,35 @@ impl GpuContext {
         let out = GpuTensor {
             buf: Arc::new(self.pool.take_fresh(&self.device, data.len() as u64 * 4)),
             shape: shape.to_vec(),
+            dtype: DType::F32,
         };
         self.queue
             .write_buffer(out.buffer(), 0, bytemuck::cast_slice(data));
         out
+    }
+
+    /// Copies layer weights to the GPU in the context's weight storage type
+    /// ([`ContextOptions::weights`](super::ContextOptions)): f32 as they are, or
+    /// rounded to the nearest f16.
+    pub fn upload_weights(&self, shape: &[usize], data: &[f32]) -> GpuTensor {
+        match self.weight_dtype {
+            DType::F32 => self.upload_slice(shape, data),
+            DType::F16 => {
+                assert_eq!(shape.iter().product::<usize>(), data.len());
+                // Whole 32-bit words: write_buffer copies multiples of 4 bytes.
+                let mut halves: Vec<half::f16> =
+                    data.iter().map(|&v| half::f16::from_f32(v)).collect();
+                halves.resize(data.len().div_ceil(2) * 2, half::f16::ZERO);
+                let out = GpuTensor {
+                    buf: Arc::new(self.pool.take_fresh(&self.device, halves.len() as u64 * 2)),
+                    shape: shape.to_vec(),
+                    dtype: DType::F16,
+                };
+                self.queue
+                    .write_buffer(out.buffer(), 0, bytemuck::cast_slice(&halves));
+                out
+            }
+        }
     }
 
     /// A small constant buffer (not pooled), e.g. uniform parameters or u32 indices.

@@ -42,6 +42,9 @@ pub struct GpuResNet {
 }
 
 /// A model whose weights live on the GPU.
+// One value per loaded model, passed by reference: the variants' size difference is
+// irrelevant, and boxing would only add an indirection to every layer access.
+#[allow(clippy::large_enum_variant)]
 pub enum GpuModel {
     Vgg(GpuVgg),
     ResNet(GpuResNet),

@@ -20,7 +20,7 @@ impl GpuConv {
         let zeros = vec![0.0; geom.c_out];
         GpuConv {
             geom,
-            weight: ctx.upload(&conv.weight),
+            weight: ctx.upload_weights(&conv.weight.shape, &conv.weight.data),
             bias: ctx.upload_slice(&[geom.c_out], conv.bias.as_deref().unwrap_or(&zeros)),
         }
     }
@@ -35,9 +35,66 @@ pub(crate) fn conv_params(g: &ConvGeometry, h: usize, w: usize, k_splits: usize)
     .map(|v| v as u32)
 }
 
+/// Tile shape of the implicit-GEMM kernels (`WG_X`/`WG_Y` in `gemm_tiled.wgsl`): a
+/// workgroup of `wg_x × wg_y` threads computes a `4·wg_y × 4·wg_x` tile of C (rows M,
+/// columns N). Every shape sums K in the same order, so results do not depend on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GemmTile {
+    pub wg_x: u32,
+    pub wg_y: u32,
+}
+
+impl GemmTile {
+    /// 64×64, 256 threads: the most reuse per loaded value, for large problems.
+    pub const LARGE: GemmTile = GemmTile { wg_x: 16, wg_y: 16 };
+    /// 32×64 and 16×64: for M ≤ 32 and M ≤ 16 (few output channels, the z^B data
+    /// gradient's 3·3 rows), where a 64-row tile would be mostly padding.
+    pub const ROWS_32: GemmTile = GemmTile { wg_x: 16, wg_y: 8 };
+    pub const ROWS_16: GemmTile = GemmTile { wg_x: 16, wg_y: 4 };
+    /// 32×32, 64 threads: four times the workgroups of `LARGE` for problems whose 64×64
+    /// grid would leave a large GPU idle (late layers at batch 1).
+    pub const SMALL: GemmTile = GemmTile { wg_x: 8, wg_y: 8 };
+    /// Every shape the engine uses (tests run each kernel with each).
+    pub const ALL: [GemmTile; 4] = [Self::LARGE, Self::ROWS_32, Self::ROWS_16, Self::SMALL];
+
+    pub fn rows(self) -> usize {
+        4 * self.wg_y as usize
+    }
+
+    pub fn cols(self) -> usize {
+        4 * self.wg_x as usize
+    }
+
+    /// Workgroups this tile needs for `problems` GEMMs of `m × n`, each split `splits`
+    /// ways along K.
+    pub fn workgroups(self, (m, n): (usize, usize), problems: usize, splits: usize) -> usize {
+        m.div_ceil(self.rows()) * n.div_ceil(self.cols()) * problems * splits
+    }
+
+    /// The tile for `problems` GEMMs of `m × n` split `splits` ways: the smallest row
+    /// count that holds M (up to 64), then 32×32 instead of 64×64 while the 64×64 grid
+    /// offers fewer than [`FILL_WORKGROUPS`] workgroups.
+    pub fn for_problem((m, n): (usize, usize), problems: usize, splits: usize) -> GemmTile {
+        if m <= 16 {
+            return Self::ROWS_16;
+        }
+        if m <= 32 {
+            return Self::ROWS_32;
+        }
+        if Self::LARGE.workgroups((m, n), problems, splits) < FILL_WORKGROUPS {
+            return Self::SMALL;
+        }
+        Self::LARGE
+    }
+}
+
+/// Workgroups below which a 64×64 grid is taken to leave a large GPU idle (about two
+/// per streaming multiprocessor on a 132-SM card).
+pub const FILL_WORKGROUPS: usize = 256;
+
 /// Records one implicit-GEMM convolution kernel over an `m × n` output tile grid for
 /// `z` independent problems (images, or image × section), each split `k_splits` ways
-/// along K.
+/// along K. The tile shape is [`GemmTile::for_problem`] unless the recorder forces one.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv_gemm(
     rec: &mut Recorder,
@@ -49,17 +106,22 @@ pub(crate) fn conv_gemm(
     (m, n, z): (usize, usize, usize),
     k_splits: usize,
 ) {
+    let tile = rec
+        .gemm_tile
+        .unwrap_or_else(|| GemmTile::for_problem((m, n), z, k_splits));
     let groups = [
-        n.div_ceil(64) as u32,
-        m.div_ceil(64) as u32,
+        n.div_ceil(tile.cols()) as u32,
+        m.div_ceil(tile.rows()) as u32,
         (z * k_splits) as u32,
     ];
-    // Kernel size and stride specialise the pipeline (conv_common.wgsl).
+    // Kernel size, stride and tile shape specialise the pipeline.
     let mut specialised = constants.to_vec();
     specialised.extend([
         ("KH", g.kh as f64),
         ("KW", g.kw as f64),
         ("STRIDE", g.stride as f64),
+        ("WG_X", tile.wg_x as f64),
+        ("WG_Y", tile.wg_y as f64),
     ]);
     rec.dispatch(
         shader,
@@ -259,4 +321,26 @@ pub fn conv2d_wgrad(
     g: &ConvGeometry,
 ) -> GpuTensor {
     wgrad_gemm(rec, 0, x, s, g, x.shape[0])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tile_follows_the_problem_shape() {
+        // The first layer's z^B data gradient: M = 3·3 rows.
+        assert_eq!(GemmTile::for_problem((9, 50176), 1, 1), GemmTile::ROWS_16);
+        // A 24-channel layer of a small model.
+        assert_eq!(GemmTile::for_problem((24, 4096), 2, 1), GemmTile::ROWS_32);
+        // VGG16 conv1_2 at 224 px, batch 1: 784 workgroups of 64×64.
+        assert_eq!(GemmTile::for_problem((64, 50176), 1, 1), GemmTile::LARGE);
+        // VGG16 conv5 at 224 px, batch 1: 32 workgroups of 64×64, 112 of 32×32.
+        assert_eq!(GemmTile::for_problem((512, 196), 1, 1), GemmTile::SMALL);
+        assert_eq!(GemmTile::SMALL.workgroups((512, 196), 1, 1), 112);
+        // The same layer at batch 16 fills the GPU with 64×64 tiles.
+        assert_eq!(GemmTile::for_problem((512, 196), 16, 1), GemmTile::LARGE);
+        // Split-K counts towards the workgroups.
+        assert_eq!(GemmTile::for_problem((512, 196), 1, 8), GemmTile::LARGE);
+    }
 }

@@ -5,6 +5,7 @@
 use crate::gpu::{Binding, GpuContext, GpuTensor, Recorder};
 use crate::models::layers::Linear;
 use crate::ops::conv::Weights;
+use crate::ops::elementwise::{elementwise, ElementwiseOp, Layout};
 
 /// One row-range of a linear weight.
 pub struct WeightChunk {
@@ -24,7 +25,7 @@ pub struct GpuLinear {
 impl GpuLinear {
     pub fn upload(ctx: &GpuContext, l: &Linear) -> Self {
         let (out_f, in_f) = (l.out_features(), l.in_features());
-        let row_bytes = (in_f * 4) as u64;
+        let row_bytes = in_f as u64 * ctx.weight_dtype.bytes();
         let rows_per_chunk = ((ctx.max_binding / row_bytes) as usize).clamp(1, out_f);
         let chunks = (0..out_f)
             .step_by(rows_per_chunk)
@@ -34,7 +35,7 @@ impl GpuLinear {
                 WeightChunk {
                     row_offset,
                     rows,
-                    weight: ctx.upload_slice(&[rows, in_f], data),
+                    weight: ctx.upload_weights(&[rows, in_f], data),
                 }
             })
             .collect();
@@ -102,6 +103,24 @@ pub fn linear_grad(rec: &mut Recorder, g: &GpuTensor, l: &GpuLinear) -> GpuTenso
     linear_grad_with(rec, g, l, Weights::Signed)
 }
 
+/// Threads a linear gradient should offer to keep a large GPU busy (VGG16's first
+/// classifier layer at batch 1 has only 25088 without splitting its rows).
+const LINEAR_GRAD_THREADS: usize = 256 * 1024;
+/// Fewest weight rows one split of a linear gradient walks.
+const LINEAR_GRAD_MIN_ROWS: usize = 64;
+
+/// Row groups per weight chunk for a linear gradient of `rows` gradient rows: enough
+/// threads for a large GPU, at least [`LINEAR_GRAD_MIN_ROWS`] weight rows per group,
+/// and partials that fit one storage binding.
+pub fn linear_grad_rows_per_split(l: &GpuLinear, rows: usize, max_binding: u64) -> usize {
+    let threads = l.in_features.div_ceil(256) * 256 * rows;
+    let wanted = LINEAR_GRAD_THREADS.div_ceil(threads.max(1));
+    let by_rows = (l.out_features / LINEAR_GRAD_MIN_ROWS).max(1);
+    let by_memory = (max_binding / (rows * l.in_features * 4).max(1) as u64).max(1) as usize;
+    let splits = wanted.min(by_rows).min(by_memory).max(1);
+    l.out_features.div_ceil(splits).max(1)
+}
+
 /// `g W` or `g pos(W)` (LRP-α1β0), `[R, in]`.
 pub fn linear_grad_with(
     rec: &mut Recorder,
@@ -110,23 +129,61 @@ pub fn linear_grad_with(
     weights: Weights,
 ) -> GpuTensor {
     let rows = g.shape[0];
-    let out = rec.ctx.empty(&[rows, l.in_features]);
-    for (i, c) in l.chunks.iter().enumerate() {
+    let per_split = linear_grad_rows_per_split(l, rows, rec.ctx.max_binding);
+    let splits: Vec<usize> = l
+        .chunks
+        .iter()
+        .map(|c| c.rows.div_ceil(per_split))
+        .collect();
+    let total: usize = splits.iter().sum();
+    let partial = rec.ctx.empty(&[rows, total, l.in_features]);
+    let mut base = 0;
+    for (c, &n_split) in l.chunks.iter().zip(&splits) {
+        let params = [
+            l.in_features,
+            l.out_features,
+            c.row_offset,
+            c.rows,
+            per_split,
+            base,
+            total,
+            0,
+        ]
+        .map(|v| v as u32);
         rec.dispatch(
             "linear_grad",
             &[
-                ("ACCUMULATE", (i > 0) as u8 as f64),
                 ("POS_WEIGHTS", (weights == Weights::Positive) as u8 as f64),
                 ("NEG_WEIGHTS", (weights == Weights::Negative) as u8 as f64),
             ],
             &[
                 Binding::read(g),
                 Binding::read(&c.weight),
-                Binding::write(&out),
+                Binding::write(&partial),
             ],
-            &l.params(c),
-            [l.in_features.div_ceil(256) as u32, rows as u32, 1],
+            &params,
+            [
+                l.in_features.div_ceil(256) as u32,
+                rows as u32,
+                n_split as u32,
+            ],
         );
+        base += n_split;
     }
-    out
+    if total == 1 {
+        return partial.reshaped(&[rows, l.in_features]);
+    }
+    elementwise(
+        rec,
+        ElementwiseOp::SplitSum,
+        false,
+        &[rows, l.in_features],
+        [Some(&partial), None, None],
+        Layout {
+            per_image: l.in_features,
+            channels: 1,
+            hw: 1,
+            rows_per_image: total,
+        },
+    )
 }

@@ -370,3 +370,24 @@ pub fn resnet_state(
     sd.push("fc.bias", uniform(&[classes], next(), -0.1, 0.1));
     sd
 }
+
+/// Runs `f` once with each GEMM tile shape forced and checks that every shape gives
+/// bit-identical outputs (each sums K in the same order); returns the first shape's.
+pub fn each_tile(what: &str, f: impl Fn(&mut Recorder<'static>) -> Vec<GpuTensor>) -> Vec<Tensor> {
+    let mut first: Option<Vec<Tensor>> = None;
+    for tile in rsp::ops::conv::GemmTile::ALL {
+        let outs = run(|rec| {
+            rec.gemm_tile = Some(tile);
+            f(rec)
+        });
+        match &first {
+            None => first = Some(outs),
+            Some(want) => {
+                for (o, w) in outs.iter().zip(want) {
+                    assert_bits_eq(&format!("{what} with tile {tile:?}"), o, w);
+                }
+            }
+        }
+    }
+    first.unwrap()
+}

@@ -47,15 +47,24 @@ pub struct GemmTile {
 impl GemmTile {
     /// 64×64, 256 threads: the most reuse per loaded value, for large problems.
     pub const LARGE: GemmTile = GemmTile { wg_x: 16, wg_y: 16 };
-    /// 32×64 and 16×64: for M ≤ 32 and M ≤ 16 (few output channels, the z^B data
-    /// gradient's 3·3 rows), where a 64-row tile would be mostly padding.
-    pub const ROWS_32: GemmTile = GemmTile { wg_x: 16, wg_y: 8 };
-    pub const ROWS_16: GemmTile = GemmTile { wg_x: 16, wg_y: 4 };
     /// 32×32, 64 threads: four times the workgroups of `LARGE` for problems whose 64×64
     /// grid would leave a large GPU idle (late layers at batch 1).
     pub const SMALL: GemmTile = GemmTile { wg_x: 8, wg_y: 8 };
-    /// Every shape the engine uses (tests run each kernel with each).
-    pub const ALL: [GemmTile; 4] = [Self::LARGE, Self::ROWS_32, Self::ROWS_16, Self::SMALL];
+    /// Every shape the engine may pick: 16, 32 or 64 rows × 16, 32 or 64 columns
+    /// (tests run each kernel with each).
+    pub const ALL: [GemmTile; 9] = {
+        let mut all = [Self::LARGE; 9];
+        let sides = [4, 8, 16];
+        let mut i = 0;
+        while i < 9 {
+            all[i] = GemmTile {
+                wg_x: sides[i % 3],
+                wg_y: sides[i / 3],
+            };
+            i += 1;
+        }
+        all
+    };
 
     pub fn rows(self) -> usize {
         4 * self.wg_y as usize
@@ -71,20 +80,28 @@ impl GemmTile {
         m.div_ceil(self.rows()) * n.div_ceil(self.cols()) * problems * splits
     }
 
-    /// The tile for `problems` GEMMs of `m × n` split `splits` ways: the smallest row
-    /// count that holds M (up to 64), then 32×32 instead of 64×64 while the 64×64 grid
-    /// offers fewer than [`FILL_WORKGROUPS`] workgroups.
+    /// The tile for `problems` GEMMs of `m × n` split `splits` ways: the fewest of 16,
+    /// 32 or 64 rows that hold M and columns that hold N (a 64-wide tile over the 16
+    /// pixels of a 4×4 map would be three quarters padding: the z^B data gradient has
+    /// M = 9, small models 12–48 channels, late layers of small images few pixels);
+    /// then 32×32 instead of 64×64 while the 64×64 grid offers fewer than
+    /// [`FILL_WORKGROUPS`] workgroups.
     pub fn for_problem((m, n): (usize, usize), problems: usize, splits: usize) -> GemmTile {
-        if m <= 16 {
-            return Self::ROWS_16;
-        }
-        if m <= 32 {
-            return Self::ROWS_32;
-        }
-        if Self::LARGE.workgroups((m, n), problems, splits) < FILL_WORKGROUPS {
+        let side = |len: usize| -> u32 {
+            match len {
+                0..=16 => 4,
+                17..=32 => 8,
+                _ => 16,
+            }
+        };
+        let tile = GemmTile {
+            wg_x: side(n),
+            wg_y: side(m),
+        };
+        if tile == Self::LARGE && tile.workgroups((m, n), problems, splits) < FILL_WORKGROUPS {
             return Self::SMALL;
         }
-        Self::LARGE
+        tile
     }
 }
 
@@ -329,10 +346,15 @@ mod tests {
 
     #[test]
     fn tile_follows_the_problem_shape() {
+        let tile = |wg_x, wg_y| GemmTile { wg_x, wg_y };
         // The first layer's z^B data gradient: M = 3·3 rows.
-        assert_eq!(GemmTile::for_problem((9, 50176), 1, 1), GemmTile::ROWS_16);
+        assert_eq!(GemmTile::for_problem((9, 50176), 1, 1), tile(16, 4));
         // A 24-channel layer of a small model.
-        assert_eq!(GemmTile::for_problem((24, 4096), 2, 1), GemmTile::ROWS_32);
+        assert_eq!(GemmTile::for_problem((24, 4096), 2, 1), tile(16, 8));
+        // VGG16 conv5 at 64 px: 4×4 pixels.
+        assert_eq!(GemmTile::for_problem((512, 16), 1, 1), tile(4, 16));
+        assert_eq!(GemmTile::ALL.len(), 9);
+        assert!(GemmTile::ALL.contains(&GemmTile::LARGE));
         // VGG16 conv1_2 at 224 px, batch 1: 784 workgroups of 64×64.
         assert_eq!(GemmTile::for_problem((64, 50176), 1, 1), GemmTile::LARGE);
         // VGG16 conv5 at 224 px, batch 1: 32 workgroups of 64×64, 112 of 32×32.

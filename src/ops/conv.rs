@@ -84,9 +84,14 @@ impl GemmTile {
     /// 32 or 64 rows that hold M and columns that hold N (a 64-wide tile over the 16
     /// pixels of a 4×4 map would be three quarters padding: the z^B data gradient has
     /// M = 9, small models 12–48 channels, late layers of small images few pixels);
-    /// then 32×32 instead of 64×64 while the 64×64 grid offers fewer than
-    /// [`FILL_WORKGROUPS`] workgroups.
-    pub fn for_problem((m, n): (usize, usize), problems: usize, splits: usize) -> GemmTile {
+    /// then 32×32 instead of 64×64 while the 64×64 grid offers fewer than `fill`
+    /// workgroups (the adapter's [`GpuContext::fill_workgroups`]).
+    pub fn for_problem(
+        (m, n): (usize, usize),
+        problems: usize,
+        splits: usize,
+        fill: usize,
+    ) -> GemmTile {
         let side = |len: usize| -> u32 {
             match len {
                 0..=16 => 4,
@@ -98,16 +103,12 @@ impl GemmTile {
             wg_x: side(n),
             wg_y: side(m),
         };
-        if tile == Self::LARGE && tile.workgroups((m, n), problems, splits) < FILL_WORKGROUPS {
+        if tile == Self::LARGE && tile.workgroups((m, n), problems, splits) < fill {
             return Self::SMALL;
         }
         tile
     }
 }
-
-/// Workgroups below which a 64×64 grid is taken to leave a large GPU idle (about two
-/// per streaming multiprocessor on a 132-SM card).
-pub const FILL_WORKGROUPS: usize = 256;
 
 /// Records one implicit-GEMM convolution kernel over an `m × n` output tile grid for
 /// `z` independent problems (images, or image × section), each split `k_splits` ways
@@ -125,7 +126,7 @@ pub(crate) fn conv_gemm(
 ) {
     let tile = rec
         .gemm_tile
-        .unwrap_or_else(|| GemmTile::for_problem((m, n), z, k_splits));
+        .unwrap_or_else(|| GemmTile::for_problem((m, n), z, k_splits, rec.ctx.fill_workgroups));
     let groups = [
         n.div_ceil(tile.cols()) as u32,
         m.div_ceil(tile.rows()) as u32,
@@ -344,25 +345,42 @@ pub fn conv2d_wgrad(
 mod tests {
     use super::*;
 
+    /// A large GPU's fill target (see `GpuContext::fill_workgroups`).
+    const FILL: usize = 256;
+
     #[test]
     fn tile_follows_the_problem_shape() {
         let tile = |wg_x, wg_y| GemmTile { wg_x, wg_y };
         // The first layer's z^B data gradient: M = 3·3 rows.
-        assert_eq!(GemmTile::for_problem((9, 50176), 1, 1), tile(16, 4));
+        assert_eq!(GemmTile::for_problem((9, 50176), 1, 1, FILL), tile(16, 4));
         // A 24-channel layer of a small model.
-        assert_eq!(GemmTile::for_problem((24, 4096), 2, 1), tile(16, 8));
+        assert_eq!(GemmTile::for_problem((24, 4096), 2, 1, FILL), tile(16, 8));
         // VGG16 conv5 at 64 px: 4×4 pixels.
-        assert_eq!(GemmTile::for_problem((512, 16), 1, 1), tile(4, 16));
+        assert_eq!(GemmTile::for_problem((512, 16), 1, 1, FILL), tile(4, 16));
         assert_eq!(GemmTile::ALL.len(), 9);
         assert!(GemmTile::ALL.contains(&GemmTile::LARGE));
         // VGG16 conv1_2 at 224 px, batch 1: 784 workgroups of 64×64.
-        assert_eq!(GemmTile::for_problem((64, 50176), 1, 1), GemmTile::LARGE);
+        assert_eq!(
+            GemmTile::for_problem((64, 50176), 1, 1, FILL),
+            GemmTile::LARGE
+        );
         // VGG16 conv5 at 224 px, batch 1: 32 workgroups of 64×64, 112 of 32×32.
-        assert_eq!(GemmTile::for_problem((512, 196), 1, 1), GemmTile::SMALL);
+        assert_eq!(
+            GemmTile::for_problem((512, 196), 1, 1, FILL),
+            GemmTile::SMALL
+        );
         assert_eq!(GemmTile::SMALL.workgroups((512, 196), 1, 1), 112);
         // The same layer at batch 16 fills the GPU with 64×64 tiles.
-        assert_eq!(GemmTile::for_problem((512, 196), 16, 1), GemmTile::LARGE);
+        assert_eq!(
+            GemmTile::for_problem((512, 196), 16, 1, FILL),
+            GemmTile::LARGE
+        );
         // Split-K counts towards the workgroups.
-        assert_eq!(GemmTile::for_problem((512, 196), 1, 8), GemmTile::LARGE);
+        assert_eq!(
+            GemmTile::for_problem((512, 196), 1, 8, FILL),
+            GemmTile::LARGE
+        );
+        // A CPU device (lavapipe) is filled by a few workgroups: 64×64 keeps the reuse.
+        assert_eq!(GemmTile::for_problem((512, 196), 1, 1, 4), GemmTile::LARGE);
     }
 }

@@ -9,6 +9,7 @@ use crate::explain::{explain, RspOptions};
 use crate::gpu::{Backend, ContextOptions, GpuContext, Recorder};
 use crate::models::gpu::GpuModel;
 use crate::models::{zoo, Model};
+use crate::ops::conv::GemmTile;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -29,10 +30,17 @@ pub fn run(backend: Backend, args: &BenchArgs) -> Result<()> {
             )
         })?,
     };
+    let gemm_tile = match args.gemm_tile.as_str() {
+        "auto" => None,
+        s => Some(GemmTile::parse(s).ok_or_else(|| {
+            anyhow!("--gemm-tile '{s}': expected auto or ROWSxCOLS with each of 16, 32, 64")
+        })?),
+    };
     let ctx = GpuContext::new(&ContextOptions {
         backend,
         profile: args.profile,
         weights: args.weights_dtype,
+        gemm_tile,
         ..Default::default()
     })?;
     let gm = GpuModel::upload(&ctx, &model);
@@ -40,7 +48,7 @@ pub fn run(backend: Backend, args: &BenchArgs) -> Result<()> {
     let weight_bytes = ctx.peak_memory();
     let input = zoo::random_tensor(&[args.batch, 3, args.size, args.size], 12345, -2.0, 2.0);
     println!(
-        "adapter: {} ({:?}, {:?})\nmodel: {} ({}), input {}x{}, batch {}, weights {} (weights on the GPU: {:.3} MiB)",
+        "adapter: {} ({:?}, {:?})\nmodel: {} ({}), input {}x{}, batch {}, weights {} (weights on the GPU: {:.3} MiB), GEMM tiles {}",
         ctx.adapter.name,
         ctx.adapter.backend,
         ctx.adapter.device_type,
@@ -52,7 +60,8 @@ pub fn run(backend: Backend, args: &BenchArgs) -> Result<()> {
         args.size,
         args.batch,
         args.weights_dtype.wgsl(),
-        weight_bytes as f64 / (1 << 20) as f64
+        weight_bytes as f64 / (1 << 20) as f64,
+        args.gemm_tile
     );
 
     let forward = || -> Result<()> {

@@ -161,6 +161,10 @@ pub struct BenchArgs {
     /// After timing, run once more with GPU timestamps and print the time per kernel.
     #[arg(long)]
     pub profile: bool,
+    /// Convolution GEMM tile shape: auto (chosen per layer and adapter) or ROWSxCOLS
+    /// with each 16, 32 or 64 (e.g. 64x64) for every layer, to compare on a new GPU.
+    #[arg(long, default_value = "auto", value_name = "auto|RxC")]
+    pub gemm_tile: String,
     /// Storage of the model's convolution and linear weights on the GPU: f32, or f16
     /// (half the weight memory and bandwidth; arithmetic stays f32; maps differ from
     /// f32 by about the rounding of the weights; needs an adapter with shader f16).

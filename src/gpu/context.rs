@@ -78,6 +78,9 @@ pub struct ContextOptions {
     /// parity mode) or f16 (half the weight memory and bandwidth, f32 arithmetic;
     /// needs the adapter's `SHADER_F16`).
     pub weights: super::DType,
+    /// One GEMM tile shape for every convolution kernel instead of the per-problem
+    /// choice (`rsp bench --gemm-tile`, to compare shapes on a new GPU).
+    pub gemm_tile: Option<crate::ops::conv::GemmTile>,
 }
 
 /// One line of `rsp adapters`.
@@ -175,6 +178,8 @@ pub struct GpuContext {
     /// such as lavapipe, where smaller tiles only lose reuse (VGG16 RSP at 64 px on
     /// lavapipe: 9.6 s with 32×32 tiles in the late layers, 8.6 s with 64×64).
     pub fill_workgroups: usize,
+    /// `ContextOptions::gemm_tile`.
+    pub gemm_tile: Option<crate::ops::conv::GemmTile>,
     /// Held by the one [`Recorder`](super::Recorder) recording at a time: buffers freed
     /// while recording are reused only by later commands of the same recording.
     pub(crate) recording: Mutex<()>,
@@ -264,6 +269,7 @@ impl GpuContext {
             profiler,
             weight_dtype: opts.weights,
             fill_workgroups,
+            gemm_tile: opts.gemm_tile,
             placeholder,
             recording: Mutex::new(()),
             device,

@@ -66,6 +66,19 @@ impl GemmTile {
         all
     };
 
+    /// Parses `ROWSxCOLS` (each 16, 32 or 64), e.g. `64x64`.
+    pub fn parse(s: &str) -> Option<GemmTile> {
+        let (rows, cols) = s.split_once('x')?;
+        let side = |v: &str| match v.trim().parse::<u32>().ok()? {
+            v @ (16 | 32 | 64) => Some(v / 4),
+            _ => None,
+        };
+        Some(GemmTile {
+            wg_y: side(rows)?,
+            wg_x: side(cols)?,
+        })
+    }
+
     pub fn rows(self) -> usize {
         4 * self.wg_y as usize
     }
@@ -126,6 +139,7 @@ pub(crate) fn conv_gemm(
 ) {
     let tile = rec
         .gemm_tile
+        .or(rec.ctx.gemm_tile)
         .unwrap_or_else(|| GemmTile::for_problem((m, n), z, k_splits, rec.ctx.fill_workgroups));
     let groups = [
         n.div_ceil(tile.cols()) as u32,
@@ -358,6 +372,10 @@ mod tests {
         // VGG16 conv5 at 64 px: 4×4 pixels.
         assert_eq!(GemmTile::for_problem((512, 16), 1, 1, FILL), tile(4, 16));
         assert_eq!(GemmTile::ALL.len(), 9);
+        assert_eq!(GemmTile::parse("64x16"), Some(tile(4, 16)));
+        assert_eq!(GemmTile::parse("32x32"), Some(GemmTile::SMALL));
+        assert_eq!(GemmTile::parse("48x64"), None);
+        assert_eq!(GemmTile::parse("64"), None);
         assert!(GemmTile::ALL.contains(&GemmTile::LARGE));
         // VGG16 conv1_2 at 224 px, batch 1: 784 workgroups of 64×64.
         assert_eq!(

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Prepares everything a GPU device run needs in git-ignored folders of the repo (the
+# device machine has no Rust toolchain and no network): the rsp binary and the GPU
+# test binaries (stripped) plus the golden files, packed as devrun/bundle.tar.xz
+# (about 45 MB; unpacked they exceed the 64 MiB a device call may carry), and the
+# Vulkan loader debs in .gl/. Then, with the device tool:
+#   run(command="bash tools/device_check.sh", carry=[".gl", "devrun"], timeout_s=540)
+# Golden files stay out of git (devrun/ is ignored); they travel only to the device.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release
+cargo test --release --no-run 2>&1 | tee /tmp/rsp-test-build.log
+stage=$(mktemp -d)
+mkdir -p "$stage/devrun/tests" "$stage/devrun/golden"
+cp target/release/rsp "$stage/devrun/rsp"
+# The GPU suites among cargo's "Executable tests/NAME.rs (PATH)" lines (all of them
+# would not fit the 64 MiB that may travel).
+for suite in shaders_valid ops_gpu rules_gpu models_gpu golden_gpu baselines_gpu cli; do
+    bin=$(grep -o "Executable tests/$suite\.rs ([^)]*)" /tmp/rsp-test-build.log | sed 's/.*(\(.*\))/\1/')
+    cp "$bin" "$stage/devrun/tests/"
+done
+strip "$stage/devrun/rsp" "$stage/devrun/tests/"*
+cp ../shared/golden/*.safetensors "$stage/devrun/golden/"
+rm -rf devrun && mkdir devrun
+tar -C "$stage" -cf - devrun | xz -9 -T0 > devrun/bundle.tar.xz
+rm -rf "$stage"
+if [ ! -d .gl ] || [ -z "$(ls .gl/*.deb 2>/dev/null)" ]; then
+    mkdir -p .gl /tmp/amd64/partial
+    o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
+    # shellcheck disable=SC2086
+    apt-get $o update >/dev/null
+    # shellcheck disable=SC2086
+    (cd .gl && apt-get $o download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
+fi
+du -sh devrun .gl

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# One prepared GPU check (run on the device machine from the repo root, after
+# tools/device_bundle.sh here): the GPU test suites on the real adapter, then the
+# end-to-end comparison with the PyTorch RSP (benches/torch_rsp.py --rsp-bin) for
+# VGG16 and ResNet50 at 224 px, batch 1 and 16, a per-kernel profile, and the f16
+# weight mode. Everything is also written to $OUT/device_check.log.
+set -uo pipefail
+LOG="${OUT:-/tmp}/device_check.log"
+exec > >(tee "$LOG") 2>&1
+tar -xJf devrun/bundle.tar.xz
+for f in .gl/*.deb; do dpkg -x "$f" /; done
+ldconfig
+if ! ldconfig -p | grep -q libvulkan; then echo "no Vulkan loader"; fi
+export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json}
+# The test binaries look for the crate at the path it was built in and for the golden
+# files beside it (../shared/golden).
+mkdir -p /work/shared
+[ -e /work/main ] || ln -s "$PWD" /work/main
+[ -e /work/shared/golden ] || ln -s "$PWD/devrun/golden" /work/shared/golden
+# tests/cli.rs runs the binary cargo built (CARGO_BIN_EXE_rsp).
+mkdir -p target/release && ln -sf "$PWD/devrun/rsp" target/release/rsp
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+./devrun/rsp adapters
+echo "== tests on the GPU"
+for t in devrun/tests/*; do
+    echo "-- $(basename "$t")"
+    timeout 120 "$t" --test-threads 4 2>&1 | grep -E "^test result|FAILED|panicked" || echo "FAILED to run $t"
+done
+echo "== rsp vs PyTorch (float32, TF32 off)"
+for m in vgg16 resnet50; do
+    for b in 1 16; do
+        timeout 150 python3 benches/torch_rsp.py --model "$m" --size 224 --batch "$b" --runs 5 \
+            --rsp-bin ./devrun/rsp | grep -E "^device|summary|rsp>|^rsp|^forward"
+    done
+done
+echo "== where the time goes (VGG16 and ResNet50, batch 1)"
+timeout 120 ./devrun/rsp bench --model vgg16 --size 224 --batch 1 --runs 3 --profile | head -40
+timeout 120 ./devrun/rsp bench --model resnet50 --size 224 --batch 1 --runs 3 --profile | head -30
+echo "== GEMM tiles: per-layer choice vs 64x64 everywhere (batch 1)"
+for m in vgg16 resnet50; do
+    for t in auto 64x64; do
+        timeout 90 ./devrun/rsp bench --model "$m" --size 224 --batch 1 --runs 5 --gemm-tile "$t" | grep -E "^(model|rsp)"
+    done
+done
+echo "== f16 weights"
+for m in vgg16 resnet50; do
+    timeout 90 ./devrun/rsp bench --model "$m" --size 224 --batch 1 --runs 5 --weights-dtype f16
+done

@@ -1,11 +1,18 @@
-// Transposed convolution (adjoint w.r.t. the input) as an implicit GEMM:
-// C[z, i, pixel] = Σ_(o,u,v) A[i, (o,u,v)] · B[(o,u,v), pixel].
+// Transposed convolution (adjoint w.r.t. the input) as implicit GEMMs, one per stride
+// phase: C[z, i, pixel] = Σ_(o,u,v) A[i, (o,u,v)] · B[(o,u,v), pixel].
+// Input pixel (y, x) only meets the kernel taps u ≡ y + pad, v ≡ x + pad (mod STRIDE),
+// so the pixels are grouped by phase (py, px) = ((y + pad) mod S, (x + pad) mod S) and
+// each phase's GEMM runs over its own taps only (per output channel at most 4 of 9 for a
+// 3×3 stride-2 kernel, 16 of 49 for the 7×7 stem, 1 of 1 in one phase of four for a 1×1
+// stride-2 kernel) instead of multiplying the zeros of the other taps. Stride 1 is one
+// phase with every tap, in the usual order. The phase is a pipeline constant (one
+// dispatch per phase), so its tap counts are compile-time values.
 // MODE 0: data gradient, out = convT(S, W); with POS_WEIGHTS, convT(S, pos(W)) (LRP-α1β0),
 //         with NEG_WEIGHTS, convT(S, min(W, 0)) (RAP).
 // MODE 1: RSP sectional redistribution and combination. K holds both sections, the
 //         hostile one negated, so one pass gives convT(Q⁺, G⁺) − convT(Q⁻, G⁻); the
 //         epilogue multiplies by pos(x) and FACTOR (2 for kernels larger than 1×1):
-//         C = FACTOR · (C⁺ − C⁻). The purging shift follows in rsp_shift.wgsl.
+//         C = FACTOR · (C⁺ − C⁻). The purging shift follows in elementwise RSP_SHIFT.
 // MODE 2: RSP first layer (z^B). M holds three stacked copies of the input channels
 //         with weights (W, pos(W), min(W, 0)); the epilogue scales them by (x, −L, −H)
 //         into [N, 3, C_in, H, W], which zb_sum adds up.
@@ -14,6 +21,9 @@ override MODE: u32 = 0u;
 override FACTOR: f32 = 1.0;
 override POS_WEIGHTS: bool = false;
 override NEG_WEIGHTS: bool = false;
+// The phase's residues (py, px), each in 0..STRIDE.
+override PHASE_Y: u32 = 0u;
+override PHASE_X: u32 = 0u;
 
 @group(0) @binding(0) var<storage, read> s: array<f32>;
 @group(0) @binding(1) var<storage, read> w: array<weight_t>;
@@ -21,32 +31,95 @@ override NEG_WEIGHTS: bool = false;
 @group(0) @binding(3) var<storage, read> bounds: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
-fn gemm_m() -> u32 {
+fn problem_of(z: u32) -> u32 {
+    return z;
+}
+
+fn phase_of(z: u32) -> vec2<u32> {
+    return vec2<u32>(PHASE_Y, PHASE_X);
+}
+
+// First input row (column) of residue r: the smallest y ≥ 0 with (y + pad) mod S = r.
+fn phase_start(r: u32) -> u32 {
+    return (r + STRIDE - p.pad % STRIDE) % STRIDE;
+}
+
+// Pixels of residue r along a side of `len`.
+fn phase_len(r: u32, len: u32) -> u32 {
+    let start = phase_start(r);
+    if (start >= len) {
+        return 0u;
+    }
+    return (len - start + STRIDE - 1u) / STRIDE;
+}
+
+// Offset within one input image of the phase's pixel n.
+fn phase_pixel(z: u32, n: u32) -> u32 {
+    let ph = phase_of(z);
+    let pw = phase_len(ph.y, p.w);
+    let y = phase_start(ph.x) + (n / pw) * STRIDE;
+    let xx = phase_start(ph.y) + (n % pw) * STRIDE;
+    return y * p.w + xx;
+}
+
+// Kernel taps u ≡ r (mod STRIDE) in 0..k: none when r ≥ k (a 1×1 stride-2 kernel
+// reaches one phase of four; the others are all zero and cost nothing).
+fn phase_kernel_len(r: u32, k: u32) -> u32 {
+    if (r >= k) {
+        return 0u;
+    }
+    return (k - r + STRIDE - 1u) / STRIDE;
+}
+
+// (taps along y, taps along x) of problem z's phase.
+fn phase_kernel(z: u32) -> vec2<u32> {
+    let ph = phase_of(z);
+    return vec2<u32>(phase_kernel_len(ph.x, KH), phase_kernel_len(ph.y, KW));
+}
+
+fn phase_taps(z: u32) -> u32 {
+    let pk = phase_kernel(z);
+    return p.c_out * pk.x * pk.y;
+}
+
+// Kernel tap (o, u, v) of column t of the phase's taps.
+fn phase_tap(z: u32, t: u32) -> vec3<u32> {
+    let ph = phase_of(z);
+    let pk = phase_kernel(z);
+    let per = pk.x * pk.y;
+    let o = t / per;
+    let u = ph.x + ((t % per) / pk.y) * STRIDE;
+    let v = ph.y + (t % pk.y) * STRIDE;
+    return vec3<u32>(o, u, v);
+}
+
+fn gemm_m(z: u32) -> u32 {
     if (MODE == 2u) {
         return 3u * p.c_in;
     }
     return p.c_in;
 }
 
-fn gemm_n() -> u32 {
-    return p.h * p.w;
+fn gemm_n(z: u32) -> u32 {
+    let ph = phase_of(z);
+    return phase_len(ph.x, p.h) * phase_len(ph.y, p.w);
 }
 
-fn gemm_k() -> u32 {
+fn gemm_k(z: u32) -> u32 {
     if (MODE == 1u) {
-        return 2u * taps_out();
+        return 2u * phase_taps(z);
     }
-    return taps_out();
+    return phase_taps(z);
 }
 
 fn load_a(z: u32, m: u32, k: u32) -> f32 {
+    let tap = phase_tap(z, k % phase_taps(z));
     let kk = KH * KW;
-    let t = k % taps_out();
-    let o = t / kk;
-    let uv = t % kk;
+    let o = tap.x;
+    let uv = tap.y * KW + tap.z;
     if (MODE == 1u) {
-        let section = k / taps_out();
-        let g = f32(w[((z * 2u + section) * p.c_out + o) * taps_in() + m * kk + uv]);
+        let section = k / phase_taps(z);
+        let g = f32(w[((problem_of(z) * 2u + section) * p.c_out + o) * taps_in() + m * kk + uv]);
         if (section == 0u) {
             return g;
         }
@@ -74,38 +147,44 @@ fn load_a(z: u32, m: u32, k: u32) -> f32 {
 }
 
 fn load_b(z: u32, k: u32, n: u32) -> f32 {
-    let kk = KH * KW;
-    let t = k % taps_out();
-    let o = t / kk;
-    let u = (t % kk) / KW;
-    let v = t % KW;
-    let off = output_tap(o, u, v, n / p.w, n % p.w);
-    if (off < 0) {
+    let tap = phase_tap(z, k % phase_taps(z));
+    let pix = phase_pixel(z, n);
+    // (y + pad − u) is a multiple of STRIDE by the choice of phase.
+    let ty = i32(pix / p.w + p.pad) - i32(tap.y);
+    let tx = i32(pix % p.w + p.pad) - i32(tap.z);
+    if (ty < 0 || tx < 0) {
         return 0.0;
     }
-    var row = z;
-    if (MODE == 1u) {
-        row = z * 2u + k / taps_out();
+    let oy = u32(ty) / STRIDE;
+    let ox = u32(tx) / STRIDE;
+    if (oy >= p.ho || ox >= p.wo) {
+        return 0.0;
     }
-    return s[row * p.c_out * p.ho * p.wo + u32(off)];
+    var row = problem_of(z);
+    if (MODE == 1u) {
+        row = row * 2u + k / phase_taps(z);
+    }
+    return s[row * p.c_out * p.ho * p.wo + (tap.x * p.ho + oy) * p.wo + ox];
 }
 
 fn store_c(z: u32, split: u32, m: u32, n: u32, acc: f32) {
     let hw = p.h * p.w;
+    let img = problem_of(z);
+    let pix = phase_pixel(z, n);
     if (MODE == 0u) {
-        out[(z * p.c_in + m) * hw + n] = acc;
+        out[(img * p.c_in + m) * hw + pix] = acc;
         return;
     }
     if (MODE == 1u) {
-        let xv = max(x[(z * p.c_in + m) * hw + n], 0.0);
-        out[(z * p.c_in + m) * hw + n] = FACTOR * (xv * acc);
+        let xv = max(x[(img * p.c_in + m) * hw + pix], 0.0);
+        out[(img * p.c_in + m) * hw + pix] = FACTOR * (xv * acc);
         return;
     }
     let section = m / p.c_in;
     let i = m % p.c_in;
-    var coef = x[(z * p.c_in + i) * hw + n];
+    var coef = x[(img * p.c_in + i) * hw + pix];
     if (section > 0u) {
-        coef = -bounds[z * 2u + section - 1u];
+        coef = -bounds[img * 2u + section - 1u];
     }
-    out[((z * 3u + section) * p.c_in + i) * hw + n] = coef * acc;
+    out[((img * 3u + section) * p.c_in + i) * hw + pix] = coef * acc;
 }

@@ -34,10 +34,6 @@ fn taps_in() -> u32 {
     return p.c_in * KH * KW;
 }
 
-fn taps_out() -> u32 {
-    return p.c_out * KH * KW;
-}
-
 // Offset within one input image of the element that kernel tap `t` = (c, u, v) reads
 // for output pixel (oy, ox); -1 where the tap falls into the zero padding.
 fn input_tap(t: u32, oy: u32, ox: u32) -> i32 {
@@ -51,23 +47,4 @@ fn input_tap(t: u32, oy: u32, ox: u32) -> i32 {
         return -1;
     }
     return i32((c * p.h + u32(iy)) * p.w + u32(ix));
-}
-
-// Offset within one output image of the element that input pixel (y, x) meets through
-// kernel tap (o, u, v) in the transposed convolution; -1 where there is none.
-fn output_tap(o: u32, u: u32, v: u32, y: u32, x: u32) -> i32 {
-    let ty = i32(y + p.pad) - i32(u);
-    let tx = i32(x + p.pad) - i32(v);
-    if (ty < 0 || tx < 0) {
-        return -1;
-    }
-    if (u32(ty) % STRIDE != 0u || u32(tx) % STRIDE != 0u) {
-        return -1;
-    }
-    let oy = u32(ty) / STRIDE;
-    let ox = u32(tx) / STRIDE;
-    if (oy >= p.ho || ox >= p.wo) {
-        return -1;
-    }
-    return i32((o * p.ho + oy) * p.wo + ox);
 }

@@ -4,7 +4,7 @@
 use crate::explain::RSP_EPS;
 use crate::gpu::{Binding, GpuTensor, Recorder};
 use crate::models::layers::{ConvGeometry, MaxPool2d};
-use crate::ops::conv::{conv_gemm, wgrad_gemm};
+use crate::ops::conv::{conv_gemm, dgrad_gemm, wgrad_gemm};
 use crate::ops::elementwise::{elementwise, residual_split, ElementwiseOp, Layout, ResidualSplit};
 use crate::ops::{max_pool2d_route, min_max, sum_and_count_nonzero, GpuBatchNorm, GpuConv};
 
@@ -51,9 +51,8 @@ pub fn rsp_conv_rule(
     //    variant by kernel height (`kernel_size[0] != 1`).
     let full_rule = g.kh != 1;
     let c = ctx.empty(&[n, g.c_in, h, w]);
-    conv_gemm(
+    dgrad_gemm(
         rec,
-        "conv2d_dgrad",
         &[("MODE", 1.0), ("FACTOR", if full_rule { 2.0 } else { 1.0 })],
         &[
             Binding::read(&q),
@@ -64,8 +63,8 @@ pub fn rsp_conv_rule(
         ],
         g,
         (h, w),
-        (g.c_in, h * w, n),
-        1,
+        g.c_in,
+        n,
     );
     drop((maps, q));
     if !full_rule {
@@ -116,9 +115,8 @@ pub fn rsp_first_conv_rule(
     );
     // x ⊙ convT(S, W), −L ⊙ convT(S, W⁺), −H ⊙ convT(S, W⁻), then their sum.
     let terms = ctx.empty(&[n, 3, g.c_in, h, w]);
-    conv_gemm(
+    dgrad_gemm(
         rec,
-        "conv2d_dgrad",
         &[("MODE", 2.0), ("FACTOR", 1.0)],
         &[
             Binding::read(&s),
@@ -129,8 +127,8 @@ pub fn rsp_first_conv_rule(
         ],
         g,
         (h, w),
-        (3 * g.c_in, h * w, n),
-        1,
+        3 * g.c_in,
+        n,
     );
     let per_image = g.c_in * h * w;
     elementwise(

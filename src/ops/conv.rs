@@ -164,6 +164,48 @@ pub(crate) fn conv_gemm(
     );
 }
 
+/// Records the transposed-convolution kernel (`conv2d_dgrad.wgsl`, in the given mode)
+/// for `problems` images with `m` output rows: one dispatch per stride phase (the
+/// residues of y + pad and x + pad modulo the stride), each a GEMM over that phase's
+/// input pixels and kernel taps. Phases that meet no tap still run, to write zeros.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn dgrad_gemm(
+    rec: &mut Recorder,
+    constants: &[(&'static str, f64)],
+    bindings: &[Binding; 5],
+    g: &ConvGeometry,
+    (h, w): (usize, usize),
+    m: usize,
+    problems: usize,
+) {
+    let s = g.stride;
+    // Pixels y in 0..len with (y + pad) mod s = r.
+    let phase_len = |r: usize, len: usize| {
+        let start = (r + s - g.padding % s) % s;
+        len.saturating_sub(start).div_ceil(s)
+    };
+    for py in 0..s {
+        for px in 0..s {
+            let pixels = phase_len(py, h) * phase_len(px, w);
+            if pixels == 0 {
+                continue;
+            }
+            let mut specialised = constants.to_vec();
+            specialised.extend([("PHASE_Y", py as f64), ("PHASE_X", px as f64)]);
+            conv_gemm(
+                rec,
+                "conv2d_dgrad",
+                &specialised,
+                bindings,
+                g,
+                (h, w),
+                (m, pixels, problems),
+                1,
+            );
+        }
+    }
+}
+
 /// Workgroups a GEMM should offer to keep a large GPU busy.
 const TARGET_WORKGROUPS: usize = 1024;
 
@@ -322,25 +364,25 @@ pub fn conv2d_dgrad(
 ) -> GpuTensor {
     let (n, _, _, _) = dims4(s);
     let out = rec.ctx.empty(&[n, g.c_in, in_hw.0, in_hw.1]);
-    conv_gemm(
+    let bindings = [
+        Binding::read(s),
+        Binding::read(weight),
+        rec.unused(),
+        rec.unused(),
+        Binding::write(&out),
+    ];
+    dgrad_gemm(
         rec,
-        "conv2d_dgrad",
         &[
             ("MODE", 0.0),
             ("POS_WEIGHTS", (weights == Weights::Positive) as u8 as f64),
             ("NEG_WEIGHTS", (weights == Weights::Negative) as u8 as f64),
         ],
-        &[
-            Binding::read(s),
-            Binding::read(weight),
-            rec.unused(),
-            rec.unused(),
-            Binding::write(&out),
-        ],
+        &bindings,
         g,
         in_hw,
-        (g.c_in, in_hw.0 * in_hw.1, n),
-        1,
+        g.c_in,
+        n,
     );
     out
 }

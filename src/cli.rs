@@ -161,6 +161,9 @@ pub struct BenchArgs {
     /// After timing, run once more with GPU timestamps and print the time per kernel.
     #[arg(long)]
     pub profile: bool,
+    /// wgpu backend: auto (the native API, OpenGL as a fallback), vulkan, metal, dx12 or gl.
+    #[arg(long, default_value = "auto", value_parser = parse_backend)]
+    pub backend: Backend,
     /// Convolution GEMM tile shape: auto (chosen per layer and adapter) or ROWSxCOLS
     /// with each 16, 32 or 64 (e.g. 64x64) for every layer, to compare on a new GPU.
     #[arg(long, default_value = "auto", value_name = "auto|RxC")]
@@ -247,7 +250,7 @@ pub fn run(cli: &Cli) -> Result<bool> {
         return Ok(true);
     }
     if let Some(Command::Bench(b)) = &cli.command {
-        crate::bench::run(cli.backend, b)?;
+        crate::bench::run(b.backend, b)?;
         return Ok(true);
     }
     if let Some(Command::Synth(s)) = &cli.command {

@@ -822,6 +822,8 @@ fn bench_reports_times_memory_and_adapter_in_both_weight_dtypes() {
     for dtype in ["f32", "f16"] {
         let o = rsp(&[
             "bench",
+            "--backend",
+            "vulkan",
             "--weights",
             &g,
             "--size",

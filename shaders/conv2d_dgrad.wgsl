@@ -31,14 +31,6 @@ override PHASE_X: u32 = 0u;
 @group(0) @binding(3) var<storage, read> bounds: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
-fn problem_of(z: u32) -> u32 {
-    return z;
-}
-
-fn phase_of(z: u32) -> vec2<u32> {
-    return vec2<u32>(PHASE_Y, PHASE_X);
-}
-
 // First input row (column) of residue r: the smallest y ≥ 0 with (y + pad) mod S = r.
 fn phase_start(r: u32) -> u32 {
     return (r + STRIDE - p.pad % STRIDE) % STRIDE;
@@ -54,72 +46,60 @@ fn phase_len(r: u32, len: u32) -> u32 {
 }
 
 // Offset within one input image of the phase's pixel n.
-fn phase_pixel(z: u32, n: u32) -> u32 {
-    let ph = phase_of(z);
-    let pw = phase_len(ph.y, p.w);
-    let y = phase_start(ph.x) + (n / pw) * STRIDE;
-    let xx = phase_start(ph.y) + (n % pw) * STRIDE;
+fn phase_pixel(n: u32) -> u32 {
+    let pw = phase_len(PHASE_X, p.w);
+    let y = phase_start(PHASE_Y) + (n / pw) * STRIDE;
+    let xx = phase_start(PHASE_X) + (n % pw) * STRIDE;
     return y * p.w + xx;
 }
 
-// Kernel taps u ≡ r (mod STRIDE) in 0..k: none when r ≥ k (a 1×1 stride-2 kernel
-// reaches one phase of four; the others are all zero and cost nothing).
-fn phase_kernel_len(r: u32, k: u32) -> u32 {
-    if (r >= k) {
-        return 0u;
-    }
-    return (k - r + STRIDE - 1u) / STRIDE;
+// Kernel taps u ≡ PHASE_Y (mod STRIDE) in 0..KH (and likewise along x): ⌈(KH − r)/S⌉,
+// which is 0 when r ≥ KH (a 1×1 stride-2 kernel reaches one phase of four; the others
+// have K = 0 and only write zeros).
+override PHASE_KH: u32 = (KH + STRIDE - 1u - PHASE_Y) / STRIDE;
+override PHASE_KW: u32 = (KW + STRIDE - 1u - PHASE_X) / STRIDE;
+
+fn phase_taps() -> u32 {
+    return p.c_out * PHASE_KH * PHASE_KW;
 }
 
-// (taps along y, taps along x) of problem z's phase.
-fn phase_kernel(z: u32) -> vec2<u32> {
-    let ph = phase_of(z);
-    return vec2<u32>(phase_kernel_len(ph.x, KH), phase_kernel_len(ph.y, KW));
-}
-
-fn phase_taps(z: u32) -> u32 {
-    let pk = phase_kernel(z);
-    return p.c_out * pk.x * pk.y;
-}
-
-// Kernel tap (o, u, v) of column t of the phase's taps.
-fn phase_tap(z: u32, t: u32) -> vec3<u32> {
-    let ph = phase_of(z);
-    let pk = phase_kernel(z);
-    let per = pk.x * pk.y;
+// Kernel tap (o, u, v) of column t of the phase's taps. (Never called for a phase
+// without taps; the max() only keeps its divisors non-zero at pipeline creation.)
+fn phase_tap(t: u32) -> vec3<u32> {
+    let kw = max(PHASE_KW, 1u);
+    let per = max(PHASE_KH * PHASE_KW, 1u);
     let o = t / per;
-    let u = ph.x + ((t % per) / pk.y) * STRIDE;
-    let v = ph.y + (t % pk.y) * STRIDE;
+    let u = PHASE_Y + ((t % per) / kw) * STRIDE;
+    let v = PHASE_X + (t % kw) * STRIDE;
     return vec3<u32>(o, u, v);
 }
 
-fn gemm_m(z: u32) -> u32 {
+fn gemm_m() -> u32 {
     if (MODE == 2u) {
         return 3u * p.c_in;
     }
     return p.c_in;
 }
 
-fn gemm_n(z: u32) -> u32 {
-    let ph = phase_of(z);
-    return phase_len(ph.x, p.h) * phase_len(ph.y, p.w);
+fn gemm_n() -> u32 {
+    return phase_len(PHASE_Y, p.h) * phase_len(PHASE_X, p.w);
 }
 
-fn gemm_k(z: u32) -> u32 {
+fn gemm_k() -> u32 {
     if (MODE == 1u) {
-        return 2u * phase_taps(z);
+        return 2u * phase_taps();
     }
-    return phase_taps(z);
+    return phase_taps();
 }
 
 fn load_a(z: u32, m: u32, k: u32) -> f32 {
-    let tap = phase_tap(z, k % phase_taps(z));
+    let tap = phase_tap(k % phase_taps());
     let kk = KH * KW;
     let o = tap.x;
     let uv = tap.y * KW + tap.z;
     if (MODE == 1u) {
-        let section = k / phase_taps(z);
-        let g = f32(w[((problem_of(z) * 2u + section) * p.c_out + o) * taps_in() + m * kk + uv]);
+        let section = k / phase_taps();
+        let g = f32(w[((z * 2u + section) * p.c_out + o) * taps_in() + m * kk + uv]);
         if (section == 0u) {
             return g;
         }
@@ -147,8 +127,8 @@ fn load_a(z: u32, m: u32, k: u32) -> f32 {
 }
 
 fn load_b(z: u32, k: u32, n: u32) -> f32 {
-    let tap = phase_tap(z, k % phase_taps(z));
-    let pix = phase_pixel(z, n);
+    let tap = phase_tap(k % phase_taps());
+    let pix = phase_pixel(n);
     // (y + pad − u) is a multiple of STRIDE by the choice of phase.
     let ty = i32(pix / p.w + p.pad) - i32(tap.y);
     let tx = i32(pix % p.w + p.pad) - i32(tap.z);
@@ -160,17 +140,17 @@ fn load_b(z: u32, k: u32, n: u32) -> f32 {
     if (oy >= p.ho || ox >= p.wo) {
         return 0.0;
     }
-    var row = problem_of(z);
+    var row = z;
     if (MODE == 1u) {
-        row = row * 2u + k / phase_taps(z);
+        row = row * 2u + k / phase_taps();
     }
     return s[row * p.c_out * p.ho * p.wo + (tap.x * p.ho + oy) * p.wo + ox];
 }
 
 fn store_c(z: u32, split: u32, m: u32, n: u32, acc: f32) {
     let hw = p.h * p.w;
-    let img = problem_of(z);
-    let pix = phase_pixel(z, n);
+    let img = z;
+    let pix = phase_pixel(n);
     if (MODE == 0u) {
         out[(img * p.c_in + m) * hw + pix] = acc;
         return;

@@ -22,15 +22,15 @@ fn image_of(z: u32) -> u32 {
     return z;
 }
 
-fn gemm_m(z: u32) -> u32 {
+fn gemm_m() -> u32 {
     return p.c_out;
 }
 
-fn gemm_n(z: u32) -> u32 {
+fn gemm_n() -> u32 {
     return taps_in();
 }
 
-fn gemm_k(z: u32) -> u32 {
+fn gemm_k() -> u32 {
     return p.ho * p.wo;
 }
 

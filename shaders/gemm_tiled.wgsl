@@ -1,7 +1,6 @@
 // Tiled GEMM skeleton shared by the convolution kernels (forward, data gradient,
 // weight gradient). It is appended to an op file that defines the problem:
-//   fn gemm_m(z) -> u32, fn gemm_n(z) -> u32, fn gemm_k(z) -> u32 (problem z's sizes; the
-//   dispatch grid covers the largest), fn gemm_k_splits() -> u32
+//   fn gemm_m() -> u32, fn gemm_n() -> u32, fn gemm_k() -> u32, fn gemm_k_splits() -> u32
 //   fn load_a(z: u32, m: u32, k: u32) -> f32     A is M×K
 //   fn load_b(z: u32, k: u32, n: u32) -> f32     B is K×N
 //   fn store_c(z: u32, split: u32, m: u32, n: u32, acc: f32)
@@ -65,9 +64,9 @@ fn main(
     let split = wg.z % splits;
     let m0 = wg.y * BM;
     let n0 = wg.x * BN;
-    let M = gemm_m(z);
-    let N = gemm_n(z);
-    let k_total = gemm_k(z);
+    let M = gemm_m();
+    let N = gemm_n();
+    let k_total = gemm_k();
     let chunk = ((k_total + splits - 1u) / splits + BK - 1u) / BK * BK;
     let k_lo = split * chunk;
     let K = min(k_total, k_lo + chunk);

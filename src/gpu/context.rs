@@ -79,7 +79,8 @@ pub struct ContextOptions {
     /// needs the adapter's `SHADER_F16`).
     pub weights: super::DType,
     /// One GEMM tile shape for every convolution kernel instead of the per-problem
-    /// choice (`rsp bench --gemm-tile`, to compare shapes on a new GPU).
+    /// choice (`rsp bench --gemm-tile`, to compare shapes on a new GPU; the tests run
+    /// every kernel with every shape).
     pub gemm_tile: Option<crate::ops::conv::GemmTile>,
 }
 

@@ -62,9 +62,6 @@ pub struct Recorder<'c> {
     encoder: Option<wgpu::CommandEncoder>,
     /// Dispatches recorded since creation (for tests and benchmarks).
     pub dispatches: usize,
-    /// Forces one tile shape on every implicit-GEMM kernel (tests run each kernel with
-    /// each shape); `None` picks per problem (`GemmTile::for_problem`).
-    pub gemm_tile: Option<crate::ops::conv::GemmTile>,
     /// Labels of the dispatches timed in the pending submission (profiling only).
     timed: Vec<String>,
     /// Uniform parameter blocks of this recording, one aligned slot per dispatch, so a
@@ -86,7 +83,6 @@ impl<'c> Recorder<'c> {
             _exclusive: ctx.recording.lock().unwrap_or_else(|e| e.into_inner()),
             encoder: None,
             dispatches: 0,
-            gemm_tile: None,
             timed: Vec::new(),
             arena: None,
             pass: None,

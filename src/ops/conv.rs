@@ -125,7 +125,8 @@ impl GemmTile {
 
 /// Records one implicit-GEMM convolution kernel over an `m × n` output tile grid for
 /// `z` independent problems (images, or image × section), each split `k_splits` ways
-/// along K. The tile shape is [`GemmTile::for_problem`] unless the recorder forces one.
+/// along K. The tile shape is [`GemmTile::for_problem`] unless the context forces one
+/// (`ContextOptions::gemm_tile`).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv_gemm(
     rec: &mut Recorder,
@@ -138,8 +139,8 @@ pub(crate) fn conv_gemm(
     k_splits: usize,
 ) {
     let tile = rec
+        .ctx
         .gemm_tile
-        .or(rec.ctx.gemm_tile)
         .unwrap_or_else(|| GemmTile::for_problem((m, n), z, k_splits, rec.ctx.fill_workgroups));
     let groups = [
         n.div_ceil(tile.cols()) as u32,

@@ -56,6 +56,19 @@ pub fn gpu_f16() -> &'static GpuContext {
     })
 }
 
+/// A context on the default adapter that runs every convolution GEMM with tile shape
+/// `GemmTile::ALL[i]` (one context per shape, created once).
+pub fn gpu_with_tile(i: usize) -> &'static GpuContext {
+    static CTXS: [OnceLock<GpuContext>; 9] = [const { OnceLock::new() }; 9];
+    CTXS[i].get_or_init(|| {
+        GpuContext::new(&ContextOptions {
+            gemm_tile: Some(rsp::ops::conv::GemmTile::ALL[i]),
+            ..Default::default()
+        })
+        .unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e:#}"))
+    })
+}
+
 /// `t` with every value rounded to the nearest f16 (what the f16 weight mode stores).
 pub fn round_to_f16(t: &Tensor) -> Tensor {
     Tensor::new(

@@ -15,7 +15,14 @@ use crate::common;
 
 /// Records `f` on the shared context, submits, and reads every returned tensor back.
 pub fn run(f: impl FnOnce(&mut Recorder<'static>) -> Vec<GpuTensor>) -> Vec<Tensor> {
-    let ctx = common::gpu();
+    run_on(common::gpu(), f)
+}
+
+/// [`run`] on a given context.
+pub fn run_on(
+    ctx: &'static rsp::gpu::GpuContext,
+    f: impl FnOnce(&mut Recorder<'static>) -> Vec<GpuTensor>,
+) -> Vec<Tensor> {
     let mut rec = Recorder::new(ctx);
     let outs = f(&mut rec);
     rec.submit();
@@ -371,15 +378,15 @@ pub fn resnet_state(
     sd
 }
 
-/// Runs `f` once with each GEMM tile shape forced and checks that every shape gives
-/// bit-identical outputs (each sums K in the same order); returns the first shape's.
+/// Runs `f` once on a context forcing each GEMM tile shape and checks that every shape
+/// gives bit-identical outputs (each sums K in the same order); returns the first
+/// shape's.
 pub fn each_tile(what: &str, f: impl Fn(&mut Recorder<'static>) -> Vec<GpuTensor>) -> Vec<Tensor> {
     let mut first: Option<Vec<Tensor>> = None;
-    for tile in rsp::ops::conv::GemmTile::ALL {
-        let outs = run(|rec| {
-            rec.gemm_tile = Some(tile);
-            f(rec)
-        });
+    for (i, tile) in rsp::ops::conv::GemmTile::ALL.into_iter().enumerate() {
+        let ctx = common::gpu_with_tile(i);
+        assert_eq!(ctx.gemm_tile, Some(tile));
+        let outs = run_on(ctx, &f);
         match &first {
             None => first = Some(outs),
             Some(want) => {

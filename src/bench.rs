@@ -6,7 +6,7 @@ use anyhow::{anyhow, bail, Result};
 
 use crate::cli::BenchArgs;
 use crate::explain::{explain, RspOptions};
-use crate::gpu::{Backend, ContextOptions, GpuContext, Recorder};
+use crate::gpu::{ContextOptions, GpuContext, Recorder};
 use crate::models::gpu::GpuModel;
 use crate::models::{zoo, Model};
 use crate::ops::conv::GemmTile;
@@ -17,7 +17,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Runs the benchmark and prints one line per measurement.
-pub fn run(backend: Backend, args: &BenchArgs) -> Result<()> {
+pub fn run(args: &BenchArgs) -> Result<()> {
     if args.batch == 0 || args.runs == 0 {
         bail!("--batch and --runs must be at least 1");
     }
@@ -37,11 +37,9 @@ pub fn run(backend: Backend, args: &BenchArgs) -> Result<()> {
         })?),
     };
     let ctx = GpuContext::new(&ContextOptions {
-        backend,
         profile: args.profile,
-        weights: args.weights_dtype,
         gemm_tile,
-        ..Default::default()
+        ..args.device.context_options()
     })?;
     let gm = GpuModel::upload(&ctx, &model);
     // Nothing else is allocated yet: the pool's peak is the weights' storage.
@@ -59,7 +57,7 @@ pub fn run(backend: Backend, args: &BenchArgs) -> Result<()> {
         args.size,
         args.size,
         args.batch,
-        args.weights_dtype.wgsl(),
+        args.device.weights_dtype.wgsl(),
         weight_bytes as f64 / (1 << 20) as f64,
         args.gemm_tile
     );

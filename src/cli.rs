@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::explain::{explain, explain_method, Method, RspOptions, NO_TARGET};
@@ -41,9 +41,8 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// wgpu backend: auto (the native API, OpenGL as a fallback), vulkan, metal, dx12 or gl.
-    #[arg(long, default_value = "auto", value_parser = parse_backend)]
-    pub backend: Backend,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 
     /// Print every adapter found (same as `rsp adapters`) and exit.
     #[arg(long)]
@@ -115,12 +114,6 @@ pub struct Cli {
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
 
-    /// Storage of the model's convolution and linear weights on the GPU: f32, or f16
-    /// (half the weight memory and bandwidth; arithmetic stays f32; maps differ from
-    /// f32 by about the rounding of the weights; needs an adapter with shader f16).
-    #[arg(long, value_enum, default_value_t = DType::F32, value_name = "f32|f16")]
-    pub weights_dtype: DType,
-
     /// Images or normalised input tensors (.safetensors).
     #[arg(value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
@@ -161,18 +154,12 @@ pub struct BenchArgs {
     /// After timing, run once more with GPU timestamps and print the time per kernel.
     #[arg(long)]
     pub profile: bool,
-    /// wgpu backend: auto (the native API, OpenGL as a fallback), vulkan, metal, dx12 or gl.
-    #[arg(long, default_value = "auto", value_parser = parse_backend)]
-    pub backend: Backend,
+    #[command(flatten)]
+    pub device: DeviceArgs,
     /// Convolution GEMM tile shape: auto (chosen per layer and adapter) or ROWSxCOLS
     /// with each 16, 32 or 64 (e.g. 64x64) for every layer, to compare on a new GPU.
     #[arg(long, default_value = "auto", value_name = "auto|RxC")]
     pub gemm_tile: String,
-    /// Storage of the model's convolution and linear weights on the GPU: f32, or f16
-    /// (half the weight memory and bandwidth; arithmetic stays f32; maps differ from
-    /// f32 by about the rounding of the weights; needs an adapter with shader f16).
-    #[arg(long, value_enum, default_value_t = DType::F32, value_name = "f32|f16")]
-    pub weights_dtype: DType,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,6 +168,30 @@ pub enum InitKind {
     Gradcam,
     /// Top-K comparative gradients.
     Comparative,
+}
+
+/// The GPU flags every command shares: which backend, and how weights are stored.
+#[derive(Args, Debug, Clone)]
+pub struct DeviceArgs {
+    /// wgpu backend: auto (the native API, OpenGL as a fallback), vulkan, metal, dx12 or gl.
+    #[arg(long, default_value = "auto", value_parser = parse_backend)]
+    pub backend: Backend,
+    /// Storage of the model's convolution and linear weights on the GPU: f32, or f16
+    /// (half the weight memory and bandwidth; arithmetic stays f32; maps differ from
+    /// f32 by about the rounding of the weights; needs an adapter with shader f16).
+    #[arg(long, value_enum, default_value_t = DType::F32, value_name = "f32|f16")]
+    pub weights_dtype: DType,
+}
+
+impl DeviceArgs {
+    /// Context options for these flags (everything else at its default).
+    pub fn context_options(&self) -> ContextOptions {
+        ContextOptions {
+            backend: self.backend,
+            weights: self.weights_dtype,
+            ..Default::default()
+        }
+    }
 }
 
 fn parse_backend(s: &str) -> std::result::Result<Backend, String> {
@@ -242,7 +253,7 @@ fn weights_path(cli: &Cli) -> Result<PathBuf> {
 /// Returns Ok(true) when every input succeeded.
 pub fn run(cli: &Cli) -> Result<bool> {
     if cli.list_adapters || matches!(cli.command, Some(Command::Adapters)) {
-        print_adapters(cli.backend);
+        print_adapters(cli.device.backend);
         return Ok(true);
     }
     if let Some(Command::Eval(e)) = &cli.command {
@@ -250,7 +261,7 @@ pub fn run(cli: &Cli) -> Result<bool> {
         return Ok(true);
     }
     if let Some(Command::Bench(b)) = &cli.command {
-        crate::bench::run(b.backend, b)?;
+        crate::bench::run(b)?;
         return Ok(true);
     }
     if let Some(Command::Synth(s)) = &cli.command {
@@ -303,11 +314,7 @@ pub fn run(cli: &Cli) -> Result<bool> {
         );
     }
 
-    let ctx = GpuContext::new(&ContextOptions {
-        backend: cli.backend,
-        weights: cli.weights_dtype,
-        ..Default::default()
-    })?;
+    let ctx = GpuContext::new(&cli.device.context_options())?;
     let gpu_model = GpuModel::upload(&ctx, &model);
     eprintln!(
         "{} on {} ({})",

@@ -20,8 +20,9 @@ use super::results::{Record, ResultsLog};
 use super::similarity;
 use super::table::{write_atomically, ResultTable};
 use super::voc::{VocDataset, VocGroundTruth};
+use crate::cli::DeviceArgs;
 use crate::explain::Method;
-use crate::gpu::{Backend, ContextOptions, DType, GpuContext};
+use crate::gpu::GpuContext;
 use crate::models::gpu::GpuModel;
 use crate::models::randomize::{cascade_order, reinitialise};
 use crate::models::Model;
@@ -90,22 +91,12 @@ pub struct CommonArgs {
     /// Directory for the JSONL logs (a rerun resumes from them), tables and plots.
     #[arg(long, default_value = "rsp-eval")]
     pub out: PathBuf,
-    /// Storage of the model's convolution and linear weights on the GPU: f32, or f16
-    /// (half the weight memory and bandwidth; arithmetic stays f32; maps differ from
-    /// f32 by about the rounding of the weights; needs an adapter with shader f16).
-    #[arg(long, value_enum, default_value_t = DType::F32, value_name = "f32|f16")]
-    pub weights_dtype: DType,
-    /// wgpu backend: auto, vulkan, metal, dx12 or gl.
-    #[arg(long, default_value = "auto", value_parser = parse_backend)]
-    pub backend: Backend,
+    #[command(flatten)]
+    pub device: DeviceArgs,
     /// Stop after this many newly scored images, without a table (simulates an
     /// interrupted run; used by the resume test).
     #[arg(long, hide = true)]
     pub stop_after: Option<usize>,
-}
-
-fn parse_backend(s: &str) -> std::result::Result<Backend, String> {
-    s.parse()
 }
 
 /// `rsp eval pointing-game`.
@@ -452,11 +443,7 @@ impl Scorer for MiouScorer {
 }
 
 fn gpu(c: &CommonArgs) -> Result<GpuContext> {
-    GpuContext::new(&ContextOptions {
-        backend: c.backend,
-        weights: c.weights_dtype,
-        ..Default::default()
-    })
+    GpuContext::new(&c.device.context_options())
 }
 
 fn write_table(table: &ResultTable, out: &Path, stem: &str) -> Result<()> {

@@ -4,8 +4,8 @@
 Dev tool only; CI does not run it and the crate does not depend on it.
 
 This is a plain PyTorch implementation of Relative Sectional Propagation (Nam, Choi,
-Lee, AAAI 2021), written from ../shared/docs/rsp-spec.md (sections 1-4) and the
-details pinned down in ../shared/golden/README.md. Gradients come from autograd /
+Lee, AAAI 2021), written from docs/method.md (sections 1-4), which also pins down the
+details the reference outputs depend on. Gradients come from autograd /
 torch.nn.grad, the way a PyTorch user would get them; every rule is applied per image
 (the channel attribution maps of a batch are built with a grouped convolution, one
 group per image, so images never mix).
@@ -22,20 +22,31 @@ batch and per image, and the peak of
 torch.cuda.max_memory_allocated. With --rsp-bin PATH it also runs
 `PATH bench --model M --size S --batch N --runs R` and prints one summary line with both
 times and the ratio pytorch/rsp (`rsp bench` always uses --init gradcam). --lrp
-additionally times Zennit LRP (the engine's LRP baseline rules, spec section 6) if
-zennit is importable.
+additionally times Zennit LRP (the engine's LRP baseline rules, docs/method.md section 6)
+if zennit is importable.
 
     python3 benches/torch_rsp.py --model vgg16 --size 224 --batch 1 --runs 5 \\
         --rsp-bin target/release/rsp
 
-Golden check: --check-golden DIR runs the golden cases (vgg_tiny, resnet_tiny) in
-float32 on CPU for both initialisations and prints max|impl-ref|/max|ref| for the
-initial relevance and the final map (PASS at <= 1e-4, exit status 1 on any FAIL).
-This validates the reference that the timing mode measures.
+Golden check: --check-golden DIR runs every golden case in DIR (each *.safetensors, or
+only those named by --cases) in float32 on CPU for both initialisations and prints
+max|impl-ref|/max|ref| for the logits, the initial relevance, every stored per-layer
+relevance and the final map. PASS means every tensor is within 1e-4 * max|ref|
+elementwise and its sum within 1e-4 * sum|ref| (the tests' tolerance), the predicted
+classes match and every stored per-layer tensor is produced; exit status 1 on any FAIL.
+This validates the reference that the timing mode measures and the generator below.
 
-    python3 benches/torch_rsp.py --check-golden ../shared/golden
+    python3 benches/torch_rsp.py --check-golden tests/golden
+    python3 benches/torch_rsp.py --check-golden /path/to/full-size/golden
 
-Needs torch, torchvision and safetensors.
+Golden generator: --make-golden DIR writes the narrow ResNet cases of tests/golden
+(NARROW_CASES below: random weights from fixed seeds, the input docs/synth/ring_star.jpg)
+as DIR/<case>.safetensors plus a <case>.json sidecar, in the tensor layout of the
+published golden files, with a float64 rerun of every output for the sidecar's error
+columns. Run it only after --check-golden passes on the published cases;
+tests/golden/README.md has the exact command.
+
+Needs torch, torchvision and safetensors (--make-golden also numpy and Pillow).
 """
 
 import argparse
@@ -120,7 +131,7 @@ def convT_per_image(conv, s, g, x_shape):
 
 
 # ---------------------------------------------------------------------------------
-# RSP layer rules (spec section 3). Each maps R at the output to R at the input.
+# RSP layer rules (docs/method.md section 3). Each maps R at the output to R at the input.
 # ---------------------------------------------------------------------------------
 
 def rsp_conv(conv, X, R):
@@ -336,7 +347,7 @@ def wrap(model):
 
 
 # ---------------------------------------------------------------------------------
-# Initial relevance (spec section 2)
+# Initial relevance (docs/method.md section 2)
 # ---------------------------------------------------------------------------------
 
 def class_grads(logits, a, classes):
@@ -437,13 +448,31 @@ def build_vgg(sd):
     return model
 
 
+def narrow_resnet(block, layers, stem, planes, num_classes):
+    """A torchvision ResNet with any stem width and stage widths: `planes[i]` is the
+    BasicBlock width or the Bottleneck's inner width (output = planes[i] * expansion).
+    Built with torchvision's own block and stage constructors, so the module names and the
+    wiring (v1.5: stride on the 3x3, downsample where the shape changes) are torchvision's.
+    """
+    model = ResNet(block, [1, 1, 1, 1], num_classes=num_classes)
+    model.inplanes = stem
+    model.conv1 = nn.Conv2d(3, stem, kernel_size=7, stride=2, padding=3, bias=False)
+    model.bn1 = nn.BatchNorm2d(stem)
+    for i in range(4):
+        stage = model._make_layer(block, planes[i], layers[i], stride=1 if i == 0 else 2)
+        setattr(model, f"layer{i + 1}", stage)
+    model.fc = nn.Linear(planes[3] * block.expansion, num_classes)
+    return model
+
+
 def build_resnet(sd):
     bottleneck = "layer1.0.conv3.weight" in sd
     layers = [1 + max(int(k.split(".")[1]) for k in sd if k.startswith(f"layer{i}."))
               for i in range(1, 5)]
-    extra = {"width_per_group": sd["layer1.0.conv1.weight"].shape[0]} if bottleneck else {}
-    return ResNet(Bottleneck if bottleneck else BasicBlock, layers,
-                  num_classes=sd["fc.weight"].shape[0], **extra)
+    stem = sd["conv1.weight"].shape[0]
+    planes = [sd[f"layer{i}.0.conv1.weight"].shape[0] for i in range(1, 5)]
+    return narrow_resnet(Bottleneck if bottleneck else BasicBlock, layers, stem, planes,
+                         sd["fc.weight"].shape[0])
 
 
 def model_from_state_dict(sd):
@@ -467,17 +496,58 @@ def model_by_name(name):
 
 
 # ---------------------------------------------------------------------------------
-# Golden check
+# Golden check and generator
 # ---------------------------------------------------------------------------------
 
+REL = "rsp.gradcam.rel."
+
+
 def rel_err(impl, ref):
-    return ((impl - ref).abs().max() / ref.abs().max()).item()
+    return ((impl.double() - ref.double()).abs().max() / ref.double().abs().max()).item()
 
 
-def check_golden(directory):
+def sum_err(impl, ref):
+    return ((impl.double().sum() - ref.double().sum()).abs() / ref.double().abs().sum()).item()
+
+
+def reference_outputs(net, x, k=3):
+    """Every tensor of a golden file except the weights and the input, for input x
+    (batch 1): forward, head gradients of the top-k classes, both initialisations, both
+    RSP maps and the relevance at the input of every module of the Grad-CAM run."""
+    with torch.no_grad():
+        a, saved = net.forward_features(x)
+    a = a.detach().requires_grad_(True)
+    with torch.enable_grad():
+        logits = net.head(a)
+    classes = logits.detach().topk(k, dim=1).indices     # column 0 = target (top-1)
+    grads = class_grads(logits, a, classes)
+    a = a.detach()
+    out = {"logits": logits.detach(), "target": classes[:, 0].clone(),
+           "comparative.classes": classes[0].clone(), "gradcam.act": a}
+    for i, g in enumerate(grads):
+        out[f"gradcam.grad.top{i}"] = g
+    with torch.no_grad():
+        record = {}
+        out["init.gradcam"] = init_gradcam(a, grads[0])
+        out["rsp.gradcam.out"] = net.rsp(saved, out["init.gradcam"], record)
+        for name, r in record.items():
+            out[REL + name] = r
+        out["init.comparative"] = init_comparative(a, grads)
+        out["rsp.comparative.out"] = net.rsp(saved, out["init.comparative"])
+    return {name: t.detach().contiguous().clone() for name, t in out.items()}
+
+
+def golden_cases(directory, names):
+    if names:
+        return names
+    return sorted(f[:-len(".safetensors")] for f in os.listdir(directory)
+                  if f.endswith(".safetensors"))
+
+
+def check_golden(directory, names=None):
     torch.set_grad_enabled(True)
     ok = True
-    for case in ("vgg_tiny", "resnet_tiny"):
+    for case in golden_cases(directory, names):
         path = os.path.join(directory, f"{case}.safetensors")
         sd, t = load_state_dict(path)
         net = wrap(model_from_state_dict(sd))
@@ -491,28 +561,190 @@ def check_golden(directory):
                 print(f"  FAIL {init}: classes {got}, reference {want}")
                 ok = False
             checks = [(f"init.{init}", info["init"]), (f"rsp.{init}.out", rel)]
+            if init == "gradcam":
+                checks.insert(0, ("logits", info["logits"]))
             for name, impl in checks:
-                err = rel_err(impl, t[name])
-                good = err <= TOLERANCE
+                err, serr = rel_err(impl, t[name]), sum_err(impl, t[name])
+                good = err <= TOLERANCE and serr <= TOLERANCE
                 ok &= good
                 sums = f"sum {impl.sum().item():+.6e} (ref {t[name].sum().item():+.6e})"
                 print(f"  {'PASS' if good else 'FAIL'} {name:22s} max|impl-ref|/max|ref| = {err:.2e}  {sums}")
-        # Diagnostics only: every stored per-layer relevance of the gradcam run.
+        # Every stored per-layer relevance of the Grad-CAM run, from the stored init.
         record = {}
         with torch.no_grad():
-            a, saved = net.forward_features(x)
+            _, saved = net.forward_features(x)
             net.rsp(saved, t["init.gradcam"], record)
-        layer_errs = [(rel_err(record[k[len("rsp.gradcam.rel."):]], v), k)
-                      for k, v in t.items() if k.startswith("rsp.gradcam.rel.")
-                      and k[len("rsp.gradcam.rel."):] in record]
-        n_ref = sum(1 for k in t if k.startswith("rsp.gradcam.rel."))
-        worst = max(layer_errs)
-        print(f"  info: per-layer relevance from the stored init.gradcam: {len(layer_errs)}/{n_ref} "
+        stored = [k for k in t if k.startswith(REL)]
+        missing = [k for k in stored if k[len(REL):] not in record]
+        extra = [n for n in record if REL + n not in t]
+        errs = [(max(rel_err(record[k[len(REL):]], t[k]), sum_err(record[k[len(REL):]], t[k])), k)
+                for k in stored if k[len(REL):] in record]
+        bad = [(e, k) for e, k in errs if not e <= TOLERANCE]
+        worst = max(errs) if errs else (float("nan"), "none")
+        good = bool(stored) and not missing and not bad
+        ok &= good
+        print(f"  {'PASS' if good else 'FAIL'} per-layer relevance: {len(errs)}/{len(stored)} stored "
               f"tensors compared, worst {worst[0]:.2e} ({worst[1]})")
-        logit_err = rel_err(net.head(a), t["logits"])
-        print(f"  info: logits max|impl-ref|/max|ref| = {logit_err:.2e}")
+        for e, k in bad:
+            print(f"    FAIL {k}: {e:.2e}")
+        if missing:
+            print(f"    FAIL not produced: {missing}")
+        if extra:
+            print(f"  info: produced but not stored: {extra}")
     print("golden check:", "PASS" if ok else "FAIL")
     return 0 if ok else 1
+
+
+# The narrow ResNet cases of tests/golden: the published resnet_tiny's layout at 1/8 of
+# its widths (stem 8 instead of 64, block outputs 32..256 instead of 256..2048), 64x64
+# input. The Bottleneck case keeps 1000 classes (ImageNet class names resolve on it);
+# the BasicBlock case is a ResNet18 at 1/8 width with 10 classes.
+NARROW_CASES = {
+    "resnet_bottleneck_narrow": dict(block="Bottleneck", layers=[1, 1, 1, 1], stem=8,
+                                     planes=[8, 16, 32, 64], classes=1000, seed=4321),
+    "resnet_basic_narrow": dict(block="BasicBlock", layers=[2, 2, 2, 2], stem=8,
+                                planes=[8, 16, 32, 64], classes=10, seed=1818),
+}
+GOLDEN_IMAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "synth",
+                            "ring_star.jpg")
+# Recorded in every generated file (the same whatever DIR is, so regenerating elsewhere and
+# comparing bytes works).
+GOLDEN_COMMAND = "python3 benches/torch_rsp.py --make-golden tests/golden"
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+def init_narrow_weights(model, seed):
+    """Conv weights kaiming-normal (fan_out, relu) from torch.manual_seed(seed), in module
+    order; BN gamma U(0.5,1.5), beta U(-0.2,0.2), running_mean U(-0.2,0.2), running_var
+    U(0.5,2.0), then fc weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (PyTorch's
+    default Linear bounds), all from torch.Generator().manual_seed(seed + 1)."""
+    torch.manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    gen = torch.Generator().manual_seed(seed + 1)
+
+    def uniform(shape, lo, hi):
+        return torch.rand(shape, generator=gen) * (hi - lo) + lo
+
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                c = m.num_features
+                m.weight.copy_(uniform(c, 0.5, 1.5))
+                m.bias.copy_(uniform(c, -0.2, 0.2))
+                m.running_mean.copy_(uniform(c, -0.2, 0.2))
+                m.running_var.copy_(uniform(c, 0.5, 2.0))
+        bound = 1 / math.sqrt(model.fc.in_features)
+        model.fc.weight.copy_(uniform(model.fc.weight.shape, -bound, bound))
+        model.fc.bias.copy_(uniform(model.fc.bias.shape, -bound, bound))
+
+
+def golden_input(size):
+    """docs/synth/ring_star.jpg as RGB, bilinear-resized to size x size if needed, x/255,
+    then (x - mean) / std per channel with the ImageNet statistics -> [1, 3, size, size]."""
+    import numpy as np
+    from PIL import Image
+    img = Image.open(GOLDEN_IMAGE).convert("RGB")
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.BILINEAR)
+    x = torch.from_numpy(np.asarray(img, dtype=np.float32).copy()) / 255.0
+    x = (x - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
+    return x.permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def make_golden(directory, names=None):
+    import json
+    import numpy as np
+    import PIL
+    import safetensors
+    from safetensors.torch import save_file
+    torch.set_grad_enabled(True)
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    os.makedirs(directory, exist_ok=True)
+    for case in names or list(NARROW_CASES):
+        spec = NARROW_CASES[case]
+        block = {"Bottleneck": Bottleneck, "BasicBlock": BasicBlock}[spec["block"]]
+        model = narrow_resnet(block, spec["layers"], spec["stem"], spec["planes"], spec["classes"])
+        init_narrow_weights(model, spec["seed"])
+        model = model.float().eval()
+        x = golden_input(64)
+        out = reference_outputs(wrap(model), x)
+        # The same computation in float64, for the sidecar's float32-vs-float64 columns.
+        m64 = narrow_resnet(block, spec["layers"], spec["stem"], spec["planes"], spec["classes"])
+        m64.load_state_dict(model.state_dict())
+        out64 = reference_outputs(wrap(m64.double().eval()), x.double())
+        if out["comparative.classes"].tolist() != out64["comparative.classes"].tolist():
+            raise SystemExit(f"{case}: top-3 differ between float32 and float64; pick another seed")
+        tensors = {f"model.{k}": v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+        tensors["input"] = x
+        tensors.update(out)
+        stats, worst = {}, (0.0, "")
+        for name, t in out.items():
+            if not t.is_floating_point():
+                continue
+            ref = out64[name]
+            diff = (t.double() - ref).abs()
+            e = rel_err(t, ref)
+            worst = max(worst, (e, name))
+            stats[name] = {
+                "shape": list(t.shape), "max_abs": t.abs().max().item(), "sum": t.double().sum().item(),
+                "rel_err_vs_f64": e,
+                "rel_l2_err_vs_f64": (diff.norm() / ref.norm()).item(),
+                "n_elems_err_gt_1e-4_maxabs": int((diff > 1e-4 * ref.abs().max()).sum()),
+                "n_elems": t.numel(),
+            }
+        if worst[0] > TOLERANCE / 30:
+            raise SystemExit(f"{case}: float32 vs float64 error {worst[0]:.2e} at {worst[1]} leaves "
+                             f"less than 30x headroom under {TOLERANCE}; pick another seed")
+        logits = out["logits"][0].double().sort(descending=True).values
+        path = os.path.join(directory, f"{case}.safetensors")
+        save_file(tensors, path, metadata={"generator": GOLDEN_COMMAND})
+        sidecar = {
+            "case": case,
+            "generator": GOLDEN_COMMAND,
+            "architecture": {
+                "family": "resnet", "block": f"torchvision {spec['block']}", "layers": spec["layers"],
+                "stem_width": spec["stem"], "planes": spec["planes"],
+                "block_outputs": [p * block.expansion for p in spec["planes"]],
+                "num_classes": spec["classes"],
+                "conv1": "Conv2d(3, stem, 7, stride 2, padding 3, bias=False)",
+                "avgpool": "AdaptiveAvgPool2d((1, 1))",
+                "gradcam_layer": "layer4 output",
+                "rsp_block_walk": "extension (not in the authors' code), the order of the authors' "
+                                  f"{spec['block']}.RAP_relprop; see docs/method.md section 3",
+            },
+            "seed_weights": spec["seed"],
+            "init": " ".join(init_narrow_weights.__doc__.split()),
+            "input_image": "docs/synth/ring_star.jpg (64x64 JPEG) decoded by Pillow as RGB, x/255, "
+                           f"then (x-mean)/std per channel, mean={IMAGENET_MEAN}, std={IMAGENET_STD}",
+            "input_shape": list(x.shape),
+            "torch_version": torch.__version__, "torchvision_version": torchvision.__version__,
+            "numpy_version": np.__version__,
+            "pillow_version": PIL.__version__, "safetensors_version": safetensors.__version__,
+            "device": "cpu, torch.set_num_threads(1), deterministic algorithms; float32 (stored) "
+                      "and float64 (comparison) runs",
+            "target": out["target"].tolist()[0],
+            "comparative_classes_top3": out["comparative.classes"].tolist(),
+            "top4_logits": logits[:4].tolist(),
+            "top4_gaps_over_max_abs_logit": ((logits[:3] - logits[1:4]) / logits.abs().max()).tolist(),
+            "worst_rel_err_vs_f64": {"value": worst[0], "tensor": worst[1]},
+            "not_stored": "lrp.* (the published cases' LRP outputs come from the authors' "
+                          "relprop; no test reads them)",
+            "tensors": {k: {"dtype": str(v.dtype).replace("torch.", ""), "shape": list(v.shape)}
+                        for k, v in tensors.items()},
+            "output_stats": stats,
+            "file_bytes": os.path.getsize(path),
+        }
+        with open(os.path.join(directory, f"{case}.json"), "w") as f:
+            json.dump(sidecar, f, indent=1)
+            f.write("\n")
+        print(f"{case}: wrote {path} ({os.path.getsize(path)} bytes), target {sidecar['target']}, "
+              f"top-3 {sidecar['comparative_classes_top3']}, worst float32 vs float64 "
+              f"{worst[0]:.2e} ({worst[1]}), {sum(1 for k in out if k.startswith(REL))} per-layer tensors")
+    return 0
 
 
 # ---------------------------------------------------------------------------------
@@ -550,7 +782,7 @@ def report(label, times, batch, device):
 
 
 def time_lrp(model, x_host, device, args):
-    """Zennit LRP with the engine's LRP baseline rules (spec section 6): alpha=1 beta=0
+    """Zennit LRP with the engine's LRP baseline rules (docs/method.md section 6): alpha=1 beta=0
     (ZPlus) on conv/linear, z^B (ZBox, per-image bounds) on the first conv, proportional
     rule on average pools, started from logit * one_hot(top-1)."""
     try:
@@ -661,10 +893,16 @@ def main():
     p.add_argument("--lrp", action="store_true", help="also time Zennit LRP (if zennit is installed)")
     p.add_argument("--tf32", action="store_true", help="allow TF32 in cuDNN/cuBLAS (PyTorch's cuDNN default)")
     p.add_argument("--cpu", action="store_true", help="time on the CPU even if CUDA is available")
-    p.add_argument("--check-golden", metavar="DIR", help="check against the golden cases and exit")
+    p.add_argument("--check-golden", metavar="DIR", help="check against the golden cases in DIR and exit")
+    p.add_argument("--make-golden", metavar="DIR",
+                   help="write the narrow ResNet golden cases (NARROW_CASES) to DIR and exit")
+    p.add_argument("--cases", nargs="+", metavar="CASE",
+                   help="with --check-golden / --make-golden: only these cases")
     args = p.parse_args()
     if args.check_golden:
-        return check_golden(args.check_golden)
+        return check_golden(args.check_golden, args.cases)
+    if args.make_golden:
+        return make_golden(args.make_golden, args.cases)
     if args.batch < 1 or args.runs < 1 or args.compare_k < 2:
         raise SystemExit("error: --batch and --runs must be >= 1, --compare-k >= 2")
     return timing(args)

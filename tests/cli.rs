@@ -89,7 +89,7 @@ fn cli_reproduces_golden_final_map_and_is_deterministic() {
 #[test]
 fn cli_comparative_and_given_init_match_golden() {
     let dir = tempfile::tempdir().unwrap();
-    let g = golden_path("resnet_tiny");
+    let g = golden_path(common::RESNET_CASE);
     let out = dir.path().join("cmp.safetensors");
     let o = rsp(&[
         "--weights",
@@ -105,7 +105,7 @@ fn cli_comparative_and_given_init_match_golden() {
         &g,
     ]);
     assert!(o.status.success(), "rsp failed: {}", stderr(&o));
-    let golden = common::golden("resnet_tiny");
+    let golden = common::golden(common::RESNET_CASE);
     let saved = TensorFile::read(&out).unwrap();
     compare(
         "relevance",
@@ -347,7 +347,7 @@ fn target_accepts_indices_and_imagenet_names() {
 #[test]
 fn cli_target_by_name_is_explained() {
     let dir = tempfile::tempdir().unwrap();
-    let g = golden_path("resnet_tiny");
+    let g = golden_path(common::RESNET_CASE);
     let out = dir.path().join("t.safetensors");
     let o = rsp(&[
         "--weights",
@@ -465,7 +465,7 @@ fn cli_method_runs_every_baseline() {
     ] {
         let o = rsp(&[
             "--weights",
-            &golden_path("resnet_tiny"),
+            &golden_path(common::RESNET_CASE),
             "--method",
             method,
             "--size",
@@ -484,7 +484,7 @@ fn cli_method_runs_every_baseline() {
     }
     let o = rsp(&[
         "--weights",
-        &golden_path("resnet_tiny"),
+        &golden_path(common::RESNET_CASE),
         "--method",
         "nonsense",
         img_path.to_str().unwrap(),
@@ -497,11 +497,11 @@ fn cli_method_runs_every_baseline() {
     );
     let o = rsp(&[
         "--weights",
-        &golden_path("resnet_tiny"),
+        &golden_path(common::RESNET_CASE),
         "--method",
         "lrp-ab",
         "--init-relevance",
-        &golden_path("resnet_tiny"),
+        &golden_path(common::RESNET_CASE),
         img_path.to_str().unwrap(),
     ]);
     assert!(!o.status.success());
@@ -657,7 +657,7 @@ fn cli_every_bad_input_fails_clearly_without_output() {
     let out = dir.path().join("out");
     let o = out.to_str().unwrap().to_string();
     let vgg = golden_path("vgg_tiny");
-    let resnet = golden_path("resnet_tiny");
+    let resnet = golden_path(common::RESNET_CASE);
     let corrupt = format!("{d}/corrupt.png");
     truncated_png(Path::new(&corrupt));
     let enormous = format!("{d}/enormous.png");

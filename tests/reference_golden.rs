@@ -1,11 +1,15 @@
-//! The CPU reference against the authors' golden vectors (`shared/golden/`), plus
-//! property tests of the individual rules (conservation, adjointness, tie-breaking).
+//! The CPU reference against the golden vectors (the cases in `tests/golden/`, and in the
+//! `extra_*` tests the full-size ones of `$RSP_EXTRA_GOLDEN`; see
+//! `tests/golden/README.md`), plus property tests of the individual rules (conservation,
+//! adjointness, tie-breaking).
 //!
 //! Run in release: `cargo test --release --test reference_golden -- --nocapture` prints
 //! the measured error of every compared tensor.
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -16,15 +20,19 @@ use rsp::models::weights::TensorFile;
 use rsp::reference::{model as refmodel, ops, rsp as rules};
 use rsp::{Init, Model, Tensor};
 
-const GOLDEN_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/golden");
-
-/// Loads a golden case. A missing or unreadable file is a failure, never a skip.
+/// Loads a golden case from `tests/golden/`. A missing or unreadable file is a failure,
+/// never a skip.
 fn load_case(case: &str) -> (TensorFile, Model) {
-    let path = PathBuf::from(GOLDEN_DIR).join(format!("{case}.safetensors"));
-    let file = TensorFile::read(&path).unwrap_or_else(|e| {
+    load_path(
+        case,
+        &common::golden_dir().join(format!("{case}.safetensors")),
+    )
+}
+
+fn load_path(case: &str, path: &Path) -> (TensorFile, Model) {
+    let file = TensorFile::read(path).unwrap_or_else(|e| {
         panic!(
-            "golden file {} is missing or unreadable ({e:#}); the reference tests need \
-             shared/golden/ next to the crate",
+            "golden file {} is missing or unreadable ({e:#})",
             path.display()
         )
     });
@@ -110,23 +118,27 @@ impl Checker {
 
 fn golden_case(case: &str) {
     let (file, model) = load_case(case);
+    check_case(case, &file, &model);
+}
+
+fn check_case(case: &str, file: &TensorFile, model: &Model) {
     let mut ck = Checker::new(case);
-    let input = golden(&file, "input");
-    let target = golden_ints(&file, "target")[0];
-    let classes = golden_ints(&file, "comparative.classes");
+    let input = golden(file, "input");
+    let target = golden_ints(file, "target")[0];
+    let classes = golden_ints(file, "comparative.classes");
 
     // Forward pass, explanation-layer activation, predictions.
-    let trace = refmodel::forward(&model, input);
+    let trace = refmodel::forward(model, input);
     ck.check(
         "logits",
         &trace.logits,
-        golden(&file, "logits"),
+        golden(file, "logits"),
         Tolerance::GOLDEN,
     );
     ck.check(
         "gradcam.act",
         &trace.act,
-        golden(&file, "gradcam.act"),
+        golden(file, "gradcam.act"),
         Tolerance::GOLDEN,
     );
     let top = ops::top_k(&trace.logits.data, classes.len());
@@ -139,8 +151,8 @@ fn golden_case(case: &str) {
 
     // Grad-CAM weights: spatial means of the head gradient per channel.
     for (j, &c) in classes.iter().enumerate() {
-        let g = refmodel::head_gradient(&model, &trace, &[c]);
-        let gold = golden(&file, &format!("gradcam.grad.top{j}"));
+        let g = refmodel::head_gradient(model, &trace, &[c]);
+        let gold = golden(file, &format!("gradcam.grad.top{j}"));
         ck.check(
             &format!("mean(gradcam.grad.top{j})"),
             &refmodel::channel_means(&g),
@@ -150,7 +162,7 @@ fn golden_case(case: &str) {
     }
 
     // RSP from the Grad-CAM initialisation, every module recorded.
-    let ex = refmodel::explain(&model, input, None, &Init::GradCam, true)
+    let ex = refmodel::explain(model, input, None, &Init::GradCam, true)
         .unwrap_or_else(|e| panic!("{case}: explain failed: {e:#}"));
     if ex.target != vec![target] {
         ck.fail(format!("{case}: target {:?}, golden {target}", ex.target));
@@ -158,7 +170,7 @@ fn golden_case(case: &str) {
     ck.check(
         "init.gradcam",
         &ex.init,
-        golden(&file, "init.gradcam"),
+        golden(file, "init.gradcam"),
         Tolerance::GOLDEN,
     );
     let prefix = "rsp.gradcam.rel.";
@@ -191,23 +203,23 @@ fn golden_case(case: &str) {
     ck.check(
         "rsp.gradcam.out",
         &ex.relevance,
-        golden(&file, "rsp.gradcam.out"),
+        golden(file, "rsp.gradcam.out"),
         Tolerance::GOLDEN,
     );
 
     // RSP from the comparative initialisation (K = 3).
-    let exc = refmodel::explain(&model, input, None, &Init::Comparative { k: 3 }, false)
+    let exc = refmodel::explain(model, input, None, &Init::Comparative { k: 3 }, false)
         .unwrap_or_else(|e| panic!("{case}: comparative explain failed: {e:#}"));
     ck.check(
         "init.comparative",
         &exc.init,
-        golden(&file, "init.comparative"),
+        golden(file, "init.comparative"),
         Tolerance::GOLDEN,
     );
     ck.check(
         "rsp.comparative.out",
         &exc.relevance,
-        golden(&file, "rsp.comparative.out"),
+        golden(file, "rsp.comparative.out"),
         Tolerance::GOLDEN,
     );
     ck.finish();
@@ -219,32 +231,96 @@ fn vgg_tiny_matches_golden() {
 }
 
 #[test]
-fn resnet_tiny_matches_golden() {
-    golden_case("resnet_tiny");
+fn resnet_bottleneck_narrow_matches_golden() {
+    golden_case("resnet_bottleneck_narrow");
+}
+
+#[test]
+fn resnet_basic_narrow_matches_golden() {
+    golden_case("resnet_basic_narrow");
+}
+
+/// Every case of `tests/golden/` has a test above (a new file needs one).
+#[test]
+fn every_in_repo_golden_file_is_checked() {
+    let mut found: Vec<String> = std::fs::read_dir(common::golden_dir())
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".safetensors").map(String::from)
+        })
+        .collect();
+    found.sort();
+    let mut want: Vec<String> = common::GOLDEN_CASES.map(String::from).to_vec();
+    want.sort();
+    assert_eq!(
+        found, want,
+        "tests/golden/*.safetensors vs common::GOLDEN_CASES"
+    );
+}
+
+/// The full-size cases of `$RSP_EXTRA_GOLDEN` (not in the repository).
+#[test]
+fn extra_full_size_cases_match_golden() {
+    let test = "extra_full_size_cases_match_golden";
+    for case in common::EXTRA_GOLDEN_CASES {
+        if let Some(path) = common::extra_golden_path(case, test) {
+            let (file, model) = load_path(case, &path);
+            check_case(case, &file, &model);
+            given_init_case(case, &file, &model);
+        }
+    }
+}
+
+/// The directory of `$RSP_EXTRA_GOLDEN` also holds the VGG case, which the repository
+/// ships a copy of: the copy must be the same bytes.
+#[test]
+fn extra_vgg_tiny_is_the_in_repo_copy() {
+    let test = "extra_vgg_tiny_is_the_in_repo_copy";
+    let Some(dir) = common::extra_golden_dir(test) else {
+        return;
+    };
+    for name in ["vgg_tiny.safetensors", "vgg_tiny.json"] {
+        let theirs = dir.join(name);
+        let ours = common::golden_dir().join(name);
+        let a = std::fs::read(&theirs)
+            .unwrap_or_else(|e| panic!("{test}: cannot read {}: {e}", theirs.display()));
+        let b = std::fs::read(&ours).unwrap();
+        assert!(
+            a == b,
+            "{} differs from {}",
+            ours.display(),
+            theirs.display()
+        );
+    }
+}
+
+fn given_init_case(case: &str, file: &TensorFile, model: &Model) {
+    let mut ck = Checker::new(&format!("given-init/{case}"));
+    let init = golden(file, "init.gradcam").clone();
+    let ex = refmodel::explain(
+        model,
+        golden(file, "input"),
+        None,
+        &Init::Given(init),
+        false,
+    )
+    .unwrap_or_else(|e| panic!("{case}: explain failed: {e:#}"));
+    ck.check(
+        "rsp.gradcam.out",
+        &ex.relevance,
+        golden(file, "rsp.gradcam.out"),
+        Tolerance::GOLDEN,
+    );
+    ck.finish();
 }
 
 #[test]
 fn given_init_reproduces_golden_output() {
-    let mut ck = Checker::new("given-init");
-    for case in ["vgg_tiny", "resnet_tiny"] {
+    for case in common::GOLDEN_CASES {
         let (file, model) = load_case(case);
-        let init = golden(&file, "init.gradcam").clone();
-        let ex = refmodel::explain(
-            &model,
-            golden(&file, "input"),
-            None,
-            &Init::Given(init),
-            false,
-        )
-        .unwrap_or_else(|e| panic!("{case}: explain failed: {e:#}"));
-        ck.check(
-            &format!("{case}/rsp.gradcam.out"),
-            &ex.relevance,
-            golden(&file, "rsp.gradcam.out"),
-            Tolerance::GOLDEN,
-        );
+        given_init_case(case, &file, &model);
     }
-    ck.finish();
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 //! Shared test helpers: the GPU context (a missing adapter is a failure, never a skip)
-//! and the golden files read in place from ../shared/golden.
+//! and the golden files: the small cases in `tests/golden/` (always), the full-size ones
+//! from the directory named by `$RSP_EXTRA_GOLDEN` (the `extra_*` tests).
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use rsp::gpu::{ContextOptions, GpuContext};
@@ -19,18 +20,78 @@ pub fn gpu() -> &'static GpuContext {
     })
 }
 
+/// The golden cases shipped in the repository (see `tests/golden/README.md`).
 pub fn golden_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/golden"))
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
 }
 
+/// The small golden cases in `tests/golden/`, every one checked by the default suite.
+pub const GOLDEN_CASES: [&str; 3] = [
+    "vgg_tiny",
+    "resnet_bottleneck_narrow",
+    "resnet_basic_narrow",
+];
+
+/// The in-repository ResNet case (Bottleneck, 1000 classes) the CLI tests run on.
+pub const RESNET_CASE: &str = "resnet_bottleneck_narrow";
+
+/// A golden case from `tests/golden/`. A missing or unreadable file is a failure.
 pub fn golden(case: &str) -> TensorFile {
-    let path = golden_dir().join(format!("{case}.safetensors"));
+    read_golden(&golden_dir().join(format!("{case}.safetensors")))
+}
+
+fn read_golden(path: &Path) -> TensorFile {
+    assert!(path.exists(), "golden file {} is missing", path.display());
+    TensorFile::read(path)
+        .unwrap_or_else(|e| panic!("golden file {} is unreadable: {e:#}", path.display()))
+}
+
+/// The environment variable naming the directory of the full-size golden files.
+pub const EXTRA_GOLDEN_VAR: &str = "RSP_EXTRA_GOLDEN";
+
+/// The full-size golden cases the `extra_*` tests read from `$RSP_EXTRA_GOLDEN`.
+pub const EXTRA_GOLDEN_CASES: [&str; 1] = ["resnet_tiny"];
+
+/// The directory named by `$RSP_EXTRA_GOLDEN`, or `None` when the variable is unset:
+/// then `test` prints that it checked nothing and the caller returns. Set but empty, or
+/// naming something that is not a directory, is a failure (never a silent skip).
+pub fn extra_golden_dir(test: &str) -> Option<PathBuf> {
+    let Some(value) = std::env::var_os(EXTRA_GOLDEN_VAR) else {
+        println!(
+            "{test}: {EXTRA_GOLDEN_VAR} is not set, so this full-size check did nothing \
+             (set it to the directory of the full-size golden files to run it)"
+        );
+        return None;
+    };
+    let dir = PathBuf::from(value);
     assert!(
-        path.exists(),
-        "golden file {} is missing: the tests read ../shared/golden in place",
+        !dir.as_os_str().is_empty(),
+        "{test}: {EXTRA_GOLDEN_VAR} is set but empty; unset it or name the directory of the \
+         full-size golden files"
+    );
+    assert!(
+        dir.is_dir(),
+        "{test}: {EXTRA_GOLDEN_VAR}={} is not a directory",
+        dir.display()
+    );
+    Some(dir)
+}
+
+/// The path of a full-size case in `$RSP_EXTRA_GOLDEN` (`None` when unset, see
+/// [`extra_golden_dir`]). A missing file is a failure.
+pub fn extra_golden_path(case: &str, test: &str) -> Option<PathBuf> {
+    let path = extra_golden_dir(test)?.join(format!("{case}.safetensors"));
+    assert!(
+        path.is_file(),
+        "{test}: {EXTRA_GOLDEN_VAR} is set but {} is missing",
         path.display()
     );
-    TensorFile::read(&path).unwrap()
+    Some(path)
+}
+
+/// A full-size golden case from `$RSP_EXTRA_GOLDEN` (`None` when unset).
+pub fn extra_golden(case: &str, test: &str) -> Option<TensorFile> {
+    extra_golden_path(case, test).map(|p| read_golden(&p))
 }
 
 pub fn get(f: &TensorFile, name: &str) -> Tensor {

@@ -1,9 +1,10 @@
 //! CPU reference (oracle) for the RSP engine: plain, single-purpose float32 loops that
-//! follow `shared/docs/rsp-spec.md` and the authors' released arithmetic (the golden
-//! vectors in `shared/golden/` are reproduced to ~1e-6 of their maximum).
+//! follow `docs/method.md` and the authors' released arithmetic (the golden vectors
+//! described in `tests/golden/README.md` are reproduced to ~1e-6 of their maximum).
 //!
 //! - [`ops`]: tensor kernels (convolution and its two adjoints, linear, pooling, ...).
-//! - [`rsp`]: one function per RSP rule (spec §3) and the initialisations (spec §2).
+//! - [`rsp`]: one function per RSP rule (`docs/method.md` §3) and the
+//!   initialisations (§2).
 //! - [`model`]: forward pass with the activations the rules read, the head gradient,
 //!   and [`model::explain`], which produces an [`crate::Explanation`].
 //! - [`baselines`]: the comparison methods (gradient, Grad-CAM, LRP, CLRP, SGLRP).

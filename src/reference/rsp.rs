@@ -1,5 +1,5 @@
-//! The RSP rules of spec §3 and the initialisations of spec §2, one small function each,
-//! written after the authors' released arithmetic (see `shared/golden/README.md`).
+//! The RSP rules of `docs/method.md` §3 and the initialisations of §2, one small function
+//! each, written after the authors' released arithmetic (see `tests/golden/README.md`).
 //!
 //! All tensors are batched NCHW; every rule works image by image (the authors sum the
 //! channel attribution maps over the batch, which couples images; per image equals their

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Prepares everything a GPU device run needs in git-ignored folders of the repo (the
 # device machine has no Rust toolchain and no network): the rsp binary and the GPU
-# test binaries (stripped) plus the golden files, packed as devrun/bundle.tar.xz
+# test binaries (stripped) plus the full-size golden files of the extra_* tests (from
+# the directory given as the first argument, else $RSP_EXTRA_GOLDEN; without either the
+# bundle has none and the device runs only the in-repo cases of tests/golden, which
+# travel with the working tree), packed as devrun/bundle.tar.xz
 # (about 45 MB; unpacked they exceed the 64 MiB a device call may carry), and the
 # Vulkan loader debs in .gl/. Then, with the device tool:
 #   run(command="bash tools/device_check.sh", carry=[".gl", "devrun"], timeout_s=540)
-# Golden files stay out of git (devrun/ is ignored); they travel only to the device.
+# Full-size golden files stay out of git (devrun/ is ignored); they travel only to the
+# device.
 set -euo pipefail
+golden_src=${1:-${RSP_EXTRA_GOLDEN:-}}
+if [ -n "$golden_src" ]; then golden_src=$(cd "$golden_src" && pwd); fi
 cd "$(dirname "$0")/.."
 cargo build --release
 cargo test --release --no-run 2>&1 | tee /tmp/rsp-test-build.log
@@ -20,7 +26,11 @@ for suite in shaders_valid ops_gpu rules_gpu models_gpu golden_gpu baselines_gpu
     cp "$bin" "$stage/devrun/tests/"
 done
 strip "$stage/devrun/rsp" "$stage/devrun/tests/"*
-cp ../shared/golden/*.safetensors "$stage/devrun/golden/"
+if [ -n "$golden_src" ]; then
+    cp "$golden_src"/*.safetensors "$stage/devrun/golden/"
+else
+    echo "no full-size golden directory (argument or RSP_EXTRA_GOLDEN): the bundle has none"
+fi
 rm -rf devrun && mkdir devrun
 tar -C "$stage" -cf - devrun | xz -9 -T0 > devrun/bundle.tar.xz
 rm -rf "$stage"

@@ -12,11 +12,18 @@ for f in .gl/*.deb; do dpkg -x "$f" /; done
 ldconfig
 if ! ldconfig -p | grep -q libvulkan; then echo "no Vulkan loader"; fi
 export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json}
-# The test binaries look for the crate at the path it was built in and for the golden
-# files beside it (../shared/golden).
-mkdir -p /work/shared
+# The test binaries look for the crate (and its tests/golden) at the path it was built in.
 [ -e /work/main ] || ln -s "$PWD" /work/main
-[ -e /work/shared/golden ] || ln -s "$PWD/devrun/golden" /work/shared/golden
+# The extra_* tests read the full-size golden files from $RSP_EXTRA_GOLDEN: the directory
+# given as the first argument, else $RSP_EXTRA_GOLDEN, else what the bundle carried.
+extra=${1:-${RSP_EXTRA_GOLDEN:-}}
+if [ -z "$extra" ] && ls devrun/golden/*.safetensors >/dev/null 2>&1; then extra="$PWD/devrun/golden"; fi
+if [ -n "$extra" ]; then
+    export RSP_EXTRA_GOLDEN="$extra"
+else
+    unset RSP_EXTRA_GOLDEN
+    echo "no full-size golden files: the extra_* tests check nothing"
+fi
 # tests/cli.rs runs the binary cargo built (CARGO_BIN_EXE_rsp).
 mkdir -p target/release && ln -sf "$PWD/devrun/rsp" target/release/rsp
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true

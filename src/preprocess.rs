@@ -28,7 +28,8 @@ pub struct Prepared {
 
 /// Decodes an image file (PNG or JPEG; grayscale, RGBA, palette and 16-bit inputs are
 /// converted to 8-bit RGB later). Images beyond [`MAX_SIDE`] or [`MAX_DECODED_BYTES`]
-/// are refused with an error naming the file and its claimed size.
+/// are refused with an error naming the file and its claimed size; truncated or damaged
+/// files (see [`check_structure`]) with an error naming the file and what is wrong.
 pub fn load_image(path: &Path) -> Result<DynamicImage> {
     if path.is_dir() {
         bail!("{}: is a directory, not an image", path.display());
@@ -37,6 +38,7 @@ pub fn load_image(path: &Path) -> Result<DynamicImage> {
         .with_context(|| format!("{}: cannot open", path.display()))?
         .with_guessed_format()
         .with_context(|| format!("{}: cannot read", path.display()))?;
+    let format = reader.format();
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
@@ -44,6 +46,14 @@ pub fn load_image(path: &Path) -> Result<DynamicImage> {
     reader.limits(limits);
     let bad = |e: image::ImageError| match e {
         image::ImageError::Limits(_) => too_large(path),
+        // A PNG or JPEG the decoder gives up on is damaged or cut short; the structure
+        // check says which part is missing, if it can.
+        image::ImageError::Decoding(_) | image::ImageError::IoError(_) if format.is_some() => {
+            let why = format
+                .and_then(|f| check_structure(path, f).err())
+                .unwrap_or_else(|| one_line(&e.to_string()));
+            damaged(path, &why)
+        }
         e => anyhow!("{}: not a readable image: {e}", path.display()),
     };
     let mut decoder = reader.into_decoder().map_err(bad)?;
@@ -52,6 +62,12 @@ pub fn load_image(path: &Path) -> Result<DynamicImage> {
     if decoder.total_bytes() > MAX_DECODED_BYTES {
         return Err(too_large(path));
     }
+    // The decoders accept some cut-off files (the JPEG decoder greys out what is
+    // missing; the PNG decoder never reads past the pixel data), so the file's
+    // structure is checked before the pixels are decoded.
+    if let Some(format) = format {
+        check_structure(path, format).map_err(|why| damaged(path, &why))?;
+    }
     // Photos from cameras and phones store their rotation in EXIF; honour it.
     let orientation = decoder
         .orientation()
@@ -59,6 +75,131 @@ pub fn load_image(path: &Path) -> Result<DynamicImage> {
     let mut img = DynamicImage::from_decoder(decoder).map_err(bad)?;
     img.apply_orientation(orientation);
     Ok(img)
+}
+
+/// A decoder's message on one line (some end in a newline or span several).
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The error for a truncated or damaged file.
+fn damaged(path: &Path, why: &str) -> anyhow::Error {
+    anyhow!(
+        "{}: not a readable image, truncated or damaged: {why}",
+        path.display()
+    )
+}
+
+/// Checks that a PNG or JPEG file is complete, without decoding its pixels; `Err` says
+/// what is missing or wrong. Other formats pass.
+///
+/// * PNG: every chunk is whole and its CRC matches (ancillary chunks included, as PIL
+///   does), up to the `IEND` chunk. The `png` crate's chunk parser does the work; the
+///   compressed pixel data is not inflated here (the decoder does that and refuses a cut
+///   or damaged zlib stream itself). Data after `IEND` is ignored.
+/// * JPEG: the marker segments are followed (their lengths must fit in the file) through
+///   the compressed scans to the end-of-image marker `FFD9`. A file that ends before it
+///   is truncated: the decoder would grey out the rest without an error. Bytes after
+///   `FFD9` (phones and cameras append previews and motion clips there) are ignored, as
+///   are stray bytes between segments, which decoders skip.
+pub fn check_structure(path: &Path, format: image::ImageFormat) -> std::result::Result<(), String> {
+    match format {
+        image::ImageFormat::Png => {
+            let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+            check_png(std::io::BufReader::new(file))
+        }
+        image::ImageFormat::Jpeg => check_jpeg(&std::fs::read(path).map_err(|e| e.to_string())?),
+        _ => Ok(()),
+    }
+}
+
+/// The PNG half of [`check_structure`], streaming.
+fn check_png(mut r: impl std::io::BufRead) -> std::result::Result<(), String> {
+    use png::{chunk::IEND, Decoded};
+    let mut options = png::DecodeOptions::default();
+    options.set_skip_ancillary_crc_failures(false);
+    // Text and ICC chunks are only walked over, not decompressed.
+    options.set_ignore_text_chunk(true);
+    options.set_ignore_iccp_chunk(true);
+    let mut decoder = png::StreamingDecoder::new_with_options(options);
+    let name = |kind: png::chunk::ChunkType| String::from_utf8_lossy(&kind.0).into_owned();
+    // The chunk being read, if the file ends inside it.
+    let mut open_chunk = None;
+    loop {
+        let buf = r.fill_buf().map_err(|e| e.to_string())?;
+        if buf.is_empty() {
+            return Err(match open_chunk {
+                Some(kind) => format!("the file ends inside its {} chunk", name(kind)),
+                None => "the file ends before the PNG's end chunk IEND".into(),
+            });
+        }
+        let (n, decoded) = decoder.update(buf, None).map_err(|e| {
+            let e = e.to_string();
+            match open_chunk {
+                Some(kind) if e.starts_with("CRC error") => {
+                    format!("the CRC of its {} chunk does not match", name(kind))
+                }
+                Some(kind) => format!("in its {} chunk: {e}", name(kind)),
+                None => e,
+            }
+        })?;
+        r.consume(n);
+        match decoded {
+            Decoded::ChunkBegin(_, kind) => open_chunk = Some(kind),
+            Decoded::ChunkComplete(IEND) => return Ok(()),
+            Decoded::ChunkComplete(_)
+            | Decoded::SkippedAncillaryChunk(_)
+            | Decoded::BadAncillaryChunk(_) => open_chunk = None,
+            _ => {}
+        }
+    }
+}
+
+/// The JPEG half of [`check_structure`]: follows the markers to `FFD9`.
+fn check_jpeg(b: &[u8]) -> std::result::Result<(), String> {
+    const EOI: u8 = 0xd9;
+    let ends = "the file ends before the JPEG's end-of-image marker FFD9";
+    if !b.starts_with(&[0xff, 0xd8]) {
+        return Err("no JPEG start-of-image marker (FFD8)".into());
+    }
+    let mut i = 2;
+    loop {
+        // The next marker: 0xFF, any fill bytes 0xFF, then a code. Inside compressed
+        // data 0xFF00 is an escaped 0xFF and 0xFFD0-D7 are restart markers; neither
+        // ends the scan.
+        let Some(at) = b[i..].iter().position(|&x| x == 0xff) else {
+            return Err(ends.into());
+        };
+        i += at;
+        while b.get(i) == Some(&0xff) {
+            i += 1;
+        }
+        let Some(&code) = b.get(i) else {
+            return Err(ends.into());
+        };
+        i += 1;
+        match code {
+            EOI => return Ok(()),
+            0x00 | 0xd0..=0xd7 | 0xd8 | 0x01 => continue,
+            _ => {
+                // A segment: a big-endian length that counts itself.
+                let len = match b.get(i..i + 2) {
+                    Some(&[hi, lo]) => u16::from_be_bytes([hi, lo]) as usize,
+                    _ => return Err(ends.into()),
+                };
+                if len < 2 {
+                    return Err(format!("marker FF{code:02X} has a bad length {len}"));
+                }
+                if i + len > b.len() {
+                    return Err(format!(
+                        "the file ends inside a segment (marker FF{code:02X}) that claims {len} \
+                         bytes"
+                    ));
+                }
+                i += len;
+            }
+        }
+    }
 }
 
 /// The error for an image over the limits, with the size its header claims.

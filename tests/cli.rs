@@ -875,3 +875,100 @@ fn cli_explains_with_f16_weights() {
     assert!(o.status.success(), "rsp failed: {}", stderr(&o));
     assert!(dir.path().join("vgg_tiny.rsp.png").exists());
 }
+
+/// Runs the committed synthetic VGG at 64 px on `inputs`, writing into `out`, with
+/// `XDG_RUNTIME_DIR` and the display variables removed (a machine without a desktop
+/// session).
+fn rsp_synth_vgg_headless(out: &Path, inputs: &[&Path]) -> Output {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rsp"));
+    cmd.arg("--weights")
+        .arg(root.join("weights/synth_vgg.safetensors"))
+        .args(["--size", "64", "--out"])
+        .arg(out)
+        .args(inputs);
+    for var in [
+        "XDG_RUNTIME_DIR",
+        "WAYLAND_DISPLAY",
+        "WAYLAND_SOCKET",
+        "DISPLAY",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.output().expect("run rsp")
+}
+
+/// Truncated JPEGs and PNGs and a PNG with a bad chunk CRC: one `error:` line each,
+/// naming the file and saying it is truncated or damaged, no output for them, exit 1;
+/// the intact image among them is still explained.
+#[test]
+fn cli_truncated_and_damaged_images_are_refused_and_the_others_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let jpeg = std::fs::read(root.join("docs/synth/ring_star.jpg")).unwrap();
+    let img = image::RgbImage::from_fn(64, 48, |x, y| {
+        image::Rgb([(x * 4) as u8, (y * 5) as u8, ((x + y) * 2) as u8])
+    });
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let mut bad_crc = png.clone();
+    let n = bad_crc.len();
+    bad_crc[n - 20] ^= 0x10; // inside the IDAT chunk's data, before its CRC and IEND
+    let bad: Vec<(String, Vec<u8>)> = vec![
+        ("jpeg_header.jpg".into(), jpeg[..200].to_vec()),
+        ("jpeg_1500.jpg".into(), jpeg[..1500].to_vec()),
+        ("jpeg_half.jpg".into(), jpeg[..jpeg.len() / 2].to_vec()),
+        ("jpeg_but_2.jpg".into(), jpeg[..jpeg.len() - 2].to_vec()),
+        ("png_header.png".into(), png[..33].to_vec()),
+        ("png_half.png".into(), png[..png.len() / 2].to_vec()),
+        ("png_no_iend.png".into(), png[..png.len() - 12].to_vec()),
+        ("png_bad_crc.png".into(), bad_crc),
+    ];
+    let mut inputs = Vec::new();
+    for (name, bytes) in &bad {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        inputs.push(path);
+    }
+    let good = dir.path().join("intact.jpg");
+    std::fs::write(&good, &jpeg).unwrap();
+    inputs.insert(3, good);
+    let out = dir.path().join("out");
+    let refs: Vec<&Path> = inputs.iter().map(|p| p.as_path()).collect();
+    let o = rsp_synth_vgg_headless(&out, &refs);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    let errors: Vec<&str> = e.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), bad.len(), "one error line per bad file:\n{e}");
+    for (name, _) in &bad {
+        let line = errors
+            .iter()
+            .find(|l| l.contains(name.as_str()))
+            .unwrap_or_else(|| panic!("no error line for {name}:\n{e}"));
+        assert!(line.contains("truncated or damaged"), "{line}");
+        let stem = name.split('.').next().unwrap();
+        assert!(
+            !out.join(format!("{stem}.rsp.png")).exists()
+                && !out.join(format!("{stem}.rsp-overlay.png")).exists(),
+            "{name} has an output"
+        );
+    }
+    assert!(out.join("intact.rsp.png").exists(), "{e}");
+    assert!(out.join("intact.rsp-overlay.png").exists(), "{e}");
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 2);
+}
+
+/// Without a desktop session (no `XDG_RUNTIME_DIR`, no display) a plain run prints no
+/// `error:` line from the graphics stack: its only stderr line is the model summary.
+#[test]
+fn cli_run_without_a_desktop_session_has_no_stray_error_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let o = rsp_synth_vgg_headless(dir.path(), &[&root.join("docs/synth/ring_star.jpg")]);
+    let e = stderr(&o);
+    assert!(o.status.success(), "{e}");
+    assert!(!e.contains("XDG_RUNTIME_DIR"), "{e}");
+    assert!(!e.lines().any(|l| l.starts_with("error")), "{e}");
+    assert!(dir.path().join("ring_star.rsp.png").exists());
+}

@@ -92,22 +92,48 @@ fn gemm_k() -> u32 {
     return phase_taps();
 }
 
-fn load_a(z: u32, m: u32, k: u32) -> f32 {
-    let tap = phase_tap(k % phase_taps());
-    let kk = KH * KW;
-    let o = tap.x;
-    let uv = tap.y * KW + tap.z;
+// Column k of A / row k of B: the kernel tap (o, u, v) and, in MODE 1, the section
+// (shared by every row and column of a k).
+struct KTap {
+    section: u32,
+    o: u32,
+    u: u32,
+    v: u32,
+}
+
+fn k_tap(z: u32, k: u32) -> KTap {
+    var section = 0u;
     if (MODE == 1u) {
-        let section = k / phase_taps();
-        let g = f32(w[((z * 2u + section) * p.c_out + o) * taps_in() + m * kk + uv]);
-        if (section == 0u) {
+        section = k / phase_taps();
+    }
+    let tap = phase_tap(k % phase_taps());
+    return KTap(section, tap.x, tap.y, tap.z);
+}
+
+// Column n of B: the phase's input pixel (y, x).
+struct Column {
+    y: u32,
+    x: u32,
+}
+
+fn column(z: u32, n: u32) -> Column {
+    let pix = phase_pixel(n);
+    return Column(pix / p.w, pix % p.w);
+}
+
+fn load_a_at(z: u32, m: u32, kt: KTap) -> f32 {
+    let kk = KH * KW;
+    let uv = kt.u * KW + kt.v;
+    if (MODE == 1u) {
+        let g = f32(w[((z * 2u + kt.section) * p.c_out + kt.o) * taps_in() + m * kk + uv]);
+        if (kt.section == 0u) {
             return g;
         }
         return -g;
     }
     if (MODE == 2u) {
         let section = m / p.c_in;
-        let v = f32(w[o * taps_in() + (m % p.c_in) * kk + uv]);
+        let v = f32(w[kt.o * taps_in() + (m % p.c_in) * kk + uv]);
         if (section == 0u) {
             return v;
         }
@@ -116,7 +142,7 @@ fn load_a(z: u32, m: u32, k: u32) -> f32 {
         }
         return min(v, 0.0);
     }
-    let v = f32(w[o * taps_in() + m * kk + uv]);
+    let v = f32(w[kt.o * taps_in() + m * kk + uv]);
     if (POS_WEIGHTS) {
         return max(v, 0.0);
     }
@@ -126,12 +152,10 @@ fn load_a(z: u32, m: u32, k: u32) -> f32 {
     return v;
 }
 
-fn load_b(z: u32, k: u32, n: u32) -> f32 {
-    let tap = phase_tap(k % phase_taps());
-    let pix = phase_pixel(n);
+fn load_b_at(z: u32, kt: KTap, col: Column) -> f32 {
     // (y + pad − u) is a multiple of STRIDE by the choice of phase.
-    let ty = i32(pix / p.w + p.pad) - i32(tap.y);
-    let tx = i32(pix % p.w + p.pad) - i32(tap.z);
+    let ty = i32(col.y + p.pad) - i32(kt.u);
+    let tx = i32(col.x + p.pad) - i32(kt.v);
     if (ty < 0 || tx < 0) {
         return 0.0;
     }
@@ -142,9 +166,17 @@ fn load_b(z: u32, k: u32, n: u32) -> f32 {
     }
     var row = z;
     if (MODE == 1u) {
-        row = row * 2u + k / phase_taps();
+        row = row * 2u + kt.section;
     }
-    return s[row * p.c_out * p.ho * p.wo + (tap.x * p.ho + oy) * p.wo + ox];
+    return s[row * p.c_out * p.ho * p.wo + (kt.o * p.ho + oy) * p.wo + ox];
+}
+
+fn load_a(z: u32, m: u32, k: u32) -> f32 {
+    return load_a_at(z, m, k_tap(z, k));
+}
+
+fn load_b(z: u32, k: u32, n: u32) -> f32 {
+    return load_b_at(z, k_tap(z, k), column(z, n));
 }
 
 fn store_c(z: u32, split: u32, m: u32, n: u32, acc: f32) {

@@ -43,55 +43,85 @@ fn gemm_k() -> u32 {
     return taps_in();
 }
 
-fn load_a(z: u32, m: u32, k: u32) -> f32 {
-    if (MODE == 1u) {
-        return f32(w[(z * p.c_out + m) * taps_in() + k]);
-    }
+// Where column k of A and row k of B come from: the kernel tap (c, u, v) and, in
+// MODE 2, which of the three stacked copies. Shared by every row and column of a k.
+struct KTap {
+    t: u32,
+    section: u32,
+    c: u32,
+    u: u32,
+    v: u32,
+}
+
+fn k_tap(z: u32, k: u32) -> KTap {
+    var t = k;
+    var section = 0u;
     if (MODE == 2u) {
-        let section = k / taps_in();
-        let v = f32(w[m * taps_in() + k % taps_in()]);
-        if (section == 0u) {
+        section = k / taps_in();
+        t = k % taps_in();
+    }
+    let kk = KH * KW;
+    return KTap(t, section, t / kk, (t % kk) / KW, t % KW);
+}
+
+// What column n of B needs for every k: its image and the input position of tap (0, 0).
+struct Column {
+    img: u32,
+    iy0: i32,
+    ix0: i32,
+}
+
+fn column(z: u32, n: u32) -> Column {
+    let oy = n / p.wo;
+    let ox = n % p.wo;
+    return Column(image_of(z), i32(oy * STRIDE) - i32(p.pad), i32(ox * STRIDE) - i32(p.pad));
+}
+
+fn load_a_at(z: u32, m: u32, kt: KTap) -> f32 {
+    if (MODE == 1u) {
+        return f32(w[(z * p.c_out + m) * taps_in() + kt.t]);
+    }
+    let v = f32(w[m * taps_in() + kt.t]);
+    if (MODE == 2u) {
+        if (kt.section == 0u) {
             return v;
         }
-        if (section == 1u) {
+        if (kt.section == 1u) {
             return -max(v, 0.0);
         }
         return -min(v, 0.0);
     }
     if (POS_WEIGHTS) {
-        return max(f32(w[m * taps_in() + k]), 0.0);
+        return max(v, 0.0);
     }
     if (NEG_WEIGHTS) {
-        return min(f32(w[m * taps_in() + k]), 0.0);
+        return min(v, 0.0);
     }
-    return f32(w[m * taps_in() + k]);
+    return v;
 }
 
-fn load_b(z: u32, k: u32, n: u32) -> f32 {
-    let img = image_of(z);
-    let base = img * p.c_in * p.h * p.w;
-    let oy = n / p.wo;
-    let ox = n % p.wo;
-    if (MODE == 2u) {
-        let section = k / taps_in();
-        let off = input_tap(k % taps_in(), oy, ox);
-        if (off < 0) {
-            return 0.0;
-        }
-        if (section == 0u) {
-            return x[base + u32(off)];
-        }
-        return bounds[img * 2u + section - 1u];
-    }
-    let off = input_tap(k, oy, ox);
-    if (off < 0) {
+fn load_b_at(z: u32, kt: KTap, col: Column) -> f32 {
+    let iy = col.iy0 + i32(kt.u);
+    let ix = col.ix0 + i32(kt.v);
+    if (iy < 0 || ix < 0 || iy >= i32(p.h) || ix >= i32(p.w)) {
         return 0.0;
     }
-    let v = x[base + u32(off)];
+    if (MODE == 2u && kt.section > 0u) {
+        return bounds[col.img * 2u + kt.section - 1u];
+    }
+    let v = x[((col.img * p.c_in + kt.c) * p.h + u32(iy)) * p.w + u32(ix)];
     if (MODE == 1u) {
         return max(v, 0.0);
     }
     return v;
+}
+
+fn load_a(z: u32, m: u32, k: u32) -> f32 {
+    return load_a_at(z, m, k_tap(z, k));
+}
+
+fn load_b(z: u32, k: u32, n: u32) -> f32 {
+    return load_b_at(z, k_tap(z, k), column(z, n));
 }
 
 fn store_c(z: u32, split: u32, m: u32, n: u32, acc: f32) {

@@ -34,8 +34,32 @@ fn gemm_k() -> u32 {
     return p.ho * p.wo;
 }
 
-fn load_a(z: u32, m: u32, k: u32) -> f32 {
-    let r = s[(image_of(z) * p.c_out + m) * p.ho * p.wo + k];
+// Output pixel k (shared by every row and column of a k).
+struct KTap {
+    k: u32,
+    oy: u32,
+    ox: u32,
+}
+
+fn k_tap(z: u32, k: u32) -> KTap {
+    return KTap(k, k / p.wo, k % p.wo);
+}
+
+// Column n of B is kernel tap n = (c, u, v) of the input image.
+struct Column {
+    img: u32,
+    c: u32,
+    u: u32,
+    v: u32,
+}
+
+fn column(z: u32, n: u32) -> Column {
+    let kk = KH * KW;
+    return Column(image_of(z), n / kk, (n % kk) / KW, n % KW);
+}
+
+fn load_a_at(z: u32, m: u32, kt: KTap) -> f32 {
+    let r = s[(image_of(z) * p.c_out + m) * p.ho * p.wo + kt.k];
     if (MODE == 1u) {
         if (z % 2u == 0u) {
             return max(r, 0.0);
@@ -45,16 +69,25 @@ fn load_a(z: u32, m: u32, k: u32) -> f32 {
     return r;
 }
 
-fn load_b(z: u32, k: u32, n: u32) -> f32 {
-    let off = input_tap(n, k / p.wo, k % p.wo);
-    if (off < 0) {
+fn load_b_at(z: u32, kt: KTap, col: Column) -> f32 {
+    let iy = i32(kt.oy * STRIDE + col.u) - i32(p.pad);
+    let ix = i32(kt.ox * STRIDE + col.v) - i32(p.pad);
+    if (iy < 0 || ix < 0 || iy >= i32(p.h) || ix >= i32(p.w)) {
         return 0.0;
     }
-    let v = x[image_of(z) * p.c_in * p.h * p.w + u32(off)];
+    let v = x[((col.img * p.c_in + col.c) * p.h + u32(iy)) * p.w + u32(ix)];
     if (MODE == 1u) {
         return max(v, 0.0);
     }
     return v;
+}
+
+fn load_a(z: u32, m: u32, k: u32) -> f32 {
+    return load_a_at(z, m, k_tap(z, k));
+}
+
+fn load_b(z: u32, k: u32, n: u32) -> f32 {
+    return load_b_at(z, k_tap(z, k), column(z, n));
 }
 
 // With split-K, `out` holds one partial map per (z, split), summed in split order by

@@ -33,18 +33,3 @@ fn gemm_k_splits() -> u32 {
 fn taps_in() -> u32 {
     return p.c_in * KH * KW;
 }
-
-// Offset within one input image of the element that kernel tap `t` = (c, u, v) reads
-// for output pixel (oy, ox); -1 where the tap falls into the zero padding.
-fn input_tap(t: u32, oy: u32, ox: u32) -> i32 {
-    let kk = KH * KW;
-    let c = t / kk;
-    let u = (t % kk) / KW;
-    let v = t % KW;
-    let iy = i32(oy * STRIDE + u) - i32(p.pad);
-    let ix = i32(ox * STRIDE + v) - i32(p.pad);
-    if (iy < 0 || ix < 0 || iy >= i32(p.h) || ix >= i32(p.w)) {
-        return -1;
-    }
-    return i32((c * p.h + u32(iy)) * p.w + u32(ix));
-}

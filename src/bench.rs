@@ -4,12 +4,81 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Result};
 
-use crate::cli::BenchArgs;
+use crate::cli::{BenchArgs, TuneArgs};
 use crate::explain::{explain, RspOptions};
 use crate::gpu::{ContextOptions, GpuContext, Recorder};
 use crate::models::gpu::GpuModel;
 use crate::models::{zoo, Model};
-use crate::ops::conv::GemmTile;
+use crate::ops::gemm::GemmKernel;
+
+fn load_model(weights: &Option<std::path::PathBuf>, name: &str) -> Result<Model> {
+    match weights {
+        Some(p) => Model::from_file(p),
+        None => zoo::by_name(name, 1).ok_or_else(|| {
+            anyhow!("unknown --model '{name}' (vgg11..19[_bn], resnet18/34/50/101/152)")
+        }),
+    }
+}
+
+/// Prints the kernel variant of every GEMM problem this process tuned or looked up.
+fn print_choices(ctx: &GpuContext) {
+    let used = ctx.tuner.used();
+    if used.is_empty() {
+        return;
+    }
+    println!(
+        "kernel variants ({} problems; key: op, constants, uniform params):",
+        used.len()
+    );
+    for (key, choice) in used {
+        // The adapter part of the key is the same for every line.
+        let problem = key.split_once(" | ").map_or(key.as_str(), |(_, p)| p);
+        let timed: Vec<String> = choice
+            .trials
+            .iter()
+            .map(|(name, t)| match t {
+                crate::gpu::tune::Trial::Timed(ms) => format!("{name} {ms:.3} ms"),
+                crate::gpu::tune::Trial::Rejected(why) => format!("{name} rejected ({why})"),
+            })
+            .collect();
+        println!(
+            "  {:<26} {problem}\n      {}",
+            choice.variant,
+            timed.join(", ")
+        );
+    }
+}
+
+/// `rsp tune`: one explanation of random inputs with autotuning on, so every GEMM
+/// problem of this model, size and batch is timed and its choice cached.
+pub fn tune(args: &TuneArgs) -> Result<()> {
+    if args.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let model = load_model(&args.weights, &args.model)?;
+    let mut opts = args.device.context_options();
+    if opts.autotune == crate::gpu::Autotune::Off {
+        bail!("rsp tune needs --autotune on or fresh");
+    }
+    opts.progress = true;
+    let ctx = GpuContext::new(&opts)?;
+    let gm = GpuModel::upload(&ctx, &model);
+    let input = zoo::random_tensor(&[args.batch, 3, args.size, args.size], 12345, -2.0, 2.0);
+    let t = Instant::now();
+    explain(&ctx, &gm, &input, &RspOptions::default())?;
+    println!(
+        "adapter: {}\ntuned {} new problems in {:.2} s ({} looked up in total); cache: {}",
+        ctx.adapter_key(),
+        ctx.tuner.measured().len(),
+        t.elapsed().as_secs_f64(),
+        ctx.tuner.used().len(),
+        ctx.tuner
+            .path()
+            .map_or("(none)".to_string(), |p| p.display().to_string())
+    );
+    print_choices(&ctx);
+    Ok(())
+}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -21,24 +90,23 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if args.batch == 0 || args.runs == 0 {
         bail!("--batch and --runs must be at least 1");
     }
-    let model = match &args.weights {
-        Some(p) => Model::from_file(p)?,
-        None => zoo::by_name(&args.model, 1).ok_or_else(|| {
-            anyhow!(
-                "unknown --model '{}' (vgg11..19[_bn], resnet18/34/50/101/152)",
-                args.model
-            )
-        })?,
-    };
-    let gemm_tile = match args.gemm_tile.as_str() {
+    let model = load_model(&args.weights, &args.model)?;
+    let gemm_kernel = match args.kernel.as_str() {
         "auto" => None,
-        s => Some(GemmTile::parse(s).ok_or_else(|| {
-            anyhow!("--gemm-tile '{s}': expected auto or ROWSxCOLS with each of 16, 32, 64")
-        })?),
+        s => Some(
+            GemmKernel::parse(s)
+                .ok_or_else(|| {
+                    anyhow!(
+                        "--kernel '{s}': expected auto, tiled-RxC (R, C in 16, 32, 64; \
+                         optionally -unchecked) or direct-RxL (R 4 or 8, L 8..64)"
+                    )
+                })?
+                .to_string(),
+        ),
     };
     let ctx = GpuContext::new(&ContextOptions {
         profile: args.profile,
-        gemm_tile,
+        gemm_kernel,
         ..args.device.context_options()
     })?;
     let gm = GpuModel::upload(&ctx, &model);
@@ -46,7 +114,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let weight_bytes = ctx.peak_memory();
     let input = zoo::random_tensor(&[args.batch, 3, args.size, args.size], 12345, -2.0, 2.0);
     println!(
-        "adapter: {} ({:?}, {:?})\nmodel: {} ({}), input {}x{}, batch {}, weights {} (weights on the GPU: {:.3} MiB), GEMM tiles {}",
+        "adapter: {} ({:?}, {:?})\nmodel: {} ({}), input {}x{}, batch {}, weights {} (weights on the GPU: {:.3} MiB), GEMM kernels {}",
         ctx.adapter.name,
         ctx.adapter.backend,
         ctx.adapter.device_type,
@@ -59,7 +127,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         args.batch,
         args.device.weights_dtype.wgsl(),
         weight_bytes as f64 / (1 << 20) as f64,
-        args.gemm_tile
+        if args.kernel == "auto" {
+            format!("autotune {:?}", ctx.tuner.mode()).to_lowercase()
+        } else {
+            args.kernel.clone()
+        }
     );
 
     let forward = || -> Result<()> {
@@ -98,6 +170,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             ctx.peak_memory() as f64 / (1 << 20) as f64
         );
     }
+    print_choices(&ctx);
     if let Some(p) = &ctx.profiler {
         // Timestamps are collected on every submission; only the last explanation's count.
         p.reset();

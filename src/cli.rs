@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::explain::{explain, explain_method, Method, RspOptions, NO_TARGET};
-use crate::gpu::{list_adapters, Backend, ContextOptions, DType, GpuContext};
+use crate::gpu::{list_adapters, Autotune, Backend, ContextOptions, DType, GpuContext};
 use crate::models::gpu::GpuModel;
 use crate::models::hub::{self, WeightSources};
 use crate::models::weights::{to_safetensors_bytes, TensorFile};
@@ -126,6 +126,10 @@ pub enum Command {
     /// Time forward and full RSP explanation (forward + initial relevance + backward,
     /// GPU work synchronised) on random inputs; reports the median and peak memory.
     Bench(BenchArgs),
+    /// Choose the convolution kernels for a model, input size and batch by timing
+    /// every variant on this device (one explanation's worth of problems) and cache
+    /// the choices, so later runs start fast.
+    Tune(TuneArgs),
     /// Benchmarks of RSP and the baselines: Pointing Game, mIoU, model sensitivity.
     Eval(crate::eval::command::EvalArgs),
     /// Generate the synthetic multi-object benchmark dataset (VOC layout) for
@@ -156,10 +160,29 @@ pub struct BenchArgs {
     pub profile: bool,
     #[command(flatten)]
     pub device: DeviceArgs,
-    /// Convolution GEMM tile shape: auto (chosen per layer and adapter) or ROWSxCOLS
-    /// with each 16, 32 or 64 (e.g. 64x64) for every layer, to compare on a new GPU.
-    #[arg(long, default_value = "auto", value_name = "auto|RxC")]
-    pub gemm_tile: String,
+    /// Run one convolution kernel variant for every layer instead of the autotuned
+    /// choice: tiled-RxC (R, C each 16, 32 or 64; with -unchecked: without naga's
+    /// runtime checks) or direct-RxL (R = 4 or 8 rows, L = 8, 16, 32 or 64 lanes).
+    #[arg(long, default_value = "auto", value_name = "auto|VARIANT")]
+    pub kernel: String,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TuneArgs {
+    /// torchvision architecture (random weights: timing does not depend on them).
+    #[arg(long, default_value = "vgg16", value_name = "NAME")]
+    pub model: String,
+    /// Use the architecture of the weights in this safetensors file.
+    #[arg(long, value_name = "FILE")]
+    pub weights: Option<PathBuf>,
+    /// Input side length.
+    #[arg(long, default_value_t = 224)]
+    pub size: usize,
+    /// Images per batch.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,6 +204,13 @@ pub struct DeviceArgs {
     /// f32 by about the rounding of the weights; needs an adapter with shader f16).
     #[arg(long, value_enum, default_value_t = DType::F32, value_name = "f32|f16")]
     pub weights_dtype: DType,
+    /// Convolution kernels chosen by measurement on this device: on (reuse the cached
+    /// choices in $RSP_CACHE_DIR/autotune.json, else the user cache dir +
+    /// rsp/autotune.json, and time what is missing), off (fixed heuristics, nothing
+    /// timed or written) or fresh (time everything met again). Every variant gives
+    /// the same numbers; only speed changes.
+    #[arg(long, default_value = "on", value_parser = parse_autotune, value_name = "on|off|fresh")]
+    pub autotune: Autotune,
 }
 
 impl DeviceArgs {
@@ -189,9 +219,15 @@ impl DeviceArgs {
         ContextOptions {
             backend: self.backend,
             weights: self.weights_dtype,
+            autotune: self.autotune,
+            progress: true,
             ..Default::default()
         }
     }
+}
+
+fn parse_autotune(s: &str) -> std::result::Result<Autotune, String> {
+    s.parse()
 }
 
 fn parse_backend(s: &str) -> std::result::Result<Backend, String> {
@@ -262,6 +298,10 @@ pub fn run(cli: &Cli) -> Result<bool> {
     }
     if let Some(Command::Bench(b)) = &cli.command {
         crate::bench::run(b)?;
+        return Ok(true);
+    }
+    if let Some(Command::Tune(t)) = &cli.command {
+        crate::bench::tune(t)?;
         return Ok(true);
     }
     if let Some(Command::Synth(s)) = &cli.command {

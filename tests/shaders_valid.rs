@@ -1,7 +1,41 @@
 //! Every WGSL module in `shaders/` (as composed by the engine) parses and validates
 //! with naga, and every `.wgsl` file on disk is used by some module.
 
-use rsp::gpu::shaders::{source, SHADERS};
+use rsp::gpu::shaders::{source, source_typed, Skeleton, SHADERS};
+use rsp::gpu::DType;
+
+#[test]
+fn every_gemm_op_validates_with_every_skeleton_and_weight_type() {
+    for (name, _, gemm) in SHADERS {
+        if !gemm {
+            assert!(source_typed(name, &[], Skeleton::Tiled).is_none());
+            continue;
+        }
+        assert!(source_typed(name, &[], Skeleton::None).is_none());
+        for skeleton in Skeleton::GEMM {
+            for dtype in [DType::F32, DType::F16] {
+                let src = source_typed(name, &[dtype], skeleton).unwrap();
+                let module = naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| {
+                    panic!(
+                        "{name} {skeleton:?}: WGSL parse error:\n{}",
+                        e.emit_to_string(&src)
+                    )
+                });
+                naga::valid::Validator::new(
+                    naga::valid::ValidationFlags::all(),
+                    naga::valid::Capabilities::SHADER_FLOAT16,
+                )
+                .validate(&module)
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "{name} {skeleton:?}: validation error:\n{}",
+                        e.emit_to_string(&src)
+                    )
+                });
+            }
+        }
+    }
+}
 
 #[test]
 fn all_shaders_parse_and_validate_with_naga() {
@@ -25,7 +59,7 @@ fn every_shader_file_is_registered() {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         let stem = path.file_stem().unwrap().to_str().unwrap().to_string();
-        if stem == "gemm_tiled" || stem == "conv_common" {
+        if stem == "gemm_tiled" || stem == "gemm_direct" || stem == "conv_common" {
             continue; // composed into the convolution kernels
         }
         assert!(

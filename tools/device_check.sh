@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # One prepared GPU check (run on the device machine from the repo root, after
-# tools/device_bundle.sh here): the GPU test suites on the real adapter, then the
-# end-to-end comparison with the PyTorch RSP (benches/torch_rsp.py --rsp-bin) for
-# VGG16 and ResNet50 at 224 px, batch 1 and 16, a per-kernel profile, and the f16
-# weight mode. Everything is also written to $OUT/device_check.log.
+# tools/device_bundle.sh here): the GPU test suites on the real adapter (autotune and
+# every kernel variant included), then `rsp tune` for VGG16 and ResNet50 at 224 px,
+# batch 1 and 16 (the choices are cached for what follows), the end-to-end comparison
+# with the PyTorch RSP (benches/torch_rsp.py --rsp-bin) on the tuned kernels, a
+# per-kernel profile, autotuned vs fixed heuristics, and the f16 weight mode.
+# Everything is also written to $OUT/device_check.log, the autotune cache to
+# $OUT/autotune.json.
 set -uo pipefail
 LOG="${OUT:-/tmp}/device_check.log"
 exec > >(tee "$LOG") 2>&1
@@ -33,6 +36,13 @@ for t in devrun/tests/*; do
     echo "-- $(basename "$t")"
     timeout 120 "$t" --test-threads 4 2>&1 | grep -E "^test result|FAILED|panicked" || echo "FAILED to run $t"
 done
+export RSP_CACHE_DIR="${OUT:-/tmp}"
+echo "== autotune (timed once per problem, cached in $RSP_CACHE_DIR/autotune.json)"
+for m in vgg16 resnet50; do
+    for b in 1 16; do
+        /usr/bin/time -f "tune $m batch $b: %e s" timeout 120 ./devrun/rsp tune --model "$m" --size 224 --batch "$b" | head -3
+    done
+done
 echo "== rsp vs PyTorch (float32, TF32 off)"
 for m in vgg16 resnet50; do
     for b in 1 16; do
@@ -43,11 +53,11 @@ done
 echo "== where the time goes (VGG16 and ResNet50, batch 1)"
 timeout 120 ./devrun/rsp bench --model vgg16 --size 224 --batch 1 --runs 3 --profile | head -40
 timeout 120 ./devrun/rsp bench --model resnet50 --size 224 --batch 1 --runs 3 --profile | head -30
-echo "== GEMM tiles: per-layer choice vs 64x64 everywhere (batch 1)"
+echo "== autotuned kernels vs fixed heuristics vs one variant everywhere (batch 1)"
 for m in vgg16 resnet50; do
-    for t in auto 64x64; do
-        timeout 90 ./devrun/rsp bench --model "$m" --size 224 --batch 1 --runs 5 --gemm-tile "$t" | grep -E "^(model|rsp)"
-    done
+    timeout 90 ./devrun/rsp bench --model "$m" --size 224 --batch 1 --runs 5 | grep -E "^(model|rsp)"
+    timeout 90 ./devrun/rsp bench --model "$m" --size 224 --batch 1 --runs 5 --autotune off | grep -E "^(model|rsp)"
+    timeout 90 ./devrun/rsp bench --model "$m" --size 224 --batch 1 --runs 5 --kernel tiled-64x64-unchecked | grep -E "^(model|rsp)"
 done
 echo "== f16 weights"
 for m in vgg16 resnet50; do

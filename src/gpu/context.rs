@@ -82,12 +82,28 @@ pub struct ContextOptions {
     /// choice (`rsp bench --gemm-tile`, to compare shapes on a new GPU; the tests run
     /// every kernel with every shape).
     pub gemm_tile: Option<crate::ops::conv::GemmTile>,
+    /// Whether GEMM kernel variants are chosen by measurement (off by default in the
+    /// library; the CLI turns it on).
+    pub autotune: super::Autotune,
+    /// Where the autotuner keeps its choices (`None`: [`super::tune::default_cache_path`]).
+    pub autotune_cache: Option<std::path::PathBuf>,
+    /// Run this GEMM kernel variant everywhere it applies, by name (`rsp bench
+    /// --kernel`, tests); it wins over autotuning and `gemm_tile`.
+    pub gemm_kernel: Option<String>,
+    /// Show a spinner on a terminal while autotuning runs longer than a second.
+    pub progress: bool,
+    /// Test hook: also offer the autotuner a GEMM variant that is fast and wrong, to
+    /// show that its correctness check rejects it.
+    #[doc(hidden)]
+    pub offer_broken_variant: bool,
 }
 
 /// One line of `rsp adapters`.
 #[derive(Clone, Debug)]
 pub struct AdapterSummary {
     pub name: String,
+    pub vendor: u32,
+    pub device: u32,
     pub backend: wgpu::Backend,
     pub device_type: wgpu::DeviceType,
     pub driver: String,
@@ -128,6 +144,8 @@ fn summarize(adapter: &wgpu::Adapter) -> AdapterSummary {
     let limits = adapter.limits();
     AdapterSummary {
         name: info.name,
+        vendor: info.vendor,
+        device: info.device,
         backend: info.backend,
         device_type: info.device_type,
         driver: format!("{} {}", info.driver, info.driver_info)
@@ -181,12 +199,28 @@ pub struct GpuContext {
     pub fill_workgroups: usize,
     /// `ContextOptions::gemm_tile`.
     pub gemm_tile: Option<crate::ops::conv::GemmTile>,
+    /// `ContextOptions::gemm_kernel`.
+    pub gemm_kernel: Option<String>,
+    /// Chooses kernel variants by measurement (`ContextOptions::autotune`).
+    pub tuner: super::Tuner,
+    /// `ContextOptions::offer_broken_variant`.
+    #[doc(hidden)]
+    pub offer_broken_variant: bool,
     /// Held by the one [`Recorder`](super::Recorder) recording at a time: buffers freed
     /// while recording are reused only by later commands of the same recording.
     pub(crate) recording: Mutex<()>,
 }
 
 impl GpuContext {
+    /// The adapter part of autotuning keys: vendor, device, driver and backend.
+    pub fn adapter_key(&self) -> String {
+        let a = &self.adapter;
+        format!(
+            "{:04x}:{:04x} {:?} {} ({})",
+            a.vendor, a.device, a.backend, a.driver, a.name
+        )
+    }
+
     /// Opens the best adapter of the chosen backend (discrete > integrated > other >
     /// cpu), requesting the adapter's real limits rather than wgpu's defaults.
     pub fn new(opts: &ContextOptions) -> Result<Self> {
@@ -266,7 +300,17 @@ impl GpuContext {
         } else {
             256
         };
+        let tuner = super::Tuner::new(
+            opts.autotune,
+            opts.autotune_cache
+                .clone()
+                .or_else(super::tune::default_cache_path),
+            opts.progress,
+        );
         Ok(GpuContext {
+            tuner,
+            gemm_kernel: opts.gemm_kernel.clone(),
+            offer_broken_variant: opts.offer_broken_variant,
             profiler,
             weight_dtype: opts.weights,
             fill_workgroups,
@@ -278,7 +322,9 @@ impl GpuContext {
             adapter: summarize(&adapter),
             limits,
             max_binding,
-            pipelines: Mutex::new(PipelineCache::default()),
+            pipelines: Mutex::new(PipelineCache::new(
+                std::env::var_os("RSP_CHECKED_SHADERS").is_some_and(|v| !v.is_empty() && v != "0"),
+            )),
             pool: BufferPool::default(),
         })
     }

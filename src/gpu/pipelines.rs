@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::shaders;
+use super::shaders::{self, Skeleton};
 use super::tensor::DType;
 
 /// How a kernel uses one storage binding.
@@ -13,9 +13,46 @@ pub enum Access {
     ReadWrite,
 }
 
+/// Which module a dispatch runs: an op file, the GEMM skeleton completing it, and
+/// whether naga's runtime checks are compiled in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ShaderRef {
+    pub name: &'static str,
+    pub skeleton: Skeleton,
+    /// Built with `create_shader_module_trusted` and no runtime checks (no index
+    /// clamping, no guarded integer division, no loop bounding): only for kernels
+    /// whose own guards keep every access in bounds (the GEMM skeletons).
+    pub unchecked: bool,
+}
+
+impl ShaderRef {
+    /// `name`, or `name[skeleton,unchecked]` for GEMM kernels (profiles, errors).
+    pub fn label(&self) -> String {
+        match self.skeleton {
+            Skeleton::None => self.name.to_string(),
+            s => format!(
+                "{}[{}{}]",
+                self.name,
+                format!("{s:?}").to_lowercase(),
+                if self.unchecked { ",unchecked" } else { "" }
+            ),
+        }
+    }
+}
+
+impl From<&'static str> for ShaderRef {
+    fn from(name: &'static str) -> Self {
+        ShaderRef {
+            name,
+            skeleton: Skeleton::None,
+            unchecked: false,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct PipelineKey {
-    shader: &'static str,
+    shader: ShaderRef,
     constants: Vec<(&'static str, u64)>,
     storage: Vec<Access>,
     /// Element types of the shader's typed bindings (empty for untyped shaders).
@@ -27,26 +64,36 @@ pub(crate) struct Pipeline {
     pub layout: wgpu::BindGroupLayout,
 }
 
-#[derive(Default)]
 pub(crate) struct PipelineCache {
-    modules: HashMap<(&'static str, Vec<DType>), wgpu::ShaderModule>,
+    modules: HashMap<(ShaderRef, Vec<DType>), wgpu::ShaderModule>,
     pipelines: HashMap<PipelineKey, Arc<Pipeline>>,
+    /// Build every module with runtime checks, `unchecked` variants included
+    /// (`$RSP_CHECKED_SHADERS`, so the test suite can run once that way).
+    all_checked: bool,
 }
 
 impl PipelineCache {
+    pub fn new(all_checked: bool) -> Self {
+        PipelineCache {
+            modules: HashMap::new(),
+            pipelines: HashMap::new(),
+            all_checked,
+        }
+    }
+
     /// The pipeline of `shader` specialised by `constants`, whose bind group 0 holds the
     /// given storage bindings (0..n, with element types `types`) followed by one
     /// uniform parameter block (n).
     pub fn get(
         &mut self,
         device: &wgpu::Device,
-        shader: &'static str,
+        shader: ShaderRef,
         constants: &[(&'static str, f64)],
         storage: &[Access],
         types: &[DType],
     ) -> Arc<Pipeline> {
         // Only the typed bindings' element types change the module.
-        let typed: Vec<DType> = shaders::typed_bindings(shader)
+        let typed: Vec<DType> = shaders::typed_bindings(shader.name)
             .iter()
             .map(|(_, i)| types.get(*i).copied().unwrap_or_default())
             .collect();
@@ -59,16 +106,32 @@ impl PipelineCache {
         if let Some(p) = self.pipelines.get(&key) {
             return p.clone();
         }
+        let all_checked = self.all_checked;
         let module = self
             .modules
             .entry((shader, typed.clone()))
             .or_insert_with(|| {
-                let src = shaders::source_typed(shader, &typed)
-                    .unwrap_or_else(|| panic!("no shader named '{shader}' in shaders/"));
-                device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(shader),
+                let src = shaders::source_typed(shader.name, &typed, shader.skeleton)
+                    .unwrap_or_else(|| panic!("no shader {shader:?} in shaders/"));
+                let desc = wgpu::ShaderModuleDescriptor {
+                    label: Some(shader.name),
                     source: wgpu::ShaderSource::Wgsl(src.into()),
-                })
+                };
+                if shader.unchecked && !all_checked {
+                    // SAFETY: only GEMM skeletons are built unchecked; each guards its
+                    // loads and stores by the problem's M, N and K, derives workgroup
+                    // array indices from constant tile sizes, divides only by override
+                    // constants or sizes the host checked to be non-zero, and every
+                    // loop runs to a bound fixed before it starts.
+                    unsafe {
+                        device.create_shader_module_trusted(
+                            desc,
+                            wgpu::ShaderRuntimeChecks::unchecked(),
+                        )
+                    }
+                } else {
+                    device.create_shader_module(desc)
+                }
             });
         let mut entries: Vec<wgpu::BindGroupLayoutEntry> = storage
             .iter()
@@ -97,16 +160,16 @@ impl PipelineCache {
             count: None,
         });
         let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some(shader),
+            label: Some(shader.name),
             entries: &entries,
         });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some(shader),
+            label: Some(shader.name),
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(shader),
+            label: Some(shader.name),
             layout: Some(&pipeline_layout),
             module,
             entry_point: Some("main"),

@@ -3,7 +3,7 @@
 //! between layers.
 
 use super::context::GpuContext;
-use super::pipelines::Access;
+use super::pipelines::{Access, ShaderRef};
 use super::tensor::{DType, GpuTensor};
 
 /// One storage binding of a dispatch.
@@ -58,7 +58,10 @@ pub fn grid_1d(n: usize) -> [u32; 3] {
 /// Records compute dispatches; `submit` sends them to the queue in one go.
 pub struct Recorder<'c> {
     pub ctx: &'c GpuContext,
-    _exclusive: std::sync::MutexGuard<'c, ()>,
+    /// The context's recording lock (`None` for a detached recorder).
+    _exclusive: Option<std::sync::MutexGuard<'c, ()>>,
+    /// Never timed by the profiler (autotuning runs).
+    untimed: bool,
     encoder: Option<wgpu::CommandEncoder>,
     /// Dispatches recorded since creation (for tests and benchmarks).
     pub dispatches: usize,
@@ -79,8 +82,25 @@ const ARENA_BYTES: u64 = 256 * 1024;
 impl<'c> Recorder<'c> {
     pub fn new(ctx: &'c GpuContext) -> Self {
         Recorder {
+            untimed: false,
             ctx,
-            _exclusive: ctx.recording.lock().unwrap_or_else(|e| e.into_inner()),
+            _exclusive: Some(ctx.recording.lock().unwrap_or_else(|e| e.into_inner())),
+            encoder: None,
+            dispatches: 0,
+            timed: Vec::new(),
+            arena: None,
+            pass: None,
+        }
+    }
+
+    /// A recorder that does not take the context's recording lock and is never
+    /// profiled: the autotuner uses it to time kernels on buffers of its own while
+    /// another recording is open (it submits before that recording does).
+    pub(crate) fn detached(ctx: &'c GpuContext) -> Self {
+        Recorder {
+            untimed: true,
+            ctx,
+            _exclusive: None,
             encoder: None,
             dispatches: 0,
             timed: Vec::new(),
@@ -98,13 +118,14 @@ impl<'c> Recorder<'c> {
     /// `bindings` at 0..n and `params` as the uniform block at binding n.
     pub fn dispatch(
         &mut self,
-        shader: &'static str,
+        shader: impl Into<ShaderRef>,
         constants: &[(&'static str, f64)],
         bindings: &[Binding],
         params: &[u32],
         groups: [u32; 3],
     ) {
         let ctx = self.ctx;
+        let shader: ShaderRef = shader.into();
         let access: Vec<Access> = bindings.iter().map(|b| b.access).collect();
         let types: Vec<DType> = bindings.iter().map(|b| b.dtype).collect();
         let pipeline = ctx.pipelines.lock().expect("pipeline cache lock").get(
@@ -136,11 +157,11 @@ impl<'c> Recorder<'c> {
             }),
         });
         let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(shader),
+            label: Some(shader.name),
             layout: &pipeline.layout,
             entries: &entries,
         });
-        if ctx.profiler.is_none() {
+        if ctx.profiler.is_none() || self.untimed {
             if self.pass.is_none() {
                 let encoder = self.encoder.get_or_insert_with(|| {
                     ctx.device
@@ -167,7 +188,7 @@ impl<'c> Recorder<'c> {
     /// Profiling path: one pass per dispatch, with begin/end timestamps.
     fn dispatch_timed(
         &mut self,
-        shader: &'static str,
+        shader: ShaderRef,
         constants: &[(&'static str, f64)],
         pipeline: &wgpu::ComputePipeline,
         bind_group: &wgpu::BindGroup,
@@ -183,8 +204,11 @@ impl<'c> Recorder<'c> {
                 let i = 2 * self.timed.len() as u32;
                 let modes: Vec<String> =
                     constants.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                self.timed
-                    .push(format!("{shader} {}", modes.join(" ")).trim().to_string());
+                self.timed.push(
+                    format!("{} {}", shader.label(), modes.join(" "))
+                        .trim()
+                        .to_string(),
+                );
                 Some(wgpu::ComputePassTimestampWrites {
                     query_set: &p.query_set,
                     beginning_of_pass_write_index: Some(i),
@@ -194,7 +218,7 @@ impl<'c> Recorder<'c> {
             _ => None,
         };
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(shader),
+            label: Some(shader.name),
             timestamp_writes,
         });
         pass.set_pipeline(pipeline);
@@ -233,6 +257,9 @@ impl<'c> Recorder<'c> {
     pub fn submit(&mut self) {
         // Ending the pass unlocks the encoder.
         self.pass = None;
+        if !self.untimed {
+            self.ctx.tuner.finish_progress();
+        }
         if let Some(enc) = self.encoder.take() {
             match &self.ctx.profiler {
                 Some(p) if !self.timed.is_empty() => {

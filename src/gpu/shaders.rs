@@ -1,10 +1,35 @@
 //! The WGSL sources in `shaders/`, embedded at build time. The three convolution
-//! kernels share one tiled-GEMM skeleton and one geometry header, composed here.
+//! kernels share one geometry header and are completed by one of the GEMM skeletons
+//! (the kernel variants of `ops::gemm`), composed here.
 
 use super::tensor::DType;
 
-/// Tiled GEMM skeleton appended to each convolution kernel.
-const GEMM_TILED: &str = include_str!("../../shaders/gemm_tiled.wgsl");
+/// How a GEMM-shaped op file is completed into a kernel: the skeleton that owns
+/// `main` and calls the op's `load_a`/`load_b`/`store_c`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Skeleton {
+    /// Not a GEMM op: the file is the whole module.
+    #[default]
+    None,
+    /// `gemm_tiled.wgsl`: workgroup tiles staged through workgroup memory.
+    Tiled,
+    /// `gemm_direct.wgsl`: no workgroup memory or barriers (CPU-class devices).
+    Direct,
+}
+
+impl Skeleton {
+    /// The skeleton's WGSL (empty for `None`).
+    pub fn source(self) -> &'static str {
+        match self {
+            Skeleton::None => "",
+            Skeleton::Tiled => include_str!("../../shaders/gemm_tiled.wgsl"),
+            Skeleton::Direct => include_str!("../../shaders/gemm_direct.wgsl"),
+        }
+    }
+
+    /// Every GEMM skeleton (for validation tests).
+    pub const GEMM: [Skeleton; 2] = [Skeleton::Tiled, Skeleton::Direct];
+}
 /// Convolution parameters and tap indexing, prepended to each convolution kernel.
 const CONV_COMMON: &str = include_str!("../../shaders/conv_common.wgsl");
 
@@ -85,15 +110,30 @@ pub fn typed_bindings(name: &str) -> &'static [(&'static str, usize)] {
         .map_or(&[], |(_, t)| t)
 }
 
-/// The complete WGSL module of shader `name`, every typed binding f32.
+/// Whether shader `name` is a GEMM op file that needs a [`Skeleton`].
+pub fn is_gemm(name: &str) -> bool {
+    SHADERS.iter().any(|(n, _, conv)| *n == name && *conv)
+}
+
+/// The complete WGSL module of shader `name`, every typed binding f32, GEMM ops on
+/// the tiled skeleton.
 pub fn source(name: &str) -> Option<String> {
-    source_typed(name, &[])
+    let skeleton = if is_gemm(name) {
+        Skeleton::Tiled
+    } else {
+        Skeleton::None
+    };
+    source_typed(name, &[], skeleton)
 }
 
 /// The complete WGSL module of shader `name` with the given element types for its
-/// typed bindings, in [`typed_bindings`] order (missing ones are f32).
-pub fn source_typed(name: &str, types: &[DType]) -> Option<String> {
+/// typed bindings, in [`typed_bindings`] order (missing ones are f32), completed by
+/// `skeleton` if it is a GEMM op (`None` when `skeleton` does not fit the shader).
+pub fn source_typed(name: &str, types: &[DType], skeleton: Skeleton) -> Option<String> {
     let (_, src, conv) = SHADERS.iter().find(|(n, _, _)| *n == name)?;
+    if *conv == (skeleton == Skeleton::None) {
+        return None;
+    }
     let typed = typed_bindings(name);
     let types: Vec<DType> = (0..typed.len())
         .map(|i| types.get(i).copied().unwrap_or_default())
@@ -106,7 +146,7 @@ pub fn source_typed(name: &str, types: &[DType]) -> Option<String> {
         header.push_str(&format!("alias {alias} = {};\n", t.wgsl()));
     }
     Some(if *conv {
-        format!("{header}{CONV_COMMON}\n{src}\n{GEMM_TILED}")
+        format!("{header}{CONV_COMMON}\n{src}\n{}", skeleton.source())
     } else {
         format!("{header}{src}")
     })

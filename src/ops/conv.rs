@@ -2,6 +2,8 @@
 //! each an implicit GEMM over the shared tiled skeleton (`shaders/gemm_tiled.wgsl`).
 
 use super::elementwise::{elementwise, ElementwiseOp, Layout};
+use super::gemm::{self, GemmProblem};
+pub use super::gemm::{GemmKernel, GemmTile};
 use crate::gpu::{Binding, GpuContext, GpuTensor, Recorder};
 use crate::models::layers::{Conv2d, ConvGeometry};
 
@@ -35,98 +37,10 @@ pub(crate) fn conv_params(g: &ConvGeometry, h: usize, w: usize, k_splits: usize)
     .map(|v| v as u32)
 }
 
-/// Tile shape of the implicit-GEMM kernels (`WG_X`/`WG_Y` in `gemm_tiled.wgsl`): a
-/// workgroup of `wg_x × wg_y` threads computes a `4·wg_y × 4·wg_x` tile of C (rows M,
-/// columns N). Every shape sums K in the same order, so results do not depend on it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GemmTile {
-    pub wg_x: u32,
-    pub wg_y: u32,
-}
-
-impl GemmTile {
-    /// 64×64, 256 threads: the most reuse per loaded value, for large problems.
-    pub const LARGE: GemmTile = GemmTile { wg_x: 16, wg_y: 16 };
-    /// 32×32, 64 threads: four times the workgroups of `LARGE` for problems whose 64×64
-    /// grid would leave a large GPU idle (late layers at batch 1).
-    pub const SMALL: GemmTile = GemmTile { wg_x: 8, wg_y: 8 };
-    /// Every shape the engine may pick: 16, 32 or 64 rows × 16, 32 or 64 columns
-    /// (tests run each kernel with each).
-    pub const ALL: [GemmTile; 9] = {
-        let mut all = [Self::LARGE; 9];
-        let sides = [4, 8, 16];
-        let mut i = 0;
-        while i < 9 {
-            all[i] = GemmTile {
-                wg_x: sides[i % 3],
-                wg_y: sides[i / 3],
-            };
-            i += 1;
-        }
-        all
-    };
-
-    /// Parses `ROWSxCOLS` (each 16, 32 or 64), e.g. `64x64`.
-    pub fn parse(s: &str) -> Option<GemmTile> {
-        let (rows, cols) = s.split_once('x')?;
-        let side = |v: &str| match v.trim().parse::<u32>().ok()? {
-            v @ (16 | 32 | 64) => Some(v / 4),
-            _ => None,
-        };
-        Some(GemmTile {
-            wg_y: side(rows)?,
-            wg_x: side(cols)?,
-        })
-    }
-
-    pub fn rows(self) -> usize {
-        4 * self.wg_y as usize
-    }
-
-    pub fn cols(self) -> usize {
-        4 * self.wg_x as usize
-    }
-
-    /// Workgroups this tile needs for `problems` GEMMs of `m × n`, each split `splits`
-    /// ways along K.
-    pub fn workgroups(self, (m, n): (usize, usize), problems: usize, splits: usize) -> usize {
-        m.div_ceil(self.rows()) * n.div_ceil(self.cols()) * problems * splits
-    }
-
-    /// The tile for `problems` GEMMs of `m × n` split `splits` ways: the fewest of 16,
-    /// 32 or 64 rows that hold M and columns that hold N (a 64-wide tile over the 16
-    /// pixels of a 4×4 map would be three quarters padding: the z^B data gradient has
-    /// M = 9, small models 12–48 channels, late layers of small images few pixels);
-    /// then 32×32 instead of 64×64 while the 64×64 grid offers fewer than `fill`
-    /// workgroups (the adapter's [`GpuContext::fill_workgroups`]).
-    pub fn for_problem(
-        (m, n): (usize, usize),
-        problems: usize,
-        splits: usize,
-        fill: usize,
-    ) -> GemmTile {
-        let side = |len: usize| -> u32 {
-            match len {
-                0..=16 => 4,
-                17..=32 => 8,
-                _ => 16,
-            }
-        };
-        let tile = GemmTile {
-            wg_x: side(n),
-            wg_y: side(m),
-        };
-        if tile == Self::LARGE && tile.workgroups((m, n), problems, splits) < fill {
-            return Self::SMALL;
-        }
-        tile
-    }
-}
-
 /// Records one implicit-GEMM convolution kernel over an `m × n` output tile grid for
 /// `z` independent problems (images, or image × section), each split `k_splits` ways
-/// along K. The tile shape is [`GemmTile::for_problem`] unless the context forces one
-/// (`ContextOptions::gemm_tile`).
+/// along K, with the kernel variant [`gemm::select`] picks (forced, autotuned, or the
+/// heuristic tile).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv_gemm(
     rec: &mut Recorder,
@@ -138,29 +52,32 @@ pub(crate) fn conv_gemm(
     (m, n, z): (usize, usize, usize),
     k_splits: usize,
 ) {
-    let tile = rec
-        .ctx
-        .gemm_tile
-        .unwrap_or_else(|| GemmTile::for_problem((m, n), z, k_splits, rec.ctx.fill_workgroups));
-    let groups = [
-        n.div_ceil(tile.cols()) as u32,
-        m.div_ceil(tile.rows()) as u32,
-        (z * k_splits) as u32,
-    ];
-    // Kernel size, stride and tile shape specialise the pipeline.
+    let params = conv_params(g, h, w, k_splits);
+    // Kernel size and stride specialise the pipeline; the variant adds its shape.
     let mut specialised = constants.to_vec();
     specialised.extend([
         ("KH", g.kh as f64),
         ("KW", g.kw as f64),
         ("STRIDE", g.stride as f64),
-        ("WG_X", tile.wg_x as f64),
-        ("WG_Y", tile.wg_y as f64),
     ]);
+    let kernel = gemm::select(
+        rec.ctx,
+        &GemmProblem {
+            op: shader,
+            constants: &specialised,
+            bindings,
+            params: &params,
+            mnz: (m, n, z),
+            splits: k_splits,
+        },
+    );
+    let groups = kernel.groups((m, n), z, k_splits);
+    specialised.extend(kernel.constants());
     rec.dispatch(
-        shader,
+        kernel.shader(shader),
         &specialised,
         bindings,
-        &conv_params(g, h, w, k_splits),
+        &params,
         groups,
     );
 }

@@ -4,6 +4,7 @@
 pub mod classify;
 pub mod conv;
 pub mod elementwise;
+pub mod gemm;
 pub mod linear;
 pub mod pool;
 pub mod rap;

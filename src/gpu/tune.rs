@@ -1,0 +1,352 @@
+//! Autotuning: which kernel variant to run for a problem, chosen by measurement on the
+//! device itself and remembered across runs.
+//!
+//! The tuner knows nothing about kernels: an op family asks [`Tuner::choose`] with a
+//! key (the problem), its candidate variants by name (the fallback first) and a closure
+//! that times one candidate and checks its output against the fallback's. The fastest
+//! candidate that passed is kept in memory and in a JSON file in the user's cache
+//! directory, stamped with the crate version and a hash of every shader source so a
+//! new build never trusts an old file; an unreadable, corrupt or stale file only causes
+//! a re-tune. Keys carry the adapter (vendor, device, driver, backend), so one file
+//! serves several devices.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::shaders;
+
+/// Whether kernels are chosen by measurement (`--autotune`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Autotune {
+    /// Fixed heuristics only (the library default: nothing is timed or written).
+    #[default]
+    Off,
+    /// Reuse the cached choices, measure what is missing and add it to the cache.
+    On,
+    /// Ignore the cached choices, measure every problem met again and overwrite them.
+    Fresh,
+}
+
+impl std::str::FromStr for Autotune {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "on" => Ok(Autotune::On),
+            "off" => Ok(Autotune::Off),
+            "fresh" => Ok(Autotune::Fresh),
+            other => Err(format!(
+                "unknown autotune mode '{other}' (expected on, off or fresh)"
+            )),
+        }
+    }
+}
+
+/// What became of one candidate when a key was tuned.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Trial {
+    /// Median milliseconds of the timed runs.
+    Timed(f64),
+    /// Its output differed from the fallback's (the reason says how).
+    Rejected(String),
+}
+
+/// The outcome of tuning one key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Choice {
+    pub variant: String,
+    pub trials: BTreeMap<String, Trial>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CacheFile {
+    stamp: String,
+    choices: BTreeMap<String, Choice>,
+}
+
+/// The cache stamp: crate version plus a hash of every shader source, so a build with
+/// other kernels ignores an old file.
+pub fn cache_stamp() -> String {
+    let mut h = Sha256::new();
+    for (name, src, _) in shaders::SHADERS {
+        h.update(name.as_bytes());
+        h.update(src.as_bytes());
+    }
+    for s in shaders::Skeleton::GEMM {
+        h.update(format!("{s:?}").as_bytes());
+        h.update(s.source().as_bytes());
+    }
+    let hex: String = h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("rsp {} shaders {hex}", env!("CARGO_PKG_VERSION"))
+}
+
+/// The default cache file: `$RSP_CACHE_DIR/autotune.json`, else the user cache
+/// directory + `rsp/autotune.json`.
+pub fn default_cache_path() -> Option<PathBuf> {
+    std::env::var_os("RSP_CACHE_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| dirs::cache_dir().map(|d| d.join("rsp")))
+        .map(|d| d.join("autotune.json"))
+}
+
+/// Chooses and remembers kernel variants (see the module doc).
+pub struct Tuner {
+    mode: Autotune,
+    path: Option<PathBuf>,
+    /// Choices from the file and from this process.
+    choices: Mutex<BTreeMap<String, Choice>>,
+    /// Keys measured by this process (tests read it through [`Tuner::measured`]).
+    measured: Mutex<Vec<String>>,
+    /// Keys looked up by this process (measured or from the file).
+    used: Mutex<std::collections::BTreeSet<String>>,
+    /// Spinner shown while tuning takes longer than a second (terminal only).
+    progress: Option<indicatif::ProgressBar>,
+    started: Mutex<Option<Instant>>,
+}
+
+impl Tuner {
+    /// A tuner in `mode` whose choices live in `path` (no file: memory only). The
+    /// file is read now unless the mode is `Fresh`; a missing, unreadable, corrupt or
+    /// stale file is treated as empty.
+    pub fn new(mode: Autotune, path: Option<PathBuf>, progress: bool) -> Tuner {
+        let choices = match (&path, mode) {
+            (Some(p), Autotune::On) => read_cache(p).unwrap_or_default(),
+            _ => BTreeMap::new(),
+        };
+        Tuner {
+            mode,
+            path,
+            choices: Mutex::new(choices),
+            measured: Mutex::new(Vec::new()),
+            used: Mutex::new(Default::default()),
+            progress: progress.then(|| {
+                let bar = indicatif::ProgressBar::with_draw_target(
+                    None,
+                    indicatif::ProgressDrawTarget::hidden(),
+                );
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{spinner} autotuning kernels: {pos} problems measured ({elapsed})",
+                    )
+                    .expect("static template"),
+                );
+                bar
+            }),
+            started: Mutex::new(None),
+        }
+    }
+
+    pub fn mode(&self) -> Autotune {
+        self.mode
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The cached or measured choice for `key`, if any.
+    pub fn get(&self, key: &str) -> Option<Choice> {
+        self.choices.lock().expect("tuner lock").get(key).cloned()
+    }
+
+    /// The choices this process has used (measured or read from the file), by key.
+    pub fn used(&self) -> Vec<(String, Choice)> {
+        let used = self.used.lock().expect("tuner lock").clone();
+        used.into_iter()
+            .filter_map(|k| self.get(&k).map(|c| (k, c)))
+            .collect()
+    }
+
+    /// Keys this process has measured, in order.
+    pub fn measured(&self) -> Vec<String> {
+        self.measured.lock().expect("tuner lock").clone()
+    }
+
+    /// The variant to run for `key`. With autotuning off, or when only one candidate
+    /// is offered, the first candidate (the fallback). Otherwise the remembered
+    /// choice if it is still a candidate, else every candidate is measured with
+    /// `trial` (which times it and checks its output against the fallback's) and the
+    /// fastest that passed is chosen, remembered and written to the cache file.
+    pub fn choose(
+        &self,
+        key: &str,
+        candidates: &[String],
+        mut trial: impl FnMut(&str) -> Trial,
+    ) -> String {
+        let fallback = candidates[0].clone();
+        if self.mode == Autotune::Off || candidates.len() == 1 {
+            return fallback;
+        }
+        self.used
+            .lock()
+            .expect("tuner lock")
+            .insert(key.to_string());
+        if let Some(c) = self.get(key) {
+            if candidates.contains(&c.variant) {
+                return c.variant;
+            }
+        }
+        self.tick_start();
+        let mut trials = BTreeMap::new();
+        for name in candidates {
+            trials.insert(name.clone(), trial(name));
+        }
+        let best = trials
+            .iter()
+            .filter_map(|(name, t)| match t {
+                Trial::Timed(ms) => Some((name, *ms)),
+                Trial::Rejected(_) => None,
+            })
+            // Ties (and NaN, which never happens for a measured time) keep the
+            // candidate order, so the fallback wins a draw.
+            .min_by(|a, b| {
+                a.1.total_cmp(&b.1).then_with(|| {
+                    let pos = |n: &String| candidates.iter().position(|c| c == n);
+                    pos(a.0).cmp(&pos(b.0))
+                })
+            })
+            .map(|(name, _)| name.clone())
+            .unwrap_or(fallback);
+        let choice = Choice {
+            variant: best.clone(),
+            trials,
+        };
+        self.choices
+            .lock()
+            .expect("tuner lock")
+            .insert(key.to_string(), choice);
+        self.measured
+            .lock()
+            .expect("tuner lock")
+            .push(key.to_string());
+        if let Err(e) = self.save() {
+            eprintln!("warning: autotune cache not written: {e:#}");
+        }
+        if let Some(bar) = &self.progress {
+            bar.inc(1);
+        }
+        best
+    }
+
+    /// Shows the spinner once tuning has run for a second.
+    fn tick_start(&self) {
+        let Some(bar) = &self.progress else { return };
+        let mut started = self.started.lock().expect("tuner lock");
+        let t0 = *started.get_or_insert_with(Instant::now);
+        if bar.is_hidden()
+            && t0.elapsed() > Duration::from_secs(1)
+            && std::io::IsTerminal::is_terminal(&std::io::stderr())
+        {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            bar.enable_steady_tick(Duration::from_millis(200));
+        }
+    }
+
+    /// Ends the spinner (called when a recording is submitted).
+    pub fn finish_progress(&self) {
+        if let Some(bar) = &self.progress {
+            if !bar.is_hidden() {
+                bar.finish_and_clear();
+                bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+            }
+        }
+        *self.started.lock().expect("tuner lock") = None;
+    }
+
+    /// Writes every choice to the cache file (temporary file, then rename).
+    pub fn save(&self) -> Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let file = CacheFile {
+            stamp: cache_stamp(),
+            choices: self.choices.lock().expect("tuner lock").clone(),
+        };
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)
+            .with_context(|| format!("cannot write in {}", dir.display()))?;
+        serde_json::to_writer_pretty(&mut tmp, &file)?;
+        tmp.persist(path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(())
+    }
+}
+
+/// The choices in `path` if it is a readable cache file of this build.
+fn read_cache(path: &Path) -> Option<BTreeMap<String, Choice>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let file: CacheFile = serde_json::from_str(&text).ok()?;
+    (file.stamp == cache_stamp()).then_some(file.choices)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn fastest_passing_candidate_is_chosen_written_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("autotune.json");
+        let t = Tuner::new(Autotune::On, Some(path.clone()), false);
+        let cands = names(&["fallback", "fast-but-wrong", "faster", "slow"]);
+        let time = |n: &str| match n {
+            "fallback" => Trial::Timed(3.0),
+            "fast-but-wrong" => Trial::Rejected("differs".into()),
+            "faster" => Trial::Timed(1.0),
+            _ => Trial::Timed(9.0),
+        };
+        assert_eq!(t.choose("k", &cands, time), "faster");
+        assert_eq!(t.measured(), vec!["k".to_string()]);
+        // A second tuner on the same file does not measure again.
+        let t2 = Tuner::new(Autotune::On, Some(path.clone()), false);
+        let chosen = t2.choose("k", &cands, |_| panic!("re-timed a cached key"));
+        assert_eq!(chosen, "faster");
+        assert!(t2.measured().is_empty());
+        // Fresh ignores the file.
+        let t3 = Tuner::new(Autotune::Fresh, Some(path.clone()), false);
+        assert_eq!(t3.choose("k", &cands, time), "faster");
+        assert_eq!(t3.measured().len(), 1);
+        // A corrupt or stale file only causes a re-tune.
+        for text in [
+            "{ not json",
+            r#"{"stamp":"rsp 0.0.0 shaders 00","choices":{}}"#,
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let t4 = Tuner::new(Autotune::On, Some(path.clone()), false);
+            assert_eq!(t4.choose("k", &cands, time), "faster");
+            assert_eq!(t4.measured().len(), 1);
+        }
+        // Off never measures.
+        let off = Tuner::new(Autotune::Off, None, false);
+        assert_eq!(off.choose("k", &cands, |_| panic!("measured")), "fallback");
+    }
+
+    #[test]
+    fn all_rejected_keeps_the_fallback_and_ties_prefer_it() {
+        let t = Tuner::new(Autotune::On, None, false);
+        let cands = names(&["fallback", "a", "b"]);
+        let chosen = t.choose("k", &cands, |n| {
+            if n == "fallback" {
+                Trial::Timed(2.0)
+            } else {
+                Trial::Rejected("x".into())
+            }
+        });
+        assert_eq!(chosen, "fallback");
+        assert_eq!(t.choose("k2", &cands, |_| Trial::Timed(1.0)), "fallback");
+    }
+}

@@ -1,0 +1,454 @@
+//! Kernel variants of the implicit-GEMM family (convolution forward, transposed
+//! convolution, weight gradient, in every mode): one op file (`shaders/conv2d_*.wgsl`)
+//! completed by one GEMM skeleton, specialised by override constants. A variant says
+//! which skeleton, which tile or register-block shape, and whether naga's runtime
+//! checks are compiled in; [`GemmKernel::FALLBACK`]-style tiled kernels run on every
+//! adapter, the others only where [`GemmKernel::supported`] says so. Every variant sums
+//! each output element in ascending K order with one fma per k (split-K chunks are
+//! aligned the same way), so all of them give the same results; the autotuner
+//! (`crate::tune`) still checks that on the device before it trusts one.
+
+use std::fmt;
+use std::time::Instant;
+
+use wgpu::util::DeviceExt;
+
+use crate::gpu::shaders::Skeleton;
+use crate::gpu::tune::Trial;
+use crate::gpu::{Access, Binding, GpuContext, Recorder, ShaderRef};
+
+/// Tile shape of the tiled skeleton (`WG_X`/`WG_Y` in `gemm_tiled.wgsl`): a workgroup
+/// of `wg_x × wg_y` threads computes a `4·wg_y × 4·wg_x` tile of C (rows M, columns
+/// N).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GemmTile {
+    pub wg_x: u32,
+    pub wg_y: u32,
+}
+
+impl GemmTile {
+    /// 64×64, 256 threads: the most reuse per loaded value, for large problems.
+    pub const LARGE: GemmTile = GemmTile { wg_x: 16, wg_y: 16 };
+    /// 32×32, 64 threads: four times the workgroups of `LARGE`.
+    pub const SMALL: GemmTile = GemmTile { wg_x: 8, wg_y: 8 };
+    /// Every shape: 16, 32 or 64 rows × 16, 32 or 64 columns.
+    pub const ALL: [GemmTile; 9] = {
+        let mut all = [Self::LARGE; 9];
+        let sides = [4, 8, 16];
+        let mut i = 0;
+        while i < 9 {
+            all[i] = GemmTile {
+                wg_x: sides[i % 3],
+                wg_y: sides[i / 3],
+            };
+            i += 1;
+        }
+        all
+    };
+
+    /// Parses `ROWSxCOLS` (each 16, 32 or 64), e.g. `64x64`.
+    pub fn parse(s: &str) -> Option<GemmTile> {
+        let (rows, cols) = s.split_once('x')?;
+        let side = |v: &str| match v.trim().parse::<u32>().ok()? {
+            v @ (16 | 32 | 64) => Some(v / 4),
+            _ => None,
+        };
+        Some(GemmTile {
+            wg_y: side(rows)?,
+            wg_x: side(cols)?,
+        })
+    }
+
+    pub fn rows(self) -> usize {
+        4 * self.wg_y as usize
+    }
+
+    pub fn cols(self) -> usize {
+        4 * self.wg_x as usize
+    }
+
+    /// Workgroups this tile needs for `problems` GEMMs of `m × n`, each split `splits`
+    /// ways along K.
+    pub fn workgroups(self, (m, n): (usize, usize), problems: usize, splits: usize) -> usize {
+        m.div_ceil(self.rows()) * n.div_ceil(self.cols()) * problems * splits
+    }
+
+    /// The tile for `problems` GEMMs of `m × n` split `splits` ways when nothing was
+    /// measured: the fewest of 16, 32 or 64 rows that hold M and columns that hold N
+    /// (a 64-wide tile over the 16 pixels of a 4×4 map would be three quarters
+    /// padding), then 32×32 instead of 64×64 while the 64×64 grid offers fewer than
+    /// `fill` workgroups (the adapter's [`GpuContext::fill_workgroups`]).
+    pub fn for_problem(
+        (m, n): (usize, usize),
+        problems: usize,
+        splits: usize,
+        fill: usize,
+    ) -> GemmTile {
+        let side = |len: usize| -> u32 {
+            match len {
+                0..=16 => 4,
+                17..=32 => 8,
+                _ => 16,
+            }
+        };
+        let tile = GemmTile {
+            wg_x: side(n),
+            wg_y: side(m),
+        };
+        if tile == Self::LARGE && tile.workgroups((m, n), problems, splits) < fill {
+            return Self::SMALL;
+        }
+        tile
+    }
+}
+
+/// One kernel variant of the GEMM family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GemmKernel {
+    /// `gemm_tiled.wgsl`: tiles of A and B staged through workgroup memory, a 4×4
+    /// register block per thread.
+    Tiled { tile: GemmTile, unchecked: bool },
+    /// `gemm_direct.wgsl`: `lanes` invocations per workgroup along N, each computing
+    /// `rows` (4 or 8) × 4 outputs from direct loads (no workgroup memory, no
+    /// barriers).
+    Direct { rows: u32, lanes: u32 },
+    /// Test hook (`ContextOptions::offer_broken_variant`): the 64×64 tiled kernel on
+    /// half of its grid, so it is fast and leaves columns unwritten. The autotuner's
+    /// correctness check must reject it.
+    #[doc(hidden)]
+    BrokenForTests,
+}
+
+impl GemmKernel {
+    /// The module this variant runs for op file `op`.
+    pub fn shader(&self, op: &'static str) -> ShaderRef {
+        match *self {
+            GemmKernel::Tiled { unchecked, .. } => ShaderRef {
+                name: op,
+                skeleton: Skeleton::Tiled,
+                unchecked,
+            },
+            GemmKernel::Direct { .. } => ShaderRef {
+                name: op,
+                skeleton: Skeleton::Direct,
+                unchecked: true,
+            },
+            GemmKernel::BrokenForTests => ShaderRef {
+                name: op,
+                skeleton: Skeleton::Tiled,
+                unchecked: true,
+            },
+        }
+    }
+
+    /// The skeleton's override constants.
+    pub fn constants(&self) -> Vec<(&'static str, f64)> {
+        match *self {
+            GemmKernel::Tiled { tile, .. } => {
+                vec![("WG_X", tile.wg_x as f64), ("WG_Y", tile.wg_y as f64)]
+            }
+            GemmKernel::Direct { rows, lanes } => {
+                vec![("ROWS", rows as f64), ("LANES", lanes as f64)]
+            }
+            GemmKernel::BrokenForTests => GemmKernel::Tiled {
+                tile: GemmTile::LARGE,
+                unchecked: true,
+            }
+            .constants(),
+        }
+    }
+
+    /// Outputs (rows, columns) one workgroup computes.
+    pub fn block(&self) -> (usize, usize) {
+        match *self {
+            GemmKernel::Tiled { tile, .. } => (tile.rows(), tile.cols()),
+            GemmKernel::Direct { rows, lanes } => (rows as usize, 4 * lanes as usize),
+            GemmKernel::BrokenForTests => (GemmTile::LARGE.rows(), GemmTile::LARGE.cols()),
+        }
+    }
+
+    /// The dispatch grid for `z` problems of `m × n`, each split `splits` ways.
+    pub fn groups(&self, (m, n): (usize, usize), z: usize, splits: usize) -> [u32; 3] {
+        let (rows, cols) = self.block();
+        let mut x = n.div_ceil(cols) as u32;
+        if *self == GemmKernel::BrokenForTests {
+            x = x.div_ceil(2);
+        }
+        [x, m.div_ceil(rows) as u32, (z * splits) as u32]
+    }
+
+    /// Whether the adapter can run this variant (workgroup size and memory limits).
+    pub fn supported(&self, ctx: &GpuContext) -> bool {
+        let (threads, shared) = match *self {
+            GemmKernel::BrokenForTests => (256, 0),
+            GemmKernel::Tiled { tile, .. } => (
+                tile.wg_x * tile.wg_y,
+                // Two f32 tiles of 16 × (rows | cols).
+                16 * 4 * (tile.rows() + tile.cols()) as u32,
+            ),
+            GemmKernel::Direct { lanes, .. } => (lanes, 0),
+        };
+        threads <= ctx.limits.max_compute_invocations_per_workgroup
+            && shared <= ctx.limits.max_compute_workgroup_storage_size
+    }
+
+    /// Parses a variant name as [`fmt::Display`] writes it.
+    pub fn parse(s: &str) -> Option<GemmKernel> {
+        if s == "broken-for-tests" {
+            return Some(GemmKernel::BrokenForTests);
+        }
+        if let Some(rest) = s.strip_prefix("tiled-") {
+            let (shape, unchecked) = match rest.strip_suffix("-unchecked") {
+                Some(shape) => (shape, true),
+                None => (rest, false),
+            };
+            return Some(GemmKernel::Tiled {
+                tile: GemmTile::parse(shape)?,
+                unchecked,
+            });
+        }
+        let (rows, lanes) = s.strip_prefix("direct-")?.split_once('x')?;
+        let (rows, lanes) = (rows.parse::<u32>().ok()?, lanes.parse::<u32>().ok()?);
+        let ok = [4, 8].contains(&rows) && [8, 16, 32, 64].contains(&lanes);
+        ok.then_some(GemmKernel::Direct { rows, lanes })
+    }
+}
+
+impl fmt::Display for GemmKernel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            GemmKernel::Tiled { tile, unchecked } => write!(
+                f,
+                "tiled-{}x{}{}",
+                tile.rows(),
+                tile.cols(),
+                if unchecked { "-unchecked" } else { "" }
+            ),
+            GemmKernel::Direct { rows, lanes } => write!(f, "direct-{rows}x{lanes}"),
+            GemmKernel::BrokenForTests => f.write_str("broken-for-tests"),
+        }
+    }
+}
+
+/// Every variant the adapter could run for a problem of `m × n` (`z` problems, split
+/// `splits` ways), the fallback first: the heuristic tile with runtime checks, the
+/// same tile without them, then the unchecked 64×64 and 32×32 tiles (plus 64×32 and
+/// 32×64 on GPUs) and, on CPU devices, the direct kernels. The list stays short
+/// because each candidate costs a pipeline compilation when a problem is tuned.
+pub fn candidates(
+    ctx: &GpuContext,
+    (m, n): (usize, usize),
+    z: usize,
+    splits: usize,
+) -> Vec<GemmKernel> {
+    let tile = GemmTile::for_problem((m, n), z, splits, ctx.fill_workgroups);
+    let cpu = ctx.adapter.device_type == wgpu::DeviceType::Cpu;
+    let mut all = vec![
+        GemmKernel::Tiled {
+            tile,
+            unchecked: false,
+        },
+        GemmKernel::Tiled {
+            tile,
+            unchecked: true,
+        },
+    ];
+    let wide = GemmTile { wg_x: 16, wg_y: 8 };
+    let tall = GemmTile { wg_x: 8, wg_y: 16 };
+    let shapes: &[GemmTile] = if cpu {
+        &[GemmTile::LARGE, GemmTile::SMALL]
+    } else {
+        &[GemmTile::LARGE, GemmTile::SMALL, wide, tall]
+    };
+    for &t in shapes {
+        all.push(GemmKernel::Tiled {
+            tile: t,
+            unchecked: true,
+        });
+    }
+    if cpu {
+        all.push(GemmKernel::Direct { rows: 8, lanes: 8 });
+        all.push(GemmKernel::Direct { rows: 8, lanes: 32 });
+    }
+    if ctx.offer_broken_variant {
+        all.push(GemmKernel::BrokenForTests);
+    }
+    let mut out: Vec<GemmKernel> = Vec::new();
+    for k in all {
+        if k.supported(ctx) && !out.contains(&k) {
+            out.push(k);
+        }
+    }
+    out
+}
+
+/// One GEMM dispatch as the op records it, before a variant is chosen.
+pub(crate) struct GemmProblem<'a, 'b> {
+    pub op: &'static str,
+    /// The op's own override constants (mode, kernel size, stride, phase).
+    pub constants: &'a [(&'static str, f64)],
+    pub bindings: &'a [Binding<'b>],
+    pub params: &'a [u32],
+    pub mnz: (usize, usize, usize),
+    pub splits: usize,
+}
+
+/// The variant to run: the one forced by the context, else the autotuner's choice
+/// (measured on first use), else the heuristic tile with runtime checks.
+pub(crate) fn select(ctx: &GpuContext, p: &GemmProblem) -> GemmKernel {
+    if let Some(k) = ctx.gemm_kernel.as_deref().and_then(GemmKernel::parse) {
+        return k;
+    }
+    if let Some(tile) = ctx.gemm_tile {
+        return GemmKernel::Tiled {
+            tile,
+            unchecked: false,
+        };
+    }
+    let (m, n, z) = p.mnz;
+    let cands = candidates(ctx, (m, n), z, p.splits);
+    let names: Vec<String> = cands.iter().map(|k| k.to_string()).collect();
+    let constants: Vec<String> = p
+        .constants
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let dtypes: Vec<&str> = p.bindings.iter().map(|b| b.dtype.wgsl()).collect();
+    let key = format!(
+        "{} | {} {} | {:?} | {}",
+        ctx.adapter_key(),
+        p.op,
+        constants.join(" "),
+        p.params,
+        dtypes.join(",")
+    );
+    let mut bench: Option<TrialBench> = None;
+    let chosen = ctx.tuner.choose(&key, &names, |name| {
+        let kernel = GemmKernel::parse(name).expect("candidate names parse");
+        bench
+            .get_or_insert_with(|| TrialBench::new(ctx, p))
+            .trial(ctx, p, kernel)
+    });
+    GemmKernel::parse(&chosen).unwrap_or(cands[0])
+}
+
+/// Buffers shaped like a problem's bindings, filled with fixed pseudo-random values,
+/// on which candidates are timed and compared (the real inputs may not exist yet: they
+/// are outputs of commands recorded but not submitted).
+struct TrialBench {
+    buffers: Vec<wgpu::Buffer>,
+    /// The binding the kernel writes, and its length in 32-bit words.
+    out: usize,
+    out_words: usize,
+    /// The first candidate's (the fallback's) output.
+    reference: Option<Vec<u32>>,
+}
+
+impl TrialBench {
+    fn new(ctx: &GpuContext, p: &GemmProblem) -> Self {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        };
+        let mut out = 0;
+        let buffers = p
+            .bindings
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let words = (b.size / 4) as usize;
+                let contents: Vec<u8> = if b.access == Access::ReadWrite {
+                    out = i;
+                    vec![0; b.size as usize]
+                } else if b.dtype == crate::gpu::DType::F16 {
+                    let halves: Vec<half::f16> = (0..2 * words)
+                        .map(|_| half::f16::from_f32(next()))
+                        .collect();
+                    bytemuck::cast_slice(&halves).to_vec()
+                } else {
+                    let v: Vec<f32> = (0..words).map(|_| next()).collect();
+                    bytemuck::cast_slice(&v).to_vec()
+                };
+                ctx.device
+                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: Some("rsp autotune"),
+                        contents: &contents,
+                        usage: wgpu::BufferUsages::STORAGE
+                            | wgpu::BufferUsages::COPY_SRC
+                            | wgpu::BufferUsages::COPY_DST,
+                    })
+            })
+            .collect();
+        TrialBench {
+            buffers,
+            out,
+            out_words: (p.bindings[out].size / 4) as usize,
+            reference: None,
+        }
+    }
+
+    /// Records `reps` dispatches of `kernel`, submits them and waits.
+    fn run(&self, ctx: &GpuContext, p: &GemmProblem, kernel: GemmKernel, reps: usize) -> f64 {
+        let bindings: Vec<Binding> = p
+            .bindings
+            .iter()
+            .zip(&self.buffers)
+            .map(|(b, buffer)| Binding { buffer, ..*b })
+            .collect();
+        let (m, n, z) = p.mnz;
+        let mut constants = p.constants.to_vec();
+        constants.extend(kernel.constants());
+        let groups = kernel.groups((m, n), z, p.splits);
+        let mut rec = Recorder::detached(ctx);
+        for _ in 0..reps {
+            rec.dispatch(kernel.shader(p.op), &constants, &bindings, p.params, groups);
+        }
+        let t = Instant::now();
+        rec.submit();
+        let _ = ctx.synchronize();
+        t.elapsed().as_secs_f64() * 1e3
+    }
+
+    /// Checks `kernel` against the reference output, then times it: the median of
+    /// three submissions, each of enough dispatches to take about 5 ms.
+    fn trial(&mut self, ctx: &GpuContext, p: &GemmProblem, kernel: GemmKernel) -> Trial {
+        let out = &self.buffers[self.out];
+        ctx.queue
+            .write_buffer(out, 0, &vec![0u8; self.out_words * 4]);
+        // Compiles the pipeline and warms caches; its output is checked.
+        self.run(ctx, p, kernel, 1);
+        let got = match ctx.read_raw(out, self.out_words) {
+            Ok(v) => v,
+            Err(e) => return Trial::Rejected(format!("readback failed: {e:#}")),
+        };
+        match &self.reference {
+            None => self.reference = Some(got),
+            Some(want) => {
+                let bad = want
+                    .iter()
+                    .zip(&got)
+                    .filter(|(a, b)| {
+                        let (a, b) = (f32::from_bits(**a), f32::from_bits(**b));
+                        !(a == b || (a.is_nan() && b.is_nan()))
+                    })
+                    .count();
+                if bad > 0 {
+                    return Trial::Rejected(format!(
+                        "{bad} of {} outputs differ from the fallback's",
+                        want.len()
+                    ));
+                }
+            }
+        }
+        let once = self.run(ctx, p, kernel, 1).max(1e-3);
+        let reps = ((5.0 / once).ceil() as usize).clamp(1, 64);
+        let mut times: Vec<f64> = (0..3)
+            .map(|_| self.run(ctx, p, kernel, reps) / reps as f64)
+            .collect();
+        times.sort_by(f64::total_cmp);
+        Trial::Timed(times[1])
+    }
+}

@@ -1,0 +1,204 @@
+//! Kernel variants and the autotuner on the GPU: every GEMM variant, forced for the
+//! whole explanation, gives the fallback's maps bit for bit and the golden maps within
+//! the golden tolerance; the autotuner times each problem once, writes its cache and
+//! reuses it; a corrupt or deleted cache only causes a re-tune; a deliberately wrong
+//! variant is rejected by the correctness check and never chosen.
+
+mod common;
+
+use std::path::Path;
+
+use rsp::compare::{compare, Tolerance};
+use rsp::explain::{explain, explain_method, Method, RspOptions};
+use rsp::gpu::tune::Trial;
+use rsp::gpu::{Autotune, ContextOptions, GpuContext};
+use rsp::models::gpu::GpuModel;
+use rsp::ops::gemm::{GemmKernel, GemmTile};
+use rsp::{Model, Tensor};
+
+/// Variants forced for whole explanations: one unchecked tile (the tile shapes
+/// themselves are compared kernel by kernel in ops_gpu.rs and rules_gpu.rs) and direct
+/// kernels of both block heights at the narrowest and widest lane counts.
+const FORCED: [&str; 4] = [
+    "tiled-64x16-unchecked",
+    "direct-4x8",
+    "direct-8x64",
+    "direct-8x16",
+];
+
+/// Every variant the registry can offer.
+fn all_variants() -> Vec<GemmKernel> {
+    let mut v = Vec::new();
+    for tile in GemmTile::ALL {
+        for unchecked in [false, true] {
+            v.push(GemmKernel::Tiled { tile, unchecked });
+        }
+    }
+    for rows in [4, 8] {
+        for lanes in [8, 16, 32, 64] {
+            v.push(GemmKernel::Direct { rows, lanes });
+        }
+    }
+    v
+}
+
+/// RSP maps (Grad-CAM init) and an LRP-α1β0 map, which together run every GEMM kernel
+/// in its main modes (forward, z⁺ forward, z^B, data gradient with pos(W), RSP
+/// redistribution, weight gradients).
+fn maps(ctx: &GpuContext, case: &str) -> Vec<Tensor> {
+    let f = common::golden(case);
+    let model = Model::from_tensors(&f).unwrap();
+    let gm = GpuModel::upload(ctx, &model);
+    let input = common::get(&f, "input");
+    let rsp = explain(ctx, &gm, &input, &RspOptions::default()).unwrap();
+    let lrp = explain_method(ctx, &gm, &input, Method::LrpAlphaBeta, None).unwrap();
+    vec![rsp.relevance, lrp.relevance]
+}
+
+fn context(opts: ContextOptions) -> GpuContext {
+    GpuContext::new(&opts).expect("GPU tests need a wgpu adapter")
+}
+
+fn assert_bit_identical(what: &str, a: &[Tensor], b: &[Tensor]) {
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert_eq!(x.shape, y.shape, "{what}: map {i} shape");
+        let differ = x
+            .data
+            .iter()
+            .zip(&y.data)
+            .filter(|(p, q)| p.to_bits() != q.to_bits() && !(**p == 0.0 && **q == 0.0))
+            .count();
+        assert_eq!(differ, 0, "{what}: map {i} differs in {differ} elements");
+    }
+}
+
+#[test]
+fn every_forced_variant_gives_the_fallback_maps_and_golden_parity() {
+    for case in ["vgg_tiny", "resnet_bottleneck_narrow"] {
+        let fallback = maps(common::gpu(), case);
+        let golden = common::golden(case);
+        for name in FORCED {
+            let variant = GemmKernel::parse(name).unwrap();
+            let ctx = context(ContextOptions {
+                gemm_kernel: Some(variant.to_string()),
+                ..Default::default()
+            });
+            if !variant.supported(&ctx) {
+                continue;
+            }
+            let got = maps(&ctx, case);
+            assert_bit_identical(&format!("{case} {variant}"), &got, &fallback);
+            compare(
+                &format!("{case} {variant} rsp.gradcam.out"),
+                &got[0],
+                &common::get(&golden, "rsp.gradcam.out"),
+                Tolerance::GOLDEN,
+            )
+            .unwrap();
+        }
+    }
+}
+
+#[test]
+fn variant_names_round_trip() {
+    for v in all_variants() {
+        assert_eq!(GemmKernel::parse(&v.to_string()), Some(v), "{v}");
+    }
+    for bad in [
+        "tiled-48x64",
+        "direct-3x8",
+        "direct-8x7",
+        "tiled-64x64-fast",
+        "",
+    ] {
+        assert_eq!(GemmKernel::parse(bad), None, "{bad}");
+    }
+}
+
+fn tuned(path: &Path, mode: Autotune, broken: bool) -> (GpuContext, Vec<Tensor>) {
+    let ctx = context(ContextOptions {
+        autotune: mode,
+        autotune_cache: Some(path.to_path_buf()),
+        offer_broken_variant: broken,
+        ..Default::default()
+    });
+    let m = maps(&ctx, "vgg_tiny");
+    (ctx, m)
+}
+
+#[test]
+fn autotune_cache_is_written_once_reused_and_rebuilt_when_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("autotune.json");
+    let reference = maps(common::gpu(), "vgg_tiny");
+
+    let (first, m1) = tuned(&path, Autotune::On, false);
+    let tuned_keys = first.tuner.measured();
+    assert!(!tuned_keys.is_empty(), "nothing was tuned");
+    assert!(path.exists(), "cache file not written");
+    assert_bit_identical("autotuned", &m1, &reference);
+    let written = std::fs::read_to_string(&path).unwrap();
+
+    // Same cache: nothing is timed again, same choices, same maps.
+    let (second, m2) = tuned(&path, Autotune::On, false);
+    assert!(
+        second.tuner.measured().is_empty(),
+        "re-timed {:?}",
+        second.tuner.measured()
+    );
+    assert_bit_identical("second run", &m2, &m1);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), written);
+
+    // A corrupt file, a missing file: tuned again, and the file is rewritten.
+    for damage in ["corrupt", "deleted"] {
+        if damage == "corrupt" {
+            std::fs::write(&path, "{\"stamp\": 12, trailing").unwrap();
+        } else {
+            std::fs::remove_file(&path).unwrap();
+        }
+        let (again, m3) = tuned(&path, Autotune::On, false);
+        assert_eq!(again.tuner.measured().len(), tuned_keys.len(), "{damage}");
+        assert_bit_identical(damage, &m3, &reference);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"choices\""), "{damage}: not rewritten");
+    }
+
+    // Fresh re-times everything even with a good file.
+    let (fresh, _) = tuned(&path, Autotune::Fresh, false);
+    assert_eq!(fresh.tuner.measured().len(), tuned_keys.len());
+}
+
+#[test]
+fn a_wrong_variant_is_rejected_and_never_chosen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("autotune.json");
+    let (ctx, m) = tuned(&path, Autotune::Fresh, true);
+    assert_bit_identical(
+        "with a broken candidate",
+        &m,
+        &maps(common::gpu(), "vgg_tiny"),
+    );
+    let used = ctx.tuner.used();
+    assert!(!used.is_empty());
+    let mut rejected = 0;
+    for (key, choice) in &used {
+        let trial = choice
+            .trials
+            .get("broken-for-tests")
+            .unwrap_or_else(|| panic!("{key}: broken variant not offered"));
+        if let Trial::Rejected(_) = trial {
+            rejected += 1;
+        }
+        // Whatever was chosen passed the check.
+        assert!(
+            matches!(choice.trials.get(&choice.variant), Some(Trial::Timed(_))),
+            "{key}: chose {} which was not timed",
+            choice.variant
+        );
+        if choice.variant == "broken-for-tests" {
+            // Only possible where its half grid still covers every column.
+            assert!(matches!(trial, Trial::Timed(_)));
+        }
+    }
+    assert!(rejected > 0, "the broken variant was never caught");
+}

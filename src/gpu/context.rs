@@ -78,17 +78,14 @@ pub struct ContextOptions {
     /// parity mode) or f16 (half the weight memory and bandwidth, f32 arithmetic;
     /// needs the adapter's `SHADER_F16`).
     pub weights: super::DType,
-    /// One GEMM tile shape for every convolution kernel instead of the per-problem
-    /// choice (`rsp bench --gemm-tile`, to compare shapes on a new GPU; the tests run
-    /// every kernel with every shape).
-    pub gemm_tile: Option<crate::ops::conv::GemmTile>,
     /// Whether GEMM kernel variants are chosen by measurement (off by default in the
     /// library; the CLI turns it on).
     pub autotune: super::Autotune,
     /// Where the autotuner keeps its choices (`None`: [`super::tune::default_cache_path`]).
     pub autotune_cache: Option<std::path::PathBuf>,
     /// Run this GEMM kernel variant everywhere it applies, by name (`rsp bench
-    /// --kernel`, tests); it wins over autotuning and `gemm_tile`.
+    /// --kernel`; the tests run every kernel with every tile shape); it wins over
+    /// autotuning.
     pub gemm_kernel: Option<String>,
     /// Show a spinner on a terminal while autotuning runs longer than a second.
     pub progress: bool,
@@ -192,13 +189,11 @@ pub struct GpuContext {
     /// Storage type of uploaded layer weights (`ContextOptions::weights`).
     pub weight_dtype: super::DType,
     /// Workgroups a GEMM should offer to keep this adapter busy: below it, 64×64 tiles
-    /// give way to 32×32 ones (`ops::conv::GemmTile::for_problem`). 256 for GPUs (two
+    /// give way to 32×32 ones (`ops::gemm::GemmTile::for_problem`). 256 for GPUs (two
     /// per streaming multiprocessor on a 132-SM card); two per thread for a CPU device
     /// such as lavapipe, where smaller tiles only lose reuse (VGG16 RSP at 64 px on
     /// lavapipe: 9.6 s with 32×32 tiles in the late layers, 8.6 s with 64×64).
     pub fill_workgroups: usize,
-    /// `ContextOptions::gemm_tile`.
-    pub gemm_tile: Option<crate::ops::conv::GemmTile>,
     /// `ContextOptions::gemm_kernel`.
     pub gemm_kernel: Option<String>,
     /// Chooses kernel variants by measurement (`ContextOptions::autotune`).
@@ -314,7 +309,6 @@ impl GpuContext {
             profiler,
             weight_dtype: opts.weights,
             fill_workgroups,
-            gemm_tile: opts.gemm_tile,
             placeholder,
             recording: Mutex::new(()),
             device,

@@ -299,12 +299,6 @@ pub(crate) fn select(ctx: &GpuContext, p: &GemmProblem) -> GemmKernel {
     if let Some(k) = ctx.gemm_kernel.as_deref().and_then(GemmKernel::parse) {
         return k;
     }
-    if let Some(tile) = ctx.gemm_tile {
-        return GemmKernel::Tiled {
-            tile,
-            unchecked: false,
-        };
-    }
     let (m, n, z) = p.mnz;
     let cands = candidates(ctx, (m, n), z, p.splits);
     let names: Vec<String> = cands.iter().map(|k| k.to_string()).collect();

@@ -117,13 +117,22 @@ pub fn gpu_f16() -> &'static GpuContext {
     })
 }
 
+/// The checked tiled kernel variant of `tile`, by name.
+pub fn tiled(tile: rsp::ops::gemm::GemmTile) -> String {
+    rsp::ops::gemm::GemmKernel::Tiled {
+        tile,
+        unchecked: false,
+    }
+    .to_string()
+}
+
 /// A context on the default adapter that runs every convolution GEMM with tile shape
 /// `GemmTile::ALL[i]` (one context per shape, created once).
 pub fn gpu_with_tile(i: usize) -> &'static GpuContext {
     static CTXS: [OnceLock<GpuContext>; 9] = [const { OnceLock::new() }; 9];
     CTXS[i].get_or_init(|| {
         GpuContext::new(&ContextOptions {
-            gemm_tile: Some(rsp::ops::conv::GemmTile::ALL[i]),
+            gemm_kernel: Some(tiled(rsp::ops::gemm::GemmTile::ALL[i])),
             ..Default::default()
         })
         .unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e:#}"))

@@ -383,9 +383,9 @@ pub fn resnet_state(
 /// shape's.
 pub fn each_tile(what: &str, f: impl Fn(&mut Recorder<'static>) -> Vec<GpuTensor>) -> Vec<Tensor> {
     let mut first: Option<Vec<Tensor>> = None;
-    for (i, tile) in rsp::ops::conv::GemmTile::ALL.into_iter().enumerate() {
+    for (i, tile) in rsp::ops::gemm::GemmTile::ALL.into_iter().enumerate() {
         let ctx = common::gpu_with_tile(i);
-        assert_eq!(ctx.gemm_tile, Some(tile));
+        assert_eq!(ctx.gemm_kernel, Some(common::tiled(tile)));
         let outs = run_on(ctx, &f);
         match &first {
             None => first = Some(outs),

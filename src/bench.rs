@@ -4,20 +4,29 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Result};
 
-use crate::cli::{BenchArgs, TuneArgs};
+use crate::cli::{BenchArgs, TuneArgs, WorkloadArgs};
 use crate::explain::{explain, RspOptions};
 use crate::gpu::{ContextOptions, GpuContext, Recorder};
 use crate::models::gpu::GpuModel;
 use crate::models::{zoo, Model};
 use crate::ops::gemm::GemmKernel;
 
-fn load_model(weights: &Option<std::path::PathBuf>, name: &str) -> Result<Model> {
-    match weights {
-        Some(p) => Model::from_file(p),
-        None => zoo::by_name(name, 1).ok_or_else(|| {
-            anyhow!("unknown --model '{name}' (vgg11..19[_bn], resnet18/34/50/101/152)")
-        }),
+/// The model of `--weights`, else `--model` with random weights; and a random batch.
+fn workload(w: &WorkloadArgs) -> Result<(Model, crate::tensor::Tensor)> {
+    if w.batch == 0 {
+        bail!("--batch must be at least 1");
     }
+    let model = match &w.weights {
+        Some(p) => Model::from_file(p)?,
+        None => zoo::by_name(&w.model, 1).ok_or_else(|| {
+            anyhow!(
+                "unknown --model '{}' (vgg11..19[_bn], resnet18/34/50/101/152)",
+                w.model
+            )
+        })?,
+    };
+    let input = zoo::random_tensor(&[w.batch, 3, w.size, w.size], 12345, -2.0, 2.0);
+    Ok((model, input))
 }
 
 /// Prints the kernel variant of every GEMM problem this process tuned or looked up.
@@ -52,18 +61,13 @@ fn print_choices(ctx: &GpuContext) {
 /// `rsp tune`: one explanation of random inputs with autotuning on, so every GEMM
 /// problem of this model, size and batch is timed and its choice cached.
 pub fn tune(args: &TuneArgs) -> Result<()> {
-    if args.batch == 0 {
-        bail!("--batch must be at least 1");
-    }
-    let model = load_model(&args.weights, &args.model)?;
-    let mut opts = args.device.context_options();
+    let (model, input) = workload(&args.workload)?;
+    let opts = args.device.context_options();
     if opts.autotune == crate::gpu::Autotune::Off {
         bail!("rsp tune needs --autotune on or fresh");
     }
-    opts.progress = true;
     let ctx = GpuContext::new(&opts)?;
     let gm = GpuModel::upload(&ctx, &model);
-    let input = zoo::random_tensor(&[args.batch, 3, args.size, args.size], 12345, -2.0, 2.0);
     let t = Instant::now();
     explain(&ctx, &gm, &input, &RspOptions::default())?;
     println!(
@@ -87,10 +91,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Runs the benchmark and prints one line per measurement.
 pub fn run(args: &BenchArgs) -> Result<()> {
-    if args.batch == 0 || args.runs == 0 {
-        bail!("--batch and --runs must be at least 1");
+    if args.runs == 0 {
+        bail!("--runs must be at least 1");
     }
-    let model = load_model(&args.weights, &args.model)?;
+    let (model, input) = workload(&args.workload)?;
+    let w = &args.workload;
     let gemm_kernel = match args.kernel.as_str() {
         "auto" => None,
         s => Some(
@@ -112,19 +117,18 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let gm = GpuModel::upload(&ctx, &model);
     // Nothing else is allocated yet: the pool's peak is the weights' storage.
     let weight_bytes = ctx.peak_memory();
-    let input = zoo::random_tensor(&[args.batch, 3, args.size, args.size], 12345, -2.0, 2.0);
     println!(
         "adapter: {} ({:?}, {:?})\nmodel: {} ({}), input {}x{}, batch {}, weights {} (weights on the GPU: {:.3} MiB), GEMM kernels {}",
         ctx.adapter.name,
         ctx.adapter.backend,
         ctx.adapter.device_type,
-        args.weights
+        w.weights
             .as_ref()
-            .map_or(args.model.clone(), |p| p.display().to_string()),
+            .map_or(w.model.clone(), |p| p.display().to_string()),
         model.describe(),
-        args.size,
-        args.size,
-        args.batch,
+        w.size,
+        w.size,
+        w.batch,
         args.device.weights_dtype.wgsl(),
         weight_bytes as f64 / (1 << 20) as f64,
         if args.kernel == "auto" {
@@ -163,7 +167,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let m = median(times.clone());
         println!(
             "{label}: median {m:.2} ms per batch, {:.2} ms per image (min {:.2}, max {:.2} ms, {} runs); peak engine memory {:.1} MiB",
-            m / args.batch as f64,
+            m / w.batch as f64,
             times.iter().cloned().fold(f64::INFINITY, f64::min),
             times.iter().cloned().fold(0.0, f64::max),
             args.runs,

@@ -137,8 +137,9 @@ pub enum Command {
     Synth(crate::synth::SynthArgs),
 }
 
+/// The model, input size and batch that `rsp bench` and `rsp tune` run.
 #[derive(clap::Args, Debug)]
-pub struct BenchArgs {
+pub struct WorkloadArgs {
     /// torchvision architecture with random weights (vgg11..vgg19, optionally _bn;
     /// resnet18..resnet152).
     #[arg(long, default_value = "vgg16", value_name = "NAME")]
@@ -152,6 +153,12 @@ pub struct BenchArgs {
     /// Images per batch.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
     /// Timed repetitions (after one warm-up run).
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
@@ -169,18 +176,8 @@ pub struct BenchArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct TuneArgs {
-    /// torchvision architecture (random weights: timing does not depend on them).
-    #[arg(long, default_value = "vgg16", value_name = "NAME")]
-    pub model: String,
-    /// Use the architecture of the weights in this safetensors file.
-    #[arg(long, value_name = "FILE")]
-    pub weights: Option<PathBuf>,
-    /// Input side length.
-    #[arg(long, default_value_t = 224)]
-    pub size: usize,
-    /// Images per batch.
-    #[arg(long, default_value_t = 1)]
-    pub batch: usize,
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
     #[command(flatten)]
     pub device: DeviceArgs,
 }

@@ -12,7 +12,10 @@
 // gemm_tiled.wgsl, so both skeletons give the same results.
 
 override LANES: u32 = 8u;
-// Rows of C per workgroup: 4 or 8 (one vec4 accumulator each, four columns).
+// Rows of C per workgroup: 4 or 8 (one vec4 accumulator each, four columns). The rows
+// are written out one by one below rather than as an array indexed in a loop, because
+// a dynamically indexed private array becomes per-lane scratch memory on a SIMD CPU
+// compiler instead of registers.
 override ROWS: u32 = 8u;
 // Split-K chunks are multiples of this (gemm_tiled.wgsl's BK).
 const SPLIT_ALIGN: u32 = 16u;
@@ -80,8 +83,8 @@ fn main(
             load_b_or_zero(z, kt, c2, n0 + 2u * LANES, N),
             load_b_or_zero(z, kt, c3, n0 + 3u * LANES, N),
         );
-        if (ROWS > 0u && m0 + 0u < M) {
-            acc0 = fma(vec4<f32>(load_a_at(z, m0 + 0u, kt)), b, acc0);
+        if (m0 < M) {
+            acc0 = fma(vec4<f32>(load_a_at(z, m0, kt)), b, acc0);
         }
         if (ROWS > 1u && m0 + 1u < M) {
             acc1 = fma(vec4<f32>(load_a_at(z, m0 + 1u, kt)), b, acc1);
@@ -105,9 +108,7 @@ fn main(
             acc7 = fma(vec4<f32>(load_a_at(z, m0 + 7u, kt)), b, acc7);
         }
     }
-    if (ROWS > 0u) {
-        store_row(z, split, m0 + 0u, n0, M, N, acc0);
-    }
+    store_row(z, split, m0, n0, M, N, acc0);
     if (ROWS > 1u) {
         store_row(z, split, m0 + 1u, n0, M, N, acc1);
     }

@@ -262,16 +262,20 @@ impl Tuner {
         *self.started.lock().expect("tuner lock") = None;
     }
 
-    /// Writes every choice to the cache file (temporary file, then rename).
+    /// Merges this tuner's choices into the cache file (temporary file, then rename).
     pub fn save(&self) -> Result<()> {
         let Some(path) = &self.path else {
             return Ok(());
         };
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        // Keys another process (or another model, or a `fresh` run's untouched
+        // entries) wrote since this tuner read the file are kept; ours win.
+        let mut choices = read_cache(path).unwrap_or_default();
+        choices.extend(self.choices.lock().expect("tuner lock").clone());
         let file = CacheFile {
             stamp: cache_stamp(),
-            choices: self.choices.lock().expect("tuner lock").clone(),
+            choices,
         };
         let mut tmp = tempfile::NamedTempFile::new_in(dir)
             .with_context(|| format!("cannot write in {}", dir.display()))?;
@@ -316,10 +320,15 @@ mod tests {
         let chosen = t2.choose("k", &cands, |_| panic!("re-timed a cached key"));
         assert_eq!(chosen, "faster");
         assert!(t2.measured().is_empty());
-        // Fresh ignores the file.
+        // Another key written by another tuner survives both tuners' saves.
+        let other = Tuner::new(Autotune::On, Some(path.clone()), false);
+        assert_eq!(other.choose("other", &cands, time), "faster");
+        // Fresh ignores the file's choices but keeps the keys it does not re-time.
         let t3 = Tuner::new(Autotune::Fresh, Some(path.clone()), false);
         assert_eq!(t3.choose("k", &cands, time), "faster");
         assert_eq!(t3.measured().len(), 1);
+        let t5 = Tuner::new(Autotune::On, Some(path.clone()), false);
+        assert!(t5.get("other").is_some() && t5.get("k").is_some());
         // A corrupt or stale file only causes a re-tune.
         for text in [
             "{ not json",

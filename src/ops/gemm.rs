@@ -15,7 +15,7 @@ use wgpu::util::DeviceExt;
 
 use crate::gpu::shaders::Skeleton;
 use crate::gpu::tune::Trial;
-use crate::gpu::{Access, Binding, GpuContext, Recorder, ShaderRef};
+use crate::gpu::{Access, Autotune, Binding, GpuContext, Recorder, ShaderRef};
 
 /// Tile shape of the tiled skeleton (`WG_X`/`WG_Y` in `gemm_tiled.wgsl`): a workgroup
 /// of `wg_x × wg_y` threads computes a `4·wg_y × 4·wg_x` tile of C (rows M, columns
@@ -120,9 +120,16 @@ pub enum GemmKernel {
 }
 
 impl GemmKernel {
+    /// The kernel [`GemmKernel::BrokenForTests`] runs on half of its grid.
+    const BROKEN_BASE: GemmKernel = GemmKernel::Tiled {
+        tile: GemmTile::LARGE,
+        unchecked: true,
+    };
+
     /// The module this variant runs for op file `op`.
     pub fn shader(&self, op: &'static str) -> ShaderRef {
         match *self {
+            GemmKernel::BrokenForTests => Self::BROKEN_BASE.shader(op),
             GemmKernel::Tiled { unchecked, .. } => ShaderRef {
                 name: op,
                 skeleton: Skeleton::Tiled,
@@ -133,37 +140,28 @@ impl GemmKernel {
                 skeleton: Skeleton::Direct,
                 unchecked: true,
             },
-            GemmKernel::BrokenForTests => ShaderRef {
-                name: op,
-                skeleton: Skeleton::Tiled,
-                unchecked: true,
-            },
         }
     }
 
     /// The skeleton's override constants.
     pub fn constants(&self) -> Vec<(&'static str, f64)> {
         match *self {
+            GemmKernel::BrokenForTests => Self::BROKEN_BASE.constants(),
             GemmKernel::Tiled { tile, .. } => {
                 vec![("WG_X", tile.wg_x as f64), ("WG_Y", tile.wg_y as f64)]
             }
             GemmKernel::Direct { rows, lanes } => {
                 vec![("ROWS", rows as f64), ("LANES", lanes as f64)]
             }
-            GemmKernel::BrokenForTests => GemmKernel::Tiled {
-                tile: GemmTile::LARGE,
-                unchecked: true,
-            }
-            .constants(),
         }
     }
 
     /// Outputs (rows, columns) one workgroup computes.
     pub fn block(&self) -> (usize, usize) {
         match *self {
+            GemmKernel::BrokenForTests => Self::BROKEN_BASE.block(),
             GemmKernel::Tiled { tile, .. } => (tile.rows(), tile.cols()),
             GemmKernel::Direct { rows, lanes } => (rows as usize, 4 * lanes as usize),
-            GemmKernel::BrokenForTests => (GemmTile::LARGE.rows(), GemmTile::LARGE.cols()),
         }
     }
 
@@ -180,7 +178,7 @@ impl GemmKernel {
     /// Whether the adapter can run this variant (workgroup size and memory limits).
     pub fn supported(&self, ctx: &GpuContext) -> bool {
         let (threads, shared) = match *self {
-            GemmKernel::BrokenForTests => (256, 0),
+            GemmKernel::BrokenForTests => return Self::BROKEN_BASE.supported(ctx),
             GemmKernel::Tiled { tile, .. } => (
                 tile.wg_x * tile.wg_y,
                 // Two f32 tiles of 16 × (rows | cols).
@@ -300,6 +298,12 @@ pub(crate) fn select(ctx: &GpuContext, p: &GemmProblem) -> GemmKernel {
         return k;
     }
     let (m, n, z) = p.mnz;
+    if ctx.tuner.mode() == Autotune::Off {
+        return GemmKernel::Tiled {
+            tile: GemmTile::for_problem((m, n), z, p.splits, ctx.fill_workgroups),
+            unchecked: false,
+        };
+    }
     let cands = candidates(ctx, (m, n), z, p.splits);
     let names: Vec<String> = cands.iter().map(|k| k.to_string()).collect();
     let constants: Vec<String> = p

@@ -17,13 +17,15 @@ use rsp::ops::gemm::{GemmKernel, GemmTile};
 use rsp::{Model, Tensor};
 
 /// Variants forced for whole explanations: one unchecked tile (the tile shapes
-/// themselves are compared kernel by kernel in ops_gpu.rs and rules_gpu.rs) and direct
-/// kernels of both block heights at the narrowest and widest lane counts.
-const FORCED: [&str; 4] = [
+/// themselves are compared kernel by kernel in ops_gpu.rs and rules_gpu.rs), direct
+/// kernels of both block heights at the narrowest and widest lane counts, and the
+/// subgroup kernel (where the adapter has 8-wide subgroups).
+const FORCED: [&str; 5] = [
     "tiled-64x16-unchecked",
     "direct-4x8",
     "direct-8x64",
     "direct-8x16",
+    "subgroup-32x32",
 ];
 
 /// Every variant the registry can offer.
@@ -39,6 +41,7 @@ fn all_variants() -> Vec<GemmKernel> {
             v.push(GemmKernel::Direct { rows, lanes });
         }
     }
+    v.push(GemmKernel::Subgroup);
     v
 }
 

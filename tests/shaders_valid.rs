@@ -21,12 +21,17 @@ fn every_gemm_op_validates_with_every_skeleton_and_weight_type() {
                         e.emit_to_string(&src)
                     )
                 });
-                naga::valid::Validator::new(
-                    naga::valid::ValidationFlags::all(),
-                    naga::valid::Capabilities::SHADER_FLOAT16,
-                )
-                .validate(&module)
-                .unwrap_or_else(|e| {
+                let mut caps = naga::valid::Capabilities::SHADER_FLOAT16;
+                if skeleton.needs_subgroups() {
+                    caps |= naga::valid::Capabilities::SUBGROUP;
+                }
+                let mut validator =
+                    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps);
+                if skeleton.needs_subgroups() {
+                    validator.subgroup_stages(naga::valid::ShaderStages::COMPUTE);
+                    validator.subgroup_operations(naga::valid::SubgroupOperationSet::all());
+                }
+                validator.validate(&module).unwrap_or_else(|e| {
                     panic!(
                         "{name} {skeleton:?}: validation error:\n{}",
                         e.emit_to_string(&src)
@@ -59,7 +64,7 @@ fn every_shader_file_is_registered() {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         let stem = path.file_stem().unwrap().to_str().unwrap().to_string();
-        if stem == "gemm_tiled" || stem == "gemm_direct" || stem == "conv_common" {
+        if stem.starts_with("gemm_") || stem == "conv_common" {
             continue; // composed into the convolution kernels
         }
         assert!(

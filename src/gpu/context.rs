@@ -109,6 +109,9 @@ pub struct AdapterSummary {
     pub max_workgroup_storage: u32,
     pub max_invocations: u32,
     pub shader_f16: bool,
+    /// The subgroup size when the adapter has `Features::SUBGROUP` and runs every
+    /// subgroup at one fixed size (lavapipe: 8), else `None`.
+    pub fixed_subgroup: Option<u32>,
 }
 
 impl fmt::Display for AdapterSummary {
@@ -123,7 +126,8 @@ impl fmt::Display for AdapterSummary {
         write!(
             f,
             "{} [{:?}, {kind}] driver '{}': max storage binding {} MiB, max buffer {} MiB, \
-             workgroup storage {} KiB, {} invocations/workgroup, shader-f16 {}",
+             workgroup storage {} KiB, {} invocations/workgroup, shader-f16 {}, \
+             fixed subgroup size {}",
             self.name,
             self.backend,
             self.driver,
@@ -131,7 +135,9 @@ impl fmt::Display for AdapterSummary {
             self.max_buffer >> 20,
             self.max_workgroup_storage >> 10,
             self.max_invocations,
-            if self.shader_f16 { "yes" } else { "no" }
+            if self.shader_f16 { "yes" } else { "no" },
+            self.fixed_subgroup
+                .map_or("no".to_string(), |n| n.to_string())
         )
     }
 }
@@ -153,6 +159,9 @@ fn summarize(adapter: &wgpu::Adapter) -> AdapterSummary {
         max_workgroup_storage: limits.max_compute_workgroup_storage_size,
         max_invocations: limits.max_compute_invocations_per_workgroup,
         shader_f16: adapter.features().contains(wgpu::Features::SHADER_F16),
+        fixed_subgroup: (adapter.features().contains(wgpu::Features::SUBGROUP)
+            && info.subgroup_min_size == info.subgroup_max_size)
+            .then_some(info.subgroup_max_size),
     }
 }
 
@@ -271,6 +280,10 @@ impl GpuContext {
         }
         if half {
             features |= wgpu::Features::SHADER_F16;
+        }
+        // Only the subgroup GEMM variant uses it, and only where the size is fixed.
+        if summarize(&adapter).fixed_subgroup.is_some() {
+            features |= wgpu::Features::SUBGROUP;
         }
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("rsp"),

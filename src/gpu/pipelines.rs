@@ -55,6 +55,8 @@ struct PipelineKey {
     shader: ShaderRef,
     constants: Vec<(&'static str, u64)>,
     storage: Vec<Access>,
+    /// Storage bindings after the uniform block (n + 1 ..).
+    extra: Vec<Access>,
     /// Element types of the shader's typed bindings (empty for untyped shaders).
     types: Vec<DType>,
 }
@@ -82,8 +84,8 @@ impl PipelineCache {
     }
 
     /// The pipeline of `shader` specialised by `constants`, whose bind group 0 holds the
-    /// given storage bindings (0..n, with element types `types`) followed by one
-    /// uniform parameter block (n).
+    /// given storage bindings (0..n, with element types `types`), one uniform parameter
+    /// block (n) and the `extra` storage bindings (n + 1 ..; f32).
     pub fn get(
         &mut self,
         device: &wgpu::Device,
@@ -91,6 +93,7 @@ impl PipelineCache {
         constants: &[(&'static str, f64)],
         storage: &[Access],
         types: &[DType],
+        extra: &[Access],
     ) -> Arc<Pipeline> {
         // Only the typed bindings' element types change the module.
         let typed: Vec<DType> = shaders::typed_bindings(shader.name)
@@ -101,6 +104,7 @@ impl PipelineCache {
             shader,
             constants: constants.iter().map(|(k, v)| (*k, v.to_bits())).collect(),
             storage: storage.to_vec(),
+            extra: extra.to_vec(),
             types: typed.clone(),
         };
         if let Some(p) = self.pipelines.get(&key) {
@@ -133,9 +137,11 @@ impl PipelineCache {
                     device.create_shader_module(desc)
                 }
             });
+        let uniform = storage.len();
         let mut entries: Vec<wgpu::BindGroupLayoutEntry> = storage
             .iter()
             .enumerate()
+            .chain(extra.iter().enumerate().map(|(i, a)| (uniform + 1 + i, a)))
             .map(|(i, a)| wgpu::BindGroupLayoutEntry {
                 binding: i as u32,
                 visibility: wgpu::ShaderStages::COMPUTE,
@@ -150,7 +156,7 @@ impl PipelineCache {
             })
             .collect();
         entries.push(wgpu::BindGroupLayoutEntry {
-            binding: storage.len() as u32,
+            binding: uniform as u32,
             visibility: wgpu::ShaderStages::COMPUTE,
             ty: wgpu::BindingType::Buffer {
                 ty: wgpu::BufferBindingType::Uniform,

@@ -124,21 +124,44 @@ impl<'c> Recorder<'c> {
         params: &[u32],
         groups: [u32; 3],
     ) {
+        self.dispatch_with_extra(shader, constants, bindings, params, &[], groups);
+    }
+
+    /// [`Recorder::dispatch`] with `extra` storage bindings after the uniform block
+    /// (n + 1 ..): the scratch operands a GEMM skeleton adds to its op file's bindings.
+    pub fn dispatch_with_extra(
+        &mut self,
+        shader: impl Into<ShaderRef>,
+        constants: &[(&'static str, f64)],
+        bindings: &[Binding],
+        params: &[u32],
+        extra: &[Binding],
+        groups: [u32; 3],
+    ) {
         let ctx = self.ctx;
         let shader: ShaderRef = shader.into();
         let access: Vec<Access> = bindings.iter().map(|b| b.access).collect();
         let types: Vec<DType> = bindings.iter().map(|b| b.dtype).collect();
+        let extra_access: Vec<Access> = extra.iter().map(|b| b.access).collect();
         let pipeline = ctx.pipelines.lock().expect("pipeline cache lock").get(
             &ctx.device,
             shader,
             constants,
             &access,
             &types,
+            &extra_access,
         );
         let (uniform, offset, size) = self.param_slot(bytemuck::cast_slice(params));
+        let after_uniform = bindings.len() + 1;
         let mut entries: Vec<wgpu::BindGroupEntry> = bindings
             .iter()
             .enumerate()
+            .chain(
+                extra
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| (after_uniform + i, b)),
+            )
             .map(|(i, b)| wgpu::BindGroupEntry {
                 binding: i as u32,
                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {

@@ -15,6 +15,11 @@ pub enum Skeleton {
     Tiled,
     /// `gemm_direct.wgsl`: no workgroup memory or barriers (CPU-class devices).
     Direct,
+    /// `gemm_pack.wgsl`: writes the op's A or B operand as a plain padded matrix.
+    Pack,
+    /// `gemm_subgroup.wgsl`: vec4 loads of the packed operands and subgroup
+    /// broadcasts (devices with 8-wide subgroups and `Features::SUBGROUP`).
+    Subgroup,
 }
 
 impl Skeleton {
@@ -24,11 +29,23 @@ impl Skeleton {
             Skeleton::None => "",
             Skeleton::Tiled => include_str!("../../shaders/gemm_tiled.wgsl"),
             Skeleton::Direct => include_str!("../../shaders/gemm_direct.wgsl"),
+            Skeleton::Pack => include_str!("../../shaders/gemm_pack.wgsl"),
+            Skeleton::Subgroup => include_str!("../../shaders/gemm_subgroup.wgsl"),
         }
     }
 
+    /// Whether the skeleton's module needs `wgpu::Features::SUBGROUP`.
+    pub fn needs_subgroups(self) -> bool {
+        self == Skeleton::Subgroup
+    }
+
     /// Every GEMM skeleton (for validation tests).
-    pub const GEMM: [Skeleton; 2] = [Skeleton::Tiled, Skeleton::Direct];
+    pub const GEMM: [Skeleton; 4] = [
+        Skeleton::Tiled,
+        Skeleton::Direct,
+        Skeleton::Pack,
+        Skeleton::Subgroup,
+    ];
 }
 /// Convolution parameters and tap indexing, prepended to each convolution kernel.
 const CONV_COMMON: &str = include_str!("../../shaders/conv_common.wgsl");

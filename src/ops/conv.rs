@@ -60,26 +60,39 @@ pub(crate) fn conv_gemm(
         ("KW", g.kw as f64),
         ("STRIDE", g.stride as f64),
     ]);
-    let kernel = gemm::select(
-        rec.ctx,
-        &GemmProblem {
-            op: shader,
-            constants: &specialised,
-            bindings,
-            params: &params,
-            mnz: (m, n, z),
-            splits: k_splits,
-        },
-    );
-    let groups = kernel.groups((m, n), z, k_splits);
-    specialised.extend(kernel.constants());
-    rec.dispatch(
-        kernel.shader(shader),
-        &specialised,
+    let problem = GemmProblem {
+        op: shader,
+        constants: &specialised,
         bindings,
-        &params,
-        groups,
-    );
+        params: &params,
+        mnz: (m, n, z),
+        k_bound: k_bound(shader, constants, g, (h, w)),
+        splits: k_splits,
+    };
+    let kernel = gemm::select(rec.ctx, &problem);
+    gemm::record(rec, kernel, &problem, bindings);
+}
+
+/// At least `gemm_k()` of the op file `shader` for this geometry (the packed GEMM
+/// operands are sized by it): taps of the input (three stacked copies for the z^B rule),
+/// output pixels for the weight gradient, and for the transposed convolution the
+/// output channels times the taps of one stride phase (two sections in RSP mode).
+fn k_bound(
+    shader: &str,
+    constants: &[(&'static str, f64)],
+    g: &ConvGeometry,
+    (h, w): (usize, usize),
+) -> usize {
+    let mode = constants
+        .iter()
+        .find(|(k, _)| *k == "MODE")
+        .map_or(0.0, |(_, v)| *v);
+    let (ho, wo) = g.out_hw(h, w);
+    match shader {
+        "conv2d_fwd" => g.c_in * g.kh * g.kw * if mode == 2.0 { 3 } else { 1 },
+        "conv2d_wgrad" => ho * wo,
+        _ => 2 * g.c_out * g.kh.div_ceil(g.stride) * g.kw.div_ceil(g.stride),
+    }
 }
 
 /// Records the transposed-convolution kernel (`conv2d_dgrad.wgsl`, in the given mode)

@@ -112,6 +112,11 @@ pub enum GemmKernel {
     /// `rows` (4 or 8) × 4 outputs from direct loads (no workgroup memory, no
     /// barriers).
     Direct { rows: u32, lanes: u32 },
+    /// `gemm_subgroup.wgsl` after two `gemm_pack.wgsl` passes that write A and B as
+    /// padded matrices: a workgroup is one 8-lane subgroup computing a 32×32 block
+    /// from vec4 loads and subgroup broadcasts (devices with a fixed subgroup size of
+    /// 8; scratch of the packed operands).
+    Subgroup,
     /// Test hook (`ContextOptions::offer_broken_variant`): the 64×64 tiled kernel on
     /// half of its grid, so it is fast and leaves columns unwritten. The autotuner's
     /// correctness check must reject it.
@@ -140,6 +145,11 @@ impl GemmKernel {
                 skeleton: Skeleton::Direct,
                 unchecked: true,
             },
+            GemmKernel::Subgroup => ShaderRef {
+                name: op,
+                skeleton: Skeleton::Subgroup,
+                unchecked: true,
+            },
         }
     }
 
@@ -153,6 +163,7 @@ impl GemmKernel {
             GemmKernel::Direct { rows, lanes } => {
                 vec![("ROWS", rows as f64), ("LANES", lanes as f64)]
             }
+            GemmKernel::Subgroup => Vec::new(),
         }
     }
 
@@ -162,6 +173,7 @@ impl GemmKernel {
             GemmKernel::BrokenForTests => Self::BROKEN_BASE.block(),
             GemmKernel::Tiled { tile, .. } => (tile.rows(), tile.cols()),
             GemmKernel::Direct { rows, lanes } => (rows as usize, 4 * lanes as usize),
+            GemmKernel::Subgroup => (SUBGROUP_BLOCK, SUBGROUP_BLOCK),
         }
     }
 
@@ -175,10 +187,12 @@ impl GemmKernel {
         [x, m.div_ceil(rows) as u32, (z * splits) as u32]
     }
 
-    /// Whether the adapter can run this variant (workgroup size and memory limits).
+    /// Whether the adapter can run this variant (workgroup size and memory limits,
+    /// features).
     pub fn supported(&self, ctx: &GpuContext) -> bool {
         let (threads, shared) = match *self {
             GemmKernel::BrokenForTests => return Self::BROKEN_BASE.supported(ctx),
+            GemmKernel::Subgroup => return ctx.adapter.fixed_subgroup == Some(8),
             GemmKernel::Tiled { tile, .. } => (
                 tile.wg_x * tile.wg_y,
                 // Two f32 tiles of 16 × (rows | cols).
@@ -190,10 +204,34 @@ impl GemmKernel {
             && shared <= ctx.limits.max_compute_workgroup_storage_size
     }
 
+    /// Whether the adapter can run this variant on `p`: [`GemmKernel::supported`],
+    /// and for the subgroup kernel, packed operands and grids within the limits.
+    pub(crate) fn fits(&self, ctx: &GpuContext, p: &GemmProblem) -> bool {
+        if !self.supported(ctx) {
+            return false;
+        }
+        let Some(packed) = PackedSizes::of(*self, p) else {
+            return true;
+        };
+        let dim = ctx.limits.max_compute_workgroups_per_dimension as usize;
+        let bytes = 4 * packed.a_len().max(packed.b_len()) as u64;
+        let grids = [
+            packed.pack_a_groups(),
+            packed.pack_b_groups(),
+            self.groups((p.mnz.0, p.mnz.1), p.mnz.2, p.splits),
+        ];
+        bytes <= ctx.max_binding
+            && bytes <= MAX_PACKED_BYTES
+            && grids.iter().flatten().all(|&g| g as usize <= dim)
+    }
+
     /// Parses a variant name as [`fmt::Display`] writes it.
     pub fn parse(s: &str) -> Option<GemmKernel> {
         if s == "broken-for-tests" {
             return Some(GemmKernel::BrokenForTests);
+        }
+        if s == "subgroup-32x32" {
+            return Some(GemmKernel::Subgroup);
         }
         if let Some(rest) = s.strip_prefix("tiled-") {
             let (shape, unchecked) = match rest.strip_suffix("-unchecked") {
@@ -223,23 +261,77 @@ impl fmt::Display for GemmKernel {
                 if unchecked { "-unchecked" } else { "" }
             ),
             GemmKernel::Direct { rows, lanes } => write!(f, "direct-{rows}x{lanes}"),
+            GemmKernel::Subgroup => write!(f, "subgroup-{SUBGROUP_BLOCK}x{SUBGROUP_BLOCK}"),
             GemmKernel::BrokenForTests => f.write_str("broken-for-tests"),
         }
     }
 }
 
-/// Every variant the adapter could run for a problem of `m × n` (`z` problems, split
-/// `splits` ways), the fallback first: the heuristic tile with runtime checks, the
-/// same tile without them, then the unchecked 64×64 and 32×32 tiles (plus 64×32 and
-/// 32×64 on GPUs) and, on CPU devices, the direct kernels. The list stays short
-/// because each candidate costs a pipeline compilation when a problem is tuned.
-pub fn candidates(
-    ctx: &GpuContext,
-    (m, n): (usize, usize),
+/// Rows and columns of C one subgroup-kernel workgroup computes (gemm_subgroup.wgsl).
+const SUBGROUP_BLOCK: usize = 32;
+
+/// Largest packed operand the subgroup kernel allocates; bigger problems use the
+/// other variants (a 224 px batch's first layers would need gigabytes).
+const MAX_PACKED_BYTES: u64 = 512 << 20;
+
+/// The padded operand shapes gemm_pack.wgsl writes for one problem: A as
+/// `[z][mp][kp]`, B as `[z][kp][np]`.
+#[derive(Clone, Copy, Debug)]
+struct PackedSizes {
     z: usize,
-    splits: usize,
-) -> Vec<GemmKernel> {
-    let tile = GemmTile::for_problem((m, n), z, splits, ctx.fill_workgroups);
+    mp: usize,
+    kp: usize,
+    np: usize,
+}
+
+impl PackedSizes {
+    /// The sizes for `kernel` on `p` (`None` unless it is the subgroup kernel).
+    fn of(kernel: GemmKernel, p: &GemmProblem) -> Option<PackedSizes> {
+        (kernel == GemmKernel::Subgroup).then(|| {
+            let (m, n, z) = p.mnz;
+            PackedSizes {
+                z,
+                mp: m.next_multiple_of(SUBGROUP_BLOCK),
+                kp: p.k_bound.next_multiple_of(4),
+                np: n.next_multiple_of(SUBGROUP_BLOCK),
+            }
+        })
+    }
+
+    fn a_len(&self) -> usize {
+        self.z * self.mp * self.kp
+    }
+
+    fn b_len(&self) -> usize {
+        self.z * self.kp * self.np
+    }
+
+    /// One invocation per vec4 of a row, 64 per workgroup.
+    fn pack_a_groups(&self) -> [u32; 3] {
+        [
+            (self.kp / 4).div_ceil(64) as u32,
+            self.mp as u32,
+            self.z as u32,
+        ]
+    }
+
+    fn pack_b_groups(&self) -> [u32; 3] {
+        [
+            (self.np / 4).div_ceil(64) as u32,
+            self.kp as u32,
+            self.z as u32,
+        ]
+    }
+}
+
+/// Every variant the adapter could run for `p`, the fallback first: the heuristic tile
+/// with runtime checks, the same tile without them, then the unchecked 64×64 and
+/// 32×32 tiles (plus 64×32 and 32×64 on GPUs) and, on CPU devices, the direct kernels
+/// and the subgroup kernel where the subgroup size is 8. The list stays short because
+/// each candidate costs a pipeline compilation when a problem is tuned.
+pub(crate) fn candidates(ctx: &GpuContext, p: &GemmProblem) -> Vec<GemmKernel> {
+    let (m, n, z) = p.mnz;
+    let tile = GemmTile::for_problem((m, n), z, p.splits, ctx.fill_workgroups);
     let cpu = ctx.adapter.device_type == wgpu::DeviceType::Cpu;
     let mut all = vec![
         GemmKernel::Tiled {
@@ -267,13 +359,14 @@ pub fn candidates(
     if cpu {
         all.push(GemmKernel::Direct { rows: 8, lanes: 8 });
         all.push(GemmKernel::Direct { rows: 8, lanes: 32 });
+        all.push(GemmKernel::Subgroup);
     }
     if ctx.offer_broken_variant {
         all.push(GemmKernel::BrokenForTests);
     }
     let mut out: Vec<GemmKernel> = Vec::new();
     for k in all {
-        if k.supported(ctx) && !out.contains(&k) {
+        if k.fits(ctx, p) && !out.contains(&k) {
             out.push(k);
         }
     }
@@ -288,23 +381,79 @@ pub(crate) struct GemmProblem<'a, 'b> {
     pub bindings: &'a [Binding<'b>],
     pub params: &'a [u32],
     pub mnz: (usize, usize, usize),
+    /// At least the op's K (`gemm_k()`), for sizing packed operands.
+    pub k_bound: usize,
     pub splits: usize,
+}
+
+/// The fallback: the heuristic tile with runtime checks.
+fn fallback(ctx: &GpuContext, p: &GemmProblem) -> GemmKernel {
+    let (m, n, z) = p.mnz;
+    GemmKernel::Tiled {
+        tile: GemmTile::for_problem((m, n), z, p.splits, ctx.fill_workgroups),
+        unchecked: false,
+    }
+}
+
+/// Records `kernel` for `p` with the op's `bindings`: one dispatch, or for the subgroup
+/// kernel the two packing passes into scratch and the GEMM over them.
+pub(crate) fn record(
+    rec: &mut Recorder,
+    kernel: GemmKernel,
+    p: &GemmProblem,
+    bindings: &[Binding],
+) {
+    let (m, n, z) = p.mnz;
+    let mut constants = p.constants.to_vec();
+    constants.extend(kernel.constants());
+    let groups = kernel.groups((m, n), z, p.splits);
+    let Some(packed) = PackedSizes::of(kernel, p) else {
+        rec.dispatch(kernel.shader(p.op), &constants, bindings, p.params, groups);
+        return;
+    };
+    let ctx = rec.ctx;
+    let a = ctx.empty(&[packed.a_len()]);
+    let b = ctx.empty(&[packed.b_len()]);
+    let pack = ShaderRef {
+        name: p.op,
+        skeleton: Skeleton::Pack,
+        unchecked: true,
+    };
+    for (operand, pack_b, grid) in [
+        (&a, 0.0, packed.pack_a_groups()),
+        (&b, 1.0, packed.pack_b_groups()),
+    ] {
+        let mut c = constants.clone();
+        c.push(("PACK_B", pack_b));
+        rec.dispatch_with_extra(
+            pack,
+            &c,
+            bindings,
+            p.params,
+            &[Binding::write(operand)],
+            grid,
+        );
+    }
+    rec.dispatch_with_extra(
+        kernel.shader(p.op),
+        &constants,
+        bindings,
+        p.params,
+        &[Binding::read(&a), Binding::read(&b)],
+        groups,
+    );
 }
 
 /// The variant to run: the one forced by the context, else the autotuner's choice
 /// (measured on first use), else the heuristic tile with runtime checks.
 pub(crate) fn select(ctx: &GpuContext, p: &GemmProblem) -> GemmKernel {
     if let Some(k) = ctx.gemm_kernel.as_deref().and_then(GemmKernel::parse) {
-        return k;
+        return if k.fits(ctx, p) { k } else { fallback(ctx, p) };
     }
-    let (m, n, z) = p.mnz;
     if ctx.tuner.mode() == Autotune::Off {
-        return GemmKernel::Tiled {
-            tile: GemmTile::for_problem((m, n), z, p.splits, ctx.fill_workgroups),
-            unchecked: false,
-        };
+        return fallback(ctx, p);
     }
-    let cands = candidates(ctx, (m, n), z, p.splits);
+    let cands = candidates(ctx, p);
     let names: Vec<String> = cands.iter().map(|k| k.to_string()).collect();
     let constants: Vec<String> = p
         .constants
@@ -396,13 +545,9 @@ impl TrialBench {
             .zip(&self.buffers)
             .map(|(b, buffer)| Binding { buffer, ..*b })
             .collect();
-        let (m, n, z) = p.mnz;
-        let mut constants = p.constants.to_vec();
-        constants.extend(kernel.constants());
-        let groups = kernel.groups((m, n), z, p.splits);
         let mut rec = Recorder::detached(ctx);
         for _ in 0..reps {
-            rec.dispatch(kernel.shader(p.op), &constants, &bindings, p.params, groups);
+            record(&mut rec, kernel, p, &bindings);
         }
         let t = Instant::now();
         rec.submit();

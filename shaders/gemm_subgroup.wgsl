@@ -1,10 +1,13 @@
 // Subgroup GEMM skeleton for CPU-class devices with 8-wide subgroups (lavapipe): one
 // workgroup is one subgroup of 8 lanes and computes a 32×32 block of C, each lane 32
 // rows × 4 consecutive columns. It reads the operands gemm_pack.wgsl wrote (A as
-// [MP][KP], B as [KP][NP], per problem) with vec4 loads only:
+// [MP][KP], B as [KP][NP], per problem) with vec4 loads:
 //   B: each lane loads the vec4 of its 4 columns for one k;
 //   A: each lane loads 4 consecutive k of one row (lane i: rows i, i + 8, i + 16,
 //      i + 24), and subgroupBroadcast hands every row's value to all lanes.
+// With PACKED_A false, A is not packed: each lane calls the op's `load_a` for its rows
+// (four loads where the packed form has one vec4), which is cheaper when N fits in one
+// or two blocks, since packing costs those same loads plus a store and a reload.
 // On a SIMD CPU compiler every load inside a loop costs about as much as a loop over
 // the lanes, while a broadcast is a register shuffle, so this does 4 k × 32 rows × 4
 // columns of fma per 8 vec4 loads. The rows are written out (not loops) because the
@@ -16,8 +19,27 @@
 // Split-K chunks are multiples of this (gemm_tiled.wgsl's BK).
 const SPLIT_ALIGN: u32 = 16u;
 
+override PACKED_A: bool = true;
+
 @group(0) @binding(6) var<storage, read> packed_a: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read> packed_b: array<vec4<f32>>;
+
+fn a_or_zero(z: u32, m: u32, k: u32) -> f32 {
+    if (m < gemm_m() && k < gemm_k()) {
+        return load_a(z, m, k);
+    }
+    return 0.0;
+}
+
+// A at rows `m` (this lane's), k = 4·k4 .. 4·k4 + 3: one vec4 of the packed operand
+// (`packed` indexes it), or four `load_a` calls.
+fn a4(z: u32, packed: u32, m: u32, k4: u32) -> vec4<f32> {
+    if (PACKED_A) {
+        return packed_a[packed];
+    }
+    let k = 4u * k4;
+    return vec4<f32>(a_or_zero(z, m, k), a_or_zero(z, m, k + 1u), a_or_zero(z, m, k + 2u), a_or_zero(z, m, k + 3u));
+}
 
 // acc[r] += broadcast of lane r's `a` × b, for the 8 rows one A load covers.
 fn rank1(a: f32, b: vec4<f32>, acc: ptr<function, array<vec4<f32>, 8>>) {
@@ -89,10 +111,11 @@ fn main(
         let b1 = packed_b[b + np4];
         let b2 = packed_b[b + 2u * np4];
         let b3 = packed_b[b + 3u * np4];
-        rank4(packed_a[a_row + k4], b0, b1, b2, b3, &acc0);
-        rank4(packed_a[a_row + a_step + k4], b0, b1, b2, b3, &acc1);
-        rank4(packed_a[a_row + 2u * a_step + k4], b0, b1, b2, b3, &acc2);
-        rank4(packed_a[a_row + 3u * a_step + k4], b0, b1, b2, b3, &acc3);
+        let m = m0 + lane;
+        rank4(a4(z, a_row + k4, m, k4), b0, b1, b2, b3, &acc0);
+        rank4(a4(z, a_row + a_step + k4, m + 8u, k4), b0, b1, b2, b3, &acc1);
+        rank4(a4(z, a_row + 2u * a_step + k4, m + 16u, k4), b0, b1, b2, b3, &acc2);
+        rank4(a4(z, a_row + 3u * a_step + k4, m + 24u, k4), b0, b1, b2, b3, &acc3);
     }
     let n = 4u * n4;
     store_rows(z, split, m0, n, &acc0);

@@ -103,7 +103,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 .ok_or_else(|| {
                     anyhow!(
                         "--kernel '{s}': expected auto, tiled-RxC (R, C in 16, 32, 64; \
-                         optionally -unchecked) or direct-RxL (R 4 or 8, L 8..64) or subgroup-32x32"
+                         optionally -unchecked) or direct-RxL (R 4 or 8, L 8..64) or subgroup-32x32[-packb]"
                     )
                 })?
                 .to_string(),

@@ -20,13 +20,18 @@ use rsp::{Model, Tensor};
 /// themselves are compared kernel by kernel in ops_gpu.rs and rules_gpu.rs), direct
 /// kernels of both block heights at the narrowest and widest lane counts, and the
 /// subgroup kernel (where the adapter has 8-wide subgroups).
-const FORCED: [&str; 5] = [
+const FORCED: [&str; 6] = [
     "tiled-64x16-unchecked",
     "direct-4x8",
     "direct-8x64",
     "direct-8x16",
     "subgroup-32x32",
+    "subgroup-32x32-packb",
 ];
+
+/// Forced variants also run with naga's runtime checks: one per skeleton (the
+/// subgroup kernel runs the packing skeleton too).
+const CHECKED: [&str; 3] = ["tiled-64x16-unchecked", "direct-8x16", "subgroup-32x32"];
 
 /// Every variant the registry can offer.
 fn all_variants() -> Vec<GemmKernel> {
@@ -41,7 +46,8 @@ fn all_variants() -> Vec<GemmKernel> {
             v.push(GemmKernel::Direct { rows, lanes });
         }
     }
-    v.push(GemmKernel::Subgroup);
+    v.push(GemmKernel::Subgroup { packed_a: true });
+    v.push(GemmKernel::Subgroup { packed_a: false });
     v
 }
 
@@ -98,6 +104,19 @@ fn every_forced_variant_gives_the_fallback_maps_and_golden_parity() {
                 Tolerance::GOLDEN,
             )
             .unwrap();
+            // The same variant with naga's runtime checks compiled in: the kernels' own
+            // guards already keep every access in bounds, so nothing may change. (One
+            // variant per skeleton, on one case: checked builds recompile everything.)
+            if case != "vgg_tiny" || !CHECKED.contains(&name) {
+                continue;
+            }
+            let checked = context(ContextOptions {
+                gemm_kernel: Some(variant.to_string()),
+                checked_shaders: true,
+                ..Default::default()
+            });
+            let got_checked = maps(&checked, case);
+            assert_bit_identical(&format!("{case} {variant} checked"), &got_checked, &got);
         }
     }
 }

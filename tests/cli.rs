@@ -9,9 +9,16 @@ use std::process::{Command, Output};
 use rsp::compare::{compare, Tolerance};
 use rsp::models::weights::TensorFile;
 
+/// Runs the CLI. Its autotuning cache lives in the build's scratch folder, shared by
+/// the tests of one build (the tiny models' problems are tuned once, and nothing is
+/// written to the user's cache folder).
 fn rsp(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rsp"))
         .args(args)
+        .env(
+            "RSP_CACHE_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-autotune"),
+        )
         .output()
         .expect("run rsp")
 }

@@ -93,6 +93,9 @@ pub struct ContextOptions {
     /// show that its correctness check rejects it.
     #[doc(hidden)]
     pub offer_broken_variant: bool,
+    /// Build every kernel with naga's runtime checks, the unchecked variants included
+    /// (also switched on by the environment variable `RSP_CHECKED_SHADERS=1`).
+    pub checked_shaders: bool,
 }
 
 /// One line of `rsp adapters`.
@@ -330,7 +333,9 @@ impl GpuContext {
             limits,
             max_binding,
             pipelines: Mutex::new(PipelineCache::new(
-                std::env::var_os("RSP_CHECKED_SHADERS").is_some_and(|v| !v.is_empty() && v != "0"),
+                opts.checked_shaders
+                    || std::env::var_os("RSP_CHECKED_SHADERS")
+                        .is_some_and(|v| !v.is_empty() && v != "0"),
             )),
             pool: BufferPool::default(),
         })

@@ -115,8 +115,10 @@ pub enum GemmKernel {
     /// `gemm_subgroup.wgsl` after two `gemm_pack.wgsl` passes that write A and B as
     /// padded matrices: a workgroup is one 8-lane subgroup computing a 32×32 block
     /// from vec4 loads and subgroup broadcasts (devices with a fixed subgroup size of
-    /// 8; scratch of the packed operands).
-    Subgroup,
+    /// 8; scratch of the packed operands). With `packed_a` false only B is packed and
+    /// the kernel reads A through the op's loads (for problems whose N spans one or two
+    /// blocks, where packing A costs more than it saves).
+    Subgroup { packed_a: bool },
     /// Test hook (`ContextOptions::offer_broken_variant`): the 64×64 tiled kernel on
     /// half of its grid, so it is fast and leaves columns unwritten. The autotuner's
     /// correctness check must reject it.
@@ -145,7 +147,7 @@ impl GemmKernel {
                 skeleton: Skeleton::Direct,
                 unchecked: true,
             },
-            GemmKernel::Subgroup => ShaderRef {
+            GemmKernel::Subgroup { .. } => ShaderRef {
                 name: op,
                 skeleton: Skeleton::Subgroup,
                 unchecked: true,
@@ -163,7 +165,7 @@ impl GemmKernel {
             GemmKernel::Direct { rows, lanes } => {
                 vec![("ROWS", rows as f64), ("LANES", lanes as f64)]
             }
-            GemmKernel::Subgroup => Vec::new(),
+            GemmKernel::Subgroup { packed_a } => vec![("PACKED_A", packed_a as u8 as f64)],
         }
     }
 
@@ -173,7 +175,7 @@ impl GemmKernel {
             GemmKernel::BrokenForTests => Self::BROKEN_BASE.block(),
             GemmKernel::Tiled { tile, .. } => (tile.rows(), tile.cols()),
             GemmKernel::Direct { rows, lanes } => (rows as usize, 4 * lanes as usize),
-            GemmKernel::Subgroup => (SUBGROUP_BLOCK, SUBGROUP_BLOCK),
+            GemmKernel::Subgroup { .. } => (SUBGROUP_BLOCK, SUBGROUP_BLOCK),
         }
     }
 
@@ -192,7 +194,7 @@ impl GemmKernel {
     pub fn supported(&self, ctx: &GpuContext) -> bool {
         let (threads, shared) = match *self {
             GemmKernel::BrokenForTests => return Self::BROKEN_BASE.supported(ctx),
-            GemmKernel::Subgroup => return ctx.adapter.fixed_subgroup == Some(8),
+            GemmKernel::Subgroup { .. } => return ctx.adapter.fixed_subgroup == Some(8),
             GemmKernel::Tiled { tile, .. } => (
                 tile.wg_x * tile.wg_y,
                 // Two f32 tiles of 16 × (rows | cols).
@@ -230,8 +232,10 @@ impl GemmKernel {
         if s == "broken-for-tests" {
             return Some(GemmKernel::BrokenForTests);
         }
-        if s == "subgroup-32x32" {
-            return Some(GemmKernel::Subgroup);
+        match s {
+            "subgroup-32x32" => return Some(GemmKernel::Subgroup { packed_a: true }),
+            "subgroup-32x32-packb" => return Some(GemmKernel::Subgroup { packed_a: false }),
+            _ => {}
         }
         if let Some(rest) = s.strip_prefix("tiled-") {
             let (shape, unchecked) = match rest.strip_suffix("-unchecked") {
@@ -261,7 +265,11 @@ impl fmt::Display for GemmKernel {
                 if unchecked { "-unchecked" } else { "" }
             ),
             GemmKernel::Direct { rows, lanes } => write!(f, "direct-{rows}x{lanes}"),
-            GemmKernel::Subgroup => write!(f, "subgroup-{SUBGROUP_BLOCK}x{SUBGROUP_BLOCK}"),
+            GemmKernel::Subgroup { packed_a } => write!(
+                f,
+                "subgroup-{SUBGROUP_BLOCK}x{SUBGROUP_BLOCK}{}",
+                if packed_a { "" } else { "-packb" }
+            ),
             GemmKernel::BrokenForTests => f.write_str("broken-for-tests"),
         }
     }
@@ -287,7 +295,7 @@ struct PackedSizes {
 impl PackedSizes {
     /// The sizes for `kernel` on `p` (`None` unless it is the subgroup kernel).
     fn of(kernel: GemmKernel, p: &GemmProblem) -> Option<PackedSizes> {
-        (kernel == GemmKernel::Subgroup).then(|| {
+        matches!(kernel, GemmKernel::Subgroup { .. }).then(|| {
             let (m, n, z) = p.mnz;
             PackedSizes {
                 z,
@@ -325,10 +333,11 @@ impl PackedSizes {
 }
 
 /// Every variant the adapter could run for `p`, the fallback first: the heuristic tile
-/// with runtime checks, the same tile without them, then the unchecked 64×64 and
-/// 32×32 tiles (plus 64×32 and 32×64 on GPUs) and, on CPU devices, the direct kernels
-/// and the subgroup kernel where the subgroup size is 8. The list stays short because
-/// each candidate costs a pipeline compilation when a problem is tuned.
+/// with runtime checks, the same tile without them, then on GPUs the unchecked 64×64,
+/// 32×32, 64×32 and 32×64 tiles, on CPU devices the direct kernels and the subgroup
+/// kernels (where the subgroup size is 8; on lavapipe they won nearly every problem
+/// and the tiles none). The list stays short because each candidate costs a pipeline
+/// compilation and a timing when a problem is tuned.
 pub(crate) fn candidates(ctx: &GpuContext, p: &GemmProblem) -> Vec<GemmKernel> {
     let (m, n, z) = p.mnz;
     let tile = GemmTile::for_problem((m, n), z, p.splits, ctx.fill_workgroups);
@@ -345,21 +354,18 @@ pub(crate) fn candidates(ctx: &GpuContext, p: &GemmProblem) -> Vec<GemmKernel> {
     ];
     let wide = GemmTile { wg_x: 16, wg_y: 8 };
     let tall = GemmTile { wg_x: 8, wg_y: 16 };
-    let shapes: &[GemmTile] = if cpu {
-        &[GemmTile::LARGE, GemmTile::SMALL]
+    if !cpu {
+        for t in [GemmTile::LARGE, GemmTile::SMALL, wide, tall] {
+            all.push(GemmKernel::Tiled {
+                tile: t,
+                unchecked: true,
+            });
+        }
     } else {
-        &[GemmTile::LARGE, GemmTile::SMALL, wide, tall]
-    };
-    for &t in shapes {
-        all.push(GemmKernel::Tiled {
-            tile: t,
-            unchecked: true,
-        });
-    }
-    if cpu {
         all.push(GemmKernel::Direct { rows: 8, lanes: 8 });
         all.push(GemmKernel::Direct { rows: 8, lanes: 32 });
-        all.push(GemmKernel::Subgroup);
+        all.push(GemmKernel::Subgroup { packed_a: true });
+        all.push(GemmKernel::Subgroup { packed_a: false });
     }
     if ctx.offer_broken_variant {
         all.push(GemmKernel::BrokenForTests);
@@ -412,18 +418,20 @@ pub(crate) fn record(
         return;
     };
     let ctx = rec.ctx;
-    let a = ctx.empty(&[packed.a_len()]);
+    let packed_a = kernel == GemmKernel::Subgroup { packed_a: true };
+    let a = ctx.empty(&[if packed_a { packed.a_len() } else { 0 }]);
     let b = ctx.empty(&[packed.b_len()]);
     let pack = ShaderRef {
         name: p.op,
         skeleton: Skeleton::Pack,
         unchecked: true,
     };
-    for (operand, pack_b, grid) in [
-        (&a, 0.0, packed.pack_a_groups()),
-        (&b, 1.0, packed.pack_b_groups()),
-    ] {
-        let mut c = constants.clone();
+    let mut passes = vec![(&b, 1.0, packed.pack_b_groups())];
+    if packed_a {
+        passes.insert(0, (&a, 0.0, packed.pack_a_groups()));
+    }
+    for (operand, pack_b, grid) in passes {
+        let mut c = p.constants.to_vec();
         c.push(("PACK_B", pack_b));
         rec.dispatch_with_extra(
             pack,
@@ -489,6 +497,8 @@ struct TrialBench {
     out_words: usize,
     /// The first candidate's (the fallback's) output.
     reference: Option<Vec<u32>>,
+    /// The fastest median timed so far (ms).
+    best: Option<f64>,
 }
 
 impl TrialBench {
@@ -534,6 +544,7 @@ impl TrialBench {
             out,
             out_words: (p.bindings[out].size / 4) as usize,
             reference: None,
+            best: None,
         }
     }
 
@@ -587,11 +598,18 @@ impl TrialBench {
             }
         }
         let once = self.run(ctx, p, kernel, 1).max(1e-3);
+        // A candidate three times slower than the best in one run cannot win; timing
+        // it properly would only lengthen tuning (slow kernels cost the most).
+        if self.best.is_some_and(|best| once > 3.0 * best) {
+            return Trial::Timed(once);
+        }
         let reps = ((5.0 / once).ceil() as usize).clamp(1, 64);
         let mut times: Vec<f64> = (0..3)
             .map(|_| self.run(ctx, p, kernel, reps) / reps as f64)
             .collect();
         times.sort_by(f64::total_cmp);
-        Trial::Timed(times[1])
+        let median = times[1];
+        self.best = Some(self.best.map_or(median, |b| b.min(median)));
+        Trial::Timed(median)
     }
 }

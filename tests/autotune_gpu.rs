@@ -2,7 +2,9 @@
 //! whole explanation, gives the fallback's maps bit for bit and the golden maps within
 //! the golden tolerance; the autotuner times each problem once, writes its cache and
 //! reuses it; a corrupt or deleted cache only causes a re-tune; a deliberately wrong
-//! variant is rejected by the correctness check and never chosen.
+//! variant is rejected by the correctness check and never chosen. With
+//! `$RSP_EXTRA_GOLDEN`, the full-size Bottleneck case is checked the same way, autotuned
+//! and forced.
 
 mod common;
 
@@ -13,6 +15,7 @@ use rsp::explain::{explain, explain_method, Method, RspOptions};
 use rsp::gpu::tune::Trial;
 use rsp::gpu::{Autotune, ContextOptions, GpuContext};
 use rsp::models::gpu::GpuModel;
+use rsp::models::weights::TensorFile;
 use rsp::ops::gemm::{GemmKernel, GemmTile};
 use rsp::{Model, Tensor};
 
@@ -55,10 +58,13 @@ fn all_variants() -> Vec<GemmKernel> {
 /// in its main modes (forward, z⁺ forward, z^B, data gradient with pos(W), RSP
 /// redistribution, weight gradients).
 fn maps(ctx: &GpuContext, case: &str) -> Vec<Tensor> {
-    let f = common::golden(case);
-    let model = Model::from_tensors(&f).unwrap();
+    maps_of(ctx, &common::golden(case))
+}
+
+fn maps_of(ctx: &GpuContext, f: &TensorFile) -> Vec<Tensor> {
+    let model = Model::from_tensors(f).unwrap();
     let gm = GpuModel::upload(ctx, &model);
-    let input = common::get(&f, "input");
+    let input = common::get(f, "input");
     let rsp = explain(ctx, &gm, &input, &RspOptions::default()).unwrap();
     let lrp = explain_method(ctx, &gm, &input, Method::LrpAlphaBeta, None).unwrap();
     vec![rsp.relevance, lrp.relevance]
@@ -118,6 +124,45 @@ fn every_forced_variant_gives_the_fallback_maps_and_golden_parity() {
             let got_checked = maps(&checked, case);
             assert_bit_identical(&format!("{case} {variant} checked"), &got_checked, &got);
         }
+    }
+}
+
+/// The full-size Bottleneck case of `$RSP_EXTRA_GOLDEN` (not in the repository): the
+/// autotuner's choices (timed afresh on this device) and each forced variant give the
+/// fallback's maps bit for bit and the golden map within the golden tolerance.
+#[test]
+fn extra_resnet_tiny_golden_parity_autotuned_and_forced() {
+    let test = "extra_resnet_tiny_golden_parity_autotuned_and_forced";
+    let Some(f) = common::extra_golden("resnet_tiny", test) else {
+        return;
+    };
+    let want = common::get(&f, "rsp.gradcam.out");
+    let fallback = maps_of(common::gpu(), &f);
+    let dir = tempfile::tempdir().unwrap();
+    let tuned = context(ContextOptions {
+        autotune: Autotune::Fresh,
+        autotune_cache: Some(dir.path().join("autotune.json")),
+        ..Default::default()
+    });
+    let mut runs = vec![("autotuned".to_string(), maps_of(&tuned, &f))];
+    for name in FORCED {
+        let ctx = context(ContextOptions {
+            gemm_kernel: Some(name.to_string()),
+            ..Default::default()
+        });
+        if GemmKernel::parse(name).unwrap().supported(&ctx) {
+            runs.push((name.to_string(), maps_of(&ctx, &f)));
+        }
+    }
+    for (what, got) in runs {
+        assert_bit_identical(&format!("resnet_tiny {what}"), &got, &fallback);
+        compare(
+            &format!("resnet_tiny {what} rsp.gradcam.out"),
+            &got[0],
+            &want,
+            Tolerance::GOLDEN,
+        )
+        .unwrap();
     }
 }
 

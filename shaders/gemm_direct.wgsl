@@ -17,8 +17,6 @@ override LANES: u32 = 8u;
 // a dynamically indexed private array becomes per-lane scratch memory on a SIMD CPU
 // compiler instead of registers.
 override ROWS: u32 = 8u;
-// Split-K chunks are multiples of this (gemm_tiled.wgsl's BK).
-const SPLIT_ALIGN: u32 = 16u;
 
 // Stores one row of a lane's block: columns n, n + LANES, n + 2·LANES, n + 3·LANES.
 fn store_row(z: u32, split: u32, m: u32, n: u32, M: u32, N: u32, v: vec4<f32>) {
@@ -56,10 +54,9 @@ fn main(
     let split = wg.z % splits;
     let M = gemm_m();
     let N = gemm_n();
-    let k_total = gemm_k();
-    let chunk = ((k_total + splits - 1u) / splits + SPLIT_ALIGN - 1u) / SPLIT_ALIGN * SPLIT_ALIGN;
-    let k_lo = split * chunk;
-    let K = min(k_total, k_lo + chunk);
+    let k_range = split_k_range(split);
+    let k_lo = k_range.x;
+    let K = k_range.y;
     let m0 = wg.y * ROWS;
     let n0 = wg.x * (4u * LANES) + lid.x;
     // Columns past N index column N − 1 (never stored), so every column is valid.

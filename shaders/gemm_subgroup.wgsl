@@ -16,8 +16,6 @@
 // Each element of C is summed in ascending K order with one fma per k, with split-K
 // chunks aligned as in gemm_tiled.wgsl, so both skeletons give the same results.
 
-// Split-K chunks are multiples of this (gemm_tiled.wgsl's BK).
-const SPLIT_ALIGN: u32 = 16u;
 
 override PACKED_A: bool = true;
 
@@ -88,12 +86,11 @@ fn main(
     let splits = gemm_k_splits();
     let z = wg.z / splits;
     let split = wg.z % splits;
-    let k_total = gemm_k();
-    let chunk = ((k_total + splits - 1u) / splits + SPLIT_ALIGN - 1u) / SPLIT_ALIGN * SPLIT_ALIGN;
-    let k_lo = split * chunk;
-    let K = min(k_total, k_lo + chunk);
+    let k_range = split_k_range(split);
+    let k_lo = k_range.x;
+    let K = k_range.y;
     // Packed sizes (gemm_pack.wgsl), in vec4s per row.
-    let kp4 = (k_total + 3u) / 4u;
+    let kp4 = (gemm_k() + 3u) / 4u;
     let mp = (gemm_m() + 31u) / 32u * 32u;
     let np4 = (gemm_n() + 31u) / 32u * 8u;
     let m0 = wg.y * 32u;

@@ -66,10 +66,9 @@ fn main(
     let n0 = wg.x * BN;
     let M = gemm_m();
     let N = gemm_n();
-    let k_total = gemm_k();
-    let chunk = ((k_total + splits - 1u) / splits + BK - 1u) / BK * BK;
-    let k_lo = split * chunk;
-    let K = min(k_total, k_lo + chunk);
+    let k_range = split_k_range(split);
+    let k_lo = k_range.x;
+    let K = k_range.y;
     // The 4×4 register block lives in four vec4s (not an indexed array), so it stays in
     // registers: row i of the block is acc_i, column j is component j.
     var acc0 = vec4<f32>(0.0);

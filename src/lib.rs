@@ -7,6 +7,7 @@ pub mod compare;
 pub mod eval;
 pub mod explain;
 pub mod gpu;
+pub mod layers;
 pub mod models;
 pub mod ops;
 pub mod plot;

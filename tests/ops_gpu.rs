@@ -10,7 +10,7 @@ mod common;
 mod support;
 
 use rsp::gpu::{ContextOptions, GpuContext, Recorder};
-use rsp::models::layers::{BatchNorm2d, Conv2d, ConvGeometry, Linear, MaxPool2d};
+use rsp::layers::{BatchNorm2d, Conv2d, ConvGeometry, Linear, MaxPool2d};
 use rsp::ops::{self, GpuBatchNorm, GpuConv, GpuLinear, NO_CLASS};
 use rsp::reference::model::comparative_classes;
 use rsp::reference::ops as cpu;

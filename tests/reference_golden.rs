@@ -15,7 +15,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use rsp::compare::{compare, Report, Tolerance};
-use rsp::models::layers::{ConvGeometry, MaxPool2d};
+use rsp::layers::{ConvGeometry, MaxPool2d};
 use rsp::models::weights::TensorFile;
 use rsp::reference::{model as refmodel, ops, rsp as rules};
 use rsp::{Init, Model, Tensor};
@@ -407,7 +407,7 @@ fn conv_rule_conserves_relevance() {
 fn first_conv_rule_conserves_relevance() {
     let mut rng = StdRng::seed_from_u64(11);
     let weight = random(&mut rng, &[4, 3, 3, 3], 0.0, -1.0, 1.0);
-    let conv = rsp::models::layers::Conv2d {
+    let conv = rsp::layers::Conv2d {
         weight,
         bias: Some(vec![0.3, -0.2, 0.1, 0.0]),
         stride: 2,

@@ -12,7 +12,7 @@ mod support;
 use rsp::explain::rules::{
     rsp_batchnorm_rule, rsp_conv_rule, rsp_first_conv_rule, rsp_maxpool_rule, rsp_residual_rule,
 };
-use rsp::models::layers::{BatchNorm2d, Conv2d, ConvGeometry, MaxPool2d};
+use rsp::layers::{BatchNorm2d, Conv2d, ConvGeometry, MaxPool2d};
 use rsp::ops::{GpuBatchNorm, GpuConv};
 use rsp::reference::rsp as cpu;
 use rsp::Tensor;

@@ -19,7 +19,7 @@ use super::rules::{rsp_batchnorm_rule, rsp_first_conv_rule};
 use super::{Explanation, Method};
 use crate::gpu::{GpuContext, GpuTensor, Recorder};
 use crate::models::gpu::GpuModel;
-use crate::models::layers::MaxPool2d;
+use crate::layers::MaxPool2d;
 use crate::ops::rap::{rap_step, RapStep};
 use crate::ops::{self, GpuBatchNorm, GpuConv, GpuLinear, ResidualSplit, Seed, Weights, NO_CLASS};
 use crate::tensor::Tensor;

@@ -5,7 +5,7 @@
 
 use crate::gpu::{GpuTensor, Recorder};
 use crate::models::gpu::{Forward, GpuModel, GpuVggLayer, Saved};
-use crate::models::layers::MaxPool2d;
+use crate::layers::MaxPool2d;
 use crate::ops::{GpuBatchNorm, GpuConv, GpuLinear};
 
 /// What a backward method does at each kind of layer. Every function maps the signal

@@ -3,7 +3,7 @@
 
 use crate::explain::RSP_EPS;
 use crate::gpu::{Binding, GpuTensor, Recorder};
-use crate::models::layers::{ConvGeometry, MaxPool2d};
+use crate::layers::{ConvGeometry, MaxPool2d};
 use crate::ops::conv::{conv_gemm, dgrad_gemm, wgrad_gemm};
 use crate::ops::elementwise::{elementwise, residual_split, ElementwiseOp, Layout, ResidualSplit};
 use crate::ops::{max_pool2d_route, min_max, sum_and_count_nonzero, GpuBatchNorm, GpuConv};

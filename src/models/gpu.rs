@@ -3,7 +3,7 @@
 //! path) resident, recorded into the caller's [`Recorder`] with no host round-trip.
 
 use crate::gpu::{GpuContext, GpuTensor, Recorder};
-use crate::models::layers::MaxPool2d;
+use crate::layers::MaxPool2d;
 use crate::models::resnet::ResNet;
 use crate::models::vgg::{Vgg, VggLayer};
 use crate::models::Model;

@@ -4,7 +4,6 @@
 
 pub mod gpu;
 pub mod hub;
-pub mod layers;
 pub mod randomize;
 pub mod resnet;
 pub mod vgg;
@@ -16,7 +15,7 @@ use std::path::Path;
 
 use anyhow::{bail, Result};
 
-use layers::{BatchNorm2d, Conv2d, Linear, MaxPool2d};
+use crate::layers::{BatchNorm2d, Conv2d, Linear, MaxPool2d};
 use resnet::{Block, ResNet};
 use vgg::{Vgg, VggLayer};
 use weights::{TensorFile, WeightView};

@@ -3,7 +3,7 @@
 //! down, and an explanation method that depends on what the model learned must change
 //! as they are.
 
-use super::layers::{Conv2d, Linear};
+use crate::layers::{Conv2d, Linear};
 use super::vgg::VggLayer;
 use super::zoo::Rng;
 use super::Model;

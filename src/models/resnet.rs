@@ -1,7 +1,7 @@
 //! ResNet (torchvision layout: `conv1, bn1, layer1..4, fc`), BasicBlock and
 //! Bottleneck v1.5 (stride on the 3×3 conv).
 
-use super::layers::{BatchNorm2d, Conv2d, Linear, MaxPool2d};
+use crate::layers::{BatchNorm2d, Conv2d, Linear, MaxPool2d};
 
 /// A residual block. BasicBlock has `conv3/bn3 = None`.
 #[derive(Clone, Debug)]

@@ -1,6 +1,6 @@
 //! VGG (torchvision `features.N` / `classifier.M` layout, with or without batch norm).
 
-use super::layers::{BatchNorm2d, Conv2d, Linear, MaxPool2d};
+use crate::layers::{BatchNorm2d, Conv2d, Linear, MaxPool2d};
 
 /// One module of `features`, in order. `index` is torchvision's `features.N` index.
 #[derive(Clone, Debug)]

@@ -5,7 +5,7 @@ use super::elementwise::{elementwise, ElementwiseOp, Layout};
 use super::gemm::{self, GemmProblem};
 pub use super::gemm::{GemmKernel, GemmTile};
 use crate::gpu::{Binding, GpuContext, GpuTensor, Recorder};
-use crate::models::layers::{Conv2d, ConvGeometry};
+use crate::layers::{Conv2d, ConvGeometry};
 
 /// A convolution's weights on the GPU.
 pub struct GpuConv {

@@ -2,7 +2,7 @@
 //! and the small elementwise steps of the backward rules.
 
 use crate::gpu::{grid_1d, Binding, GpuContext, GpuTensor, Recorder};
-use crate::models::layers::BatchNorm2d;
+use crate::layers::BatchNorm2d;
 
 /// Operation selector of elementwise.wgsl (its `OP` override).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

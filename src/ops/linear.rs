@@ -3,7 +3,7 @@
 //! weight is 411 MB) is split into row chunks, each bound and dispatched on its own.
 
 use crate::gpu::{Binding, GpuContext, GpuTensor, Recorder};
-use crate::models::layers::Linear;
+use crate::layers::Linear;
 use crate::ops::conv::Weights;
 use crate::ops::elementwise::{elementwise, ElementwiseOp, Layout};
 

@@ -2,7 +2,7 @@
 //! gradient).
 
 use crate::gpu::{grid_1d, Binding, GpuTensor, Recorder};
-use crate::models::layers::MaxPool2d;
+use crate::layers::MaxPool2d;
 
 #[allow(clippy::too_many_arguments)]
 fn maxpool_dispatch(

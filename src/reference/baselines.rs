@@ -4,7 +4,7 @@
 use anyhow::{ensure, Result};
 
 use crate::explain::{Explanation, Method};
-use crate::models::layers::{BatchNorm2d, Conv2d, Linear, MaxPool2d};
+use crate::layers::{BatchNorm2d, Conv2d, Linear, MaxPool2d};
 use crate::models::vgg::VggLayer;
 use crate::models::Model;
 use crate::tensor::Tensor;

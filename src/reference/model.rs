@@ -6,7 +6,7 @@
 use anyhow::{bail, ensure, Result};
 
 use crate::explain::{Explanation, Init};
-use crate::models::layers::{BatchNorm2d, Conv2d};
+use crate::layers::{BatchNorm2d, Conv2d};
 use crate::models::resnet::{Block, ResNet};
 use crate::models::vgg::{Vgg, VggLayer};
 use crate::models::Model;

@@ -15,7 +15,7 @@
 
 use std::ops::Range;
 
-use crate::models::layers::{BatchNorm2d, Linear, MaxPool2d};
+use crate::layers::{BatchNorm2d, Linear, MaxPool2d};
 use crate::tensor::Tensor;
 
 /// Below this many multiply-adds a kernel runs on the calling thread only.

@@ -8,7 +8,7 @@
 //! (`sdiv`, masks, `#{C ≠ 0}`) are done on the float32 values the rule produced.
 
 use crate::explain::RSP_EPS;
-use crate::models::layers::{BatchNorm2d, Conv2d, ConvGeometry, MaxPool2d};
+use crate::layers::{BatchNorm2d, Conv2d, ConvGeometry, MaxPool2d};
 use crate::tensor::Tensor;
 
 use super::ops::{conv2d, conv2d_dgrad, conv2d_wgrad, dims4, map, max_pool2d_route, zip};

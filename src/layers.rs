@@ -1,4 +1,6 @@
-//! Parameter-carrying layers shared by VGG and ResNet (host copies of the weights).
+//! Host layer types: the parameters (weights in host memory) and geometry of the
+//! layers models are built from. Models list them, ops upload them, the CPU reference
+//! runs them.
 
 use crate::tensor::Tensor;
 

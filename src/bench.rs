@@ -5,7 +5,7 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Result};
 
 use crate::cli::{BenchArgs, TuneArgs, WorkloadArgs};
-use crate::explain::{explain, RspOptions};
+use crate::explain::{explain, Request};
 use crate::gpu::{ContextOptions, GpuContext, Recorder};
 use crate::models::gpu::GpuModel;
 use crate::models::{zoo, Model};
@@ -69,7 +69,7 @@ pub fn tune(args: &TuneArgs) -> Result<()> {
     let ctx = GpuContext::new(&opts)?;
     let gm = GpuModel::upload(&ctx, &model);
     let t = Instant::now();
-    explain(&ctx, &gm, &input, &RspOptions::default())?;
+    explain(&ctx, &gm, &input, &Request::default())?;
     println!(
         "adapter: {}\ntuned {} new problems in {:.2} s ({} looked up in total); cache: {}",
         ctx.adapter_key(),
@@ -147,7 +147,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         ctx.read(&f.logits)?;
         Ok(())
     };
-    let opts = RspOptions::default();
+    let opts = Request::default();
     let explain_once = || -> Result<()> {
         explain(&ctx, &gm, &input, &opts)?;
         Ok(())

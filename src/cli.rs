@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::explain::{explain, explain_method, Method, RspOptions, NO_TARGET};
+use crate::explain::{explain, Method, Request, NO_TARGET};
 use crate::gpu::{list_adapters, Autotune, Backend, ContextOptions, DType, GpuContext};
 use crate::models::gpu::GpuModel;
 use crate::models::hub::{self, WeightSources};
@@ -390,15 +390,13 @@ pub fn run(cli: &Cli) -> Result<bool> {
             (None, InitKind::Gradcam) => Init::GradCam,
             (None, InitKind::Comparative) => Init::Comparative { k: cli.compare_k },
         };
-        let opts = RspOptions {
+        let req = Request {
+            method: cli.method,
             init,
             targets: target.map(|t| vec![t; n]),
             record_layers: false,
         };
-        let result = match cli.method {
-            Method::Rsp => explain(&ctx, &gpu_model, &job.input, &opts),
-            m => explain_method(&ctx, &gpu_model, &job.input, m, opts.targets.as_deref()),
-        };
+        let result = explain(&ctx, &gpu_model, &job.input, &req);
         let e = match result {
             Ok(e) => e,
             Err(err) => {

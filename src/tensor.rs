@@ -1,6 +1,8 @@
 //! Host-side dense float32 tensors: the currency between the CPU reference, the
 //! weight loader, the GPU engine's uploads/readbacks and the tests.
 
+use std::borrow::Borrow;
+
 /// A dense, row-major (C-contiguous) float32 tensor on the host.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tensor {
@@ -45,15 +47,41 @@ impl Tensor {
     }
 
     /// Stacks equally shaped tensors along a new first axis.
-    pub fn stack(items: &[Tensor]) -> Tensor {
+    pub fn stack<T: Borrow<Tensor>>(items: &[T]) -> Tensor {
+        let first = items[0].borrow();
         let mut shape = vec![items.len()];
-        shape.extend_from_slice(&items[0].shape);
+        shape.extend_from_slice(&first.shape);
         let mut data = Vec::with_capacity(shape.iter().product());
         for t in items {
-            assert_eq!(t.shape, items[0].shape);
-            data.extend_from_slice(&t.data);
+            assert_eq!(t.borrow().shape, first.shape);
+            data.extend_from_slice(&t.borrow().data);
         }
         Tensor::new(shape, data)
+    }
+
+    /// Concatenates tensors along their first axis (the batch); the other axes must
+    /// agree.
+    pub fn concat0<T: Borrow<Tensor>>(parts: &[T]) -> Tensor {
+        let first = parts[0].borrow();
+        let mut shape = first.shape.clone();
+        shape[0] = parts.iter().map(|p| p.borrow().shape[0]).sum();
+        let mut data = Vec::with_capacity(shape.iter().product());
+        for p in parts {
+            assert_eq!(p.borrow().shape[1..], first.shape[1..]);
+            data.extend_from_slice(&p.borrow().data);
+        }
+        Tensor::new(shape, data)
+    }
+
+    /// The slices `range` along the first axis, keeping the axis.
+    pub fn slice0(&self, range: std::ops::Range<usize>) -> Tensor {
+        let inner: usize = self.shape[1..].iter().product();
+        let mut shape = self.shape.clone();
+        shape[0] = range.len();
+        Tensor::new(
+            shape,
+            self.data[range.start * inner..range.end * inner].to_vec(),
+        )
     }
 
     pub fn max_abs(&self) -> f32 {

@@ -11,7 +11,7 @@ mod common;
 use std::path::Path;
 
 use rsp::compare::{compare, Tolerance};
-use rsp::explain::{explain, explain_method, Method, RspOptions};
+use rsp::explain::{explain, Method, Request};
 use rsp::gpu::tune::Trial;
 use rsp::gpu::{Autotune, ContextOptions, GpuContext};
 use rsp::models::gpu::GpuModel;
@@ -65,8 +65,14 @@ fn maps_of(ctx: &GpuContext, f: &TensorFile) -> Vec<Tensor> {
     let model = Model::from_tensors(f).unwrap();
     let gm = GpuModel::upload(ctx, &model);
     let input = common::get(f, "input");
-    let rsp = explain(ctx, &gm, &input, &RspOptions::default()).unwrap();
-    let lrp = explain_method(ctx, &gm, &input, Method::LrpAlphaBeta, None).unwrap();
+    let rsp = explain(ctx, &gm, &input, &Request::default()).unwrap();
+    let lrp = explain(
+        ctx,
+        &gm,
+        &input,
+        &Request::method(Method::LrpAlphaBeta, None),
+    )
+    .unwrap();
     vec![rsp.relevance, lrp.relevance]
 }
 

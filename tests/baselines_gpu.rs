@@ -13,7 +13,7 @@ mod common;
 mod support;
 
 use rsp::compare::{compare, Tolerance};
-use rsp::explain::{explain_method, Method};
+use rsp::explain::{explain, Method, Request};
 use rsp::gpu::Recorder;
 use rsp::models::gpu::GpuModel;
 use rsp::ops;
@@ -44,8 +44,13 @@ fn check_all_methods(what: &str, model: &Model, x: &Tensor) {
     for method in Method::ALL.into_iter().filter(|&m| m != Method::Rsp) {
         for targets in [None, Some(vec![3usize, 7])] {
             let t = targets.as_deref();
-            let g = explain_method(ctx, &gm, x, method, t)
-                .unwrap_or_else(|e| panic!("{what} {method}: GPU failed: {e:#}"));
+            let g = explain(
+                ctx,
+                &gm,
+                x,
+                &Request::method(method, t.map(<[usize]>::to_vec)),
+            )
+            .unwrap_or_else(|e| panic!("{what} {method}: GPU failed: {e:#}"));
             let c = refb::explain_method(model, x, method, t).unwrap();
             assert_eq!(g.target, c.target, "{what} {method}: targets");
             if let Some(t) = t {
@@ -128,8 +133,8 @@ fn lrp_alpha_beta_conserves_relevance_without_biases() {
     let ctx = common::gpu();
     let gm = GpuModel::upload(ctx, &model);
     let x = input(16, 20, 14);
-    let lrp = explain_method(ctx, &gm, &x, Method::LrpAlphaBeta, None).unwrap();
-    let sglrp = explain_method(ctx, &gm, &x, Method::Sglrp, None).unwrap();
+    let lrp = explain(ctx, &gm, &x, &Request::method(Method::LrpAlphaBeta, None)).unwrap();
+    let sglrp = explain(ctx, &gm, &x, &Request::method(Method::Sglrp, None)).unwrap();
     let per_image = lrp.relevance.numel() / 2;
     for i in 0..2 {
         let part = &lrp.relevance.data[i * per_image..(i + 1) * per_image];
@@ -167,7 +172,7 @@ fn rap_conserves_the_logit() {
     let ctx = common::gpu();
     let gm = GpuModel::upload(ctx, &model);
     let x = input(16, 20, 18);
-    let rap = explain_method(ctx, &gm, &x, Method::Rap, None).unwrap();
+    let rap = explain(ctx, &gm, &x, &Request::method(Method::Rap, None)).unwrap();
     let per_image = rap.relevance.numel() / 2;
     for i in 0..2 {
         let total: f64 = rap.relevance.data[i * per_image..(i + 1) * per_image]
@@ -196,7 +201,7 @@ fn clrp_is_non_negative_and_lrp_eps_differs_from_alpha_beta() {
     let ctx = common::gpu();
     let gm = GpuModel::upload(ctx, &model);
     let x = input(32, 32, 15);
-    let clrp = explain_method(ctx, &gm, &x, Method::Clrp, None).unwrap();
+    let clrp = explain(ctx, &gm, &x, &Request::method(Method::Clrp, None)).unwrap();
     assert!(clrp.relevance.data.iter().all(|&v| v >= 0.0));
     assert!(clrp.relevance.data.iter().any(|&v| v > 0.0));
     let row: f32 = clrp.init.data[..10].iter().sum();
@@ -204,8 +209,8 @@ fn clrp_is_non_negative_and_lrp_eps_differs_from_alpha_beta() {
         row.abs() < 1e-6,
         "CLRP seed: target minus the others' mean sums to {row}"
     );
-    let eps = explain_method(ctx, &gm, &x, Method::LrpEpsilon, None).unwrap();
-    let ab = explain_method(ctx, &gm, &x, Method::LrpAlphaBeta, None).unwrap();
+    let eps = explain(ctx, &gm, &x, &Request::method(Method::LrpEpsilon, None)).unwrap();
+    let ab = explain(ctx, &gm, &x, &Request::method(Method::LrpAlphaBeta, None)).unwrap();
     assert!(support::rel_err(&eps.relevance, &ab.relevance) > 1e-3);
 }
 
@@ -296,7 +301,13 @@ fn gradient_matches_finite_differences() {
     let x1 = x.index0(0).reshape(&[1, 3, 16, 20]);
     let ctx = common::gpu();
     let gm = GpuModel::upload(ctx, &model);
-    let g = explain_method(ctx, &gm, &x1, Method::Gradient, Some(&[4])).unwrap();
+    let g = explain(
+        ctx,
+        &gm,
+        &x1,
+        &Request::method(Method::Gradient, Some(vec![4])),
+    )
+    .unwrap();
     let logit = |t: &Tensor| refmodel::forward(&model, t).logits.data[4] as f64;
     let h = 1e-3f32;
     let mut checked = 0;

@@ -6,7 +6,7 @@
 mod common;
 
 use rsp::compare::{compare, Tolerance};
-use rsp::explain::{explain, RspOptions};
+use rsp::explain::{explain, Request};
 use rsp::models::gpu::GpuModel;
 use rsp::{Init, Model};
 
@@ -34,10 +34,11 @@ fn check_file(case: &str, f: &rsp::models::weights::TensorFile) {
         ctx,
         &gm,
         &input,
-        &RspOptions {
+        &Request {
             init: Init::GradCam,
             targets: None,
             record_layers: true,
+            ..Request::default()
         },
     )
     .unwrap();
@@ -70,10 +71,11 @@ fn check_file(case: &str, f: &rsp::models::weights::TensorFile) {
         ctx,
         &gm,
         &input,
-        &RspOptions {
+        &Request {
             init: Init::Comparative { k: 3 },
             targets: None,
             record_layers: false,
+            ..Request::default()
         },
     )
     .unwrap();
@@ -93,10 +95,11 @@ fn check_file(case: &str, f: &rsp::models::weights::TensorFile) {
         ctx,
         &gm,
         &input,
-        &RspOptions {
+        &Request {
             init: Init::Given(common::get(f, "init.gradcam")),
             targets: None,
             record_layers: false,
+            ..Request::default()
         },
     )
     .unwrap();
@@ -144,10 +147,11 @@ fn extra_resnet_tiny_matches_golden_on_gpu() {
 fn check_f16(case: &str, f: &rsp::models::weights::TensorFile, map_bound: f64) {
     let model = Model::from_tensors(f).unwrap();
     let input = common::get(f, "input");
-    let opts = RspOptions {
+    let opts = Request {
         init: Init::GradCam,
         targets: None,
         record_layers: false,
+        ..Request::default()
     };
     let run = |ctx| {
         let gm = GpuModel::upload(ctx, &model);

@@ -15,9 +15,11 @@ mod support;
 use std::path::PathBuf;
 
 use rsp::compare::{compare, Tolerance};
-use rsp::explain::{explain, Explanation, RspOptions};
+use rsp::explain::{explain, Explanation, Request};
 use rsp::gpu::{ContextOptions, GpuContext, Recorder};
 use rsp::models::gpu::GpuModel;
+use rsp::models::graph::Layer;
+use rsp::models::vgg::explain_index;
 use rsp::reference::model as refmodel;
 use rsp::{Init, Model, Tensor};
 use safetensors::tensor::Dtype;
@@ -90,10 +92,11 @@ fn gpu_explain(
         ctx,
         gm,
         x,
-        &RspOptions {
+        &Request {
             init: init.clone(),
             targets,
             record_layers,
+            ..Request::default()
         },
     )
     .unwrap_or_else(|e| panic!("GPU explain failed: {e:#}"))
@@ -163,24 +166,34 @@ fn check_against_reference(what: &str, model: &Model, x: &Tensor) {
     );
 }
 
+/// The output size of the model's adaptive average pool.
+fn avgpool_size(model: &Model) -> Option<(usize, usize)> {
+    match model.graph.node("avgpool")?.layer {
+        Layer::AvgPool { out } => Some(out),
+        _ => None,
+    }
+}
+
+/// The stride of the convolution `name`, if the model has one.
+fn conv_stride(model: &Model, name: &str) -> Option<usize> {
+    match &model.graph.node(name)?.layer {
+        Layer::Conv { conv, .. } => Some(conv.stride),
+        _ => None,
+    }
+}
+
 #[test]
 fn vgg_without_bn_matches_reference() {
     let model = load(&vgg_plain(), Dtype::F32);
-    let Model::Vgg(v) = &model else {
-        panic!("expected a VGG, got {}", model.describe())
-    };
-    assert_eq!(v.avgpool, (2, 2));
-    assert_eq!(v.explain_position(), 6); // features.6 = ReLU after the 3rd conv
+    assert_eq!(avgpool_size(&model), Some((2, 2)), "{}", model.describe());
+    assert_eq!(explain_index(&model.graph), Some(6)); // features.6 = ReLU after the 3rd conv
     check_against_reference("vgg", &model, &input(16, 20, 10));
 }
 
 #[test]
 fn vgg_with_bn_matches_reference() {
     let model = load(&vgg_bn(), Dtype::F32);
-    let Model::Vgg(v) = &model else {
-        panic!("expected a VGG, got {}", model.describe())
-    };
-    assert_eq!(v.avgpool, (7, 7));
+    assert_eq!(avgpool_size(&model), Some((7, 7)), "{}", model.describe());
     assert!(model.describe().contains("BN"), "{}", model.describe());
     check_against_reference("vgg_bn", &model, &input(13, 17, 11));
 }
@@ -193,18 +206,18 @@ fn resnet_bottleneck_matches_reference() {
         "{}",
         model.describe()
     );
-    let Model::ResNet(r) = &model else {
-        unreachable!()
-    };
     // Inferred geometry: stride 2 on the 3×3 of the first block of layer2..4,
     // downsample where the shape changes (layer1.0 by channels only).
-    assert!(r.layers[0][0].downsample.is_some());
-    assert!(r.layers[0][1].downsample.is_none());
-    assert_eq!(r.layers[0][0].conv2.stride, 1);
-    for s in 1..4 {
-        assert_eq!(r.layers[s][0].conv2.stride, 2);
-        assert_eq!(r.layers[s][0].conv1.stride, 1);
-        assert_eq!(r.layers[s][0].downsample.as_ref().unwrap().0.stride, 2);
+    assert!(conv_stride(&model, "layer1.0.downsample.0").is_some());
+    assert!(conv_stride(&model, "layer1.1.downsample.0").is_none());
+    assert_eq!(conv_stride(&model, "layer1.0.conv2"), Some(1));
+    for s in 2..=4 {
+        assert_eq!(conv_stride(&model, &format!("layer{s}.0.conv2")), Some(2));
+        assert_eq!(conv_stride(&model, &format!("layer{s}.0.conv1")), Some(1));
+        assert_eq!(
+            conv_stride(&model, &format!("layer{s}.0.downsample.0")),
+            Some(2)
+        );
     }
     check_against_reference("resnet_bottleneck", &model, &input(35, 29, 12));
 }
@@ -217,13 +230,12 @@ fn resnet_basic_block_matches_reference() {
         "{}",
         model.describe()
     );
-    let Model::ResNet(r) = &model else {
-        unreachable!()
-    };
-    assert!(r.layers[0].iter().all(|b| b.downsample.is_none()));
-    for s in 1..4 {
-        assert_eq!(r.layers[s][0].conv1.stride, 2);
-        assert!(r.layers[s][0].downsample.is_some());
+    for b in 0..2 {
+        assert!(conv_stride(&model, &format!("layer1.{b}.downsample.0")).is_none());
+    }
+    for s in 2..=4 {
+        assert_eq!(conv_stride(&model, &format!("layer{s}.0.conv1")), Some(2));
+        assert!(conv_stride(&model, &format!("layer{s}.0.downsample.0")).is_some());
     }
     check_against_reference("resnet_basic", &model, &input(33, 30, 13));
 }
@@ -326,11 +338,10 @@ fn timm_vgg_head_layout_matches_torchvision() {
         .any(|(n, _)| n == "pre_logits.fc1.weight"));
     let a = load(&tv, Dtype::F32);
     let b = load(&timm, Dtype::F32);
-    let Model::Vgg(v) = &b else {
-        panic!("timm layout did not load as VGG")
-    };
-    assert_eq!(v.avgpool, (7, 7));
-    assert_eq!(v.classifier.len(), 3);
+    assert_eq!(avgpool_size(&b), Some((7, 7)), "{}", b.describe());
+    let linears = b.graph.nodes.iter();
+    let linears = linears.filter(|n| matches!(n.layer, Layer::Linear(_)));
+    assert_eq!(linears.count(), 3);
     let x = input(13, 17, 40);
     let (ga, gb) = (GpuModel::upload(ctx, &a), GpuModel::upload(ctx, &b));
     assert_bits_eq(
@@ -363,9 +374,12 @@ fn weights_larger_than_a_binding_are_split() {
     let ctx = common::gpu();
     let whole = GpuModel::upload(ctx, &model);
     let split = GpuModel::upload(&small, &model);
-    let chunks = |m: &GpuModel| match m {
-        GpuModel::Vgg(v) => v.classifier.iter().map(|l| l.chunks.len()).collect(),
-        GpuModel::ResNet(_) => Vec::<usize>::new(),
+    let chunks = |m: &GpuModel| {
+        let linears = m.graph.nodes.iter().filter_map(|n| match &n.layer {
+            Layer::Linear(l) => Some(l.chunks.len()),
+            _ => None,
+        });
+        linears.collect::<Vec<_>>()
     };
     assert_eq!(chunks(&whole), vec![1, 1, 1]);
     assert_eq!(chunks(&split), vec![3, 1, 1]);
@@ -589,10 +603,11 @@ fn explain_rejects_bad_arguments() {
             ctx,
             &gm,
             x,
-            &RspOptions {
+            &Request {
                 init,
                 targets,
                 record_layers: false,
+                ..Request::default()
             },
         )
     };

@@ -12,7 +12,7 @@ use serde_json::json;
 use super::coco::CocoDataset;
 use super::dataset::{Dataset, Sample};
 use super::difficult::DifficultFlags;
-use super::engine::{stack_images, EvalMethod, MapEngine};
+use super::engine::{EvalMethod, MapEngine};
 use super::map::Heatmap;
 use super::miou::{self, IouPair, MiouScores, Threshold};
 use super::pointing::{saliency_point, PointingGame, PointingPair, PointingScores};
@@ -290,7 +290,7 @@ fn flush(group: &mut Vec<Pending>, engine: &MapEngine, scorer: &mut dyn Scorer) 
                 targets.push(cls);
             }
         }
-        let (maps, _) = engine.maps(method, &stack_images(&inputs), &targets)?;
+        let (maps, _) = engine.maps(method, &Tensor::stack(&inputs), &targets)?;
         let mut at = 0;
         for p in &members {
             let k = p.classes.len();
@@ -628,7 +628,7 @@ fn run_sensitivity(a: &SensitivityArgs) -> Result<()> {
         inputs.iter().all(|t| t.shape == inputs[0].shape),
         "sensitivity needs images of one size (use --size)"
     );
-    let batch = stack_images(&inputs.iter().collect::<Vec<_>>());
+    let batch = Tensor::stack(&inputs);
     let engine = MapEngine {
         ctx: &ctx,
         model: GpuModel::upload(&ctx, &original),

@@ -4,7 +4,7 @@
 use anyhow::{ensure, Result};
 
 use super::map::Heatmap;
-use crate::explain::{explain, explain_method, Init, Method, RspOptions};
+use crate::explain::{explain, Method, Request};
 use crate::gpu::GpuContext;
 use crate::models::gpu::GpuModel;
 use crate::tensor::Tensor;
@@ -58,19 +58,8 @@ impl MapEngine<'_> {
             targets.len(),
             images.shape
         );
-        let e = match method {
-            Method::Rsp => explain(
-                self.ctx,
-                &self.model,
-                images,
-                &RspOptions {
-                    init: Init::GradCam,
-                    targets: Some(targets.to_vec()),
-                    record_layers: false,
-                },
-            )?,
-            m => explain_method(self.ctx, &self.model, images, m, Some(targets))?,
-        };
+        let req = Request::method(method, Some(targets.to_vec()));
+        let e = explain(self.ctx, &self.model, images, &req)?;
         let heat = e.heatmap();
         let (h, w) = (heat.shape[1], heat.shape[2]);
         let maps = (0..targets.len())
@@ -78,14 +67,4 @@ impl MapEngine<'_> {
             .collect::<Result<Vec<_>>>()?;
         Ok((maps, e.logits))
     }
-}
-
-/// Stacks `[3, H, W]` tensors of equal shape into `[N, 3, H, W]`.
-pub fn stack_images(images: &[&Tensor]) -> Tensor {
-    let mut shape = vec![images.len()];
-    shape.extend_from_slice(&images[0].shape);
-    Tensor::new(
-        shape,
-        images.iter().flat_map(|t| t.data.iter().copied()).collect(),
-    )
 }

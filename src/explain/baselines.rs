@@ -1,4 +1,5 @@
-//! The baselines RSP is compared with, each a small rule set over [`propagate`]:
+//! The baselines RSP is compared with, each a small rule set over the backward walk
+//! ([`walk`]):
 //!
 //! | method | seed at the logits | rules | after |
 //! |---|---|---|---|
@@ -11,24 +12,37 @@
 //! | SGLRP | softmax gradient | [`LrpRules`] z⁺ | |
 //! | RAP | one-hot | [`RapRules`] | |
 
-use anyhow::{bail, Result};
-
-use super::propagate::{propagate, propagate_head, LayerRules};
-use super::rsp::in_passes;
+use super::propagate::{walk, LayerRules};
 use super::rules::{rsp_batchnorm_rule, rsp_first_conv_rule};
-use super::{Explanation, Method};
-use crate::gpu::{GpuContext, GpuTensor, Recorder};
-use crate::models::gpu::GpuModel;
+use super::{Method, PassOutputs};
+use crate::gpu::{GpuTensor, Recorder};
 use crate::layers::MaxPool2d;
+use crate::models::gpu::{Forward, GpuModel};
+use crate::models::graph::INPUT;
 use crate::ops::rap::{rap_step, RapStep};
 use crate::ops::{self, GpuBatchNorm, GpuConv, GpuLinear, ResidualSplit, Seed, Weights, NO_CLASS};
-use crate::tensor::Tensor;
 
-/// Plain backpropagation of the gradient.
-pub struct GradientRules;
+/// Plain backpropagation of the gradient, for `rows_per_image` seed rows per image
+/// (RSP's comparative initialisation differentiates K classes at once).
+pub struct GradientRules {
+    pub rows_per_image: usize,
+}
+
+impl Default for GradientRules {
+    fn default() -> Self {
+        GradientRules { rows_per_image: 1 }
+    }
+}
 
 impl LayerRules for GradientRules {
-    fn conv(&self, rec: &mut Recorder, x: &GpuTensor, r: &GpuTensor, c: &GpuConv) -> GpuTensor {
+    fn conv(
+        &self,
+        rec: &mut Recorder,
+        x: &GpuTensor,
+        r: &GpuTensor,
+        c: &GpuConv,
+        _first: bool,
+    ) -> GpuTensor {
         let hw = (x.shape[2], x.shape[3]);
         ops::conv2d_dgrad(rec, r, &c.weight, &c.geom, hw, Weights::Signed)
     }
@@ -36,7 +50,7 @@ impl LayerRules for GradientRules {
         ops::linear_grad(rec, r, l)
     }
     fn relu(&self, rec: &mut Recorder, out: &GpuTensor, r: &GpuTensor) -> GpuTensor {
-        ops::relu_grad(rec, r, out, 1)
+        ops::relu_grad(rec, r, out, self.rows_per_image)
     }
     fn max_pool(
         &self,
@@ -45,7 +59,7 @@ impl LayerRules for GradientRules {
         r: &GpuTensor,
         p: &MaxPool2d,
     ) -> GpuTensor {
-        ops::max_pool2d_route(rec, x, r, p, 1, 0.0)
+        ops::max_pool2d_route(rec, x, r, p, self.rows_per_image, 0.0)
     }
     fn avg_pool(&self, rec: &mut Recorder, x: &GpuTensor, r: &GpuTensor) -> GpuTensor {
         ops::adaptive_avg_pool2d_grad(rec, r, (x.shape[2], x.shape[3]))
@@ -96,8 +110,15 @@ impl LrpRules {
 }
 
 impl LayerRules for LrpRules {
-    fn conv(&self, rec: &mut Recorder, x: &GpuTensor, r: &GpuTensor, c: &GpuConv) -> GpuTensor {
-        if c.geom.c_in == 3 {
+    fn conv(
+        &self,
+        rec: &mut Recorder,
+        x: &GpuTensor,
+        r: &GpuTensor,
+        c: &GpuConv,
+        first: bool,
+    ) -> GpuTensor {
+        if first {
             return rsp_first_conv_rule(rec, x, r, c);
         }
         let z = ops::conv2d_z(rec, x, c, self.weights());
@@ -176,8 +197,15 @@ impl LayerRules for LrpRules {
 pub struct RapRules;
 
 impl LayerRules for RapRules {
-    fn conv(&self, rec: &mut Recorder, x: &GpuTensor, r: &GpuTensor, c: &GpuConv) -> GpuTensor {
-        if c.geom.c_in == 3 {
+    fn conv(
+        &self,
+        rec: &mut Recorder,
+        x: &GpuTensor,
+        r: &GpuTensor,
+        c: &GpuConv,
+        first: bool,
+    ) -> GpuTensor {
+        if first {
             return rsp_first_conv_rule(rec, x, r, c);
         }
         let hw = (x.shape[2], x.shape[3]);
@@ -296,61 +324,23 @@ fn rap_shift(rec: &mut Recorder, c: &GpuTensor, r: &GpuTensor) -> GpuTensor {
     )
 }
 
-/// Explains `input` `[N, 3, H, W]` (normalised) with a baseline `method` for `targets`
-/// (default: each image's top-1 class). [`Explanation::init`] holds the seed at the
-/// logits; [`Explanation::relevance`] is `[N, 3, H, W]`, or `[N, 1, H, W]` for
-/// Grad-CAM (its map bilinearly resized to the input).
-pub fn explain_method(
-    ctx: &GpuContext,
+/// Records a baseline `method` for one pass: the seed at the logits for `targets`
+/// (default: each image's top-1 class) and the method's walk.
+pub(super) fn record(
+    rec: &mut Recorder,
     model: &GpuModel,
-    input: &Tensor,
+    fwd: &Forward,
+    x: &GpuTensor,
     method: Method,
     targets: Option<&[usize]>,
-) -> Result<Explanation> {
-    if input.shape.len() != 4 || input.shape[1] != 3 {
-        bail!("input must be [N, 3, H, W], got {:?}", input.shape);
-    }
-    if method == Method::Rsp {
-        bail!("explain_method runs the baselines; RSP is explain::explain");
-    }
-    let n = input.shape[0];
-    let classes = model.num_classes();
-    if classes == 0 {
-        bail!("these weights have no classifier: {method} needs one");
-    }
-    if let Some(t) = targets {
-        if t.len() != n {
-            bail!("{} targets given for {n} images", t.len());
-        }
-        if let Some(bad) = t.iter().find(|&&c| c >= classes) {
-            bail!("target class {bad} is out of range (the model has {classes} classes)");
-        }
-    }
-    if classes < 2 && matches!(method, Method::Clrp | Method::Sglrp) {
-        bail!("{method} contrasts classes and needs at least 2");
-    }
-    in_passes(ctx, model, input, |sub, range| {
-        pass(ctx, model, sub, method, targets.map(|t| &t[range]))
-    })
-}
-
-fn pass(
-    ctx: &GpuContext,
-    model: &GpuModel,
-    input: &Tensor,
-    method: Method,
-    targets: Option<&[usize]>,
-) -> Result<Explanation> {
-    let n = input.shape[0];
-    let classes = model.num_classes();
-    let mut rec = Recorder::new(ctx);
-    let x = ctx.upload(input);
-    let fwd = model.forward(&mut rec, &x);
+    log: Option<&mut Vec<(String, GpuTensor)>>,
+) -> PassOutputs {
+    let (n, classes) = (fwd.logits.shape[0], model.num_classes());
     let first: Vec<u32> = match targets {
         Some(t) => t.iter().map(|&c| c as u32).collect(),
         None => vec![NO_CLASS; n],
     };
-    let chosen = ops::top_k(&mut rec, &fwd.logits, &first, 1);
+    let chosen = ops::top_k(rec, &fwd.logits, &first, 1);
     let seed_kind = match method {
         Method::Clrp => Seed::Contrastive,
         Method::Sglrp => Seed::SoftmaxGradient,
@@ -359,66 +349,44 @@ fn pass(
     // LRP methods start from the prediction (one-hot × logit, spec §6), SGLRP from
     // the softmax gradient, the gradient methods from the one-hot.
     let scores = match method {
-        Method::Sglrp => Some(ops::softmax(&mut rec, &fwd.logits)),
+        Method::Sglrp => Some(ops::softmax(rec, &fwd.logits)),
         m if m.is_lrp() => Some(fwd.logits.clone()),
         _ => None,
     };
-    let seed = ops::logit_seed(
-        &mut rec,
-        seed_kind,
-        &chosen.target,
-        n,
-        classes,
-        scores.as_ref(),
-    );
+    let seed = ops::logit_seed(rec, seed_kind, &chosen.target, n, classes, scores.as_ref());
+    let logits = model.graph.logits.expect("checked: a classifier");
+    let start = (logits, seed.clone());
     let epsilon = LrpRules {
         epsilon: Some(method.lrp_epsilon()),
     };
     let positive = LrpRules { epsilon: None };
+    let gradient = GradientRules::default();
+    let rules: &dyn LayerRules = match method {
+        Method::LrpEpsilon => &epsilon,
+        Method::LrpAlphaBeta | Method::Clrp | Method::Sglrp => &positive,
+        Method::Rap => &RapRules,
+        _ => &gradient,
+    };
     let relevance = match method {
-        Method::Gradient => propagate(&mut rec, model, &fwd, &seed, &GradientRules),
-        Method::GradientTimesInput => {
-            let g = propagate(&mut rec, model, &fwd, &seed, &GradientRules);
-            ops::mul(&mut rec, &g, &x)
-        }
         Method::GradCam => {
-            let g = propagate_head(&mut rec, model, &fwd, &seed, &GradientRules);
-            let cam = ops::grad_cam(&mut rec, &fwd.explain_act, &g);
-            ops::upsample_bilinear(&mut rec, &cam, (input.shape[2], input.shape[3]))
+            let g = walk(rec, model, fwd, start, model.graph.explain, rules, log);
+            let cam = ops::grad_cam(rec, &fwd.explain_act, &g);
+            ops::upsample_bilinear(rec, &cam, (x.shape[2], x.shape[3]))
         }
-        Method::LrpEpsilon => propagate(&mut rec, model, &fwd, &seed, &epsilon),
-        Method::LrpAlphaBeta | Method::Sglrp => propagate(&mut rec, model, &fwd, &seed, &positive),
-        Method::Clrp => {
-            let r = propagate(&mut rec, model, &fwd, &seed, &positive);
-            ops::relu(&mut rec, &r)
+        _ => {
+            let r = walk(rec, model, fwd, start, INPUT, rules, log);
+            match method {
+                Method::GradientTimesInput => ops::mul(rec, &r, x),
+                Method::Clrp => ops::relu(rec, &r),
+                _ => r,
+            }
         }
-        Method::Rap => propagate(&mut rec, model, &fwd, &seed, &RapRules),
-        Method::Rsp => unreachable!("checked by explain_method"),
     };
-    rec.submit();
-    drop(rec);
-    let parts = [
-        (&chosen.target, n),
-        (fwd.logits.buffer(), fwd.logits.numel()),
-        (seed.buffer(), seed.numel()),
-        (relevance.buffer(), relevance.numel()),
-    ];
-    let mut words = ctx.read_buffers(&parts)?.into_iter();
-    let target = words
-        .next()
-        .expect("target")
-        .iter()
-        .map(|&c| c as usize)
-        .collect();
-    let mut next = |shape: &[usize]| {
-        let w = words.next().expect("one readback per part");
-        Tensor::new(shape.to_vec(), bytemuck::cast_slice(&w).to_vec())
-    };
-    Ok(Explanation {
-        logits: next(&fwd.logits.shape),
-        target,
-        init: next(&seed.shape),
-        relevance: next(&relevance.shape),
+    PassOutputs {
+        target: Some(chosen.target),
+        logits: fwd.logits.clone(),
+        init: seed,
+        relevance,
         layers: Vec::new(),
-    })
+    }
 }

@@ -1,15 +1,18 @@
 //! Attribution methods. RSP (Relative Sectional Propagation) is the product; its rules
-//! run as WGSL shaders over the activations the forward pass keeps on the GPU. The
-//! baselines it is compared with are rule sets over one shared backward walk
-//! ([`propagate`]).
+//! run as WGSL shaders over the activations the forward pass keeps on the GPU. RSP and
+//! the baselines it is compared with are rule sets over one backward walk
+//! ([`propagate::walk`]); [`explain`] is the one entry point for all of them.
 
 pub mod baselines;
 pub mod propagate;
 pub mod rsp;
 pub mod rules;
 
-pub use baselines::explain_method;
-pub use rsp::{explain, RspOptions};
+use anyhow::{bail, Result};
+
+use crate::gpu::{GpuContext, GpuTensor, Recorder};
+use crate::models::gpu::GpuModel;
+use crate::tensor::Tensor;
 
 /// The ε of the LRP-ε rule (a fixed value, not tuned per model).
 pub const LRP_EPSILON: f32 = 0.25;
@@ -95,8 +98,6 @@ impl std::fmt::Display for Method {
     }
 }
 
-use crate::tensor::Tensor;
-
 /// Small constant the authors add in normalisations and to max-pool/residual inputs.
 pub const RSP_EPS: f32 = 1e-9;
 
@@ -131,7 +132,203 @@ pub struct Explanation {
     pub layers: Vec<(String, Tensor)>,
 }
 
+/// What to explain and how.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub method: Method,
+    /// RSP's initial relevance (ignored by the other methods, which start at the
+    /// logits; a [`Init::Given`] relevance is refused for them).
+    pub init: Init,
+    /// Class to explain per image; `None`: the top-1 prediction of each image.
+    pub targets: Option<Vec<usize>>,
+    /// Keep and return the signal at every module's input (golden naming).
+    pub record_layers: bool,
+}
+
+impl Default for Request {
+    fn default() -> Self {
+        Request {
+            method: Method::Rsp,
+            init: Init::GradCam,
+            targets: None,
+            record_layers: false,
+        }
+    }
+}
+
+impl Request {
+    /// RSP from `init`, for `targets`.
+    pub fn rsp(init: Init, targets: Option<Vec<usize>>) -> Self {
+        Request {
+            init,
+            targets,
+            ..Request::default()
+        }
+    }
+
+    /// `method` for `targets`, with RSP's default initialisation.
+    pub fn method(method: Method, targets: Option<Vec<usize>>) -> Self {
+        Request {
+            method,
+            targets,
+            ..Request::default()
+        }
+    }
+}
+
+/// Explains a batch `input` `[N, 3, H, W]` (already normalised) as `req` asks.
+/// [`Explanation::init`] holds RSP's initial relevance, or a baseline's seed at the
+/// logits; [`Explanation::relevance`] is `[N, 3, H, W]`, or `[N, 1, H, W]` for Grad-CAM
+/// (its map bilinearly resized to the input). The batch is split into passes small
+/// enough that no tensor exceeds the adapter's binding limit.
+pub fn explain(
+    ctx: &GpuContext,
+    model: &GpuModel,
+    input: &Tensor,
+    req: &Request,
+) -> Result<Explanation> {
+    if input.shape.len() != 4 || input.shape[1] != 3 {
+        bail!("input must be [N, 3, H, W], got {:?}", input.shape);
+    }
+    let n = input.shape[0];
+    let classes = model.num_classes();
+    let method = req.method;
+    if let Some(t) = &req.targets {
+        if t.len() != n {
+            bail!("{} targets given for {n} images", t.len());
+        }
+        if let Some(bad) = t.iter().find(|&&c| c >= classes) {
+            bail!("target class {bad} is out of range (the model has {classes} classes)");
+        }
+    }
+    match (method, &req.init) {
+        (Method::Rsp, Init::Given(_)) => {}
+        (Method::Rsp, _) if classes == 0 => bail!(
+            "these weights have no classifier: explain them from a given initial relevance (--init-relevance)"
+        ),
+        (Method::Rsp, Init::Comparative { k }) if *k < 2 || *k > classes => bail!(
+            "--compare-k must be between 2 and the number of classes ({classes}), got {k}"
+        ),
+        (Method::Rsp, _) => {}
+        (_, Init::Given(_)) => bail!("{method} starts at the logits; a given initial relevance is RSP's"),
+        _ if classes == 0 => bail!("these weights have no classifier: {method} needs one"),
+        (Method::Clrp | Method::Sglrp, _) if classes < 2 => {
+            bail!("{method} contrasts classes and needs at least 2")
+        }
+        _ => {}
+    }
+    let per_image = model.largest_tensor_per_image(input.shape[2], input.shape[3]);
+    if per_image > ctx.max_binding {
+        bail!(
+            "one {}×{} image needs a {} MiB tensor, more than this adapter binds at once ({} MiB); use a smaller --size",
+            input.shape[2],
+            input.shape[3],
+            per_image >> 20,
+            ctx.max_binding >> 20
+        );
+    }
+    let chunk = ((ctx.max_binding / per_image.max(1)) as usize).clamp(1, n);
+    let mut parts = Vec::new();
+    for start in (0..n).step_by(chunk) {
+        let range = start..(start + chunk).min(n);
+        let sub = Request {
+            method,
+            init: match &req.init {
+                Init::Given(t) => Init::Given(t.slice0(range.clone())),
+                other => other.clone(),
+            },
+            targets: req.targets.as_ref().map(|t| t[range.clone()].to_vec()),
+            record_layers: req.record_layers,
+        };
+        parts.push(pass(ctx, model, &input.slice0(range), &sub)?);
+    }
+    Ok(Explanation::concat0(parts))
+}
+
+/// What one pass leaves on the GPU for the caller.
+struct PassOutputs {
+    /// The explained class per image (`u32` words), if a classifier chose them.
+    target: Option<wgpu::Buffer>,
+    logits: GpuTensor,
+    init: GpuTensor,
+    relevance: GpuTensor,
+    layers: Vec<(String, GpuTensor)>,
+}
+
+/// One batch that fits the binding limit: everything is recorded, submitted once, and
+/// only the requested outputs are read back.
+fn pass(ctx: &GpuContext, model: &GpuModel, input: &Tensor, req: &Request) -> Result<Explanation> {
+    let n = input.shape[0];
+    let mut rec = Recorder::new(ctx);
+    let x = ctx.upload(input);
+    let fwd = model.forward(&mut rec, &x);
+    let mut layers = Vec::new();
+    let log = req.record_layers.then_some(&mut layers);
+    let out = match req.method {
+        Method::Rsp => rsp::record(&mut rec, model, &fwd, req, log)?,
+        m => baselines::record(&mut rec, model, &fwd, &x, m, req.targets.as_deref(), log),
+    };
+    let out = PassOutputs { layers, ..out };
+    rec.submit();
+    drop(rec);
+
+    // Everything the caller gets, in one readback.
+    let mut parts: Vec<(&wgpu::Buffer, usize)> = vec![
+        (out.target.as_ref().unwrap_or(out.init.buffer()), n),
+        (out.logits.buffer(), out.logits.numel()),
+        (out.init.buffer(), out.init.numel()),
+        (out.relevance.buffer(), out.relevance.numel()),
+    ];
+    parts.extend(out.layers.iter().map(|(_, t)| (t.buffer(), t.numel())));
+    let mut words = ctx.read_buffers(&parts)?.into_iter();
+    let target_words = words.next().expect("target words");
+    let target = match (&out.target, &req.targets) {
+        (Some(_), _) => target_words.iter().map(|&c| c as usize).collect(),
+        // No classifier: the caller's targets, or NO_TARGET.
+        (None, Some(t)) => t.clone(),
+        (None, None) => vec![NO_TARGET; n],
+    };
+    let mut next = |shape: &[usize]| {
+        let w = words.next().expect("one readback per part");
+        Tensor::new(shape.to_vec(), bytemuck::cast_slice(&w).to_vec())
+    };
+    Ok(Explanation {
+        logits: next(&out.logits.shape),
+        target,
+        init: next(&out.init.shape),
+        relevance: next(&out.relevance.shape),
+        layers: out
+            .layers
+            .iter()
+            .map(|(name, t)| (name.clone(), next(&t.shape)))
+            .collect(),
+    })
+}
+
 impl Explanation {
+    /// Joins explanations of consecutive sub-batches.
+    pub fn concat0(parts: Vec<Explanation>) -> Explanation {
+        if parts.len() == 1 {
+            return parts.into_iter().next().unwrap();
+        }
+        let cat = |f: &dyn Fn(&Explanation) -> &Tensor| {
+            Tensor::concat0(&parts.iter().map(f).collect::<Vec<_>>())
+        };
+        let layers = parts[0]
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| (name.clone(), cat(&|p: &Explanation| &p.layers[i].1)))
+            .collect();
+        Explanation {
+            logits: cat(&|p| &p.logits),
+            target: parts.iter().flat_map(|p| p.target.clone()).collect(),
+            init: cat(&|p| &p.init),
+            relevance: cat(&|p| &p.relevance),
+            layers,
+        }
+    }
+
     /// Signed heatmap `[N, H, W]`: the channel sum of the pixel relevance.
     pub fn heatmap(&self) -> Tensor {
         let (n, c, h, w) = (

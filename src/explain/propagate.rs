@@ -1,24 +1,32 @@
-//! One backward walk from the logits to the pixels for every model, parameterised by a
+//! One backward walk over a model's graph for every method, parameterised by a
 //! [`LayerRules`] object that says what each kind of layer does to the relevance (or
-//! gradient) passing through it. A method is a rule set plus a seed at the logits; the
-//! walk, the saved activations and the scheduler are shared.
+//! gradient) passing through it. RSP, the head gradient and every baseline are rule
+//! sets over this walk; the graph, the saved activations and the scheduler are shared.
 
 use crate::gpu::{GpuTensor, Recorder};
-use crate::models::gpu::{Forward, GpuModel, GpuVggLayer, Saved};
 use crate::layers::MaxPool2d;
-use crate::ops::{GpuBatchNorm, GpuConv, GpuLinear};
+use crate::models::gpu::{Forward, GpuModel};
+use crate::models::graph::{ActId, Layer};
+use crate::ops::{self, GpuBatchNorm, GpuConv, GpuLinear};
 
 /// What a backward method does at each kind of layer. Every function maps the signal
 /// `r` at the layer's output to the signal at its input, given the layer's input `x`
 /// (for ReLU: its output).
 pub trait LayerRules {
-    /// Convolution with input `x`. The first convolution (3 input channels) is
-    /// included: a rule set may treat it differently (LRP's z^B rule).
-    fn conv(&self, rec: &mut Recorder, x: &GpuTensor, r: &GpuTensor, conv: &GpuConv) -> GpuTensor;
+    /// Convolution with input `x`; `first`: it reads the image (a rule set may treat it
+    /// differently, e.g. with the z^B rule).
+    fn conv(
+        &self,
+        rec: &mut Recorder,
+        x: &GpuTensor,
+        r: &GpuTensor,
+        conv: &GpuConv,
+        first: bool,
+    ) -> GpuTensor;
     /// Fully connected layer with input `x` `[N, in]`; `r` is `[N, out]`.
     fn linear(&self, rec: &mut Recorder, x: &GpuTensor, r: &GpuTensor, l: &GpuLinear) -> GpuTensor;
-    /// The last linear layer (the logits), which receives the seed itself. Most rule
-    /// sets treat it like any other; RAP starts differently.
+    /// The linear layer that writes the logits, which receives the seed itself. Most
+    /// rule sets treat it like any other; RAP starts differently.
     fn top_linear(
         &self,
         rec: &mut Recorder,
@@ -58,8 +66,82 @@ pub trait LayerRules {
     ) -> (GpuTensor, GpuTensor);
 }
 
-/// Walks `seed` `[N, classes]` from the logits back to the pixels `[N, 3, H, W]`
-/// through every layer of `model`, reading the activations `fwd` kept.
+/// Walks `seed` at activation `from` back to activation `to` (`from > to`) through
+/// every layer between them, reading the activations `fwd` kept. Where an activation
+/// feeds several layers (a residual block's input), their signals are summed. With
+/// `log`, the signal at the input of every layer walked is pushed under the layer's
+/// module name (see `models::graph::Node::name`), and the total at a container's input
+/// under the container's name.
+pub fn walk(
+    rec: &mut Recorder,
+    model: &GpuModel,
+    fwd: &Forward,
+    (from, seed): (ActId, GpuTensor),
+    to: ActId,
+    rules: &dyn LayerRules,
+    mut log: Option<&mut Vec<(String, GpuTensor)>>,
+) -> GpuTensor {
+    let g = &model.graph;
+    let mut pending: Vec<Option<GpuTensor>> = vec![None; from + 1];
+    pending[from] = Some(seed);
+    for i in (to..from).rev() {
+        let node = &g.nodes[i];
+        let out_id = i + 1;
+        let Some(r) = pending[out_id].take() else {
+            continue;
+        };
+        if let Some(log) = log.as_deref_mut() {
+            for (_, name) in g.marks.iter().filter(|(a, _)| *a == out_id) {
+                log.push((name.clone(), r.clone()));
+            }
+        }
+        let x = |k: usize| fwd.act(node.inputs[k]);
+        let signals = match &node.layer {
+            Layer::Conv { conv, first } => vec![rules.conv(rec, x(0), &r, conv, *first)],
+            Layer::BatchNorm(b) => vec![rules.batch_norm(rec, x(0), &r, b)],
+            Layer::Relu => vec![rules.relu(rec, fwd.act(out_id), &r)],
+            Layer::MaxPool(p) => vec![rules.max_pool(rec, x(0), &r, p)],
+            Layer::AvgPool { .. } => vec![rules.avg_pool(rec, x(0), &r)],
+            Layer::Flatten => {
+                let shape = [&r.shape[..1], &x(0).shape[1..]].concat();
+                vec![r.reshaped(&shape)]
+            }
+            Layer::Linear(l) if g.logits == Some(out_id) => {
+                vec![rules.top_linear(rec, x(0), &r, l)]
+            }
+            Layer::Linear(l) => vec![rules.linear(rec, x(0), &r, l)],
+            Layer::Add => {
+                let (a, b) = rules.residual(rec, x(0), x(1), &r);
+                vec![a, b]
+            }
+        };
+        if let Some(log) = log.as_deref_mut() {
+            if signals.len() == 1 {
+                for name in std::iter::once(&node.name).chain(&node.aliases) {
+                    log.push((name.clone(), signals[0].clone()));
+                }
+            } else {
+                for (k, s) in signals.iter().enumerate() {
+                    log.push((format!("{}.{k}", node.name), s.clone()));
+                }
+            }
+        }
+        for (&input, s) in node.inputs.iter().zip(signals) {
+            assert!(
+                input >= to,
+                "walk: layer '{}' reads an activation below the walk's end",
+                node.name
+            );
+            pending[input] = Some(match pending[input].take() {
+                Some(earlier) => ops::add(rec, &earlier, &s, false),
+                None => s,
+            });
+        }
+    }
+    pending[to].take().expect("the walk reaches its end")
+}
+
+/// From the logits to the pixels `[N, 3, H, W]`.
 pub fn propagate(
     rec: &mut Recorder,
     model: &GpuModel,
@@ -67,12 +149,12 @@ pub fn propagate(
     seed: &GpuTensor,
     rules: &dyn LayerRules,
 ) -> GpuTensor {
-    let r = propagate_head(rec, model, fwd, seed, rules);
-    propagate_features(rec, model, fwd, r, rules)
+    let logits = model.graph.logits.expect("a classifier");
+    walk(rec, model, fwd, (logits, seed.clone()), 0, rules, None)
 }
 
 /// From the logits to the explanation layer `A` (the activation Grad-CAM and RSP start
-/// from), shaped like `A`.
+/// from), shaped like `A` with the seed's rows.
 pub fn propagate_head(
     rec: &mut Recorder,
     model: &GpuModel,
@@ -80,128 +162,15 @@ pub fn propagate_head(
     seed: &GpuTensor,
     rules: &dyn LayerRules,
 ) -> GpuTensor {
-    let n = seed.shape[0];
-    match model {
-        GpuModel::Vgg(m) => {
-            // head = [last pool output, adaptive pool output, hidden outputs...]; the
-            // input of classifier[i] is head[1 + i] (flattened).
-            let mut r = seed.clone();
-            let last = m.classifier.len() - 1;
-            for (i, l) in m.classifier.iter().enumerate().rev() {
-                let x = &fwd.head[1 + i];
-                let flat = x.reshaped(&[n, l.in_features]);
-                r = if i == last {
-                    rules.top_linear(rec, &flat, &r, l)
-                } else {
-                    rules.linear(rec, &flat, &r, l)
-                };
-                if i > 0 {
-                    r = rules.relu(rec, x, &r);
-                }
-            }
-            let pooled = &fwd.head[0];
-            let r = r.reshaped(&fwd.head[1].shape);
-            let mut r = rules.avg_pool(rec, pooled, &r);
-            // The layers between A and the adaptive pool: the last max pool (ReLUs after
-            // A would be identities on a non-negative input).
-            for (_, l) in m.features[m.explain_pos + 1..].iter().rev() {
-                if let GpuVggLayer::MaxPool(p) = l {
-                    r = rules.max_pool(rec, &fwd.explain_act, &r, p);
-                }
-            }
-            r
-        }
-        GpuModel::ResNet(m) => {
-            let pooled = &fwd.head[0];
-            let flat = pooled.reshaped(&[n, m.fc.in_features]);
-            let r = rules.top_linear(rec, &flat, seed, &m.fc);
-            let r = r.reshaped(&pooled.shape);
-            rules.avg_pool(rec, &fwd.explain_act, &r)
-        }
-    }
-}
-
-/// From the explanation layer `A` down to the pixels.
-pub fn propagate_features(
-    rec: &mut Recorder,
-    model: &GpuModel,
-    fwd: &Forward,
-    mut r: GpuTensor,
-    rules: &dyn LayerRules,
-) -> GpuTensor {
-    match (model, &fwd.saved) {
-        (GpuModel::Vgg(m), Saved::Vgg(saved)) => {
-            for pos in (0..=m.explain_pos).rev() {
-                let input = || saved[pos].as_ref().expect("layer input kept");
-                r = match &m.features[pos].1 {
-                    GpuVggLayer::Relu => {
-                        let out = if pos == m.explain_pos {
-                            &fwd.explain_act
-                        } else {
-                            saved[pos + 1].as_ref().expect("ReLU output kept")
-                        };
-                        rules.relu(rec, out, &r)
-                    }
-                    GpuVggLayer::MaxPool(p) => rules.max_pool(rec, input(), &r, p),
-                    GpuVggLayer::BatchNorm(b) => rules.batch_norm(rec, input(), &r, b),
-                    GpuVggLayer::Conv(c) => rules.conv(rec, input(), &r, c),
-                };
-            }
-            r
-        }
-        (
-            GpuModel::ResNet(m),
-            Saved::ResNet {
-                input,
-                bn1_input,
-                maxpool_input,
-                blocks,
-            },
-        ) => {
-            // Output of every block: the next block's input, and A after the last.
-            let acts: Vec<_> = blocks.iter().flatten().collect();
-            let outputs: Vec<&GpuTensor> = acts
-                .iter()
-                .skip(1)
-                .map(|a| &a.input)
-                .chain([&fwd.explain_act])
-                .collect();
-            let gpu_blocks: Vec<_> = m.layers.iter().flatten().collect();
-            for (i, (block, a)) in gpu_blocks.iter().zip(&acts).enumerate().rev() {
-                r = rules.relu(rec, outputs[i], &r);
-                let (r_main, r_skip) = rules.residual(rec, &a.main, &a.skip, &r);
-                let r_skip = match (&block.downsample, &a.downsample_bn_input) {
-                    (Some((dc, dbn)), Some(bn_in)) => {
-                        let t = rules.batch_norm(rec, bn_in, &r_skip, dbn);
-                        rules.conv(rec, &a.input, &t, dc)
-                    }
-                    _ => r_skip,
-                };
-                // Main branch in reverse: [bn3 conv3 relu2] bn2 conv2 relu1 bn1 conv1.
-                let mut convs = vec![(&block.conv1, &block.bn1), (&block.conv2, &block.bn2)];
-                if let Some((c3, bn3)) = &block.conv3 {
-                    convs.push((c3, bn3));
-                }
-                let mut t = r_main;
-                for (j, (conv, bn)) in convs.iter().enumerate().rev() {
-                    t = rules.batch_norm(rec, &a.bn_inputs[j], &t, bn);
-                    let conv_in = if j == 0 {
-                        &a.input
-                    } else {
-                        &a.conv_inputs[j - 1]
-                    };
-                    t = rules.conv(rec, conv_in, &t, conv);
-                    if j > 0 {
-                        t = rules.relu(rec, &a.conv_inputs[j - 1], &t);
-                    }
-                }
-                r = crate::ops::add(rec, &t, &r_skip, false);
-            }
-            r = rules.max_pool(rec, maxpool_input, &r, &m.maxpool);
-            r = rules.relu(rec, maxpool_input, &r);
-            r = rules.batch_norm(rec, bn1_input, &r, &m.bn1);
-            rules.conv(rec, input, &r, &m.conv1)
-        }
-        _ => unreachable!("forward pass does not belong to this model"),
-    }
+    let logits = model.graph.logits.expect("a classifier");
+    let explain = model.graph.explain;
+    walk(
+        rec,
+        model,
+        fwd,
+        (logits, seed.clone()),
+        explain,
+        rules,
+        None,
+    )
 }

@@ -1,12 +1,17 @@
-//! RSP's backward rules (spec §3) as GPU dispatches over the resident activations.
-//! Each rule maps the relevance `r` at a layer's output to the relevance at its input.
+//! RSP's backward rules (spec §3) as GPU dispatches over the resident activations,
+//! and [`RspRules`], the rule set that applies them over the backward walk. Each rule
+//! maps the relevance `r` at a layer's output to the relevance at its input.
 
+use super::baselines::GradientRules;
+use super::propagate::LayerRules;
 use crate::explain::RSP_EPS;
 use crate::gpu::{Binding, GpuTensor, Recorder};
 use crate::layers::{ConvGeometry, MaxPool2d};
 use crate::ops::conv::{conv_gemm, dgrad_gemm, wgrad_gemm};
 use crate::ops::elementwise::{elementwise, residual_split, ElementwiseOp, Layout, ResidualSplit};
-use crate::ops::{max_pool2d_route, min_max, sum_and_count_nonzero, GpuBatchNorm, GpuConv};
+use crate::ops::{
+    max_pool2d_route, min_max, sum_and_count_nonzero, GpuBatchNorm, GpuConv, GpuLinear,
+};
 
 /// Hidden convolution (spec §3, "the core RSP rule"): channel attribution maps with
 /// purging, relative contributions, sectional redistribution and hostile propagation,
@@ -182,4 +187,64 @@ pub fn rsp_residual_rule(
     r: &GpuTensor,
 ) -> (GpuTensor, GpuTensor) {
     residual_split(rec, a, b, r, ResidualSplit::Rsp)
+}
+
+/// RSP as a rule set: the z^B rule on the convolution that reads the image, the
+/// sectional rule on every other convolution, identity through ReLUs (RSP's relevance
+/// is signed and ReLU masks are already in the activations the conv rules read).
+/// RSP starts at the explanation layer, so it never walks the classifier head; its
+/// linear and average-pool rules are the gradient's, for completeness.
+pub struct RspRules;
+
+impl LayerRules for RspRules {
+    fn conv(
+        &self,
+        rec: &mut Recorder,
+        x: &GpuTensor,
+        r: &GpuTensor,
+        conv: &GpuConv,
+        first: bool,
+    ) -> GpuTensor {
+        if first {
+            rsp_first_conv_rule(rec, x, r, conv)
+        } else {
+            rsp_conv_rule(rec, x, r, &conv.geom)
+        }
+    }
+    fn linear(&self, rec: &mut Recorder, x: &GpuTensor, r: &GpuTensor, l: &GpuLinear) -> GpuTensor {
+        GradientRules::default().linear(rec, x, r, l)
+    }
+    fn relu(&self, _: &mut Recorder, _: &GpuTensor, r: &GpuTensor) -> GpuTensor {
+        r.clone()
+    }
+    fn max_pool(
+        &self,
+        rec: &mut Recorder,
+        x: &GpuTensor,
+        r: &GpuTensor,
+        pool: &MaxPool2d,
+    ) -> GpuTensor {
+        rsp_maxpool_rule(rec, x, r, pool)
+    }
+    fn avg_pool(&self, rec: &mut Recorder, x: &GpuTensor, r: &GpuTensor) -> GpuTensor {
+        GradientRules::default().avg_pool(rec, x, r)
+    }
+    fn batch_norm(
+        &self,
+        rec: &mut Recorder,
+        x: &GpuTensor,
+        r: &GpuTensor,
+        bn: &GpuBatchNorm,
+    ) -> GpuTensor {
+        rsp_batchnorm_rule(rec, x, r, bn)
+    }
+    fn residual(
+        &self,
+        rec: &mut Recorder,
+        a: &GpuTensor,
+        b: &GpuTensor,
+        r: &GpuTensor,
+    ) -> (GpuTensor, GpuTensor) {
+        rsp_residual_rule(rec, a, b, r)
+    }
 }

@@ -3,6 +3,7 @@
 //! tensor names and shapes, so small test models in the same layout load too.
 
 pub mod gpu;
+pub mod graph;
 pub mod hub;
 pub mod randomize;
 pub mod resnet;
@@ -16,19 +17,32 @@ use std::path::Path;
 use anyhow::{bail, Result};
 
 use crate::layers::{BatchNorm2d, Conv2d, Linear, MaxPool2d};
-use resnet::{Block, ResNet};
-use vgg::{Vgg, VggLayer};
+use graph::{Layer, ModelGraph};
+use resnet::Block;
 use weights::{TensorFile, WeightView};
 
 /// torchvision's batch-norm epsilon (not stored in state dicts).
 pub const BN_EPS: f32 = 1e-5;
 
-/// A classifier the engine can run and explain.
+/// A classifier the engine can run and explain: its layers as one graph, and the
+/// family it was built as (for descriptions).
 #[derive(Clone, Debug)]
-#[allow(clippy::large_enum_variant)] // one per process; boxing buys nothing
-pub enum Model {
-    Vgg(Vgg),
-    ResNet(ResNet),
+pub struct Model {
+    pub family: Family,
+    pub graph: ModelGraph,
+}
+
+/// The architecture family a [`Model`] was built as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Family {
+    Vgg {
+        convs: usize,
+        batch_norm: bool,
+    },
+    ResNet {
+        bottleneck: bool,
+        blocks: Vec<usize>,
+    },
 }
 
 impl Model {
@@ -41,9 +55,9 @@ impl Model {
     pub fn from_tensors(file: &TensorFile) -> Result<Model> {
         let w = WeightView::new(file);
         if w.has("features.0.weight") {
-            Ok(Model::Vgg(load_vgg(&w)?))
+            load_vgg(&w)
         } else if w.has("conv1.weight") && w.has("layer1.0.conv1.weight") {
-            Ok(Model::ResNet(load_resnet(&w)?))
+            load_resnet(&w)
         } else {
             let found: Vec<&str> = w.names().take(5).collect();
             bail!(
@@ -56,35 +70,22 @@ impl Model {
         }
     }
 
+    /// Number of classes; 0 for features-only weights.
     pub fn num_classes(&self) -> usize {
-        match self {
-            Model::Vgg(m) => m.num_classes(),
-            Model::ResNet(m) => m.num_classes(),
-        }
+        self.graph.num_classes()
     }
 
     /// A short human description, e.g. `VGG (13 convs, BN) -> 1000 classes`.
     pub fn describe(&self) -> String {
-        match self {
-            Model::Vgg(m) => {
-                let convs = m
-                    .features
-                    .iter()
-                    .filter(|(_, l)| matches!(l, VggLayer::Conv(_)))
-                    .count();
-                let bn = m
-                    .features
-                    .iter()
-                    .any(|(_, l)| matches!(l, VggLayer::BatchNorm(_)));
-                format!(
-                    "VGG ({convs} convs{}) -> {} classes",
-                    if bn { ", BN" } else { "" },
-                    m.num_classes()
-                )
-            }
-            Model::ResNet(m) => {
-                let blocks: Vec<String> = m.layers.iter().map(|l| l.len().to_string()).collect();
-                let kind = if m.layers[0][0].is_bottleneck() {
+        match &self.family {
+            Family::Vgg { convs, batch_norm } => format!(
+                "VGG ({convs} convs{}) -> {} classes",
+                if *batch_norm { ", BN" } else { "" },
+                self.num_classes()
+            ),
+            Family::ResNet { bottleneck, blocks } => {
+                let blocks: Vec<String> = blocks.iter().map(|b| b.to_string()).collect();
+                let kind = if *bottleneck {
                     "Bottleneck"
                 } else {
                     "BasicBlock"
@@ -92,10 +93,16 @@ impl Model {
                 format!(
                     "ResNet ({kind} [{}]) -> {} classes",
                     blocks.join(","),
-                    m.num_classes()
+                    self.num_classes()
                 )
             }
         }
+    }
+
+    /// Multiply-accumulates of one forward pass at `h × w` (convolutions and linear
+    /// layers; pooling and elementwise work are not counted).
+    pub fn forward_macs(&self, h: usize, w: usize) -> u64 {
+        self.graph.forward_macs(h, w)
     }
 }
 
@@ -170,7 +177,7 @@ fn linear(w: &WeightView, name: &str, in_features: Option<usize>) -> Result<Line
     Ok(Linear { weight, bias })
 }
 
-fn load_vgg(w: &WeightView) -> Result<Vgg> {
+fn load_vgg(w: &WeightView) -> Result<Model> {
     // Indices of `features.N` modules that carry parameters.
     let indices: BTreeSet<usize> = w
         .names()
@@ -178,23 +185,26 @@ fn load_vgg(w: &WeightView) -> Result<Vgg> {
         .filter_map(|n| n.split('.').next()?.parse().ok())
         .collect();
     let last = *indices.iter().max().unwrap();
-    let mut features = Vec::new();
+    let mut features: Vec<vgg::Feature> = Vec::new();
     let mut channels = 3usize;
     // Walk torchvision's `make_layers` order: conv [bn] relu, with a max pool after the
     // ReLU wherever the next parameter-carrying index leaves a gap for it.
     let mut idx = 0;
     while idx <= last + 2 {
-        let prev_is_relu = matches!(features.last(), Some((_, VggLayer::Relu)));
+        let prev_is_relu = matches!(features.last(), Some((_, Layer::Relu)));
         let layer = if indices.contains(&idx) {
             if w.has(&format!("features.{idx}.running_mean")) {
-                VggLayer::BatchNorm(batchnorm(w, &format!("features.{idx}"), channels)?)
+                Layer::BatchNorm(batchnorm(w, &format!("features.{idx}"), channels)?)
             } else {
                 let c = conv(w, &format!("features.{idx}"), Some(channels), 1, 1, true)?;
                 channels = c.out_channels();
-                VggLayer::Conv(c)
+                Layer::Conv {
+                    conv: c,
+                    first: false,
+                }
             }
         } else if prev_is_relu {
-            VggLayer::MaxPool(MaxPool2d {
+            Layer::MaxPool(MaxPool2d {
                 kernel: 2,
                 stride: 2,
                 padding: 0,
@@ -202,16 +212,16 @@ fn load_vgg(w: &WeightView) -> Result<Vgg> {
         } else if features.is_empty() {
             bail!("{}: VGG layout without 'features.0' conv", w.file_name());
         } else {
-            VggLayer::Relu
+            Layer::Relu
         };
-        let is_pool = matches!(layer, VggLayer::MaxPool(_));
+        let is_pool = matches!(layer, Layer::MaxPool(_));
         features.push((idx, layer));
         idx += 1;
         if idx > last && is_pool {
             break;
         }
     }
-    if !matches!(features.last(), Some((_, VggLayer::MaxPool(_)))) {
+    if !matches!(features.last(), Some((_, Layer::MaxPool(_)))) {
         bail!(
             "{}: could not infer VGG features ending in a max pool from tensor names",
             w.file_name()
@@ -236,20 +246,16 @@ fn load_vgg(w: &WeightView) -> Result<Vgg> {
     if names.is_empty() {
         // A features-only file (e.g. a reference case shipped without its 500 MB
         // classifier) still explains from a given initial relevance.
-        return Ok(Vgg {
-            features,
-            avgpool: (7, 7),
-            classifier: Vec::new(),
-        });
+        return Ok(vgg::build(features, (7, 7), Vec::new()));
     }
     let mut classifier = Vec::new();
     let mut in_features = None;
     for n in &names {
         let l = linear(w, n, in_features)?;
         in_features = Some(l.out_features());
-        classifier.push(l);
+        classifier.push((n.clone(), l));
     }
-    let first_in = classifier[0].in_features();
+    let first_in = classifier[0].1.in_features();
     if first_in % channels != 0 {
         bail!(
             "{}: classifier input {first_in} is not a multiple of the last conv's {channels} channels",
@@ -264,14 +270,10 @@ fn load_vgg(w: &WeightView) -> Result<Vgg> {
             w.file_name()
         );
     }
-    Ok(Vgg {
-        features,
-        avgpool: (side, side),
-        classifier,
-    })
+    Ok(vgg::build(features, (side, side), classifier))
 }
 
-fn load_resnet(w: &WeightView) -> Result<ResNet> {
+fn load_resnet(w: &WeightView) -> Result<Model> {
     let conv1 = conv(w, "conv1", Some(3), 2, 3, false)?;
     let mut channels = conv1.out_channels();
     let bn1 = batchnorm(w, "bn1", channels)?;
@@ -379,65 +381,5 @@ fn load_resnet(w: &WeightView) -> Result<ResNet> {
         layers.push(blocks);
     }
     let fc = linear(w, "fc", Some(channels))?;
-    Ok(ResNet {
-        conv1,
-        bn1,
-        maxpool: resnet::STEM_POOL,
-        layers,
-        fc,
-    })
-}
-
-impl Model {
-    /// Multiply-accumulates of one forward pass at `h × w` (convolutions and linear
-    /// layers; pooling and elementwise work are not counted).
-    pub fn forward_macs(&self, h: usize, w: usize) -> u64 {
-        let conv_macs = |c: &Conv2d, h: usize, w: usize| {
-            let g = c.geometry();
-            let (ho, wo) = g.out_hw(h, w);
-            ((g.c_out * g.c_in * g.kh * g.kw * ho * wo) as u64, (ho, wo))
-        };
-        let mut total = 0u64;
-        match self {
-            Model::Vgg(m) => {
-                let (mut h, mut w) = (h, w);
-                for (_, l) in &m.features {
-                    match l {
-                        VggLayer::Conv(c) => {
-                            let (macs, hw) = conv_macs(c, h, w);
-                            total += macs;
-                            (h, w) = hw;
-                        }
-                        VggLayer::MaxPool(p) => (h, w) = p.out_hw(h, w),
-                        _ => {}
-                    }
-                }
-                total += m
-                    .classifier
-                    .iter()
-                    .map(|l| l.weight.numel() as u64)
-                    .sum::<u64>();
-            }
-            Model::ResNet(m) => {
-                let (macs, (mut h, mut w)) = conv_macs(&m.conv1, h, w);
-                total += macs;
-                (h, w) = m.maxpool.out_hw(h, w);
-                for b in m.layers.iter().flatten() {
-                    let input_hw = (h, w);
-                    let mut convs = vec![&b.conv1, &b.conv2];
-                    convs.extend(b.conv3.as_ref());
-                    for c in convs {
-                        let (macs, hw) = conv_macs(c, h, w);
-                        total += macs;
-                        (h, w) = hw;
-                    }
-                    if let Some((d, _)) = &b.downsample {
-                        total += conv_macs(d, input_hw.0, input_hw.1).0;
-                    }
-                }
-                total += m.fc.weight.numel() as u64;
-            }
-        }
-        total
-    }
+    Ok(resnet::build(conv1, bn1, layers, fc))
 }

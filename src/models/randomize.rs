@@ -3,47 +3,21 @@
 //! down, and an explanation method that depends on what the model learned must change
 //! as they are.
 
-use crate::layers::{Conv2d, Linear};
-use super::vgg::VggLayer;
+use super::graph::Layer;
 use super::zoo::Rng;
 use super::Model;
+use crate::layers::{Conv2d, Linear};
 
 /// Names of the weighted layers (convolutions and linear layers, torchvision naming),
 /// from the logits to the input: the order in which the cascade re-initialises them.
 /// Batch norms keep their statistics (they are not re-initialised).
 pub fn cascade_order(model: &Model) -> Vec<String> {
-    let mut names = Vec::new();
-    match model {
-        Model::Vgg(m) => {
-            // classifier indices in torchvision's Sequential: Linear, ReLU, Dropout.
-            for i in (0..m.classifier.len()).rev() {
-                names.push(format!("classifier.{}", 3 * i));
-            }
-            for (idx, l) in m.features.iter().rev() {
-                if matches!(l, VggLayer::Conv(_)) {
-                    names.push(format!("features.{idx}"));
-                }
-            }
-        }
-        Model::ResNet(m) => {
-            names.push("fc".into());
-            for (s, stage) in m.layers.iter().enumerate().rev() {
-                for (b, block) in stage.iter().enumerate().rev() {
-                    let p = format!("layer{}.{b}", s + 1);
-                    if block.conv3.is_some() {
-                        names.push(format!("{p}.conv3"));
-                    }
-                    names.push(format!("{p}.conv2"));
-                    names.push(format!("{p}.conv1"));
-                    if block.downsample.is_some() {
-                        names.push(format!("{p}.downsample.0"));
-                    }
-                }
-            }
-            names.push("conv1".into());
-        }
-    }
-    names
+    model
+        .graph
+        .weighted_layers_from_top()
+        .into_iter()
+        .map(String::from)
+        .collect()
 }
 
 /// Re-initialises the layer `name` (one of [`cascade_order`]) in place: convolutions
@@ -67,66 +41,10 @@ pub fn reinitialise(model: &mut Model, name: &str, seed: u64) -> bool {
         l.weight.data = rng.fill(l.weight.numel(), 0.01);
         l.bias.iter_mut().for_each(|v| *v = 0.0);
     };
-    match model {
-        Model::Vgg(m) => {
-            if let Some(i) = name.strip_prefix("classifier.") {
-                let Some(l) = i
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|i| i % 3 == 0)
-                    .and_then(|i| m.classifier.get_mut(i / 3))
-                else {
-                    return false;
-                };
-                linear(l, &mut rng);
-                return true;
-            }
-            let Some(idx) = name
-                .strip_prefix("features.")
-                .and_then(|i| i.parse::<usize>().ok())
-            else {
-                return false;
-            };
-            match m.features.iter_mut().find(|(i, _)| *i == idx) {
-                Some((_, VggLayer::Conv(c))) => {
-                    conv(c, &mut rng);
-                    true
-                }
-                _ => false,
-            }
-        }
-        Model::ResNet(m) => {
-            if name == "fc" {
-                linear(&mut m.fc, &mut rng);
-                return true;
-            }
-            if name == "conv1" {
-                conv(&mut m.conv1, &mut rng);
-                return true;
-            }
-            for (s, stage) in m.layers.iter_mut().enumerate() {
-                for (b, block) in stage.iter_mut().enumerate() {
-                    let p = format!("layer{}.{b}.", s + 1);
-                    let Some(rest) = name.strip_prefix(&p) else {
-                        continue;
-                    };
-                    let target = match rest {
-                        "conv1" => Some(&mut block.conv1),
-                        "conv2" => Some(&mut block.conv2),
-                        "conv3" => block.conv3.as_mut(),
-                        "downsample.0" => block.downsample.as_mut().map(|(c, _)| c),
-                        _ => None,
-                    };
-                    return match target {
-                        Some(c) => {
-                            conv(c, &mut rng);
-                            true
-                        }
-                        None => false,
-                    };
-                }
-            }
-            false
-        }
+    match model.graph.node_mut(name).map(|n| &mut n.layer) {
+        Some(Layer::Conv { conv: c, .. }) => conv(c, &mut rng),
+        Some(Layer::Linear(l)) => linear(l, &mut rng),
+        _ => return false,
     }
+    true
 }

@@ -1,10 +1,10 @@
 //! torchvision architectures with random weights (He-normal convs, small biases,
 //! eval-mode BN statistics), for benchmarks and tests where only shapes matter.
 
-use crate::layers::{BatchNorm2d, Conv2d, Linear, MaxPool2d};
-use super::resnet::{Block, ResNet};
-use super::vgg::{Vgg, VggLayer};
+use super::graph::Layer;
+use super::resnet::Block;
 use super::{Model, BN_EPS};
+use crate::layers::{BatchNorm2d, Conv2d, Linear, MaxPool2d};
 use crate::tensor::Tensor;
 
 /// Deterministic generator (SplitMix64) with a Box–Muller normal.
@@ -107,14 +107,14 @@ pub fn vgg(
     seed: u64,
 ) -> Model {
     let mut rng = Rng(seed);
-    let mut features = Vec::new();
+    let mut features: Vec<super::vgg::Feature> = Vec::new();
     let mut c = 3;
     for &v in cfg {
         let i = features.len();
         if v == 0 {
             features.push((
                 i,
-                VggLayer::MaxPool(MaxPool2d {
+                Layer::MaxPool(MaxPool2d {
                     kernel: 2,
                     stride: 2,
                     padding: 0,
@@ -122,23 +122,28 @@ pub fn vgg(
             ));
             continue;
         }
-        features.push((i, VggLayer::Conv(conv(&mut rng, v, c, 3, 1, 1, true))));
+        features.push((
+            i,
+            Layer::Conv {
+                conv: conv(&mut rng, v, c, 3, 1, 1, true),
+                first: false,
+            },
+        ));
         if batch_norm {
-            features.push((i + 1, VggLayer::BatchNorm(bn(&mut rng, v))));
+            features.push((i + 1, Layer::BatchNorm(bn(&mut rng, v))));
         }
-        features.push((features.len(), VggLayer::Relu));
+        features.push((features.len(), Layer::Relu));
         c = v;
     }
     let classifier = vec![
-        linear(&mut rng, hidden, c * pool * pool),
-        linear(&mut rng, hidden, hidden),
-        linear(&mut rng, classes, hidden),
+        (
+            "classifier.0".into(),
+            linear(&mut rng, hidden, c * pool * pool),
+        ),
+        ("classifier.3".into(), linear(&mut rng, hidden, hidden)),
+        ("classifier.6".into(), linear(&mut rng, classes, hidden)),
     ];
-    Model::Vgg(Vgg {
-        features,
-        avgpool: (pool, pool),
-        classifier,
-    })
+    super::vgg::build(features, (pool, pool), classifier)
 }
 
 /// Block counts of torchvision ResNets by depth, and whether they use Bottlenecks.
@@ -209,13 +214,8 @@ pub fn resnet(
         }
         layers.push(stage);
     }
-    Model::ResNet(ResNet {
-        conv1,
-        bn1,
-        maxpool: super::resnet::STEM_POOL,
-        layers,
-        fc: linear(&mut rng, classes, c),
-    })
+    let fc = linear(&mut rng, classes, c);
+    super::resnet::build(conv1, bn1, layers, fc)
 }
 
 /// A torchvision model by name (`vgg16`, `vgg16_bn`, `resnet50`, ...) with random

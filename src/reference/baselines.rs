@@ -5,13 +5,13 @@ use anyhow::{ensure, Result};
 
 use crate::explain::{Explanation, Method};
 use crate::layers::{BatchNorm2d, Conv2d, Linear, MaxPool2d};
-use crate::models::vgg::VggLayer;
+use crate::models::graph::INPUT;
 use crate::models::Model;
 use crate::tensor::Tensor;
 
-use super::model::{forward, head_gradient, TraceDetail};
+use super::model::{forward, head_gradient, walk, Rules};
 use super::ops::{
-    adaptive_avg_pool2d, adaptive_avg_pool2d_backward, add, conv2d, conv2d_dgrad, dims4,
+    adaptive_avg_pool2d, adaptive_avg_pool2d_backward, conv2d, conv2d_dgrad, dims4,
     linear_backward_input, max_pool2d_route, relu, softmax, top_k, zip,
 };
 use super::rsp::{batchnorm_rule, first_conv_rule};
@@ -25,24 +25,11 @@ pub fn stab_div(r: f32, z: f32, eps: f32) -> f32 {
     }
 }
 
-/// A rule set over CPU tensors (the twin of `explain::propagate::LayerRules`).
-trait Rules {
-    fn conv(&self, x: &Tensor, r: &Tensor, c: &Conv2d) -> Tensor;
-    fn linear(&self, x: &Tensor, r: &Tensor, l: &Linear) -> Tensor;
-    fn top_linear(&self, x: &Tensor, seed: &Tensor, l: &Linear) -> Tensor {
-        self.linear(x, seed, l)
-    }
-    fn relu(&self, out: &Tensor, r: &Tensor) -> Tensor;
-    fn max_pool(&self, x: &Tensor, r: &Tensor, p: &MaxPool2d) -> Tensor;
-    fn avg_pool(&self, x: &Tensor, r: &Tensor) -> Tensor;
-    fn batch_norm(&self, x: &Tensor, r: &Tensor, bn: &BatchNorm2d) -> Tensor;
-    fn residual(&self, a: &Tensor, b: &Tensor, r: &Tensor) -> (Tensor, Tensor);
-}
-
-struct Gradient;
+/// Plain backpropagation of the gradient.
+pub struct Gradient;
 
 impl Rules for Gradient {
-    fn conv(&self, x: &Tensor, r: &Tensor, c: &Conv2d) -> Tensor {
+    fn conv(&self, x: &Tensor, r: &Tensor, c: &Conv2d, _first: bool) -> Tensor {
         conv2d_dgrad(r, &c.weight, c.stride, c.padding, (x.shape[2], x.shape[3]))
     }
     fn linear(&self, _: &Tensor, r: &Tensor, l: &Linear) -> Tensor {
@@ -97,8 +84,8 @@ impl Lrp {
 }
 
 impl Rules for Lrp {
-    fn conv(&self, x: &Tensor, r: &Tensor, c: &Conv2d) -> Tensor {
-        if c.in_channels() == 3 {
+    fn conv(&self, x: &Tensor, r: &Tensor, c: &Conv2d, first: bool) -> Tensor {
+        if first {
             return first_conv_rule(x, r, c);
         }
         let w = self.weight(&c.weight);
@@ -274,8 +261,8 @@ impl Rap {
 }
 
 impl Rules for Rap {
-    fn conv(&self, x: &Tensor, r: &Tensor, c: &Conv2d) -> Tensor {
-        if c.in_channels() == 3 {
+    fn conv(&self, x: &Tensor, r: &Tensor, c: &Conv2d, first: bool) -> Tensor {
+        if first {
             return first_conv_rule(x, r, c);
         }
         let (wp, wn) = (
@@ -465,14 +452,24 @@ pub fn explain_method(
         Method::LrpAlphaBeta | Method::Clrp | Method::Sglrp => &lrp_pos,
         _ => &Gradient,
     };
-    let at_a = head(model, &trace, &seed, rules);
+    let logits = model.graph.logits.expect("checked: a classifier");
     let relevance = match method {
-        Method::GradCam => upsample_bilinear(
-            &grad_cam(&trace.act, &at_a),
-            (input.shape[2], input.shape[3]),
-        ),
+        Method::GradCam => {
+            let at_a = walk(
+                model,
+                &trace,
+                (logits, seed.clone()),
+                model.graph.explain,
+                rules,
+                None,
+            );
+            upsample_bilinear(
+                &grad_cam(&trace.act, &at_a),
+                (input.shape[2], input.shape[3]),
+            )
+        }
         _ => {
-            let r = features(model, &trace, at_a, rules);
+            let r = walk(model, &trace, (logits, seed.clone()), INPUT, rules, None);
             match method {
                 Method::GradientTimesInput => zip(&r, input, |g, x| g * x),
                 Method::Clrp => relu(&r),
@@ -487,123 +484,6 @@ pub fn explain_method(
         relevance,
         layers: Vec::new(),
     })
-}
-
-/// From the logits to the explanation layer `A`.
-fn head(
-    model: &Model,
-    trace: &super::model::ForwardTrace,
-    seed: &Tensor,
-    rules: &dyn Rules,
-) -> Tensor {
-    match (model, &trace.detail) {
-        (Model::Vgg(m), TraceDetail::Vgg(t)) => {
-            let n = seed.shape[0];
-            let mut r = seed.clone();
-            for (i, l) in m.classifier.iter().enumerate().rev() {
-                let x = if i == 0 {
-                    t.pooled.clone().reshape(&[n, l.in_features()])
-                } else {
-                    relu(&t.hidden[i - 1])
-                };
-                r = if i + 1 == m.classifier.len() {
-                    rules.top_linear(&x, &r, l)
-                } else {
-                    rules.linear(&x, &r, l)
-                };
-                if i > 0 {
-                    r = rules.relu(&x, &r);
-                }
-            }
-            let r = r.reshape(&t.pooled.shape);
-            let mut r = rules.avg_pool(&t.features_out, &r);
-            let pos = m.explain_position();
-            for k in (pos + 1..m.features.len()).rev() {
-                if let VggLayer::MaxPool(p) = &m.features[k].1 {
-                    r = rules.max_pool(&t.inputs[k], &r, p);
-                }
-            }
-            r
-        }
-        (Model::ResNet(m), TraceDetail::ResNet(_)) => {
-            let n = seed.shape[0];
-            let (_, c, _, _) = dims4(&trace.act, "layer4 output");
-            let pooled = adaptive_avg_pool2d(&trace.act, (1, 1));
-            let r = rules.top_linear(&pooled.clone().reshape(&[n, c]), seed, &m.fc);
-            rules.avg_pool(&trace.act, &r.reshape(&pooled.shape))
-        }
-        _ => unreachable!("forward returns the trace of its model"),
-    }
-}
-
-/// From the explanation layer down to the pixels.
-fn features(
-    model: &Model,
-    trace: &super::model::ForwardTrace,
-    mut r: Tensor,
-    rules: &dyn Rules,
-) -> Tensor {
-    match (model, &trace.detail) {
-        (Model::Vgg(m), TraceDetail::Vgg(t)) => {
-            let pos = m.explain_position();
-            for k in (0..=pos).rev() {
-                let x = &t.inputs[k];
-                r = match &m.features[k].1 {
-                    VggLayer::Relu => {
-                        let out = if k == pos {
-                            &trace.act
-                        } else {
-                            &t.inputs[k + 1]
-                        };
-                        rules.relu(out, &r)
-                    }
-                    VggLayer::MaxPool(p) => rules.max_pool(x, &r, p),
-                    VggLayer::BatchNorm(bn) => rules.batch_norm(x, &r, bn),
-                    VggLayer::Conv(c) => rules.conv(x, &r, c),
-                };
-            }
-            r
-        }
-        (Model::ResNet(m), TraceDetail::ResNet(t)) => {
-            let blocks: Vec<_> = m
-                .layers
-                .iter()
-                .flatten()
-                .zip(t.blocks.iter().flatten())
-                .collect();
-            for (i, (b, bt)) in blocks.iter().enumerate().rev() {
-                let out = blocks.get(i + 1).map_or(&trace.act, |(_, next)| &next.x);
-                r = rules.relu(out, &r);
-                let (r_main, r_skip) = rules.residual(&bt.main, &bt.skip, &r);
-                let r_skip = match (&b.downsample, &bt.ds_conv) {
-                    (Some((dc, dbn)), Some(ds_out)) => {
-                        let s = rules.batch_norm(ds_out, &r_skip, dbn);
-                        rules.conv(&bt.x, &s, dc)
-                    }
-                    _ => r_skip,
-                };
-                let mut s = r_main;
-                if let (Some(c3), Some(bn3), Some(c3_out), Some(r2)) =
-                    (&b.conv3, &b.bn3, &bt.c3, &bt.r2)
-                {
-                    s = rules.batch_norm(c3_out, &s, bn3);
-                    s = rules.conv(r2, &s, c3);
-                    s = rules.relu(r2, &s);
-                }
-                s = rules.batch_norm(&bt.c2, &s, &b.bn2);
-                s = rules.conv(&bt.r1, &s, &b.conv2);
-                s = rules.relu(&bt.r1, &s);
-                s = rules.batch_norm(&bt.c1, &s, &b.bn1);
-                s = rules.conv(&bt.x, &s, &b.conv1);
-                r = add(&s, &r_skip);
-            }
-            r = rules.max_pool(&t.relu_out, &r, &m.maxpool);
-            r = rules.relu(&t.relu_out, &r);
-            r = rules.batch_norm(&t.conv1_out, &r, &m.bn1);
-            rules.conv(&t.input, &r, &m.conv1)
-        }
-        _ => unreachable!("forward returns the trace of its model"),
-    }
 }
 
 /// `∂y_t/∂A` for each image (re-exported for tests of Grad-CAM's textbook formula).

@@ -1,249 +1,160 @@
-//! Whole-model reference: forward pass that keeps every activation the RSP rules read,
-//! the head gradient `∂y_t/∂A`, and [`explain`], which walks the rules of `rsp.rs` from
-//! the explanation layer down to the pixels, optionally recording the relevance at the
+//! Whole-model reference: the forward pass over the model's graph keeping every
+//! activation, one backward walk parameterised by a CPU rule set ([`Rules`]), the head
+//! gradient `∂y_t/∂A`, and [`explain`], which walks RSP's rules (`rsp.rs`) from the
+//! explanation layer down to the pixels, optionally recording the relevance at the
 //! input of every module under the golden files' names.
 
 use anyhow::{bail, ensure, Result};
 
 use crate::explain::{Explanation, Init};
-use crate::layers::{BatchNorm2d, Conv2d};
-use crate::models::resnet::{Block, ResNet};
-use crate::models::vgg::{Vgg, VggLayer};
+use crate::layers::{BatchNorm2d, Conv2d, Linear, MaxPool2d};
+use crate::models::graph::{ActId, Layer, INPUT};
 use crate::models::Model;
 use crate::tensor::Tensor;
 
+use super::baselines::Gradient;
 use super::ops::{
-    adaptive_avg_pool2d, adaptive_avg_pool2d_backward, add, batch_norm, conv2d, conv2d_dgrad,
-    dims4, linear, linear_backward_input, max_pool2d, max_pool2d_route, relu, top_k, zip,
+    adaptive_avg_pool2d, add, batch_norm, conv2d, dims4, linear, max_pool2d, relu, top_k,
 };
-use super::rsp::{
-    batchnorm_rule, comparative_init, conv_rule, first_conv_rule, gradcam_init, maxpool_rule,
-    residual_rule,
-};
+use super::rsp::{comparative_init, gradcam_init, RspRules};
 
-/// Everything the forward pass keeps for the head gradient and the backward rules.
+/// Every activation of one forward pass.
 #[derive(Clone, Debug)]
 pub struct ForwardTrace {
-    /// `[N, classes]`
+    /// `acts[id]` is activation `id` of the model's graph (0: the input).
+    pub acts: Vec<Tensor>,
+    /// `[N, classes]` (`[N, 0]` for features-only weights).
     pub logits: Tensor,
-    /// The explanation-layer activation `A` `[N, C, h, w]` (VGG: output of
-    /// `features[explain_position]`; ResNet: output of `layer4`).
+    /// The explanation-layer activation `A` `[N, C, h, w]`.
     pub act: Tensor,
-    /// Architecture-specific activations.
-    pub detail: TraceDetail,
 }
 
-/// The architecture-specific part of a [`ForwardTrace`].
-#[derive(Clone, Debug)]
-pub enum TraceDetail {
-    /// Trace of a [`Vgg`].
-    Vgg(VggTrace),
-    /// Trace of a [`ResNet`].
-    ResNet(ResNetTrace),
-}
-
-/// VGG activations.
-#[derive(Clone, Debug)]
-pub struct VggTrace {
-    /// `inputs[k]` is the input of `features[k]` (position `k` in `Vgg::features`), for
-    /// every module, including those after the explanation layer.
-    pub inputs: Vec<Tensor>,
-    /// Output of the last `features` module (the adaptive average pool's input).
-    pub features_out: Tensor,
-    /// Output of the adaptive average pool (the classifier input before flattening).
-    pub pooled: Tensor,
-    /// Output (pre-ReLU) of every classifier Linear except the last.
-    pub hidden: Vec<Tensor>,
-}
-
-/// ResNet activations.
-#[derive(Clone, Debug)]
-pub struct ResNetTrace {
-    /// The network input (`conv1`'s input).
-    pub input: Tensor,
-    /// `conv1` output (`bn1`'s input).
-    pub conv1_out: Tensor,
-    /// `relu` output (`maxpool`'s input).
-    pub relu_out: Tensor,
-    /// `blocks[s][b]` for `layer{s+1}.{b}`.
-    pub blocks: Vec<Vec<BlockTrace>>,
-}
-
-/// Activations of one residual block. For a BasicBlock `c3`/`r2` are absent and `c2`
-/// is the input of `bn2`.
-#[derive(Clone, Debug)]
-pub struct BlockTrace {
-    /// Block input (input of `conv1` and of the skip path).
-    pub x: Tensor,
-    /// `conv1` output (`bn1`'s input).
-    pub c1: Tensor,
-    /// `relu1` output (`conv2`'s input).
-    pub r1: Tensor,
-    /// `conv2` output (`bn2`'s input).
-    pub c2: Tensor,
-    /// Bottleneck: `relu2` output (`conv3`'s input).
-    pub r2: Option<Tensor>,
-    /// Bottleneck: `conv3` output (`bn3`'s input).
-    pub c3: Option<Tensor>,
-    /// Residual-branch input of the addition (output of the last BN of the main path).
-    pub main: Tensor,
-    /// `downsample.0` output (`downsample.1`'s input), if the block has a downsample.
-    pub ds_conv: Option<Tensor>,
-    /// Skip-branch input of the addition (downsample output, or `x`).
-    pub skip: Tensor,
-}
-
-fn conv_fwd(x: &Tensor, c: &Conv2d) -> Tensor {
-    conv2d(x, &c.weight, c.bias.as_deref(), c.stride, c.padding)
-}
-
-/// Runs the model on `input` `[N, 3, H, W]` and keeps the activations RSP needs.
+/// Runs the model on `input` `[N, 3, H, W]` and keeps every activation.
 pub fn forward(model: &Model, input: &Tensor) -> ForwardTrace {
-    match model {
-        Model::Vgg(m) => forward_vgg(m, input),
-        Model::ResNet(m) => forward_resnet(m, input),
-    }
-}
-
-fn forward_vgg(m: &Vgg, input: &Tensor) -> ForwardTrace {
-    let pos = m.explain_position();
-    let mut inputs = Vec::with_capacity(m.features.len());
-    let mut x = input.clone();
-    for (_, layer) in &m.features {
-        let y = match layer {
-            VggLayer::Conv(c) => conv_fwd(&x, c),
-            VggLayer::BatchNorm(bn) => batch_norm(&x, bn),
-            VggLayer::Relu => relu(&x),
-            VggLayer::MaxPool(p) => max_pool2d(&x, p),
+    let g = &model.graph;
+    let mut acts = vec![input.clone()];
+    for node in &g.nodes[..g.forward_len()] {
+        let x = &acts[node.inputs[0]];
+        let y = match &node.layer {
+            Layer::Conv { conv, .. } => conv2d(
+                x,
+                &conv.weight,
+                conv.bias.as_deref(),
+                conv.stride,
+                conv.padding,
+            ),
+            Layer::BatchNorm(bn) => batch_norm(x, bn),
+            Layer::Relu => relu(x),
+            Layer::MaxPool(p) => max_pool2d(x, p),
+            Layer::AvgPool { out } => adaptive_avg_pool2d(x, *out),
+            Layer::Flatten => {
+                let n = x.shape[0];
+                x.clone().reshape(&[n, x.numel() / n.max(1)])
+            }
+            Layer::Linear(l) => linear(x, l),
+            Layer::Add => add(x, &acts[node.inputs[1]]),
         };
-        inputs.push(std::mem::replace(&mut x, y));
+        acts.push(y);
     }
-    let features_out = x;
-    let act = if pos + 1 < inputs.len() {
-        inputs[pos + 1].clone()
-    } else {
-        features_out.clone()
+    let logits = match g.logits {
+        Some(id) => acts[id].clone(),
+        None => Tensor::zeros(&[input.shape[0], 0]),
     };
-    let pooled = adaptive_avg_pool2d(&features_out, m.avgpool);
-    let n = pooled.shape[0];
-    let mut h = pooled.clone().reshape(&[n, pooled.numel() / n.max(1)]);
-    let mut hidden = Vec::new();
-    for (li, l) in m.classifier.iter().enumerate() {
-        let z = linear(&h, l);
-        if li + 1 < m.classifier.len() {
-            h = relu(&z);
-            hidden.push(z);
-        } else {
-            h = z;
-        }
-    }
-    ForwardTrace {
-        logits: h,
-        act,
-        detail: TraceDetail::Vgg(VggTrace {
-            inputs,
-            features_out,
-            pooled,
-            hidden,
-        }),
-    }
+    let act = acts[g.explain].clone();
+    ForwardTrace { acts, logits, act }
 }
 
-fn forward_block(b: &Block, x: &Tensor) -> (BlockTrace, Tensor) {
-    let c1 = conv_fwd(x, &b.conv1);
-    let r1 = relu(&batch_norm(&c1, &b.bn1));
-    let c2 = conv_fwd(&r1, &b.conv2);
-    let (r2, c3, main) = match (&b.conv3, &b.bn3) {
-        (Some(conv3), Some(bn3)) => {
-            let r2 = relu(&batch_norm(&c2, &b.bn2));
-            let c3 = conv_fwd(&r2, conv3);
-            let main = batch_norm(&c3, bn3);
-            (Some(r2), Some(c3), main)
-        }
-        _ => (None, None, batch_norm(&c2, &b.bn2)),
-    };
-    let (ds_conv, skip) = match &b.downsample {
-        Some((dc, dbn)) => {
-            let d = conv_fwd(x, dc);
-            let s = batch_norm(&d, dbn);
-            (Some(d), s)
-        }
-        None => (None, x.clone()),
-    };
-    let out = relu(&add(&main, &skip));
-    let trace = BlockTrace {
-        x: x.clone(),
-        c1,
-        r1,
-        c2,
-        r2,
-        c3,
-        main,
-        ds_conv,
-        skip,
-    };
-    (trace, out)
+/// What a method does at each kind of layer on the CPU (the twin of
+/// `explain::propagate::LayerRules`): each maps the signal `r` at the layer's output
+/// to the signal at its input, given the layer's input `x` (for ReLU: its output).
+pub trait Rules {
+    /// `first`: the convolution reads the image.
+    fn conv(&self, x: &Tensor, r: &Tensor, c: &Conv2d, first: bool) -> Tensor;
+    fn linear(&self, x: &Tensor, r: &Tensor, l: &Linear) -> Tensor;
+    /// The linear layer that writes the logits.
+    fn top_linear(&self, x: &Tensor, seed: &Tensor, l: &Linear) -> Tensor {
+        self.linear(x, seed, l)
+    }
+    fn relu(&self, out: &Tensor, r: &Tensor) -> Tensor;
+    fn max_pool(&self, x: &Tensor, r: &Tensor, p: &MaxPool2d) -> Tensor;
+    fn avg_pool(&self, x: &Tensor, r: &Tensor) -> Tensor;
+    fn batch_norm(&self, x: &Tensor, r: &Tensor, bn: &BatchNorm2d) -> Tensor;
+    fn residual(&self, a: &Tensor, b: &Tensor, r: &Tensor) -> (Tensor, Tensor);
 }
 
-fn forward_resnet(m: &ResNet, input: &Tensor) -> ForwardTrace {
-    let conv1_out = conv_fwd(input, &m.conv1);
-    let relu_out = relu(&batch_norm(&conv1_out, &m.bn1));
-    let mut x = max_pool2d(&relu_out, &m.maxpool);
-    let mut blocks = Vec::with_capacity(m.layers.len());
-    for stage in &m.layers {
-        let mut traces = Vec::with_capacity(stage.len());
-        for b in stage {
-            let (t, out) = forward_block(b, &x);
-            traces.push(t);
-            x = out;
+/// Walks `seed` at activation `from` back to activation `to` through every layer
+/// between them; signals of layers that read the same activation are summed. With
+/// `log`, the signal at each layer's input is recorded under its module name (an
+/// addition's two inputs as `name.0`, `name.1`), and the total at a container's input
+/// under the container's name.
+pub fn walk(
+    model: &Model,
+    trace: &ForwardTrace,
+    (from, seed): (ActId, Tensor),
+    to: ActId,
+    rules: &dyn Rules,
+    mut log: Option<&mut Vec<(String, Tensor)>>,
+) -> Tensor {
+    let g = &model.graph;
+    let mut pending: Vec<Option<Tensor>> = vec![None; from + 1];
+    pending[from] = Some(seed);
+    for i in (to..from).rev() {
+        let node = &g.nodes[i];
+        let Some(r) = pending[i + 1].take() else {
+            continue;
+        };
+        if let Some(log) = log.as_deref_mut() {
+            for (_, name) in g.marks.iter().filter(|(a, _)| *a == i + 1) {
+                log.push((name.clone(), r.clone()));
+            }
         }
-        blocks.push(traces);
-    }
-    let act = x;
-    let pooled = adaptive_avg_pool2d(&act, (1, 1));
-    let logits = linear(&pooled, &m.fc);
-    ForwardTrace {
-        logits,
-        act,
-        detail: TraceDetail::ResNet(ResNetTrace {
-            input: input.clone(),
-            conv1_out,
-            relu_out,
-            blocks,
-        }),
-    }
-}
-
-/// Gradient of `x ↦ f(x)` for one forward module, given its input and the gradient at its
-/// output (used on the VGG head between the explanation layer and the average pool).
-fn vgg_layer_backward(layer: &VggLayer, input: &Tensor, g: &Tensor) -> Tensor {
-    match layer {
-        VggLayer::Relu => zip(input, g, |x, gv| if x > 0.0 { gv } else { 0.0 }),
-        VggLayer::MaxPool(p) => max_pool2d_route(input, g, p, 0.0),
-        VggLayer::BatchNorm(bn) => bn_backward(bn, g),
-        VggLayer::Conv(c) => {
-            let (_, _, h, w) = dims4(input, "conv backward input");
-            conv2d_dgrad(g, &c.weight, c.stride, c.padding, (h, w))
+        let x = &trace.acts[node.inputs[0]];
+        let signals = match &node.layer {
+            Layer::Conv { conv, first } => vec![rules.conv(x, &r, conv, *first)],
+            Layer::BatchNorm(bn) => vec![rules.batch_norm(x, &r, bn)],
+            Layer::Relu => vec![rules.relu(&trace.acts[i + 1], &r)],
+            Layer::MaxPool(p) => vec![rules.max_pool(x, &r, p)],
+            Layer::AvgPool { .. } => vec![rules.avg_pool(x, &r)],
+            Layer::Flatten => {
+                let shape = [&r.shape[..1], &x.shape[1..]].concat();
+                vec![r.reshape(&shape)]
+            }
+            Layer::Linear(l) if g.logits == Some(i + 1) => vec![rules.top_linear(x, &r, l)],
+            Layer::Linear(l) => vec![rules.linear(x, &r, l)],
+            Layer::Add => {
+                let (a, b) = rules.residual(x, &trace.acts[node.inputs[1]], &r);
+                vec![a, b]
+            }
+        };
+        if let Some(log) = log.as_deref_mut() {
+            if let [s] = &signals[..] {
+                for name in std::iter::once(&node.name).chain(&node.aliases) {
+                    log.push((name.clone(), s.clone()));
+                }
+            } else {
+                for (k, s) in signals.iter().enumerate() {
+                    log.push((format!("{}.{k}", node.name), s.clone()));
+                }
+            }
+        }
+        for (&input, s) in node.inputs.iter().zip(signals) {
+            assert!(
+                input >= to,
+                "walk: '{}' reads below the walk's end",
+                node.name
+            );
+            pending[input] = Some(match pending[input].take() {
+                Some(earlier) => add(&earlier, &s),
+                None => s,
+            });
         }
     }
-}
-
-fn bn_backward(bn: &BatchNorm2d, g: &Tensor) -> Tensor {
-    let (n, c, h, w) = dims4(g, "batch-norm backward");
-    let mut out = g.data.clone();
-    for p in 0..n * c {
-        let scale = bn.gamma[p % c] / (bn.running_var[p % c] + bn.eps).sqrt();
-        for v in &mut out[p * h * w..(p + 1) * h * w] {
-            *v *= scale;
-        }
-    }
-    Tensor::new(g.shape.clone(), out)
+    pending[to].take().expect("the walk reaches its end")
 }
 
 /// `∂ logit[classes[n]] / ∂A` for every image `n` (`classes.len()` = batch size), shaped
-/// like `A`. VGG: back through the classifier (ReLU masks from the forward pass), the
-/// adaptive average pool and the modules after the explanation layer (the last max pool,
-/// first-wins argmax); ResNet: fc and the global average pool.
+/// like `A`: the gradient walked from a one-hot at the logits down to the explanation
+/// layer.
 pub fn head_gradient(model: &Model, trace: &ForwardTrace, classes: &[usize]) -> Tensor {
     let n = trace.logits.shape[0];
     let num_classes = trace.logits.shape[1];
@@ -257,131 +168,9 @@ pub fn head_gradient(model: &Model, trace: &ForwardTrace, classes: &[usize]) -> 
         onehot[i * num_classes + c] = 1.0;
     }
     let onehot = Tensor::new(vec![n, num_classes], onehot);
-    match (model, &trace.detail) {
-        (Model::Vgg(m), TraceDetail::Vgg(t)) => {
-            let mut g = onehot;
-            for (li, l) in m.classifier.iter().enumerate().rev() {
-                g = linear_backward_input(&g, l);
-                if li > 0 {
-                    g = zip(
-                        &t.hidden[li - 1],
-                        &g,
-                        |z, gv| if z > 0.0 { gv } else { 0.0 },
-                    );
-                }
-            }
-            let g = g.reshape(&t.pooled.shape);
-            let (_, _, fh, fw) = dims4(&t.features_out, "features output");
-            let mut g = adaptive_avg_pool2d_backward(&g, (fh, fw));
-            let pos = m.explain_position();
-            for k in (pos + 1..m.features.len()).rev() {
-                g = vgg_layer_backward(&m.features[k].1, &t.inputs[k], &g);
-            }
-            g
-        }
-        (Model::ResNet(m), TraceDetail::ResNet(_)) => {
-            let c = m.fc.in_features();
-            let g = linear_backward_input(&onehot, &m.fc).reshape(&[n, c, 1, 1]);
-            let (_, _, h, w) = dims4(&trace.act, "layer4 output");
-            adaptive_avg_pool2d_backward(&g, (h, w))
-        }
-        _ => panic!("head_gradient: trace does not belong to this model"),
-    }
-}
-
-/// Collects per-module relevance when asked to.
-struct Recorder {
-    enabled: bool,
-    layers: Vec<(String, Tensor)>,
-}
-
-impl Recorder {
-    fn put(&mut self, name: impl Into<String>, r: &Tensor) {
-        if self.enabled {
-            self.layers.push((name.into(), r.clone()));
-        }
-    }
-}
-
-fn rsp_vgg(m: &Vgg, t: &VggTrace, init: Tensor, rec: &mut Recorder) -> Tensor {
-    let pos = m.explain_position();
-    let first_conv = m
-        .features
-        .iter()
-        .position(|(_, l)| matches!(l, VggLayer::Conv(_)));
-    let mut r = init;
-    for k in (0..=pos).rev() {
-        let (idx, layer) = &m.features[k];
-        let x = &t.inputs[k];
-        r = match layer {
-            VggLayer::Relu => r,
-            VggLayer::MaxPool(p) => maxpool_rule(x, &r, p),
-            VggLayer::BatchNorm(bn) => batchnorm_rule(x, &r, bn),
-            VggLayer::Conv(c) if Some(k) == first_conv => first_conv_rule(x, &r, c),
-            VggLayer::Conv(c) => conv_rule(x, &r, &c.geometry()),
-        };
-        rec.put(format!("features.{idx}"), &r);
-    }
-    r
-}
-
-fn rsp_block(b: &Block, t: &BlockTrace, r: Tensor, name: &str, rec: &mut Recorder) -> Tensor {
-    let bottleneck = b.is_bottleneck();
-    let last_relu = if bottleneck { "relu3" } else { "relu2" };
-    rec.put(format!("{name}.{last_relu}"), &r);
-    let (ra, rb) = residual_rule(&t.main, &t.skip, &r);
-    rec.put(format!("{name}.add.0"), &ra);
-    rec.put(format!("{name}.add.1"), &rb);
-    let skip = match (&b.downsample, &t.ds_conv) {
-        (Some((dc, dbn)), Some(dout)) => {
-            let r = batchnorm_rule(dout, &rb, dbn);
-            rec.put(format!("{name}.downsample.1"), &r);
-            let r = conv_rule(&t.x, &r, &dc.geometry());
-            rec.put(format!("{name}.downsample.0"), &r);
-            rec.put(format!("{name}.downsample"), &r);
-            r
-        }
-        _ => rb,
-    };
-    let mut r = ra;
-    if let (Some(conv3), Some(bn3), Some(c3), Some(r2)) = (&b.conv3, &b.bn3, &t.c3, &t.r2) {
-        r = batchnorm_rule(c3, &r, bn3);
-        rec.put(format!("{name}.bn3"), &r);
-        r = conv_rule(r2, &r, &conv3.geometry());
-        rec.put(format!("{name}.conv3"), &r);
-        rec.put(format!("{name}.relu2"), &r);
-    }
-    r = batchnorm_rule(&t.c2, &r, &b.bn2);
-    rec.put(format!("{name}.bn2"), &r);
-    r = conv_rule(&t.r1, &r, &b.conv2.geometry());
-    rec.put(format!("{name}.conv2"), &r);
-    rec.put(format!("{name}.relu1"), &r);
-    r = batchnorm_rule(&t.c1, &r, &b.bn1);
-    rec.put(format!("{name}.bn1"), &r);
-    r = conv_rule(&t.x, &r, &b.conv1.geometry());
-    rec.put(format!("{name}.conv1"), &r);
-    let out = add(&r, &skip);
-    rec.put(name, &out);
-    out
-}
-
-fn rsp_resnet(m: &ResNet, t: &ResNetTrace, init: Tensor, rec: &mut Recorder) -> Tensor {
-    let mut r = init;
-    for (s, stage) in m.layers.iter().enumerate().rev() {
-        for (bi, b) in stage.iter().enumerate().rev() {
-            let name = format!("layer{}.{bi}", s + 1);
-            r = rsp_block(b, &t.blocks[s][bi], r, &name, rec);
-        }
-        rec.put(format!("layer{}", s + 1), &r);
-    }
-    r = maxpool_rule(&t.relu_out, &r, &m.maxpool);
-    rec.put("maxpool", &r);
-    rec.put("relu", &r);
-    r = batchnorm_rule(&t.conv1_out, &r, &m.bn1);
-    rec.put("bn1", &r);
-    r = first_conv_rule(&t.input, &r, &m.conv1);
-    rec.put("conv1", &r);
-    r
+    let g = &model.graph;
+    let logits = g.logits.expect("head_gradient needs a classifier");
+    walk(model, trace, (logits, onehot), g.explain, &Gradient, None)
 }
 
 /// The classes compared by the comparative initialisation for one image: the top-`k`
@@ -475,21 +264,21 @@ pub fn explain(
             t.clone()
         }
     };
-    let mut rec = Recorder {
-        enabled: record_layers,
-        layers: Vec::new(),
-    };
-    let relevance = match (model, &trace.detail) {
-        (Model::Vgg(m), TraceDetail::Vgg(t)) => rsp_vgg(m, t, init_rel.clone(), &mut rec),
-        (Model::ResNet(m), TraceDetail::ResNet(t)) => rsp_resnet(m, t, init_rel.clone(), &mut rec),
-        _ => unreachable!("forward returns the trace of its model"),
-    };
+    let mut layers = Vec::new();
+    let relevance = walk(
+        model,
+        &trace,
+        (model.graph.explain, init_rel.clone()),
+        INPUT,
+        &RspRules,
+        record_layers.then_some(&mut layers),
+    );
     Ok(Explanation {
         logits: trace.logits,
         target,
         init: init_rel,
         relevance,
-        layers: rec.layers,
+        layers,
     })
 }
 

@@ -8,7 +8,9 @@
 //! (`sdiv`, masks, `#{C ≠ 0}`) are done on the float32 values the rule produced.
 
 use crate::explain::RSP_EPS;
-use crate::layers::{BatchNorm2d, Conv2d, ConvGeometry, MaxPool2d};
+use crate::layers::{BatchNorm2d, Conv2d, ConvGeometry, Linear, MaxPool2d};
+
+use super::model::Rules;
 use crate::tensor::Tensor;
 
 use super::ops::{conv2d, conv2d_dgrad, conv2d_wgrad, dims4, map, max_pool2d_route, zip};
@@ -28,28 +30,14 @@ fn sum32(v: &[f32]) -> f32 {
     v.iter().map(|&x| x as f64).sum::<f64>() as f32
 }
 
-/// Image `i` of a batch as a `[1, ...]` tensor.
-fn image(t: &Tensor, i: usize) -> Tensor {
-    let mut shape = t.shape.clone();
-    shape[0] = 1;
-    let inner: usize = t.shape[1..].iter().product();
-    Tensor::new(shape, t.data[i * inner..(i + 1) * inner].to_vec())
-}
-
-/// Concatenates `[1, ...]` tensors along the batch axis.
-fn concat(images: Vec<Tensor>) -> Tensor {
-    let mut shape = images[0].shape.clone();
-    shape[0] = images.len();
-    let mut data = Vec::with_capacity(shape.iter().product());
-    for t in images {
-        data.extend_from_slice(&t.data);
-    }
-    Tensor::new(shape, data)
-}
-
 /// Runs `f` on every image of the batch and concatenates the results.
 fn per_image(n: usize, f: impl Fn(usize) -> Tensor) -> Tensor {
-    concat((0..n).map(f).collect())
+    Tensor::concat0(&(0..n).map(f).collect::<Vec<_>>())
+}
+
+/// Image `i` of a batch as a `[1, ...]` tensor.
+fn image(t: &Tensor, i: usize) -> Tensor {
+    t.slice0(i..i + 1)
 }
 
 /// The two sections of one hidden-layer convolution for one image: returns
@@ -308,4 +296,37 @@ pub fn comparative_init(act: &Tensor, grads: &[Tensor]) -> Tensor {
         }
         Tensor::new(vec![1, c, h, w], out)
     })
+}
+
+/// RSP as a CPU rule set over `model::walk`: z^B on the convolution that reads the
+/// image, the sectional rule elsewhere, identity through ReLUs. RSP starts at the
+/// explanation layer; its head rules are the gradient's.
+pub struct RspRules;
+
+impl Rules for RspRules {
+    fn conv(&self, x: &Tensor, r: &Tensor, c: &Conv2d, first: bool) -> Tensor {
+        if first {
+            first_conv_rule(x, r, c)
+        } else {
+            conv_rule(x, r, &c.geometry())
+        }
+    }
+    fn linear(&self, x: &Tensor, r: &Tensor, l: &Linear) -> Tensor {
+        super::baselines::Gradient.linear(x, r, l)
+    }
+    fn relu(&self, _: &Tensor, r: &Tensor) -> Tensor {
+        r.clone()
+    }
+    fn max_pool(&self, x: &Tensor, r: &Tensor, p: &MaxPool2d) -> Tensor {
+        maxpool_rule(x, r, p)
+    }
+    fn avg_pool(&self, x: &Tensor, r: &Tensor) -> Tensor {
+        super::baselines::Gradient.avg_pool(x, r)
+    }
+    fn batch_norm(&self, x: &Tensor, r: &Tensor, bn: &BatchNorm2d) -> Tensor {
+        batchnorm_rule(x, r, bn)
+    }
+    fn residual(&self, a: &Tensor, b: &Tensor, r: &Tensor) -> (Tensor, Tensor) {
+        residual_rule(a, b, r)
+    }
 }

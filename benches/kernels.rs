@@ -9,7 +9,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-use rsp::explain::rules::rsp_conv_rule;
+use rsp::explain::rsp::rsp_conv_rule;
 use rsp::gpu::{ContextOptions, GpuContext, Recorder};
 use rsp::layers::{Conv2d, MaxPool2d};
 use rsp::models::gpu::GpuModel;

@@ -8,11 +8,10 @@
 // threads owns a (4·WG_Y)×(4·WG_X) tile of C, each thread a 4×4 register block of 4
 // consecutive rows and 4 consecutive columns; A and B are staged through workgroup
 // memory 16 columns of K at a time, stored as vec4s of consecutive rows (columns), so
-// each k costs a thread two vector loads for 16 FMAs (with rows WG_Y apart it took
-// eight scalar loads; VGG16 RSP at 64 px on lavapipe went from 8.8 s to 6.0 s). The
-// tile shape is a pipeline constant chosen per problem on the host
-// (`ops::conv::GemmTile`): 16, 32 or 64 rows × 16, 32 or 64 columns, the fewest that
-// hold M and N, and 32×32 where 64×64 tiles would leave a large GPU idle.
+// each k costs a thread two vector loads for 16 FMAs (rows WG_Y apart would need
+// eight scalar loads). The tile shape is a pipeline constant chosen per problem on the
+// host (`ops::conv::GemmTile`): 16, 32 or 64 rows × 16, 32 or 64 columns, the fewest
+// that hold M and N, and 32×32 where 64×64 tiles would leave a large GPU idle.
 // Split-K: the dispatch's z axis holds problems × splits, and split s sums its own
 // contiguous range of K (the op stores a partial per split, summed afterwards in split
 // order). Every sum runs in ascending K order, so results are deterministic and the

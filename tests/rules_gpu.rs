@@ -1,4 +1,4 @@
-//! The GPU RSP rules (`rsp::explain::rules`) against the CPU reference rules
+//! The GPU RSP rules (`rsp::explain::rsp`) against the CPU reference rules
 //! (`rsp::reference::rsp`) on awkward shapes, with post-ReLU-like inputs (many exact
 //! zeros, including whole zero windows) and signed relevance with exact zeros; plus
 //! conservation of relevance (Σ R_in = Σ R) measured on the GPU's own output.
@@ -9,7 +9,7 @@
 mod common;
 mod support;
 
-use rsp::explain::rules::{
+use rsp::explain::rsp::{
     rsp_batchnorm_rule, rsp_conv_rule, rsp_first_conv_rule, rsp_maxpool_rule, rsp_residual_rule,
 };
 use rsp::layers::{BatchNorm2d, Conv2d, ConvGeometry, MaxPool2d};

@@ -13,7 +13,7 @@
 //! | RAP | one-hot | [`RapRules`] | |
 
 use super::propagate::{walk, LayerRules};
-use super::rules::{rsp_batchnorm_rule, rsp_first_conv_rule};
+use super::rsp::{rsp_batchnorm_rule, rsp_first_conv_rule};
 use super::{Method, PassOutputs};
 use crate::gpu::{GpuTensor, Recorder};
 use crate::layers::MaxPool2d;

@@ -6,7 +6,6 @@
 pub mod baselines;
 pub mod propagate;
 pub mod rsp;
-pub mod rules;
 
 use anyhow::{bail, Result};
 

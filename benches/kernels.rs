@@ -11,8 +11,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 use rsp::explain::rules::rsp_conv_rule;
 use rsp::gpu::{ContextOptions, GpuContext, Recorder};
-use rsp::models::gpu::GpuModel;
 use rsp::layers::{Conv2d, MaxPool2d};
+use rsp::models::gpu::GpuModel;
 use rsp::models::zoo;
 use rsp::ops::{conv2d, conv2d_dgrad, conv2d_wgrad, max_pool2d_route, GpuConv, Weights};
 use rsp::Tensor;

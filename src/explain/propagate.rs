@@ -4,8 +4,8 @@
 //! walk, the saved activations and the scheduler are shared.
 
 use crate::gpu::{GpuTensor, Recorder};
-use crate::models::gpu::{Forward, GpuModel, GpuVggLayer, Saved};
 use crate::layers::MaxPool2d;
+use crate::models::gpu::{Forward, GpuModel, GpuVggLayer, Saved};
 use crate::ops::{GpuBatchNorm, GpuConv, GpuLinear};
 
 /// What a backward method does at each kind of layer. Every function maps the signal

@@ -3,10 +3,10 @@
 //! down, and an explanation method that depends on what the model learned must change
 //! as they are.
 
-use crate::layers::{Conv2d, Linear};
 use super::vgg::VggLayer;
 use super::zoo::Rng;
 use super::Model;
+use crate::layers::{Conv2d, Linear};
 
 /// Names of the weighted layers (convolutions and linear layers, torchvision naming),
 /// from the logits to the input: the order in which the cascade re-initialises them.

@@ -1,10 +1,10 @@
 //! torchvision architectures with random weights (He-normal convs, small biases,
 //! eval-mode BN statistics), for benchmarks and tests where only shapes matter.
 
-use crate::layers::{BatchNorm2d, Conv2d, Linear, MaxPool2d};
 use super::resnet::{Block, ResNet};
 use super::vgg::{Vgg, VggLayer};
 use super::{Model, BN_EPS};
+use crate::layers::{BatchNorm2d, Conv2d, Linear, MaxPool2d};
 use crate::tensor::Tensor;
 
 /// Deterministic generator (SplitMix64) with a Box–Muller normal.

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
+use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -220,6 +221,17 @@ impl DeviceArgs {
             progress: true,
             ..Default::default()
         }
+    }
+}
+
+/// `--weights-dtype`: the storage types by their names, described in `--help`.
+impl ValueEnum for DType {
+    fn value_variants<'a>() -> &'a [Self] {
+        &DType::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.name()).help(self.description()))
     }
 }
 

@@ -4,7 +4,9 @@
 use clap::builder::PossibleValue;
 use clap::{Args, ValueEnum};
 
+use crate::explain::Method;
 use crate::gpu::{Autotune, Backend, ContextOptions, DType};
+use crate::preprocess::Normalisation;
 
 /// The GPU flags every command shares: which backend, and how weights are stored.
 #[derive(Args, Debug, Clone)]
@@ -39,16 +41,24 @@ impl DeviceArgs {
     }
 }
 
-/// `--weights-dtype`: the storage types by their names, described in `--help`.
-impl ValueEnum for DType {
-    fn value_variants<'a>() -> &'a [Self] {
-        &DType::ALL
-    }
+/// Command-line values for library enums that list their variants (`ALL`) with a
+/// `name()` and a `description()`: `--help` lists them, and anything else is clap's
+/// "invalid value" error.
+macro_rules! named_value_enum {
+    ($($ty:ty),*) => {$(
+        impl ValueEnum for $ty {
+            fn value_variants<'a>() -> &'a [Self] {
+                &<$ty>::ALL
+            }
 
-    fn to_possible_value(&self) -> Option<PossibleValue> {
-        Some(PossibleValue::new(self.name()).help(self.description()))
-    }
+            fn to_possible_value(&self) -> Option<PossibleValue> {
+                Some(PossibleValue::new(self.name()).help(self.description()))
+            }
+        }
+    )*};
 }
+
+named_value_enum!(DType, Method, Normalisation);
 
 fn parse_autotune(s: &str) -> std::result::Result<Autotune, String> {
     s.parse()

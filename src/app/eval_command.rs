@@ -68,12 +68,7 @@ pub struct CommonArgs {
     /// dataset's classes; repeat for several models (one column group each).
     #[arg(long, required = true)]
     pub weights: Vec<PathBuf>,
-    /// Comma-separated methods (rsp, gradcam, gradient, gradxinput, lrp-eps, lrp-ab,
-    /// clrp, sglrp, rap; pointing-game also center).
-    #[arg(
-        long,
-        default_value = "rsp,gradcam,gradient,gradxinput,lrp-eps,lrp-ab,clrp,sglrp,rap"
-    )]
+    #[arg(long, help = methods_help(), default_value_t = all_methods())]
     pub methods: String,
     /// Resize each image's shorter side to this many pixels (aspect kept, no crop);
     /// 0 keeps the original size.
@@ -97,6 +92,20 @@ pub struct CommonArgs {
     /// interrupted run; used by the resume test).
     #[arg(long, hide = true)]
     pub stop_after: Option<usize>,
+}
+
+/// `--methods`' help: the names of [`Method::ALL`], and the Pointing Game's extra.
+fn methods_help() -> String {
+    format!(
+        "Comma-separated methods ({}; pointing-game also {})",
+        Method::ALL.map(Method::name).join(", "),
+        EvalMethod::Center.name()
+    )
+}
+
+/// `--methods`' default: every method of [`Method::ALL`].
+fn all_methods() -> String {
+    Method::ALL.map(Method::name).join(",")
 }
 
 /// `rsp eval pointing-game`.
@@ -199,15 +208,20 @@ fn parse_methods(list: &str, allow_center: bool) -> Result<Vec<EvalMethod>> {
     let mut out = Vec::new();
     for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let m = EvalMethod::parse(name).with_context(|| {
-            let known: Vec<&str> = Method::ALL.iter().map(|m| m.name()).collect();
+            let mut known = Method::ALL.map(Method::name).to_vec();
+            if allow_center {
+                known.push(EvalMethod::Center.name());
+            }
             format!(
-                "--methods: unknown method '{name}' (known: {}{})",
-                known.join(", "),
-                if allow_center { ", center" } else { "" }
+                "--methods: unknown method '{name}' (known: {})",
+                known.join(", ")
             )
         })?;
         if m == EvalMethod::Center && !allow_center {
-            bail!("--methods: 'center' is a Pointing Game baseline only");
+            bail!(
+                "--methods: '{}' is a Pointing Game baseline only",
+                EvalMethod::Center.name()
+            );
         }
         if !out.contains(&m) {
             out.push(m);

@@ -18,8 +18,8 @@ use crate::models::gpu::GpuModel;
 use crate::models::hub::{self, WeightSources};
 use crate::models::weights::{to_safetensors_bytes, TensorFile};
 use crate::preprocess::{load_image, preprocess};
-use crate::reference::ops::{softmax, top_k};
 use crate::render::{heatmap_image, overlay, save_png, write_atomic};
+use crate::tensor::{softmax, top_k};
 use crate::{Explanation, Init, Model, Tensor};
 
 /// ImageNet-1k class names in index order.

@@ -28,7 +28,7 @@ use crate::models::gpu::GpuModel;
 use crate::models::randomize::{cascade_order, reinitialise};
 use crate::models::Model;
 use crate::preprocess::{load_image, preprocess_whole, Normalisation};
-use crate::tensor::Tensor;
+use crate::tensor::{top_k, Tensor};
 
 /// `rsp eval`'s arguments.
 #[derive(Args, Debug)]
@@ -653,7 +653,7 @@ fn run_sensitivity(a: &SensitivityArgs) -> Result<()> {
     let targets: Vec<usize> = logits
         .data
         .chunks(classes)
-        .map(|row| crate::reference::ops::top_k(row, 1)[0])
+        .map(|row| top_k(row, 1)[0])
         .collect();
     let maps_of = |engine: &MapEngine, m: Method| -> Result<Vec<Heatmap>> {
         Ok(engine.maps(m, &batch, &targets)?.0)

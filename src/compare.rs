@@ -1,7 +1,9 @@
 //! Comparison of tensors against references (golden files, the CPU oracle), with the two
 //! tolerance modes of the golden README: a tight elementwise bound for small cases and a
 //! statistical bound for large networks, where rare ReLU-zero or max-pool near-tie flips
-//! legitimately move a few elements.
+//! legitimately move a few elements; and the plain relative-maximum bound of the GPU op
+//! and rule tests against the oracle. This is the one tolerance check of the crate and
+//! its tests.
 //!
 //! All measurements are computed in float64.
 
@@ -17,6 +19,9 @@ pub enum Tolerance {
     Elementwise { rel_max: f32, rel_sum: f32 },
     /// `‖a − r‖₂ / ‖r‖₂ ≤ rel_l2` and `max|a − r| ≤ rel_max · max|r|`.
     Statistical { rel_l2: f32, rel_max: f32 },
+    /// `max|a − r| ≤ rel_max · max|r|` only (the GPU op and rule tests; the bound is
+    /// float64 so that it is exactly the decimal written).
+    MaxRel { rel_max: f64 },
 }
 
 impl Tolerance {
@@ -95,8 +100,8 @@ fn ratio(num: f64, den: f64) -> f64 {
 }
 
 /// `true` when `v` is above `bound` or NaN.
-fn exceeds(v: f64, bound: f32) -> bool {
-    v.is_nan() || v > bound as f64
+fn exceeds(v: f64, bound: impl Into<f64>) -> bool {
+    v.is_nan() || v > bound.into()
 }
 
 fn unravel(mut flat: usize, shape: &[usize]) -> Vec<usize> {
@@ -196,6 +201,13 @@ pub fn compare(
             }
             v
         }
+        Tolerance::MaxRel { rel_max } => {
+            let mut v = Vec::new();
+            if exceeds(rep.rel_max_err, rel_max) {
+                v.push(format!("rel_max {:.3e} > {rel_max:e}", rep.rel_max_err));
+            }
+            v
+        }
     };
     if failures.is_empty() {
         Ok(rep)
@@ -238,6 +250,19 @@ mod tests {
         let r = t(&[2], &[1.0, 2.0]);
         assert!(compare("s", &t(&[1, 2], &[1.0, 2.0]), &r, Tolerance::GOLDEN).is_err());
         assert!(compare("n", &t(&[2], &[f32::NAN, 2.0]), &r, Tolerance::LARGE_NET).is_err());
+    }
+
+    #[test]
+    fn max_rel_mode_bounds_only_the_largest_error() {
+        let r = t(&[4], &[2.0, -1.0, 0.5, 0.0]);
+        // Errors of 1e-5 · max|r| everywhere: the sum moves by more, which is not checked.
+        let a = t(&[4], &[2.00002, -0.99998, 0.50002, 0.00002]);
+        let tol = Tolerance::MaxRel { rel_max: 1.5e-5 };
+        assert!(compare("m", &a, &r, tol).is_ok());
+        let err = compare("m", &a, &r, Tolerance::MaxRel { rel_max: 5e-6 }).unwrap_err();
+        assert!(err.contains("rel_max"), "{err}");
+        assert!(compare("z", &r, &r, Tolerance::MaxRel { rel_max: 0.0 }).is_ok());
+        assert!(compare("n", &t(&[4], &[f32::NAN; 4]), &r, tol).is_err());
     }
 
     #[test]

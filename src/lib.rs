@@ -1,8 +1,7 @@
 //! rsp: Relative Sectional Propagation (Nam, Choi, Lee, AAAI 2021) explanations of VGG
 //! and ResNet classifiers, computed by WGSL compute shaders through wgpu.
 
-pub mod bench;
-pub mod cli;
+pub mod app;
 pub mod compare;
 pub mod eval;
 pub mod explain;
@@ -10,11 +9,9 @@ pub mod gpu;
 pub mod layers;
 pub mod models;
 pub mod ops;
-pub mod plot;
 pub mod preprocess;
 pub mod reference;
 pub mod render;
-pub mod synth;
 pub mod tensor;
 
 pub use explain::{Explanation, Init};

@@ -1,5 +1,6 @@
-//! `rsp`: see `rsp --help`. All logic lives in the library (`rsp::cli`).
+//! `rsp`: see `rsp --help`. All logic lives in the library's application layer
+//! (`rsp::app`).
 
 fn main() -> std::process::ExitCode {
-    rsp::cli::main()
+    rsp::app::main()
 }

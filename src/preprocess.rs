@@ -253,13 +253,44 @@ pub fn preprocess(img: &DynamicImage, resize: u32, crop: u32) -> Prepared {
 }
 
 /// Pixel normalisation of a classifier's training pipeline.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Normalisation {
     /// RGB in [0, 1], minus the ImageNet mean, divided by its std (torchvision).
     Torchvision,
     /// BGR in [0, 255] minus [103.939, 116.779, 123.68] (Caffe models, as TorchRay's
     /// VGG16/ResNet50 for VOC and COCO).
     Caffe,
+}
+
+impl Normalisation {
+    /// Every normalisation, torchvision first.
+    pub const ALL: [Normalisation; 2] = [Normalisation::Torchvision, Normalisation::Caffe];
+
+    /// The name users give (`--norm`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Normalisation::Torchvision => "torchvision",
+            Normalisation::Caffe => "caffe",
+        }
+    }
+
+    /// The normalisation of a [`Normalisation::name`].
+    pub fn from_name(name: &str) -> Option<Normalisation> {
+        Normalisation::ALL.into_iter().find(|n| n.name() == name)
+    }
+
+    /// One line on the normalisation, for lists of choices.
+    pub fn description(self) -> &'static str {
+        match self {
+            Normalisation::Torchvision => {
+                "RGB in [0, 1], minus the ImageNet mean, divided by its std (torchvision)"
+            }
+            Normalisation::Caffe => {
+                "BGR in [0, 255] minus [103.939, 116.779, 123.68] (Caffe models, as TorchRay's \
+                 VGG16/ResNet50 for VOC and COCO)"
+            }
+        }
+    }
 }
 
 /// Caffe's BGR means on 0–255.

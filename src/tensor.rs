@@ -1,5 +1,6 @@
 //! Host-side dense float32 tensors: the currency between the CPU reference, the
-//! weight loader, the GPU engine's uploads/readbacks and the tests.
+//! weight loader, the GPU engine's uploads/readbacks and the tests; and the two host
+//! reductions of read-back logits that reports need ([`softmax`], [`top_k`]).
 
 use std::borrow::Borrow;
 
@@ -91,5 +92,65 @@ impl Tensor {
     /// Sum in float64, so that comparisons of totals do not depend on order.
     pub fn sum_f64(&self) -> f64 {
         self.data.iter().map(|&v| v as f64).sum()
+    }
+}
+
+/// Row-wise softmax of `[N, C]` logits: each row shifted by its maximum, exponentiated
+/// and divided by its total (summed in float64).
+pub fn softmax(logits: &Tensor) -> Tensor {
+    assert_eq!(logits.shape.len(), 2, "softmax: expected [N, C] logits");
+    let c = logits.shape[1];
+    let mut out = logits.data.clone();
+    for row in out.chunks_mut(c.max(1)) {
+        let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        for v in row.iter_mut() {
+            *v = (*v - m).exp();
+        }
+        let total = row.iter().map(|&v| v as f64).sum::<f64>() as f32;
+        for v in row.iter_mut() {
+            *v /= total;
+        }
+    }
+    Tensor::new(logits.shape.clone(), out)
+}
+
+/// Indices of the `k` largest entries of `row`, largest first; ties go to the lower index.
+pub fn top_k(row: &[f32], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..row.len()).collect();
+    // A stable sort keeps equal values in index order.
+    idx.sort_by(|&a, &b| {
+        row[b]
+            .partial_cmp(&row[a])
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    idx.truncate(k);
+    idx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmax_rows_sum_to_one_and_keep_the_order() {
+        let logits = Tensor::new(vec![2, 3], vec![1.0, 2.0, 3.0, 1000.0, 1000.0, -1000.0]);
+        let p = softmax(&logits);
+        assert_eq!(p.shape, vec![2, 3]);
+        let e = [1.0f64, 1f64.exp(), 2f64.exp()];
+        let total: f64 = e.iter().sum();
+        for (got, want) in p.data[..3].iter().zip(e.iter().map(|v| v / total)) {
+            assert!((*got as f64 - want).abs() < 1e-7, "{got} vs {want}");
+        }
+        // Large logits do not overflow: the row is shifted by its maximum first.
+        assert_eq!(&p.data[3..], &[0.5, 0.5, 0.0]);
+    }
+
+    #[test]
+    fn top_k_is_largest_first_with_ties_to_the_lower_index() {
+        let row = [0.1, 0.7, 0.3, 0.7, -1.0];
+        assert_eq!(top_k(&row, 3), vec![1, 3, 2]);
+        assert_eq!(top_k(&row, 1), vec![1]);
+        assert_eq!(top_k(&row, 9), vec![1, 3, 2, 0, 4]);
+        assert!(top_k(&row, 0).is_empty());
     }
 }

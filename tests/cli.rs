@@ -323,7 +323,7 @@ fn cli_explains_features_only_weights_from_a_given_init() {
 
 #[test]
 fn target_accepts_indices_and_imagenet_names() {
-    use rsp::cli::resolve_target;
+    use rsp::app::cli::resolve_target;
     assert_eq!(resolve_target("281", 1000).unwrap(), 281);
     assert_eq!(resolve_target("tabby", 1000).unwrap(), 281);
     assert_eq!(resolve_target("Tabby Cat", 1000).unwrap(), 281);
@@ -547,7 +547,7 @@ fn help_entries(text: &str) -> Vec<(String, Vec<String>)> {
 #[test]
 fn help_documents_every_flag_with_its_default() {
     use clap::CommandFactory;
-    let top = rsp::cli::Cli::command();
+    let top = rsp::app::cli::Cli::command();
     let bench = top.find_subcommand("bench").unwrap().clone();
     for (args, cmd) in [
         (vec!["--help"], top.clone()),

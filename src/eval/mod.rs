@@ -1,6 +1,7 @@
 //! The evaluation suite: dataset readers, metrics, resumable result logs and result
 //! tables (all CPU-side: they score [`Heatmap`]s whatever made them), plus the engine
-//! glue and the `rsp eval` command that produce those maps on the GPU.
+//! glue that produces those maps on the GPU. The `rsp eval` command that runs the
+//! benchmarks end to end is application code (`crate::app::eval_command`).
 //!
 //! * [`dataset`]: the common types ([`Sample`], [`ClassTruth`], [`BinaryMask`],
 //!   [`LabelMap`]) and the [`Dataset`] trait.
@@ -12,11 +13,9 @@
 //! * [`results`]: append-only JSONL logs that let an interrupted run resume.
 //! * [`table`]: the final method × (dataset, model) table as text, CSV and Markdown.
 //! * [`map`]: the saliency map type and the torch-compatible bilinear resize.
-//! * [`engine`]: maps of any method from the GPU engine, and [`command`]: `rsp eval`
-//!   (the benchmarks end to end).
+//! * [`engine`]: maps of any method from the GPU engine.
 
 pub mod coco;
-pub mod command;
 pub mod dataset;
 pub mod difficult;
 pub mod engine;

@@ -17,23 +17,19 @@ use crate::tensor::Tensor;
 pub const LRP_EPSILON: f32 = 0.25;
 
 /// An attribution method, by its command-line name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Method {
     /// Relative Sectional Propagation (Nam, Choi, Lee, AAAI 2021).
     Rsp,
     /// Grad-CAM (Selvaraju et al. 2017) at RSP's explanation layer, resized to the input.
-    #[value(name = "gradcam")]
     GradCam,
     /// The gradient of the target logit w.r.t. the input (Simonyan et al. 2014).
     Gradient,
     /// Gradient ⊙ input (Shrikumar et al. 2016).
-    #[value(name = "gradxinput")]
     GradientTimesInput,
     /// LRP with the ε-rule in every layer but the first (z^B).
-    #[value(name = "lrp-eps")]
     LrpEpsilon,
     /// LRP-αβ with α = 1, β = 0 (z⁺) in every layer but the first (z^B).
-    #[value(name = "lrp-ab")]
     LrpAlphaBeta,
     /// Contrastive LRP (Gu, Yang, Tresp 2018): target minus the dual "all other classes".
     Clrp,
@@ -75,6 +71,25 @@ impl Method {
     /// Parses a command-line name.
     pub fn from_name(name: &str) -> Option<Method> {
         Method::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    /// One line on the method, for lists of choices.
+    pub fn description(self) -> &'static str {
+        match self {
+            Method::Rsp => "Relative Sectional Propagation (Nam, Choi, Lee, AAAI 2021)",
+            Method::GradCam => {
+                "Grad-CAM (Selvaraju et al. 2017) at RSP's explanation layer, resized to the input"
+            }
+            Method::Gradient => "The gradient of the target logit w.r.t. the input (Simonyan et al. 2014)",
+            Method::GradientTimesInput => "Gradient ⊙ input (Shrikumar et al. 2016)",
+            Method::LrpEpsilon => "LRP with the ε-rule in every layer but the first (z^B)",
+            Method::LrpAlphaBeta => "LRP-αβ with α = 1, β = 0 (z⁺) in every layer but the first (z^B)",
+            Method::Clrp => {
+                "Contrastive LRP (Gu, Yang, Tresp 2018): target minus the dual \"all other classes\""
+            }
+            Method::Sglrp => "Softmax-gradient LRP (Iwana, Kuroki, Uchida 2019)",
+            Method::Rap => "Relative Attributing Propagation (Nam, Kim, Lee, AAAI 2020)",
+        }
     }
 
     /// Whether the method starts from the target's logit (one-hot × logit), as LRP does.

@@ -6,9 +6,11 @@ use std::sync::Mutex;
 
 use anyhow::{anyhow, bail, Result};
 
+use super::dtype::DType;
 use super::pipelines::PipelineCache;
 use super::pool::BufferPool;
 use super::profiler::Profiler;
+use super::tune::{self, Autotune, Tuner};
 
 /// Which wgpu backends to consider (`--backend`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -77,11 +79,11 @@ pub struct ContextOptions {
     /// Storage type of convolution and linear weights: f32 (default; the golden
     /// parity mode) or f16 (half the weight memory and bandwidth, f32 arithmetic;
     /// needs the adapter's `SHADER_F16`).
-    pub weights: super::DType,
+    pub weights: DType,
     /// Whether GEMM kernel variants are chosen by measurement (off by default in the
     /// library; the CLI turns it on).
-    pub autotune: super::Autotune,
-    /// Where the autotuner keeps its choices (`None`: [`super::tune::default_cache_path`]).
+    pub autotune: Autotune,
+    /// Where the autotuner keeps its choices (`None`: [`tune::default_cache_path`]).
     pub autotune_cache: Option<std::path::PathBuf>,
     /// Run this GEMM kernel variant everywhere it applies, by name (`rsp bench
     /// --kernel`; the tests run every kernel with every tile shape); it wins over
@@ -199,9 +201,9 @@ pub struct GpuContext {
     /// Per-kernel GPU timing, when asked for and supported.
     pub profiler: Option<Profiler>,
     /// Storage type of uploaded layer weights (`ContextOptions::weights`).
-    pub weight_dtype: super::DType,
+    pub weight_dtype: DType,
     /// Workgroups a GEMM should offer to keep this adapter busy: below it, 64×64 tiles
-    /// give way to 32×32 ones (`ops::gemm::GemmTile::for_problem`). 256 for GPUs (two
+    /// give way to 32×32 ones (the GEMM op family's tile choice). 256 for GPUs (two
     /// per streaming multiprocessor on a 132-SM card); two per thread for a CPU device
     /// such as lavapipe, where smaller tiles only lose reuse (VGG16 RSP at 64 px on
     /// lavapipe: 9.6 s with 32×32 tiles in the late layers, 8.6 s with 64×64).
@@ -209,12 +211,13 @@ pub struct GpuContext {
     /// `ContextOptions::gemm_kernel`.
     pub gemm_kernel: Option<String>,
     /// Chooses kernel variants by measurement (`ContextOptions::autotune`).
-    pub tuner: super::Tuner,
+    pub tuner: Tuner,
     /// `ContextOptions::offer_broken_variant`.
     #[doc(hidden)]
     pub offer_broken_variant: bool,
-    /// Held by the one [`Recorder`](super::Recorder) recording at a time: buffers freed
-    /// while recording are reused only by later commands of the same recording.
+    /// Held by the one [`Recorder`](super::recorder::Recorder) recording at a time:
+    /// buffers freed while recording are reused only by later commands of the same
+    /// recording.
     pub(crate) recording: Mutex<()>,
 }
 
@@ -269,7 +272,7 @@ impl GpuContext {
                 adapter.get_info().name
             );
         }
-        let half = opts.weights == super::DType::F16;
+        let half = opts.weights == DType::F16;
         if half && !adapter.features().contains(wgpu::Features::SHADER_F16) {
             bail!(
                 "--weights-dtype f16: '{}' does not support f16 in shaders (SHADER_F16); \
@@ -311,11 +314,11 @@ impl GpuContext {
         } else {
             256
         };
-        let tuner = super::Tuner::new(
+        let tuner = Tuner::new(
             opts.autotune,
             opts.autotune_cache
                 .clone()
-                .or_else(super::tune::default_cache_path),
+                .or_else(tune::default_cache_path),
             opts.progress,
         );
         Ok(GpuContext {

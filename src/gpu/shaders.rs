@@ -1,8 +1,8 @@
 //! The WGSL sources in `shaders/`, embedded at build time. The three convolution
 //! kernels share one geometry header and are completed by one of the GEMM skeletons
-//! (the kernel variants of `ops::gemm`), composed here.
+//! (the kernel variants the GEMM op family chooses among), composed here.
 
-use super::tensor::DType;
+use super::dtype::DType;
 
 /// How a GEMM-shaped op file is completed into a kernel: the skeleton that owns
 /// `main` and calls the op's `load_a`/`load_b`/`store_c`.

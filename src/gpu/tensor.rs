@@ -6,39 +6,9 @@ use anyhow::{anyhow, Result};
 use wgpu::util::DeviceExt;
 
 use super::context::GpuContext;
+use super::dtype::DType;
 use super::pool::{padded_size, PooledBuffer, STORAGE_USAGE};
 use crate::tensor::Tensor;
-
-/// How a tensor's elements are stored on the GPU. Kernels always compute in f32; a
-/// binding of f16 elements is read through a per-binding element type alias (see
-/// `gpu::shaders`), so only storage and bandwidth change.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum)]
-pub enum DType {
-    /// IEEE single precision.
-    #[default]
-    #[value(name = "f32")]
-    F32,
-    /// IEEE half precision; needs the adapter's `SHADER_F16` feature.
-    #[value(name = "f16")]
-    F16,
-}
-
-impl DType {
-    pub fn bytes(self) -> u64 {
-        match self {
-            DType::F32 => 4,
-            DType::F16 => 2,
-        }
-    }
-
-    /// The WGSL scalar type.
-    pub fn wgsl(self) -> &'static str {
-        match self {
-            DType::F32 => "f32",
-            DType::F16 => "f16",
-        }
-    }
-}
 
 /// A tensor in GPU memory (row-major), f32 unless uploaded as weights in f16 storage.
 /// Cloning shares the buffer.
@@ -99,7 +69,7 @@ impl GpuContext {
     }
 
     /// Copies layer weights to the GPU in the context's weight storage type
-    /// ([`ContextOptions::weights`](super::ContextOptions)): f32 as they are, or
+    /// ([`ContextOptions::weights`](super::context::ContextOptions)): f32 as they are, or
     /// rounded to the nearest f16.
     pub fn upload_weights(&self, shape: &[usize], data: &[f32]) -> GpuTensor {
         match self.weight_dtype {

@@ -1,12 +1,12 @@
-//! Helpers shared by the GPU-vs-CPU tests: the relative error criterion, input
-//! generators with exact zeros and ties, and tiny torchvision-layout models written to
-//! safetensors files.
+//! Helpers shared by the GPU-vs-CPU tests: the relative error criterion (checked by the
+//! library's `rsp::compare`), input generators with exact zeros and ties, and tiny
+//! torchvision-layout models written to safetensors files.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use rsp::compare::measure;
+use rsp::compare::{compare, measure, Tolerance};
 use rsp::gpu::{GpuTensor, Recorder};
 use rsp::Tensor;
 use safetensors::tensor::{Dtype, TensorView};
@@ -35,42 +35,31 @@ pub fn run1(f: impl FnOnce(&mut Recorder<'static>) -> GpuTensor) -> Tensor {
     run(|rec| vec![f(rec)]).remove(0)
 }
 
-/// The criterion of the op and rule tests: `max|gpu − cpu| / max|cpu|`.
+/// The bound of the op and rule tests: `max|gpu − cpu| ≤ REL_TOL · max|cpu|`
+/// ([`Tolerance::MaxRel`]); also their bound on relative errors of sums.
 pub const REL_TOL: f64 = 1e-5;
 
-/// `max|a − r| / max|r|` in float64 (0 when both are identical, infinite on NaN or
-/// when only the error is non-zero).
+/// `max|a − r| / max|r|` in float64 ([`measure`]'s `rel_max_err`; 0 when both are
+/// identical, infinite on NaN or when only the error is non-zero).
 pub fn rel_err(actual: &Tensor, reference: &Tensor) -> f64 {
-    assert_eq!(actual.shape, reference.shape, "shape mismatch");
-    let (mut err, mut max) = (0.0f64, 0.0f64);
-    for (&a, &r) in actual.data.iter().zip(&reference.data) {
-        let e = (a as f64 - r as f64).abs();
-        if e.is_nan() {
-            return f64::INFINITY;
-        }
-        err = err.max(e);
-        max = max.max((r as f64).abs());
-    }
-    if err == 0.0 {
-        0.0
-    } else if max == 0.0 {
+    let e = measure("rel_err", actual, reference).rel_max_err;
+    if e.is_nan() {
         f64::INFINITY
     } else {
-        err / max
+        e
     }
 }
 
-/// Asserts `rel_err(gpu, cpu) ≤ tol`, printing the measurement; returns it.
+/// Asserts `gpu` is within [`Tolerance::MaxRel`]` { rel_max: tol }` of `cpu` (the
+/// library's [`compare`]), printing the measurement; returns it.
 pub fn assert_close(name: &str, gpu: &Tensor, cpu: &Tensor, tol: f64) -> f64 {
-    assert_eq!(gpu.shape, cpu.shape, "{name}: shape mismatch");
-    let e = rel_err(gpu, cpu);
-    println!("{name}: max|gpu-cpu|/max|cpu| = {e:.3e}");
-    assert!(
-        e <= tol,
-        "{name}: max|gpu-cpu|/max|cpu| = {e:.3e} > {tol:e}: {}",
-        measure(name, gpu, cpu)
-    );
-    e
+    match compare(name, gpu, cpu, Tolerance::MaxRel { rel_max: tol }) {
+        Ok(rep) => {
+            println!("{name}: max|gpu-cpu|/max|cpu| = {:.3e}", rep.rel_max_err);
+            rep.rel_max_err
+        }
+        Err(msg) => panic!("{msg}"),
+    }
 }
 
 /// Asserts bit-identical tensors (NaN-free), with the first differing element on failure.

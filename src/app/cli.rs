@@ -5,17 +5,21 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::args::DeviceArgs;
+use super::bench::{BenchArgs, TuneArgs};
+use super::eval_command::EvalArgs;
+use super::synth::SynthArgs;
 use crate::explain::{explain, Method, Request, NO_TARGET};
-use crate::gpu::{list_adapters, Autotune, Backend, ContextOptions, DType, GpuContext};
+use crate::gpu::{list_adapters, Backend, GpuContext};
 use crate::models::gpu::GpuModel;
 use crate::models::hub::{self, WeightSources};
 use crate::models::weights::{to_safetensors_bytes, TensorFile};
 use crate::preprocess::{load_image, preprocess};
-use crate::reference::ops::{softmax, top_k};
 use crate::render::{heatmap_image, overlay, save_png, write_atomic};
+use crate::tensor::{softmax, top_k};
 use crate::{Explanation, Init, Model, Tensor};
 
 /// ImageNet-1k class names in index order.
@@ -131,55 +135,10 @@ pub enum Command {
     /// the choices, so later runs start fast.
     Tune(TuneArgs),
     /// Benchmarks of RSP and the baselines: Pointing Game, mIoU, model sensitivity.
-    Eval(crate::eval::command::EvalArgs),
+    Eval(EvalArgs),
     /// Generate the synthetic multi-object benchmark dataset (VOC layout) for
     /// evaluating attributions with nothing downloaded.
-    Synth(crate::synth::SynthArgs),
-}
-
-/// The model, input size and batch that `rsp bench` and `rsp tune` run.
-#[derive(clap::Args, Debug)]
-pub struct WorkloadArgs {
-    /// torchvision architecture with random weights (vgg11..vgg19, optionally _bn;
-    /// resnet18..resnet152).
-    #[arg(long, default_value = "vgg16", value_name = "NAME")]
-    pub model: String,
-    /// Use the weights in this safetensors file instead of random ones.
-    #[arg(long, value_name = "FILE")]
-    pub weights: Option<PathBuf>,
-    /// Input side length.
-    #[arg(long, default_value_t = 224)]
-    pub size: usize,
-    /// Images per batch.
-    #[arg(long, default_value_t = 1)]
-    pub batch: usize,
-}
-
-#[derive(clap::Args, Debug)]
-pub struct BenchArgs {
-    #[command(flatten)]
-    pub workload: WorkloadArgs,
-    /// Timed repetitions (after one warm-up run).
-    #[arg(long, default_value_t = 5)]
-    pub runs: usize,
-    /// After timing, run once more with GPU timestamps and print the time per kernel.
-    #[arg(long)]
-    pub profile: bool,
-    #[command(flatten)]
-    pub device: DeviceArgs,
-    /// Run one convolution kernel variant for every layer instead of the autotuned
-    /// choice: tiled-RxC (R, C each 16, 32 or 64; with -unchecked: without naga's
-    /// runtime checks) or direct-RxL (R = 4 or 8 rows, L = 8, 16, 32 or 64 lanes).
-    #[arg(long, default_value = "auto", value_name = "auto|VARIANT")]
-    pub kernel: String,
-}
-
-#[derive(clap::Args, Debug)]
-pub struct TuneArgs {
-    #[command(flatten)]
-    pub workload: WorkloadArgs,
-    #[command(flatten)]
-    pub device: DeviceArgs,
+    Synth(SynthArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -188,47 +147,6 @@ pub enum InitKind {
     Gradcam,
     /// Top-K comparative gradients.
     Comparative,
-}
-
-/// The GPU flags every command shares: which backend, and how weights are stored.
-#[derive(Args, Debug, Clone)]
-pub struct DeviceArgs {
-    /// wgpu backend: auto (the native API, OpenGL as a fallback), vulkan, metal, dx12 or gl.
-    #[arg(long, default_value = "auto", value_parser = parse_backend)]
-    pub backend: Backend,
-    /// Storage of the model's convolution and linear weights on the GPU: f32, or f16
-    /// (half the weight memory and bandwidth; arithmetic stays f32; maps differ from
-    /// f32 by about the rounding of the weights; needs an adapter with shader f16).
-    #[arg(long, value_enum, default_value_t = DType::F32, value_name = "f32|f16")]
-    pub weights_dtype: DType,
-    /// Convolution kernels chosen by measurement on this device: on (reuse the cached
-    /// choices in $RSP_CACHE_DIR/autotune.json, else the user cache dir +
-    /// rsp/autotune.json, and time what is missing), off (fixed heuristics, nothing
-    /// timed or written) or fresh (time everything met again). Every variant gives
-    /// the same numbers; only speed changes.
-    #[arg(long, default_value = "on", value_parser = parse_autotune, value_name = "on|off|fresh")]
-    pub autotune: Autotune,
-}
-
-impl DeviceArgs {
-    /// Context options for these flags (everything else at its default).
-    pub fn context_options(&self) -> ContextOptions {
-        ContextOptions {
-            backend: self.backend,
-            weights: self.weights_dtype,
-            autotune: self.autotune,
-            progress: true,
-            ..Default::default()
-        }
-    }
-}
-
-fn parse_autotune(s: &str) -> std::result::Result<Autotune, String> {
-    s.parse()
-}
-
-fn parse_backend(s: &str) -> std::result::Result<Backend, String> {
-    s.parse()
 }
 
 /// One unit of work: a batch from one .safetensors input, or a run of images.
@@ -290,19 +208,19 @@ pub fn run(cli: &Cli) -> Result<bool> {
         return Ok(true);
     }
     if let Some(Command::Eval(e)) = &cli.command {
-        crate::eval::command::run(e)?;
+        super::eval_command::run(e)?;
         return Ok(true);
     }
     if let Some(Command::Bench(b)) = &cli.command {
-        crate::bench::run(b)?;
+        super::bench::run(b)?;
         return Ok(true);
     }
     if let Some(Command::Tune(t)) = &cli.command {
-        crate::bench::tune(t)?;
+        super::bench::tune(t)?;
         return Ok(true);
     }
     if let Some(Command::Synth(s)) = &cli.command {
-        crate::synth::run(s)?;
+        super::synth::run(s)?;
         return Ok(true);
     }
     if cli.inputs.is_empty() {

@@ -1,15 +1,64 @@
-//! `rsp bench`: end-to-end timing of the forward pass and of a full RSP explanation.
+//! `rsp bench`: end-to-end timing of the forward pass and of a full RSP explanation;
+//! `rsp tune`: the autotuner run over one explanation's problems.
 
 use std::time::Instant;
 
-use anyhow::{anyhow, bail, Result};
+use std::path::PathBuf;
 
-use crate::cli::{BenchArgs, TuneArgs, WorkloadArgs};
+use anyhow::{anyhow, bail, Result};
+use clap::Args;
+
+use super::args::DeviceArgs;
 use crate::explain::{explain, Request};
 use crate::gpu::{ContextOptions, GpuContext, Recorder};
 use crate::models::gpu::GpuModel;
 use crate::models::{zoo, Model};
 use crate::ops::gemm::GemmKernel;
+
+/// The model, input size and batch that `rsp bench` and `rsp tune` run.
+#[derive(Args, Debug)]
+pub struct WorkloadArgs {
+    /// torchvision architecture with random weights (vgg11..vgg19, optionally _bn;
+    /// resnet18..resnet152).
+    #[arg(long, default_value = "vgg16", value_name = "NAME")]
+    pub model: String,
+    /// Use the weights in this safetensors file instead of random ones.
+    #[arg(long, value_name = "FILE")]
+    pub weights: Option<PathBuf>,
+    /// Input side length.
+    #[arg(long, default_value_t = 224)]
+    pub size: usize,
+    /// Images per batch.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+    /// Timed repetitions (after one warm-up run).
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// After timing, run once more with GPU timestamps and print the time per kernel.
+    #[arg(long)]
+    pub profile: bool,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// Run one convolution kernel variant for every layer instead of the autotuned
+    /// choice: tiled-RxC (R, C each 16, 32 or 64; with -unchecked: without naga's
+    /// runtime checks) or direct-RxL (R = 4 or 8 rows, L = 8, 16, 32 or 64 lanes).
+    #[arg(long, default_value = "auto", value_name = "auto|VARIANT")]
+    pub kernel: String,
+}
+
+#[derive(Args, Debug)]
+pub struct TuneArgs {
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
 
 /// The model of `--weights`, else `--model` with random weights; and a random batch.
 fn workload(w: &WorkloadArgs) -> Result<(Model, crate::tensor::Tensor)> {

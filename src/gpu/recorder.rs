@@ -3,8 +3,9 @@
 //! between layers.
 
 use super::context::GpuContext;
+use super::dtype::DType;
 use super::pipelines::{Access, ShaderRef};
-use super::tensor::{DType, GpuTensor};
+use super::tensor::GpuTensor;
 
 /// One storage binding of a dispatch.
 #[derive(Clone, Copy)]

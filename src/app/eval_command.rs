@@ -9,26 +9,26 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use super::coco::CocoDataset;
-use super::dataset::{Dataset, Sample};
-use super::difficult::DifficultFlags;
-use super::engine::{EvalMethod, MapEngine};
-use super::map::Heatmap;
-use super::miou::{self, IouPair, MiouScores, Threshold};
-use super::pointing::{saliency_point, PointingGame, PointingPair, PointingScores};
-use super::results::{Record, ResultsLog};
-use super::similarity;
-use super::table::{write_atomically, ResultTable};
-use super::voc::{VocDataset, VocGroundTruth};
-use crate::cli::DeviceArgs;
+use super::args::DeviceArgs;
+use super::plot::{line_chart, Series};
+use crate::eval::coco::CocoDataset;
+use crate::eval::dataset::{Dataset, Sample};
+use crate::eval::difficult::DifficultFlags;
+use crate::eval::engine::{EvalMethod, MapEngine};
+use crate::eval::map::Heatmap;
+use crate::eval::miou::{self, IouPair, MiouScores, Threshold};
+use crate::eval::pointing::{saliency_point, PointingGame, PointingPair, PointingScores};
+use crate::eval::results::{Record, ResultsLog};
+use crate::eval::similarity;
+use crate::eval::table::{write_atomically, ResultTable};
+use crate::eval::voc::{VocDataset, VocGroundTruth};
 use crate::explain::Method;
 use crate::gpu::GpuContext;
 use crate::models::gpu::GpuModel;
 use crate::models::randomize::{cascade_order, reinitialise};
 use crate::models::Model;
-use crate::plot::{line_chart, Series};
 use crate::preprocess::{load_image, preprocess_whole, Normalisation};
-use crate::tensor::Tensor;
+use crate::tensor::{top_k, Tensor};
 
 /// `rsp eval`'s arguments.
 #[derive(Args, Debug)]
@@ -68,12 +68,7 @@ pub struct CommonArgs {
     /// dataset's classes; repeat for several models (one column group each).
     #[arg(long, required = true)]
     pub weights: Vec<PathBuf>,
-    /// Comma-separated methods (rsp, gradcam, gradient, gradxinput, lrp-eps, lrp-ab,
-    /// clrp, sglrp, rap; pointing-game also center).
-    #[arg(
-        long,
-        default_value = "rsp,gradcam,gradient,gradxinput,lrp-eps,lrp-ab,clrp,sglrp,rap"
-    )]
+    #[arg(long, help = methods_help(), default_value_t = all_methods())]
     pub methods: String,
     /// Resize each image's shorter side to this many pixels (aspect kept, no crop);
     /// 0 keeps the original size.
@@ -97,6 +92,20 @@ pub struct CommonArgs {
     /// interrupted run; used by the resume test).
     #[arg(long, hide = true)]
     pub stop_after: Option<usize>,
+}
+
+/// `--methods`' help: the names of [`Method::ALL`], and the Pointing Game's extra.
+fn methods_help() -> String {
+    format!(
+        "Comma-separated methods ({}; pointing-game also {})",
+        Method::ALL.map(Method::name).join(", "),
+        EvalMethod::Center.name()
+    )
+}
+
+/// `--methods`' default: every method of [`Method::ALL`].
+fn all_methods() -> String {
+    Method::ALL.map(Method::name).join(",")
 }
 
 /// `rsp eval pointing-game`.
@@ -199,15 +208,20 @@ fn parse_methods(list: &str, allow_center: bool) -> Result<Vec<EvalMethod>> {
     let mut out = Vec::new();
     for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let m = EvalMethod::parse(name).with_context(|| {
-            let known: Vec<&str> = Method::ALL.iter().map(|m| m.name()).collect();
+            let mut known = Method::ALL.map(Method::name).to_vec();
+            if allow_center {
+                known.push(EvalMethod::Center.name());
+            }
             format!(
-                "--methods: unknown method '{name}' (known: {}{})",
-                known.join(", "),
-                if allow_center { ", center" } else { "" }
+                "--methods: unknown method '{name}' (known: {})",
+                known.join(", ")
             )
         })?;
         if m == EvalMethod::Center && !allow_center {
-            bail!("--methods: 'center' is a Pointing Game baseline only");
+            bail!(
+                "--methods: '{}' is a Pointing Game baseline only",
+                EvalMethod::Center.name()
+            );
         }
         if !out.contains(&m) {
             out.push(m);
@@ -639,7 +653,7 @@ fn run_sensitivity(a: &SensitivityArgs) -> Result<()> {
     let targets: Vec<usize> = logits
         .data
         .chunks(classes)
-        .map(|row| crate::reference::ops::top_k(row, 1)[0])
+        .map(|row| top_k(row, 1)[0])
         .collect();
     let maps_of = |engine: &MapEngine, m: Method| -> Result<Vec<Heatmap>> {
         Ok(engine.maps(m, &batch, &targets)?.0)

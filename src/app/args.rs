@@ -1,0 +1,69 @@
+//! Command-line arguments shared by several commands (the GPU flags), and how the
+//! library's enums are named and described on the command line.
+
+use clap::builder::PossibleValue;
+use clap::{Args, ValueEnum};
+
+use crate::explain::Method;
+use crate::gpu::{Autotune, Backend, ContextOptions, DType};
+use crate::preprocess::Normalisation;
+
+/// The GPU flags every command shares: which backend, and how weights are stored.
+#[derive(Args, Debug, Clone)]
+pub struct DeviceArgs {
+    /// wgpu backend: auto (the native API, OpenGL as a fallback), vulkan, metal, dx12 or gl.
+    #[arg(long, default_value = "auto", value_parser = parse_backend)]
+    pub backend: Backend,
+    /// Storage of the model's convolution and linear weights on the GPU: f32, or f16
+    /// (half the weight memory and bandwidth; arithmetic stays f32; maps differ from
+    /// f32 by about the rounding of the weights; needs an adapter with shader f16).
+    #[arg(long, value_enum, default_value_t = DType::F32, value_name = "f32|f16")]
+    pub weights_dtype: DType,
+    /// Convolution kernels chosen by measurement on this device: on (reuse the cached
+    /// choices in $RSP_CACHE_DIR/autotune.json, else the user cache dir +
+    /// rsp/autotune.json, and time what is missing), off (fixed heuristics, nothing
+    /// timed or written) or fresh (time everything met again). Every variant gives
+    /// the same numbers; only speed changes.
+    #[arg(long, default_value = "on", value_parser = parse_autotune, value_name = "on|off|fresh")]
+    pub autotune: Autotune,
+}
+
+impl DeviceArgs {
+    /// Context options for these flags (everything else at its default).
+    pub fn context_options(&self) -> ContextOptions {
+        ContextOptions {
+            backend: self.backend,
+            weights: self.weights_dtype,
+            autotune: self.autotune,
+            progress: true,
+            ..Default::default()
+        }
+    }
+}
+
+/// Command-line values for library enums that list their variants (`ALL`) with a
+/// `name()` and a `description()`: `--help` lists them, and anything else is clap's
+/// "invalid value" error.
+macro_rules! named_value_enum {
+    ($($ty:ty),*) => {$(
+        impl ValueEnum for $ty {
+            fn value_variants<'a>() -> &'a [Self] {
+                &<$ty>::ALL
+            }
+
+            fn to_possible_value(&self) -> Option<PossibleValue> {
+                Some(PossibleValue::new(self.name()).help(self.description()))
+            }
+        }
+    )*};
+}
+
+named_value_enum!(DType, Method, Normalisation);
+
+fn parse_autotune(s: &str) -> std::result::Result<Autotune, String> {
+    s.parse()
+}
+
+fn parse_backend(s: &str) -> std::result::Result<Backend, String> {
+    s.parse()
+}

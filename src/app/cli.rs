@@ -511,7 +511,7 @@ fn read_batch(cli: &Cli, batch: &[PathBuf], progress: &ProgressBar) -> (Option<J
     let input = if tensors.len() == 1 {
         tensors.pop().unwrap()
     } else {
-        concat0(&tensors)
+        Tensor::concat0(&tensors)
     };
     (
         Some(Job {
@@ -524,22 +524,9 @@ fn read_batch(cli: &Cli, batch: &[PathBuf], progress: &ProgressBar) -> (Option<J
     )
 }
 
-/// Concatenates `[n_i, ...]` tensors of equal trailing shape along the first axis.
-fn concat0(parts: &[Tensor]) -> Tensor {
-    let mut shape = parts[0].shape.clone();
-    shape[0] = parts.iter().map(|t| t.shape[0]).sum();
-    Tensor::new(
-        shape,
-        parts.iter().flat_map(|t| t.data.iter().copied()).collect(),
-    )
-}
-
 fn save_relevance(path: &Path, parts: &[Explanation]) -> Result<()> {
     let cat = |f: &dyn Fn(&Explanation) -> Tensor| {
-        let ts: Vec<Tensor> = parts.iter().map(f).collect();
-        let mut shape = ts[0].shape.clone();
-        shape[0] = ts.iter().map(|t| t.shape[0]).sum();
-        Tensor::new(shape, ts.into_iter().flat_map(|t| t.data).collect())
+        Tensor::concat0(&parts.iter().map(f).collect::<Vec<_>>())
     };
     let relevance = cat(&|e| e.relevance.clone());
     let heatmap = cat(&|e| e.heatmap());

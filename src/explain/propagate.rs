@@ -140,37 +140,3 @@ pub fn walk(
     }
     pending[to].take().expect("the walk reaches its end")
 }
-
-/// From the logits to the pixels `[N, 3, H, W]`.
-pub fn propagate(
-    rec: &mut Recorder,
-    model: &GpuModel,
-    fwd: &Forward,
-    seed: &GpuTensor,
-    rules: &dyn LayerRules,
-) -> GpuTensor {
-    let logits = model.graph.logits.expect("a classifier");
-    walk(rec, model, fwd, (logits, seed.clone()), 0, rules, None)
-}
-
-/// From the logits to the explanation layer `A` (the activation Grad-CAM and RSP start
-/// from), shaped like `A` with the seed's rows.
-pub fn propagate_head(
-    rec: &mut Recorder,
-    model: &GpuModel,
-    fwd: &Forward,
-    seed: &GpuTensor,
-    rules: &dyn LayerRules,
-) -> GpuTensor {
-    let logits = model.graph.logits.expect("a classifier");
-    let explain = model.graph.explain;
-    walk(
-        rec,
-        model,
-        fwd,
-        (logits, seed.clone()),
-        explain,
-        rules,
-        None,
-    )
-}

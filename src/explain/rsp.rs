@@ -7,7 +7,7 @@
 use anyhow::{bail, Result};
 
 use super::baselines::GradientRules;
-use super::propagate::{propagate_head, walk, LayerRules};
+use super::propagate::{walk, LayerRules};
 use super::{Init, PassOutputs, Request, RSP_EPS};
 use crate::gpu::{Binding, GpuTensor, Recorder};
 use crate::layers::{ConvGeometry, MaxPool2d};
@@ -56,13 +56,10 @@ pub(super) fn record(
         _ => {
             let chosen = chosen.as_ref().expect("a classifier ranks the classes");
             let seeds = ops::one_hot(rec, &chosen.top, n * k, model.num_classes());
-            let grad = propagate_head(
-                rec,
-                model,
-                fwd,
-                &seeds,
-                &GradientRules { rows_per_image: k },
-            );
+            let logits = model.graph.logits.expect("a classifier ranks the classes");
+            let head = GradientRules { rows_per_image: k };
+            let start = (logits, seeds);
+            let grad = walk(rec, model, fwd, start, model.graph.explain, &head, None);
             initial_relevance(
                 rec,
                 &fwd.explain_act,

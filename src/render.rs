@@ -5,7 +5,8 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use image::{Rgb, RgbImage};
+use image::Rgb;
+pub use image::RgbImage;
 
 use crate::tensor::Tensor;
 

@@ -2,11 +2,14 @@
 //! pass that keeps every activation the backward walks read resident, recorded into
 //! the caller's [`Recorder`] with no host round-trip.
 
+use anyhow::Result;
+
 use super::graph::{ActId, ConvParams, Graph, Layer, LinearParams, INPUT};
 use super::Model;
 use crate::gpu::{GpuContext, GpuTensor, Recorder};
 use crate::layers::ConvGeometry;
 use crate::ops::{self, GpuBatchNorm, GpuConv, GpuLinear};
+use crate::tensor::Tensor;
 
 /// A model graph whose parameters live on the GPU.
 pub type GpuGraph = Graph<GpuConv, GpuBatchNorm, GpuLinear>;
@@ -71,6 +74,21 @@ impl GpuModel {
     /// Bytes of the largest single tensor one image needs at `h × w`.
     pub fn largest_tensor_per_image(&self, h: usize, w: usize) -> u64 {
         self.graph.largest_tensor_per_image(h, w)
+    }
+
+    /// The logits `[N, classes]` of `input` `[N, 3, H, W]` (normalised): one forward
+    /// pass, one submission, one readback.
+    pub fn predict(&self, ctx: &GpuContext, input: &Tensor) -> Result<Tensor> {
+        let mut rec = Recorder::new(ctx);
+        let x = ctx.upload(input);
+        let fwd = self.forward(&mut rec, &x);
+        rec.submit();
+        drop(rec);
+        let words = ctx.read_buffers(&[(fwd.logits.buffer(), fwd.logits.numel())])?;
+        Ok(Tensor::new(
+            fwd.logits.shape.clone(),
+            bytemuck::cast_slice(&words[0]).to_vec(),
+        ))
     }
 
     /// Runs the forward pass of `x` `[N, 3, H, W]` up to the logits (features-only

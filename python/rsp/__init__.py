@@ -1,0 +1,167 @@
+"""rsp: Relative Sectional Propagation (Nam, Choi, Lee, AAAI 2021) and the methods it is
+compared with, on any GPU through wgpu (Vulkan, Metal, DX12; lavapipe on a CPU), with
+numpy arrays in and out. No CUDA and no PyTorch needed.
+
+    import numpy as np, rsp
+    ex = rsp.Explainer(weights="weights/synth_vgg.safetensors")
+    x = rsp.load_image("cat.png", size=64)[None]      # [1, 3, 64, 64], normalised
+    e = ex.explain(x)                                  # RSP for the top class
+    rgb = rsp.render(e.heatmap[0])                     # uint8 [64, 64, 3]
+
+The GPU work runs with the GIL released, so other Python threads keep running.
+"""
+
+from dataclasses import dataclass, field
+from os import PathLike, fspath
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+from . import _rsp
+
+__all__ = ["adapters", "Explainer", "Explanation", "load_image", "render"]
+
+
+def adapters(backend: str = "auto") -> List[dict]:
+    """Every GPU adapter wgpu finds (name, backend, type, driver, limits, features)."""
+    return _rsp.adapters(backend)
+
+
+def load_image(path: Union[str, PathLike], size: int = 224) -> np.ndarray:
+    """An image file preprocessed as the CLI does (shorter side resized to
+    ``size * 256 / 224``, centre crop ``size``, ImageNet normalisation): float32
+    ``[3, size, size]``."""
+    return _rsp.load_image_array(fspath(path), size)
+
+
+def render(heatmap: np.ndarray, image: Optional[np.ndarray] = None, cmap: str = "bwr",
+           alpha: float = 0.5) -> np.ndarray:
+    """A signed ``[H, W]`` map as uint8 RGB ``[H, W, 3]``: red = evidence for the target,
+    blue = against, white = 0, scaled by the map's max |value| (zero stays white). Over
+    ``image`` (uint8 ``[H, W, 3]``) if given, the photo showing where the map is near
+    zero. Only the ``bwr`` colour map (matplotlib's ``seismic``) and the engine's fixed
+    blending exist so far; other values raise ``ValueError``."""
+    if cmap != "bwr":
+        raise ValueError(f"unknown colour map '{cmap}' (only 'bwr' so far)")
+    if alpha != 0.5:
+        raise ValueError("alpha: only the default blending (0.5) exists so far")
+    heatmap = np.asarray(heatmap)
+    if heatmap.dtype != np.float32:
+        heatmap = heatmap.astype(np.float32)
+    if image is not None:
+        image = np.ascontiguousarray(image)
+        if image.dtype != np.uint8:
+            raise ValueError(f"image: expected uint8 [H, W, 3], got {image.dtype}")
+    return _rsp.render_map(np.ascontiguousarray(heatmap), image)
+
+
+@dataclass
+class Explanation:
+    """The result of :meth:`Explainer.explain` for a batch of N images."""
+
+    relevance: np.ndarray
+    """Pixel relevance ``[N, 3, H, W]`` (``[N, 1, H, W]`` for Grad-CAM)."""
+    heatmap: np.ndarray
+    """Signed map ``[N, H, W]``: the channel sum of ``relevance``."""
+    init: np.ndarray
+    """RSP's initial relevance at the explanation layer, or a baseline's seed at the
+    logits."""
+    logits: np.ndarray
+    """``[N, classes]``"""
+    target: np.ndarray
+    """The explained class per image (int64; -1 where none was)."""
+    layers: Dict[str, np.ndarray] = field(default_factory=dict)
+    """Relevance at the input of every module (torchvision names), when asked for."""
+
+
+Input = Union[np.ndarray, Sequence[Union[str, PathLike]]]
+
+
+class Explainer:
+    """A classifier on a GPU, ready to explain.
+
+    Give exactly one of ``model`` (a hub name such as ``"vgg16"`` or ``"resnet50"``;
+    downloaded once and checked), ``weights`` (a safetensors file in torchvision naming)
+    or ``state_dict`` (any mapping of names to arrays: numpy arrays, or torch tensors
+    after ``.detach().cpu()``), so a fine-tuned torchvision model works without writing a
+    file. ``backend``: ``auto``, ``vulkan``, ``metal``, ``dx12`` or ``gl``.
+    ``precision``: ``f32`` (the only one so far).
+    """
+
+    def __init__(self, model: Optional[str] = None, weights: Optional[Union[str, PathLike]] = None,
+                 state_dict=None, backend: str = "auto", precision: str = "f32", size: int = 224):
+        if precision != "f32":
+            raise ValueError(f"precision '{precision}': only 'f32' exists so far")
+        given = [a is not None for a in (model, weights, state_dict)]
+        if sum(given) != 1:
+            raise ValueError("give exactly one of model=, weights= or state_dict=")
+        tensors = None
+        if state_dict is not None:
+            tensors = {}
+            for name, value in state_dict.items():
+                arr = np.asarray(value)
+                if arr.dtype.kind in "iub":
+                    continue  # e.g. num_batches_tracked: not used for inference
+                if arr.dtype.kind != "f":
+                    raise ValueError(f"state_dict['{name}']: expected a float array, got {arr.dtype}")
+                tensors[str(name)] = np.ascontiguousarray(arr, dtype=np.float32)
+        self._engine = _rsp.Engine(
+            weights=None if weights is None else fspath(weights),
+            model=model,
+            tensors=tensors,
+            backend=backend,
+        )
+        self.size = size
+
+    @property
+    def num_classes(self) -> int:
+        return self._engine.num_classes
+
+    @property
+    def description(self) -> str:
+        """E.g. ``VGG (13 convs) -> 1000 classes``."""
+        return self._engine.description
+
+    @property
+    def adapter(self) -> str:
+        """The name of the GPU adapter in use."""
+        return self._engine.adapter
+
+    def _batch(self, x: Input) -> np.ndarray:
+        if isinstance(x, np.ndarray):
+            if x.dtype != np.float32:
+                raise ValueError(f"x: expected float32 [N, 3, H, W], got {x.dtype}")
+            return np.ascontiguousarray(x)
+        if isinstance(x, (str, PathLike)):
+            x = [x]
+        return np.stack([load_image(p, self.size) for p in x])
+
+    def explain(self, x: Input, method: str = "rsp", targets=None, init: str = "gradcam",
+                compare_k: int = 3, batch_size: int = 8, record_layers: bool = False) -> Explanation:
+        """Explains ``x``: a float32 ``[N, 3, H, W]`` array already normalised, or image
+        paths (preprocessed at ``size``). ``method``: ``rsp``, ``gradcam``,
+        ``gradient``, ``gradxinput``, ``lrp-eps``, ``lrp-ab``, ``clrp``, ``sglrp``,
+        ``rap``. ``targets``: a class per image, one class for all, or ``None`` for
+        each image's top prediction. ``init`` (RSP): ``gradcam`` or ``comparative``
+        (with ``compare_k`` classes)."""
+        batch = self._batch(x)
+        if targets is not None:
+            targets = [int(t) for t in np.atleast_1d(np.asarray(targets)).tolist()]
+        out = self._engine.explain(batch, method=method, targets=targets, init=init,
+                                   compare_k=compare_k, batch_size=batch_size,
+                                   record_layers=record_layers)
+        return Explanation(**out)
+
+    def predict(self, x: Input, k: int = 5, batch_size: int = 8) -> List[List[tuple]]:
+        """The top ``k`` ``(class, probability)`` pairs per image (softmax of the
+        logits)."""
+        batch = self._batch(x)
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        logits = np.concatenate([self._engine.logits(batch[i:i + batch_size])
+                                 for i in range(0, len(batch), batch_size)])
+        z = logits.astype(np.float64)
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        probs = z / z.sum(axis=1, keepdims=True)
+        top = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+        return [[(int(c), float(probs[i, c])) for c in row] for i, row in enumerate(top)]

@@ -1,0 +1,373 @@
+//! `rsp._rsp`: the native half of the Python package. It holds a GPU context and a
+//! model on the GPU and runs the library's one entry point, `rsp::explain::explain`,
+//! with the GIL released; arrays cross as float32 numpy arrays (read in place, returned
+//! as new arrays). The Python half (`python/rsp/__init__.py`) adds the friendly API.
+//!
+//! Errors: bad arrays, names and targets raise `ValueError`, missing files
+//! `FileNotFoundError`, everything the device or a weights file reports `RuntimeError`,
+//! each with the CLI's message.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use numpy::{IntoPyArray, PyArray1, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyFileNotFoundError, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+
+use rsp::explain::{explain, Init, Method, Request};
+use rsp::gpu::{list_adapters, Backend, ContextOptions, GpuContext};
+use rsp::models::gpu::GpuModel;
+use rsp::models::hub::{self, WeightSources};
+use rsp::models::weights::TensorFile;
+use rsp::preprocess::{load_image, preprocess};
+use rsp::render::{heatmap_image, overlay};
+use rsp::{Model, Tensor};
+
+fn runtime(e: anyhow::Error) -> PyErr {
+    PyRuntimeError::new_err(format!("{e:#}"))
+}
+
+fn backend(name: &str) -> PyResult<Backend> {
+    name.parse::<Backend>().map_err(PyValueError::new_err)
+}
+
+/// A float32 numpy array as a host tensor (one copy, in C order).
+fn tensor(name: &str, a: &Bound<'_, PyAny>) -> PyResult<Tensor> {
+    let arr: PyReadonlyArrayDyn<'_, f32> = a.extract().map_err(|_| {
+        let dtype = a
+            .getattr("dtype")
+            .map(|d| d.to_string())
+            .unwrap_or_else(|_| a.get_type().to_string());
+        PyValueError::new_err(format!(
+            "{name}: expected a float32 numpy array, got {dtype}"
+        ))
+    })?;
+    let shape = arr.shape().to_vec();
+    let data: Vec<f32> = arr.as_array().iter().copied().collect();
+    Ok(Tensor::new(shape, data))
+}
+
+/// A host tensor as a new numpy array of its shape.
+fn array<'py>(py: Python<'py>, t: &Tensor) -> PyResult<Bound<'py, PyAny>> {
+    let flat = PyArray1::from_vec(py, t.data.clone());
+    Ok(flat.reshape(t.shape.clone())?.into_any())
+}
+
+/// Every adapter wgpu finds for `backend`, as dicts.
+#[pyfunction]
+#[pyo3(signature = (backend = "auto"))]
+fn adapters<'py>(py: Python<'py>, backend: &str) -> PyResult<Bound<'py, PyList>> {
+    let b = self::backend(backend)?;
+    let list = PyList::empty(py);
+    for a in py.detach(|| list_adapters(b)) {
+        let d = PyDict::new(py);
+        d.set_item("name", &a.name)?;
+        d.set_item("backend", format!("{:?}", a.backend).to_lowercase())?;
+        d.set_item("type", format!("{:?}", a.device_type))?;
+        d.set_item("driver", &a.driver)?;
+        d.set_item("max_storage_binding", a.max_storage_binding)?;
+        d.set_item("max_buffer", a.max_buffer)?;
+        d.set_item("max_invocations", a.max_invocations)?;
+        let features = PyList::empty(py);
+        if a.shader_f16 {
+            features.append("shader-f16")?;
+        }
+        if let Some(size) = a.fixed_subgroup {
+            features.append(format!("subgroup-{size}"))?;
+        }
+        d.set_item("features", features)?;
+        list.append(d)?;
+    }
+    Ok(list)
+}
+
+/// An image file, preprocessed as the CLI does (shorter side to `size·256/224`, centre
+/// crop `size`, ImageNet normalisation): float32 `[3, size, size]`.
+#[pyfunction]
+#[pyo3(signature = (path, size = 224))]
+fn load_image_array<'py>(py: Python<'py>, path: PathBuf, size: u32) -> PyResult<Bound<'py, PyAny>> {
+    if !path.exists() {
+        return Err(PyFileNotFoundError::new_err(format!(
+            "{}: no such file",
+            path.display()
+        )));
+    }
+    if size == 0 {
+        return Err(PyValueError::new_err("size must be at least 1"));
+    }
+    let t = py
+        .detach(|| {
+            let img = load_image(&path)?;
+            let resize = (size as u64 * 256 / 224) as u32;
+            anyhow::Ok(preprocess(&img, resize, size).tensor)
+        })
+        .map_err(|e| PyValueError::new_err(format!("{e:#}")))?;
+    array(py, &t)
+}
+
+/// A signed `[H, W]` map in the RSP colours (red = target, blue = hostile, white = 0,
+/// scaled by its max |value|), over `image` (uint8 `[H, W, 3]`) if given: uint8
+/// `[H, W, 3]`.
+#[pyfunction]
+#[pyo3(signature = (heatmap, image = None))]
+fn render_map<'py>(
+    py: Python<'py>,
+    heatmap: &Bound<'py, PyAny>,
+    image: Option<PyReadonlyArrayDyn<'py, u8>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let map = tensor("heatmap", heatmap)?;
+    if map.shape.len() != 2 {
+        return Err(PyValueError::new_err(format!(
+            "heatmap: expected shape [H, W], got {:?}",
+            map.shape
+        )));
+    }
+    let (h, w) = (map.shape[0], map.shape[1]);
+    let rgb = match image {
+        None => heatmap_image(&map),
+        Some(img) => {
+            if img.shape() != [h, w, 3] {
+                return Err(PyValueError::new_err(format!(
+                    "image: expected a uint8 array of shape [{h}, {w}, 3] like the heatmap, got {:?}",
+                    img.shape()
+                )));
+            }
+            let raw: Vec<u8> = img.as_array().iter().copied().collect();
+            let photo = image_rgb(w, h, raw);
+            overlay(&photo, &map)
+        }
+    };
+    let flat = PyArray1::from_vec(py, rgb.into_raw());
+    Ok(flat.reshape(vec![h, w, 3])?.into_any())
+}
+
+fn image_rgb(w: usize, h: usize, raw: Vec<u8>) -> rsp::render::RgbImage {
+    rsp::render::RgbImage::from_raw(w as u32, h as u32, raw).expect("shape checked")
+}
+
+/// A model on one GPU, ready to explain.
+#[pyclass(module = "rsp._rsp", frozen)]
+struct Engine {
+    ctx: GpuContext,
+    model: GpuModel,
+    num_classes: usize,
+    describe: String,
+}
+
+#[pymethods]
+impl Engine {
+    /// From a weights file, a hub model name (`vgg16`, `resnet50`, ...), or a dict of
+    /// float32 arrays in torchvision naming.
+    #[new]
+    #[pyo3(signature = (weights = None, model = None, tensors = None, backend = "auto"))]
+    fn new(
+        py: Python<'_>,
+        weights: Option<PathBuf>,
+        model: Option<String>,
+        tensors: Option<Bound<'_, PyDict>>,
+        backend: &str,
+    ) -> PyResult<Self> {
+        let backend = self::backend(backend)?;
+        let file = match (weights, model, tensors) {
+            (Some(path), None, None) => {
+                if !path.exists() {
+                    return Err(PyFileNotFoundError::new_err(format!(
+                        "{}: no such weights file",
+                        path.display()
+                    )));
+                }
+                py.detach(|| TensorFile::read(&path)).map_err(runtime)?
+            }
+            (None, Some(name), None) => {
+                let src = WeightSources::from_env(false, false);
+                let path = py
+                    .detach(|| hub::resolve_model(&name, &src))
+                    .map_err(|e| PyValueError::new_err(format!("{e:#}")))?;
+                py.detach(|| TensorFile::read(&path)).map_err(runtime)?
+            }
+            (None, None, Some(dict)) => {
+                let mut floats = BTreeMap::new();
+                for (k, v) in dict.iter() {
+                    let name: String = k.extract()?;
+                    let t = tensor(&format!("state_dict['{name}']"), &v)?;
+                    floats.insert(name, t);
+                }
+                TensorFile {
+                    path: Path::new("state_dict").to_path_buf(),
+                    floats,
+                    ints: BTreeMap::new(),
+                }
+            }
+            _ => {
+                return Err(PyValueError::new_err(
+                    "give exactly one of weights=, model= or state_dict=",
+                ))
+            }
+        };
+        let model =
+            Model::from_tensors(&file).map_err(|e| PyValueError::new_err(format!("{e:#}")))?;
+        let opts = ContextOptions {
+            backend,
+            ..Default::default()
+        };
+        let (ctx, gpu) = py
+            .detach(|| {
+                let ctx = GpuContext::new(&opts)?;
+                let gpu = GpuModel::upload(&ctx, &model);
+                anyhow::Ok((ctx, gpu))
+            })
+            .map_err(runtime)?;
+        Ok(Engine {
+            ctx,
+            model: gpu,
+            num_classes: model.num_classes(),
+            describe: model.describe(),
+        })
+    }
+
+    #[getter]
+    fn num_classes(&self) -> usize {
+        self.num_classes
+    }
+
+    #[getter]
+    fn description(&self) -> String {
+        self.describe.clone()
+    }
+
+    #[getter]
+    fn adapter(&self) -> String {
+        self.ctx.adapter.name.clone()
+    }
+
+    /// Explains `x` (float32 `[N, 3, H, W]`, normalised) in sub-batches of
+    /// `batch_size`; returns a dict of arrays.
+    #[pyo3(signature = (x, method = "rsp", targets = None, init = "gradcam", compare_k = 3, batch_size = 8, record_layers = false))]
+    #[allow(clippy::too_many_arguments)]
+    fn explain<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        method: &str,
+        targets: Option<Vec<i64>>,
+        init: &str,
+        compare_k: usize,
+        batch_size: usize,
+        record_layers: bool,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let input = tensor("x", x)?;
+        if input.shape.len() != 4 || input.shape[1] != 3 || input.shape[0] == 0 {
+            return Err(PyValueError::new_err(format!(
+                "x: expected a float32 array of shape [N, 3, H, W] with N >= 1, got {:?}",
+                input.shape
+            )));
+        }
+        let n = input.shape[0];
+        let method = Method::from_name(method).ok_or_else(|| {
+            let names: Vec<&str> = Method::ALL.iter().map(|m| m.name()).collect();
+            PyValueError::new_err(format!(
+                "unknown method '{method}' (one of {})",
+                names.join(", ")
+            ))
+        })?;
+        let init = match init {
+            "gradcam" => Init::GradCam,
+            "comparative" => Init::Comparative { k: compare_k },
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown init '{other}' (gradcam or comparative)"
+                )))
+            }
+        };
+        if batch_size == 0 {
+            return Err(PyValueError::new_err("batch_size must be at least 1"));
+        }
+        let targets = match targets {
+            None => None,
+            Some(t) => {
+                let t = if t.len() == 1 && n > 1 {
+                    vec![t[0]; n]
+                } else {
+                    t
+                };
+                if t.len() != n {
+                    return Err(PyValueError::new_err(format!(
+                        "{} targets given for {n} images",
+                        t.len()
+                    )));
+                }
+                let classes = self.num_classes;
+                if let Some(bad) = t.iter().find(|&&c| c < 0 || c as usize >= classes) {
+                    return Err(PyValueError::new_err(format!(
+                        "target class {bad} is out of range (the model has {classes} classes)"
+                    )));
+                }
+                Some(t.into_iter().map(|c| c as usize).collect::<Vec<_>>())
+            }
+        };
+        let mut parts = Vec::new();
+        for start in (0..n).step_by(batch_size) {
+            let range = start..(start + batch_size).min(n);
+            let req = Request {
+                method,
+                init: init.clone(),
+                targets: targets.as_ref().map(|t| t[range.clone()].to_vec()),
+                record_layers,
+            };
+            let sub = input.slice0(range);
+            let e = py
+                .detach(|| explain(&self.ctx, &self.model, &sub, &req))
+                .map_err(|e| PyValueError::new_err(format!("{e:#}")))?;
+            parts.push(e);
+        }
+        let e = rsp::Explanation::concat0(parts);
+        let out = PyDict::new(py);
+        out.set_item("relevance", array(py, &e.relevance)?)?;
+        out.set_item("heatmap", array(py, &e.heatmap())?)?;
+        out.set_item("init", array(py, &e.init)?)?;
+        out.set_item("logits", array(py, &e.logits)?)?;
+        let target: Vec<i64> = e
+            .target
+            .iter()
+            .map(|&t| {
+                if t == rsp::explain::NO_TARGET {
+                    -1
+                } else {
+                    t as i64
+                }
+            })
+            .collect();
+        out.set_item("target", target.into_pyarray(py))?;
+        let layers = PyDict::new(py);
+        for (name, t) in &e.layers {
+            layers.set_item(name, array(py, t)?)?;
+        }
+        out.set_item("layers", layers)?;
+        Ok(out)
+    }
+
+    /// Logits `[N, classes]` of `x` (float32 `[N, 3, H, W]`, normalised).
+    fn logits<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let input = tensor("x", x)?;
+        if input.shape.len() != 4 || input.shape[1] != 3 || input.shape[0] == 0 {
+            return Err(PyValueError::new_err(format!(
+                "x: expected a float32 array of shape [N, 3, H, W] with N >= 1, got {:?}",
+                input.shape
+            )));
+        }
+        let logits = py
+            .detach(|| self.model.predict(&self.ctx, &input))
+            .map_err(runtime)?;
+        array(py, &logits)
+    }
+}
+
+#[pymodule]
+fn _rsp(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(adapters, m)?)?;
+    m.add_function(wrap_pyfunction!(load_image_array, m)?)?;
+    m.add_function(wrap_pyfunction!(render_map, m)?)?;
+    m.add_class::<Engine>()?;
+    Ok(())
+}

@@ -1,0 +1,201 @@
+"""The Python package against the in-repository golden cases (the authors' outputs),
+the file/state_dict equivalence, every bad input the API documents, the GIL release and
+the README's example. Runs on whatever adapter wgpu finds (lavapipe in CI)."""
+
+import json
+import re
+import struct
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import rsp
+
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = ROOT / "tests" / "golden"
+CASES = ["vgg_tiny", "resnet_basic_narrow", "resnet_bottleneck_narrow"]
+# tests/golden/README.md's bound for the small cases (rsp::compare::Tolerance::GOLDEN).
+REL_MAX = 1e-4
+REL_SUM = 1e-4
+
+
+def read_safetensors(path):
+    """Float tensors of a safetensors file as float32 arrays (float32 files only)."""
+    raw = path.read_bytes()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    data = raw[8 + n:]
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__" or info["dtype"] != "F32":
+            continue
+        a, b = info["data_offsets"]
+        out[name] = np.frombuffer(data[a:b], dtype="<f4").reshape(info["shape"]).copy()
+    return out
+
+
+def assert_golden(name, actual, reference):
+    assert actual.shape == reference.shape, f"{name}: shape {actual.shape} != {reference.shape}"
+    a, r = actual.astype(np.float64), reference.astype(np.float64)
+    scale = np.abs(r).max()
+    err = np.abs(a - r).max()
+    assert err <= REL_MAX * scale, f"{name}: max error {err:.3e} > {REL_MAX} * {scale:.3e}"
+    total = np.abs(r).sum()
+    assert abs(a.sum() - r.sum()) <= REL_SUM * total, f"{name}: sum differs"
+
+
+@pytest.fixture(scope="module")
+def vgg():
+    return rsp.Explainer(weights=GOLDEN / "vgg_tiny.safetensors")
+
+
+def test_adapters_lists_one_with_its_limits():
+    found = rsp.adapters()
+    assert found, "no adapter"
+    for key in ("name", "backend", "type", "driver", "max_storage_binding", "features"):
+        assert key in found[0]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_golden_parity(case):
+    path = GOLDEN / f"{case}.safetensors"
+    gold = read_safetensors(path)
+    ex = rsp.Explainer(weights=path)
+    e = ex.explain(gold["input"], record_layers=True)
+    assert_golden("logits", e.logits, gold["logits"])
+    assert_golden("init.gradcam", e.init, gold["init.gradcam"])
+    assert_golden("rsp.gradcam.out", e.relevance, gold["rsp.gradcam.out"])
+    prefix = "rsp.gradcam.rel."
+    golden_layers = {k[len(prefix):] for k in gold if k.startswith(prefix)}
+    assert set(e.layers) == golden_layers
+    for name, rel in e.layers.items():
+        assert_golden(prefix + name, rel, gold[prefix + name])
+    np.testing.assert_array_equal(e.heatmap, e.relevance.sum(axis=1))
+    c = ex.explain(gold["input"], init="comparative", compare_k=3)
+    assert_golden("init.comparative", c.init, gold["init.comparative"])
+    assert_golden("rsp.comparative.out", c.relevance, gold["rsp.comparative.out"])
+
+
+def test_state_dict_equals_the_file_bit_for_bit(vgg):
+    path = GOLDEN / "vgg_tiny.safetensors"
+    gold = read_safetensors(path)
+    weights = {k[len("model."):]: v for k, v in gold.items() if k.startswith("model.")}
+    from_dict = rsp.Explainer(state_dict=weights)
+    x = np.concatenate([gold["input"], gold["input"][:, :, ::-1].copy()])
+    a = vgg.explain(x, method="rsp")
+    b = from_dict.explain(x, method="rsp")
+    np.testing.assert_array_equal(a.relevance, b.relevance)
+    np.testing.assert_array_equal(a.logits, b.logits)
+    for method in ("lrp-ab", "gradcam"):
+        np.testing.assert_array_equal(vgg.explain(x, method=method).relevance,
+                                      from_dict.explain(x, method=method).relevance)
+
+
+def test_batches_split_like_one_call(vgg):
+    x = np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    whole = vgg.explain(x, batch_size=8)
+    split = vgg.explain(x, batch_size=2)
+    np.testing.assert_array_equal(whole.relevance, split.relevance)
+    np.testing.assert_array_equal(whole.target, split.target)
+
+
+def test_predict_agrees_with_the_explained_top_class(vgg):
+    x = np.random.default_rng(1).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    top = vgg.predict(x, k=3)
+    e = vgg.explain(x)
+    assert [row[0][0] for row in top] == e.target.tolist()
+    for row in top:
+        probs = [p for _, p in row]
+        assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
+
+
+def test_render_colours_signs(vgg):
+    heat = np.zeros((4, 4), np.float32)
+    heat[0, 0], heat[3, 3] = 1.0, -1.0
+    rgb = rsp.render(heat)
+    assert rgb.shape == (4, 4, 3) and rgb.dtype == np.uint8
+    assert rgb[0, 0, 0] > rgb[0, 0, 2]  # red: evidence for the target
+    assert rgb[3, 3, 2] > rgb[3, 3, 0]  # blue: against it
+    assert rgb[1, 1].tolist() == [255, 255, 255]  # zero stays white
+    photo = np.full((4, 4, 3), 7, np.uint8)
+    assert rsp.render(heat, photo).shape == (4, 4, 3)
+
+
+def test_load_image_is_normalised():
+    x = rsp.load_image(ROOT / "docs" / "synth" / "ring_star.jpg", size=32)
+    assert x.shape == (3, 32, 32) and x.dtype == np.float32
+    assert x.min() < 0 < x.max()
+
+
+def test_bad_inputs_raise_python_exceptions(vgg):
+    good = np.zeros((1, 3, 32, 32), np.float32)
+    with pytest.raises(ValueError, match="float32"):
+        vgg.explain(good.astype(np.float64))
+    with pytest.raises(ValueError, match=r"\[N, 3, H, W\]"):
+        vgg.explain(np.zeros((3, 32, 32), np.float32))
+    with pytest.raises(ValueError, match="out of range"):
+        vgg.explain(good, targets=[10])
+    with pytest.raises(ValueError, match="out of range"):
+        vgg.explain(good, targets=[-1])
+    with pytest.raises(ValueError, match="2 targets given for 1 images"):
+        vgg.explain(good, targets=[1, 2])
+    with pytest.raises(ValueError, match="unknown method 'lime'"):
+        vgg.explain(good, method="lime")
+    with pytest.raises(ValueError, match="unknown init"):
+        vgg.explain(good, init="random")
+    with pytest.raises(ValueError, match="compare-k"):
+        vgg.explain(good, init="comparative", compare_k=11)
+    with pytest.raises(ValueError, match="batch_size"):
+        vgg.explain(good, batch_size=0)
+    with pytest.raises(FileNotFoundError, match="nope.safetensors"):
+        rsp.Explainer(weights="nope.safetensors")
+    with pytest.raises(FileNotFoundError, match="nope.png"):
+        rsp.load_image("nope.png")
+    with pytest.raises(FileNotFoundError):
+        vgg.explain(["nope.png"])
+    with pytest.raises(ValueError, match="exactly one"):
+        rsp.Explainer()
+    with pytest.raises(ValueError, match="unknown weight layout"):
+        rsp.Explainer(state_dict={"x.weight": np.zeros((2, 2), np.float32)})
+    with pytest.raises(ValueError, match="backend"):
+        rsp.Explainer(weights=GOLDEN / "vgg_tiny.safetensors", backend="cuda")
+    with pytest.raises(ValueError, match="precision"):
+        rsp.Explainer(weights=GOLDEN / "vgg_tiny.safetensors", precision="f16")
+    with pytest.raises(ValueError, match="colour map"):
+        rsp.render(np.zeros((2, 2), np.float32), cmap="rainbow")
+    with pytest.raises(ValueError, match=r"\[H, W\]"):
+        rsp.render(np.zeros((1, 2, 2), np.float32))
+    with pytest.raises(ValueError, match="uint8"):
+        rsp.render(np.zeros((2, 2), np.float32), np.zeros((2, 2, 3), np.float32))
+
+
+def test_gpu_work_releases_the_gil(vgg):
+    x = np.random.default_rng(2).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    done = threading.Event()
+    result = {}
+
+    def work():
+        for _ in range(3):
+            result["e"] = vgg.explain(x, batch_size=1)
+        done.set()
+
+    worker = threading.Thread(target=work)
+    ticks = 0
+    worker.start()
+    while not done.is_set():
+        ticks += 1  # pure Python: runs only while the worker does not hold the GIL
+        time.sleep(0.001)
+    worker.join()
+    assert result["e"].relevance.shape == (4, 3, 32, 32)
+    assert ticks > 10, f"the main thread ran {ticks} times while explain worked"
+
+
+def test_readme_example_runs_as_written(monkeypatch):
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Python", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(ROOT)
+    exec(compile(code, "README.md", "exec"), {})

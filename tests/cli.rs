@@ -179,6 +179,77 @@ fn cli_explains_an_image_file_with_overlay() {
 }
 
 #[test]
+fn cli_colour_maps_and_alpha() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let img_path = dir.path().join("photo.png");
+    image::RgbImage::from_fn(40, 40, |x, y| {
+        image::Rgb([(x * 5) as u8, (y * 6) as u8, 90])
+    })
+    .save(&img_path)
+    .unwrap();
+    let g = golden_path("vgg_tiny");
+    let run = |extra: &[&str], sub: &str| {
+        let out = dir.path().join(sub);
+        let mut args = vec![
+            "--weights",
+            &g,
+            "--size",
+            "32",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        args.push(img_path.to_str().unwrap());
+        let o = rsp(&args);
+        assert!(o.status.success(), "{extra:?}: {}", stderr(&o));
+        out
+    };
+    // gray: every pixel grey; the signed RSP map keeps 0 at the middle grey.
+    let gray = run(&["--cmap", "gray"], "gray");
+    let img = image::open(gray.join("photo.rsp.png")).unwrap().to_rgb8();
+    assert!(img.pixels().all(|p| p[0] == p[1] && p[1] == p[2]));
+    // Grad-CAM defaults to jet, min-max normalised: its strongest pixel is jet's top.
+    let cam = run(&["--method", "gradcam"], "cam");
+    let img = image::open(cam.join("photo.gradcam.png"))
+        .unwrap()
+        .to_rgb8();
+    assert!(img.pixels().any(|p| p.0 == [128, 0, 0]), "no jet maximum");
+    // RSP defaults to bwr: no jet colours, and red and blue both present.
+    let bwr = run(&[], "bwr");
+    let img = image::open(bwr.join("photo.rsp.png")).unwrap().to_rgb8();
+    assert!(img.pixels().all(|p| p[0] == 255 || p[2] == 255));
+    // alpha 0: the overlay is the cropped photo itself.
+    let plain = run(&["--alpha", "0"], "alpha0");
+    let ov = image::open(plain.join("photo.rsp-overlay.png"))
+        .unwrap()
+        .to_rgb8();
+    let strong = run(&["--alpha", "1"], "alpha1");
+    let ov1 = image::open(strong.join("photo.rsp-overlay.png"))
+        .unwrap()
+        .to_rgb8();
+    assert_ne!(ov.as_raw(), ov1.as_raw());
+    for (args, needle) in [
+        (
+            vec!["--cmap", "rainbow"],
+            "--cmap \"rainbow\" is not a colour map",
+        ),
+        (vec!["--alpha", "1.5"], "--alpha must be in [0, 1], got 1.5"),
+        (vec!["--alpha", "-0.1"], "--alpha must be in [0, 1]"),
+    ] {
+        let mut full = vec!["--weights", &g, "--out", d];
+        full.extend_from_slice(&args);
+        full.push(img_path.to_str().unwrap());
+        let o = rsp(&full);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let e = stderr(&o);
+        let errors: Vec<&str> = e.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(errors.len(), 1, "{args:?}: {e}");
+        assert!(errors[0].contains(needle), "{args:?}: {e}");
+    }
+}
+
+#[test]
 fn cli_lists_adapters() {
     let o = rsp(&["adapters"]);
     assert!(o.status.success());

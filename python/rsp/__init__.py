@@ -36,15 +36,14 @@ def load_image(path: Union[str, PathLike], size: int = 224) -> np.ndarray:
 
 def render(heatmap: np.ndarray, image: Optional[np.ndarray] = None, cmap: str = "bwr",
            alpha: float = 0.5) -> np.ndarray:
-    """A signed ``[H, W]`` map as uint8 RGB ``[H, W, 3]``: red = evidence for the target,
-    blue = against, white = 0, scaled by the map's max |value| (zero stays white). Over
-    ``image`` (uint8 ``[H, W, 3]``) if given, the photo showing where the map is near
-    zero. Only the ``bwr`` colour map (matplotlib's ``seismic``) and the engine's fixed
-    blending exist so far; other values raise ``ValueError``."""
-    if cmap != "bwr":
-        raise ValueError(f"unknown colour map '{cmap}' (only 'bwr' so far)")
-    if alpha != 0.5:
-        raise ValueError("alpha: only the default blending (0.5) exists so far")
+    """An ``[H, W]`` map as uint8 RGB ``[H, W, 3]``, as the CLI draws it. ``cmap``:
+    ``bwr`` (blue, white at 0, red: red = evidence for the target, blue = against),
+    ``seismic``, ``coldnhot`` (Zennit's), ``jet`` (Grad-CAM's convention), ``gray``.
+    Maps with negative values, and any map on a diverging colour map, are scaled by
+    their max |value| so that zero stays zero; a non-negative map on ``jet``/``gray``
+    is min-max normalised. Over ``image`` (uint8 ``[H, W, 3]``) if given, with opacity
+    ``0.7 * alpha`` where the map is 0 up to ``1.7 * alpha`` (at most 1) at its
+    strongest."""
     heatmap = np.asarray(heatmap)
     if heatmap.dtype != np.float32:
         heatmap = heatmap.astype(np.float32)
@@ -52,7 +51,7 @@ def render(heatmap: np.ndarray, image: Optional[np.ndarray] = None, cmap: str = 
         image = np.ascontiguousarray(image)
         if image.dtype != np.uint8:
             raise ValueError(f"image: expected uint8 [H, W, 3], got {image.dtype}")
-    return _rsp.render_map(np.ascontiguousarray(heatmap), image)
+    return _rsp.render_map(np.ascontiguousarray(heatmap), image, cmap, float(alpha))
 
 
 @dataclass

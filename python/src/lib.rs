@@ -21,7 +21,7 @@ use rsp::models::gpu::GpuModel;
 use rsp::models::hub::{self, WeightSources};
 use rsp::models::weights::TensorFile;
 use rsp::preprocess::{load_image, preprocess};
-use rsp::render::{heatmap_image, overlay};
+use rsp::render::{heatmap_image, overlay, ColorMap, RgbImage};
 use rsp::{Model, Tensor};
 
 fn runtime(e: anyhow::Error) -> PyErr {
@@ -106,16 +106,30 @@ fn load_image_array<'py>(py: Python<'py>, path: PathBuf, size: u32) -> PyResult<
     array(py, &t)
 }
 
-/// A signed `[H, W]` map in the RSP colours (red = target, blue = hostile, white = 0,
-/// scaled by its max |value|), over `image` (uint8 `[H, W, 3]`) if given: uint8
-/// `[H, W, 3]`.
+/// An `[H, W]` map on colour map `cmap` (`rsp::render::ColorMap`; signed maps scaled by
+/// their max |value|), over `image` (uint8 `[H, W, 3]`) with opacity `alpha` if given:
+/// uint8 `[H, W, 3]`.
 #[pyfunction]
-#[pyo3(signature = (heatmap, image = None))]
+#[pyo3(signature = (heatmap, image = None, cmap = "bwr", alpha = 0.5))]
 fn render_map<'py>(
     py: Python<'py>,
     heatmap: &Bound<'py, PyAny>,
     image: Option<PyReadonlyArrayDyn<'py, u8>>,
+    cmap: &str,
+    alpha: f32,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let cmap = ColorMap::from_name(cmap).ok_or_else(|| {
+        let names: Vec<&str> = ColorMap::ALL.iter().map(|c| c.name()).collect();
+        PyValueError::new_err(format!(
+            "unknown colour map '{cmap}' (one of {})",
+            names.join(", ")
+        ))
+    })?;
+    if !(0.0..=1.0).contains(&alpha) {
+        return Err(PyValueError::new_err(format!(
+            "alpha must be in [0, 1], got {alpha}"
+        )));
+    }
     let map = tensor("heatmap", heatmap)?;
     if map.shape.len() != 2 {
         return Err(PyValueError::new_err(format!(
@@ -125,7 +139,7 @@ fn render_map<'py>(
     }
     let (h, w) = (map.shape[0], map.shape[1]);
     let rgb = match image {
-        None => heatmap_image(&map),
+        None => heatmap_image(&map, cmap),
         Some(img) => {
             if img.shape() != [h, w, 3] {
                 return Err(PyValueError::new_err(format!(
@@ -135,15 +149,15 @@ fn render_map<'py>(
             }
             let raw: Vec<u8> = img.as_array().iter().copied().collect();
             let photo = image_rgb(w, h, raw);
-            overlay(&photo, &map)
+            overlay(&photo, &map, cmap, alpha)
         }
     };
     let flat = PyArray1::from_vec(py, rgb.into_raw());
     Ok(flat.reshape(vec![h, w, 3])?.into_any())
 }
 
-fn image_rgb(w: usize, h: usize, raw: Vec<u8>) -> rsp::render::RgbImage {
-    rsp::render::RgbImage::from_raw(w as u32, h as u32, raw).expect("shape checked")
+fn image_rgb(w: usize, h: usize, raw: Vec<u8>) -> RgbImage {
+    RgbImage::from_raw(w as u32, h as u32, raw).expect("shape checked")
 }
 
 /// A model on one GPU, ready to explain.

@@ -122,6 +122,10 @@ def test_render_colours_signs(vgg):
     assert rgb[1, 1].tolist() == [255, 255, 255]  # zero stays white
     photo = np.full((4, 4, 3), 7, np.uint8)
     assert rsp.render(heat, photo).shape == (4, 4, 3)
+    np.testing.assert_array_equal(rsp.render(heat, photo, alpha=0.0), photo)
+    assert rsp.render(heat, cmap="coldnhot")[1, 1].tolist() == [0, 0, 0]
+    cam = np.array([[1.0, 3.0]], np.float32)
+    assert rsp.render(cam, cmap="jet").tolist() == [[[0, 0, 128], [128, 0, 0]]]
 
 
 def test_load_image_is_normalised():
@@ -164,8 +168,10 @@ def test_bad_inputs_raise_python_exceptions(vgg):
         rsp.Explainer(weights=GOLDEN / "vgg_tiny.safetensors", backend="cuda")
     with pytest.raises(ValueError, match="precision"):
         rsp.Explainer(weights=GOLDEN / "vgg_tiny.safetensors", precision="f16")
-    with pytest.raises(ValueError, match="colour map"):
+    with pytest.raises(ValueError, match="colour map 'rainbow'"):
         rsp.render(np.zeros((2, 2), np.float32), cmap="rainbow")
+    with pytest.raises(ValueError, match="alpha"):
+        rsp.render(np.zeros((2, 2), np.float32), alpha=1.5)
     with pytest.raises(ValueError, match=r"\[H, W\]"):
         rsp.render(np.zeros((1, 2, 2), np.float32))
     with pytest.raises(ValueError, match="uint8"):

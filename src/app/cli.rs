@@ -18,7 +18,7 @@ use crate::models::gpu::GpuModel;
 use crate::models::hub::{self, WeightSources};
 use crate::models::weights::{to_safetensors_bytes, TensorFile};
 use crate::preprocess::{load_image, preprocess};
-use crate::render::{heatmap_image, overlay, save_png, write_atomic};
+use crate::render::{heatmap_image, overlay, save_png, write_atomic, ColorMap};
 use crate::tensor::{softmax, top_k};
 use crate::{Explanation, Init, Model, Tensor};
 
@@ -104,6 +104,18 @@ pub struct Cli {
     /// Also write the relevance, heatmap, init, logits and target tensors to this file.
     #[arg(long, value_name = "OUT.safetensors")]
     pub save_relevance: Option<PathBuf>,
+
+    /// Colour map of the PNGs: bwr (blue, white at 0, red), seismic (matplotlib's),
+    /// coldnhot (Zennit's: cyan, blue, black at 0, red, yellow), jet, gray. Default: jet
+    /// for gradcam (min-max normalised, the Grad-CAM convention), bwr otherwise. Maps with
+    /// negative values are always scaled by their max |value| (0 stays 0).
+    #[arg(long, value_name = "NAME")]
+    pub cmap: Option<String>,
+
+    /// Opacity of the overlay, in [0, 1]: 0.7·alpha where the map is 0, up to 1.7·alpha
+    /// (at most 1) at its strongest.
+    #[arg(long, default_value_t = 0.5, allow_negative_numbers = true)]
+    pub alpha: f32,
 
     /// Directory for the heatmap PNGs (created if missing).
     #[arg(long, default_value = "rsp-out", value_name = "DIR")]
@@ -241,6 +253,20 @@ pub fn run(cli: &Cli) -> Result<bool> {
     if cli.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
+    let cmap = match &cli.cmap {
+        Some(name) => ColorMap::from_name(name).ok_or_else(|| {
+            let names: Vec<&str> = ColorMap::ALL.iter().map(|c| c.name()).collect();
+            anyhow::anyhow!(
+                "--cmap {name:?} is not a colour map (one of {})",
+                names.join(", ")
+            )
+        })?,
+        None if cli.method == Method::GradCam => ColorMap::Jet,
+        None => ColorMap::Bwr,
+    };
+    if !(0.0..=1.0).contains(&cli.alpha) {
+        bail!("--alpha must be in [0, 1], got {}", cli.alpha);
+    }
     // The output directory is checked before a possibly long weights download.
     std::fs::create_dir_all(&cli.out)
         .with_context(|| format!("cannot create output directory {}", cli.out.display()))?;
@@ -344,13 +370,13 @@ pub fn run(cli: &Cli) -> Result<bool> {
             }
             let map = heat.index0(i);
             let png = cli.out.join(format!("{}.{}.png", job.stems[i], cli.method));
-            save_png(&png, &heatmap_image(&map))?;
+            save_png(&png, &heatmap_image(&map, cmap))?;
             report += &format!("  heatmap: {}\n", png.display());
             if let Some(photo) = &job.photos[i] {
                 let ov = cli
                     .out
                     .join(format!("{}.{}-overlay.png", job.stems[i], cli.method));
-                save_png(&ov, &overlay(photo, &map))?;
+                save_png(&ov, &overlay(photo, &map, cmap, cli.alpha))?;
                 report += &format!("  overlay: {}\n", ov.display());
             }
             progress.suspend(|| print!("{report}"));

@@ -250,6 +250,127 @@ fn cli_colour_maps_and_alpha() {
 }
 
 #[test]
+fn cli_folders_globs_json_and_several_targets() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = dir.path().join("photos");
+    for (i, rel) in ["a/cat.png", "b/cat.png", "b/c/dog.jpg"].iter().enumerate() {
+        let p = photos.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        image::RgbImage::from_fn(36, 36, |x, y| {
+            image::Rgb([(x * 7) as u8, (y * 5) as u8, 40 * i as u8])
+        })
+        .save(&p)
+        .unwrap();
+    }
+    let g = golden_path("vgg_tiny");
+    let out = dir.path().join("out");
+    let json = dir.path().join("report.json");
+    // A folder: searched recursively, outputs mirror its sub-folders (no collision of
+    // the two cat.png), two listed targets each, and a JSON report.
+    let o = rsp(&[
+        "--weights",
+        &g,
+        "--size",
+        "32",
+        "--targets",
+        "2,7",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+        photos.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for stem in ["a/cat", "b/cat", "b/c/dog"] {
+        for t in [2, 7] {
+            let png = out.join(format!("{stem}.rsp.{t}.png"));
+            assert!(png.exists(), "{} missing", png.display());
+            assert!(out.join(format!("{stem}.rsp.{t}-overlay.png")).exists());
+        }
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let images = report["images"].as_array().unwrap();
+    assert_eq!(images.len(), 3);
+    for img in images {
+        assert_eq!(img["predictions"].as_array().unwrap().len(), 5);
+        let explained = img["explained"].as_array().unwrap();
+        let classes: Vec<u64> = explained
+            .iter()
+            .map(|e| e["class"].as_u64().unwrap())
+            .collect();
+        assert_eq!(classes, [2, 7]);
+        for e in explained {
+            assert!(Path::new(e["heatmap"].as_str().unwrap()).exists());
+        }
+    }
+    // The two maps of one image differ (different classes explained).
+    let a = std::fs::read(out.join("a/cat.rsp.2.png")).unwrap();
+    let b = std::fs::read(out.join("a/cat.rsp.7.png")).unwrap();
+    assert_ne!(a, b);
+    // A quoted glob and topK: the K best predictions, in order.
+    let out2 = dir.path().join("out2");
+    let pattern = photos.join("*/cat.png");
+    let o = rsp(&[
+        "--weights",
+        &g,
+        "--size",
+        "32",
+        "--targets",
+        "top3",
+        "--out",
+        out2.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+        pattern.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let images = report["images"].as_array().unwrap();
+    assert_eq!(images.len(), 2);
+    for img in images {
+        let top: Vec<u64> = img["predictions"].as_array().unwrap()[..3]
+            .iter()
+            .map(|p| p["class"].as_u64().unwrap())
+            .collect();
+        let explained: Vec<u64> = img["explained"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["class"].as_u64().unwrap())
+            .collect();
+        assert_eq!(explained, top);
+    }
+    assert!(!out2.join("a/cat.rsp.png").exists());
+    // Bad values: one error line, exit 1.
+    let d = dir.path().to_str().unwrap();
+    let nothing = photos.join("*.bmp");
+    for (args, needle) in [
+        (vec!["--targets", "2,99"], "--targets: 99 is out of range"),
+        (vec!["--targets", "top0"], "K must be between 1"),
+        (vec!["--targets", "topx"], "expected topK"),
+    ] {
+        let mut full = vec!["--weights", &g, "--out", d];
+        full.extend_from_slice(&args);
+        full.push(photos.to_str().unwrap());
+        let o = rsp(&full);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        let e = stderr(&o);
+        let errors: Vec<&str> = e.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(errors.len(), 1, "{args:?}: {e}");
+        assert!(errors[0].contains(needle), "{args:?}: {e}");
+    }
+    let o = rsp(&["--weights", &g, "--out", d, nothing.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("the pattern matches no file"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
 fn cli_lists_adapters() {
     let o = rsp(&["adapters"]);
     assert!(o.status.success());
@@ -449,13 +570,18 @@ fn cli_reports_more_bad_inputs() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
     let g = golden_path("vgg_tiny");
-    // A directory and an empty file as inputs; a corrupt weights file.
+    // A folder without images and an empty file as inputs; a corrupt weights file.
+    let no_images = dir.path().join("no-images");
+    std::fs::create_dir(&no_images).unwrap();
     let empty = dir.path().join("empty.png");
     std::fs::write(&empty, b"").unwrap();
     let corrupt = dir.path().join("corrupt.safetensors");
     std::fs::write(&corrupt, b"\x10\x00\x00\x00\x00\x00\x00\x00{not json").unwrap();
     for (args, needle) in [
-        (vec!["--weights", &g, "--out", d, d], "is a directory"),
+        (
+            vec!["--weights", &g, "--out", d, no_images.to_str().unwrap()],
+            "no PNG or JPEG files in this folder",
+        ),
         (
             vec!["--weights", &g, "--out", d, empty.to_str().unwrap()],
             "empty.png",

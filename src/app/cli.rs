@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::args::DeviceArgs;
 use super::bench::{BenchArgs, TuneArgs};
 use super::eval_command::EvalArgs;
+use super::inputs::Input;
 use super::synth::SynthArgs;
 use crate::explain::{explain, Method, Request, NO_TARGET};
 use crate::gpu::{list_adapters, Backend, GpuContext};
@@ -96,10 +97,21 @@ pub struct Cli {
     #[arg(long, value_name = "INDEX|NAME")]
     pub target: Option<String>,
 
+    /// Several classes to explain per image, one map each (named STEM.METHOD.CLASS.png):
+    /// a comma-separated list of indices or ImageNet names ("281,285"), or "topK" for
+    /// each image's K best predictions.
+    #[arg(long, value_name = "LIST|topK", conflicts_with = "target")]
+    pub targets: Option<String>,
+
     /// Start the backward pass from this initial relevance (tensor 'init' of shape N×C×h×w)
     /// instead of --init; all inputs then form one batch.
     #[arg(long, value_name = "INIT.safetensors")]
     pub init_relevance: Option<PathBuf>,
+
+    /// Write a JSON report: per image the top-5 predictions, the explained class(es) and
+    /// the paths of the PNGs written (and the error for inputs that failed).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 
     /// Also write the relevance, heatmap, init, logits and target tensors to this file.
     #[arg(long, value_name = "OUT.safetensors")]
@@ -130,7 +142,9 @@ pub struct Cli {
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
 
-    /// Images or normalised input tensors (.safetensors).
+    /// Images, folders (searched recursively for PNG/JPEG files; outputs mirror their
+    /// sub-folders), quoted glob patterns ("photos/*/*.jpg"), or normalised input
+    /// tensors (.safetensors).
     #[arg(value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
 }
@@ -165,8 +179,11 @@ pub enum InitKind {
 struct Job {
     /// What failed, if the explanation fails (a file name, or "N images").
     source: String,
-    /// File stem for outputs (with an index for multi-image tensors).
+    /// Output name under `--out` without extension (with an index for multi-image
+    /// tensors).
     stems: Vec<String>,
+    /// The input file of each image.
+    paths: Vec<PathBuf>,
     input: Tensor,
     /// Cropped photos for overlays (images only).
     photos: Vec<Option<image::RgbImage>>,
@@ -271,15 +288,20 @@ pub fn run(cli: &Cli) -> Result<bool> {
     std::fs::create_dir_all(&cli.out)
         .with_context(|| format!("cannot create output directory {}", cli.out.display()))?;
     check_writable(&cli.out)?;
+    let inputs = super::inputs::expand(&cli.inputs)?;
     let given_init = match &cli.init_relevance {
         Some(p) => Some(TensorFile::read(p)?.get("init")?.clone()),
         None => None,
     };
+    if given_init.is_some() && cli.targets.is_some() {
+        bail!("--targets explains several classes per image; --init-relevance gives one start");
+    }
     let wpath = weights_path(cli)?;
     let model = Model::from_file(&wpath)?;
-    let target = match &cli.target {
-        Some(t) => Some(resolve_target(t, model.num_classes())?),
-        None => None,
+    let targets = match (&cli.target, &cli.targets) {
+        (Some(t), _) => Targets::One(resolve_target(t, model.num_classes())?),
+        (None, Some(list)) => parse_targets(list, model.num_classes())?,
+        (None, None) => Targets::Top1,
     };
 
     // A given initial relevance covers every input at once, so they form one batch.
@@ -288,7 +310,7 @@ pub fn run(cli: &Cli) -> Result<bool> {
     } else {
         cli.batch_size
     };
-    let batches = plan_batches(&cli.inputs, batch_size);
+    let batches = plan_batches(&inputs, batch_size);
     if given_init.is_some() && batches.len() != 1 {
         bail!(
             "--init-relevance needs exactly one batch of inputs (one .safetensors input or images)"
@@ -304,11 +326,9 @@ pub fn run(cli: &Cli) -> Result<bool> {
         format!("{:?}", ctx.adapter.backend).to_lowercase()
     );
 
-    let progress = if cli.inputs.len() >= PROGRESS_MIN_INPUTS {
-        let bar = ProgressBar::with_draw_target(
-            Some(cli.inputs.len() as u64),
-            ProgressDrawTarget::stderr(),
-        );
+    let progress = if inputs.len() >= PROGRESS_MIN_INPUTS {
+        let bar =
+            ProgressBar::with_draw_target(Some(inputs.len() as u64), ProgressDrawTarget::stderr());
         if let Ok(style) =
             ProgressStyle::with_template("[{bar:30}] {pos}/{len} inputs, {elapsed} (eta {eta})")
         {
@@ -321,9 +341,13 @@ pub fn run(cli: &Cli) -> Result<bool> {
     let mut ok = true;
     let names: Vec<&str> = IMAGENET_CLASSES.lines().collect();
     let mut saved: Vec<Explanation> = Vec::new();
+    let mut report_json: Vec<serde_json::Value> = Vec::new();
     for batch in &batches {
-        let (job, read_ok) = read_batch(cli, batch, &progress);
-        ok &= read_ok;
+        let (job, failures) = read_batch(cli, batch, &progress);
+        ok &= failures.is_empty();
+        for (path, err) in failures {
+            report_json.push(serde_json::json!({"input": path, "error": err}));
+        }
         let Some(job) = job else {
             progress.inc(batch.len() as u64);
             continue;
@@ -334,17 +358,51 @@ pub fn run(cli: &Cli) -> Result<bool> {
             (None, InitKind::Gradcam) => Init::GradCam,
             (None, InitKind::Comparative) => Init::Comparative { k: cli.compare_k },
         };
+        // One row per (image, class to explain).
+        let per_image: Vec<Option<Vec<usize>>> = match &targets {
+            Targets::Top1 => vec![None; n],
+            Targets::One(t) => vec![Some(vec![*t]); n],
+            Targets::List(list) => vec![Some(list.clone()); n],
+            Targets::Top(k) => {
+                let logits = gpu_model.predict(&ctx, &job.input)?;
+                let c = logits.shape[1];
+                (0..n)
+                    .map(|i| Some(top_k(&logits.data[i * c..(i + 1) * c], (*k).min(c))))
+                    .collect()
+            }
+        };
+        let rows: Vec<(usize, Option<usize>)> = per_image
+            .iter()
+            .enumerate()
+            .flat_map(|(i, t)| match t {
+                None => vec![(i, None)],
+                Some(list) => list.iter().map(|&c| (i, Some(c))).collect(),
+            })
+            .collect();
+        let input = if rows.len() == n {
+            job.input.clone()
+        } else {
+            let parts: Vec<Tensor> = rows
+                .iter()
+                .map(|&(i, _)| job.input.slice0(i..i + 1))
+                .collect();
+            Tensor::concat0(&parts)
+        };
         let req = Request {
             method: cli.method,
             init,
-            targets: target.map(|t| vec![t; n]),
+            targets: rows.iter().map(|&(_, t)| t).collect::<Option<Vec<usize>>>(),
             record_layers: false,
         };
-        let result = explain(&ctx, &gpu_model, &job.input, &req);
+        let result = explain(&ctx, &gpu_model, &input, &req);
         let e = match result {
             Ok(e) => e,
             Err(err) => {
                 progress.suspend(|| eprintln!("error: {}: {err:#}", job.source));
+                for path in &job.paths {
+                    report_json
+                        .push(serde_json::json!({"input": path, "error": format!("{err:#}")}));
+                }
                 ok = false;
                 progress.inc(batch.len() as u64);
                 continue;
@@ -353,38 +411,79 @@ pub fn run(cli: &Cli) -> Result<bool> {
         let classes = e.logits.shape[1];
         let probs = (classes > 0).then(|| softmax(&e.logits));
         let heat = e.heatmap();
+        let several = cli.targets.is_some();
         for i in 0..n {
-            let mut report = format!("{}:\n", job.stems[i]);
+            let mut report = format!("{}:\n", job.paths[i].display());
+            let first_row = rows
+                .iter()
+                .position(|&(img, _)| img == i)
+                .expect("a row per image");
+            let mut predictions = Vec::new();
             if let Some(probs) = &probs {
-                let row = &probs.data[i * classes..(i + 1) * classes];
+                let row = &probs.data[first_row * classes..(first_row + 1) * classes];
                 for c in top_k(row, 5.min(classes)) {
                     let label = if names.len() == classes { names[c] } else { "" };
                     report += &format!("  {:6.2}%  {c:4}  {label}\n", row[c] * 100.0);
+                    predictions.push(serde_json::json!({
+                        "class": c, "label": label, "probability": row[c]
+                    }));
                 }
             }
-            match e.target[i] {
-                NO_TARGET => {
-                    report += "  explained from the given initial relevance (no classifier)\n"
+            let mut explained = Vec::new();
+            for (r, _) in rows.iter().enumerate().filter(|(_, &(img, _))| img == i) {
+                let target = e.target[r];
+                match target {
+                    NO_TARGET => {
+                        report += "  explained from the given initial relevance (no classifier)\n"
+                    }
+                    t => report += &format!("  explained class: {t}\n"),
                 }
-                t => report += &format!("  explained class: {t}\n"),
+                let name = if several {
+                    format!("{}.{}.{target}", job.stems[i], cli.method)
+                } else {
+                    format!("{}.{}", job.stems[i], cli.method)
+                };
+                let map = heat.index0(r);
+                let png = cli.out.join(format!("{name}.png"));
+                if let Some(dir) = png.parent() {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("cannot create {}", dir.display()))?;
+                }
+                save_png(&png, &heatmap_image(&map, cmap))?;
+                report += &format!("  heatmap: {}\n", png.display());
+                let mut ov_path = None;
+                if let Some(photo) = &job.photos[i] {
+                    let ov = cli.out.join(format!("{name}-overlay.png"));
+                    save_png(&ov, &overlay(photo, &map, cmap, cli.alpha))?;
+                    report += &format!("  overlay: {}\n", ov.display());
+                    ov_path = Some(ov);
+                }
+                explained.push(serde_json::json!({
+                    "class": (target != NO_TARGET).then_some(target),
+                    "heatmap": png,
+                    "overlay": ov_path,
+                }));
             }
-            let map = heat.index0(i);
-            let png = cli.out.join(format!("{}.{}.png", job.stems[i], cli.method));
-            save_png(&png, &heatmap_image(&map, cmap))?;
-            report += &format!("  heatmap: {}\n", png.display());
-            if let Some(photo) = &job.photos[i] {
-                let ov = cli
-                    .out
-                    .join(format!("{}.{}-overlay.png", job.stems[i], cli.method));
-                save_png(&ov, &overlay(photo, &map, cmap, cli.alpha))?;
-                report += &format!("  overlay: {}\n", ov.display());
-            }
+            report_json.push(serde_json::json!({
+                "input": job.paths[i],
+                "predictions": predictions,
+                "explained": explained,
+            }));
             progress.suspend(|| print!("{report}"));
         }
         progress.inc(batch.len() as u64);
         saved.push(e);
     }
     progress.finish_and_clear();
+    if let Some(path) = &cli.json {
+        let text = serde_json::to_string_pretty(&serde_json::json!({
+            "model": model.describe(),
+            "method": cli.method.name(),
+            "images": report_json,
+        }))?;
+        write_atomic(path, text.as_bytes())?;
+        println!("report: {}", path.display());
+    }
     if let Some(path) = &cli.save_relevance {
         if saved.is_empty() {
             bail!("nothing to save to {}: every input failed", path.display());
@@ -393,6 +492,40 @@ pub fn run(cli: &Cli) -> Result<bool> {
         println!("relevance tensors: {}", path.display());
     }
     Ok(ok)
+}
+
+/// What `--target`/`--targets` ask for.
+enum Targets {
+    /// Each image's top-1 prediction.
+    Top1,
+    One(usize),
+    List(Vec<usize>),
+    /// Each image's K best predictions.
+    Top(usize),
+}
+
+/// `--targets`: `topK`, or a comma-separated list of classes as `--target` takes them.
+fn parse_targets(arg: &str, classes: usize) -> Result<Targets> {
+    if let Some(k) = arg.trim().strip_prefix("top") {
+        let k: usize = k
+            .parse()
+            .map_err(|_| anyhow!("--targets '{arg}': expected topK with K a number, e.g. top3"))?;
+        if k == 0 || k > classes {
+            bail!("--targets {arg}: K must be between 1 and the number of classes ({classes})");
+        }
+        return Ok(Targets::Top(k));
+    }
+    let list = arg
+        .split(',')
+        .map(|t| {
+            resolve_target(t, classes)
+                .map_err(|e| anyhow!("--targets: {}", e.to_string().replace("--target ", "")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if list.is_empty() {
+        bail!("--targets is empty");
+    }
+    Ok(Targets::List(list))
 }
 
 /// `--target`: a class index, or for 1000-class models an ImageNet class name (any of
@@ -456,17 +589,17 @@ fn is_tensor_input(path: &Path) -> bool {
 
 /// Groups the inputs, in order, into batches: each .safetensors input alone, and runs
 /// of consecutive images in chunks of at most `batch_size`.
-fn plan_batches(inputs: &[PathBuf], batch_size: usize) -> Vec<Vec<PathBuf>> {
-    let mut batches: Vec<Vec<PathBuf>> = Vec::new();
-    let mut images: Vec<PathBuf> = Vec::new();
-    for path in inputs {
-        if is_tensor_input(path) {
+fn plan_batches(inputs: &[Input], batch_size: usize) -> Vec<Vec<Input>> {
+    let mut batches: Vec<Vec<Input>> = Vec::new();
+    let mut images: Vec<Input> = Vec::new();
+    for input in inputs {
+        if is_tensor_input(&input.path) {
             if !images.is_empty() {
                 batches.push(std::mem::take(&mut images));
             }
-            batches.push(vec![path.clone()]);
+            batches.push(vec![input.clone()]);
         } else {
-            images.push(path.clone());
+            images.push(input.clone());
             if images.len() == batch_size {
                 batches.push(std::mem::take(&mut images));
             }
@@ -479,17 +612,19 @@ fn plan_batches(inputs: &[PathBuf], batch_size: usize) -> Vec<Vec<PathBuf>> {
 }
 
 /// Reads one batch of inputs (see [`plan_batches`]). Bad inputs are reported and
-/// skipped (the returned flag is false then); `None` when nothing was readable.
-fn read_batch(cli: &Cli, batch: &[PathBuf], progress: &ProgressBar) -> (Option<Job>, bool) {
-    let mut ok = true;
+/// skipped (returned with their error); `None` when nothing was readable.
+fn read_batch(
+    cli: &Cli,
+    batch: &[Input],
+    progress: &ProgressBar,
+) -> (Option<Job>, Vec<(PathBuf, String)>) {
+    let mut failures = Vec::new();
     let mut stems = Vec::new();
+    let mut paths = Vec::new();
     let mut tensors = Vec::new();
     let mut photos = Vec::new();
-    for path in batch {
-        let stem = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().to_string())
-            .unwrap_or_else(|| "input".into());
+    for Input { path, out_stem } in batch {
+        let stem = out_stem.to_string_lossy().to_string();
         let result: Result<()> = (|| {
             if is_tensor_input(path) {
                 let f = TensorFile::read(path)?;
@@ -507,6 +642,7 @@ fn read_batch(cli: &Cli, batch: &[PathBuf], progress: &ProgressBar) -> (Option<J
                 } else {
                     stems.extend((0..n).map(|i| format!("{stem}.{i}")));
                 }
+                paths.extend(std::iter::repeat_n(path.clone(), n));
                 photos.extend(std::iter::repeat_n(None, n));
                 tensors.push(t);
             } else {
@@ -514,6 +650,7 @@ fn read_batch(cli: &Cli, batch: &[PathBuf], progress: &ProgressBar) -> (Option<J
                 let resize = (cli.size as u64 * 256 / 224) as u32;
                 let p = preprocess(&img, resize, cli.size);
                 stems.push(stem.clone());
+                paths.push(path.clone());
                 photos.push(Some(p.cropped));
                 let [c, h, w] = p.tensor.shape[..] else {
                     unreachable!("preprocess returns [3, size, size]")
@@ -524,15 +661,15 @@ fn read_batch(cli: &Cli, batch: &[PathBuf], progress: &ProgressBar) -> (Option<J
         })();
         if let Err(e) = result {
             progress.suspend(|| eprintln!("error: {e:#}"));
-            ok = false;
+            failures.push((path.clone(), format!("{e:#}")));
         }
     }
     if tensors.is_empty() {
-        return (None, ok);
+        return (None, failures);
     }
     let source = match batch {
-        [one] => one.display().to_string(),
-        many => format!("{} images ({} ...)", many.len(), many[0].display()),
+        [one] => one.path.display().to_string(),
+        many => format!("{} images ({} ...)", many.len(), many[0].path.display()),
     };
     let input = if tensors.len() == 1 {
         tensors.pop().unwrap()
@@ -543,10 +680,11 @@ fn read_batch(cli: &Cli, batch: &[PathBuf], progress: &ProgressBar) -> (Option<J
         Some(Job {
             source,
             stems,
+            paths,
             input,
             photos,
         }),
-        ok,
+        failures,
     )
 }
 

@@ -18,6 +18,7 @@ pub mod args;
 pub mod bench;
 pub mod cli;
 pub mod eval_command;
+pub mod inputs;
 pub mod plot;
 pub mod synth;
 

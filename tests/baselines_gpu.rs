@@ -13,7 +13,7 @@ mod common;
 mod support;
 
 use rsp::compare::{compare, Tolerance};
-use rsp::explain::{explain, Method, Request};
+use rsp::explain::{explain, noisy_copies, Method, Request, Smooth};
 use rsp::gpu::Recorder;
 use rsp::models::gpu::GpuModel;
 use rsp::ops;
@@ -326,4 +326,85 @@ fn gradient_matches_finite_differences() {
         checked += 1;
     }
     assert!(checked >= 9);
+}
+
+/// SmoothGrad: the averaged map is the mean of the method over the noisy copies, for the
+/// class of the clean image; without noise it is the plain map; with noise it differs.
+#[test]
+fn smooth_is_the_mean_over_noisy_copies_for_the_clean_class() {
+    let ctx = common::gpu();
+    let model = load(&vgg_state(&VGG_CFG, false, 2, 20, 10, 1));
+    let gm = GpuModel::upload(ctx, &model);
+    let x = input(16, 20, 12);
+    for method in [Method::Gradient, Method::Rsp, Method::GradCam] {
+        let plain = explain(ctx, &gm, &x, &Request::method(method, None)).unwrap();
+        let smooth = Smooth {
+            samples: 3,
+            noise: 0.2,
+            seed: 5,
+        };
+        let req = Request {
+            smooth: Some(smooth),
+            ..Request::method(method, None)
+        };
+        let averaged = explain(ctx, &gm, &x, &req).unwrap();
+        assert_eq!(
+            averaged.target, plain.target,
+            "{method}: the clean image's class"
+        );
+        assert_eq!(
+            averaged.logits.data, plain.logits.data,
+            "{method}: clean logits"
+        );
+        // By hand: the noisy batch, each copy explained for its image's class, averaged.
+        let noisy = noisy_copies(&x, &smooth);
+        let rows: Vec<usize> = plain.target.iter().flat_map(|&t| [t; 3]).collect();
+        let each = explain(ctx, &gm, &noisy, &Request::method(method, Some(rows))).unwrap();
+        let per = each.relevance.numel() / 6;
+        let mut mean = vec![0.0f32; 2 * per];
+        for (r, chunk) in each.relevance.data.chunks(per).enumerate() {
+            for (m, v) in mean[(r / 3) * per..(r / 3 + 1) * per].iter_mut().zip(chunk) {
+                *m += v / 3.0;
+            }
+        }
+        let mean = Tensor::new(averaged.relevance.shape.clone(), mean);
+        assert_close(
+            &format!("{method} smooth"),
+            &averaged.relevance,
+            &mean,
+            1e-5,
+        );
+        let moved = averaged
+            .relevance
+            .data
+            .iter()
+            .zip(&plain.relevance.data)
+            .any(|(a, b)| (a - b).abs() > 1e-3 * plain.relevance.max_abs());
+        assert!(moved, "{method}: noise 0.2 left the map unchanged");
+        // Without noise the average of identical maps is the plain map.
+        let quiet = Request {
+            smooth: Some(Smooth {
+                noise: 0.0,
+                ..smooth
+            }),
+            ..Request::method(method, None)
+        };
+        let same = explain(ctx, &gm, &x, &quiet).unwrap();
+        assert_close(
+            &format!("{method} noise 0"),
+            &same.relevance,
+            &plain.relevance,
+            1e-6,
+        );
+    }
+    let bad = Request {
+        smooth: Some(Smooth {
+            samples: 0,
+            noise: 0.1,
+            seed: 0,
+        }),
+        ..Request::default()
+    };
+    let e = explain(ctx, &gm, &x, &bad).unwrap_err().to_string();
+    assert!(e.contains("at least 1 sample"), "{e}");
 }

@@ -371,6 +371,58 @@ fn cli_folders_globs_json_and_several_targets() {
 }
 
 #[test]
+fn cli_smooth_averages_noisy_copies() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let g = golden_path("vgg_tiny");
+    let img = dir.path().join("p.png");
+    image::RgbImage::from_fn(32, 32, |x, y| {
+        image::Rgb([(x * 8) as u8, (y * 8) as u8, 60])
+    })
+    .save(&img)
+    .unwrap();
+    let save = |extra: &[&str], name: &str| {
+        let out = dir.path().join(name);
+        let mut args = vec!["--weights", &g, "--size", "32", "--out", d];
+        args.extend_from_slice(&["--save-relevance", out.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        args.push(img.to_str().unwrap());
+        let o = rsp(&args);
+        assert!(o.status.success(), "{extra:?}: {}", stderr(&o));
+        TensorFile::read(&out)
+            .unwrap()
+            .get("relevance")
+            .unwrap()
+            .clone()
+    };
+    let plain = save(&[], "plain.safetensors");
+    let smooth = save(&["--smooth", "3", "--noise", "0.2"], "smooth.safetensors");
+    let again = save(&["--smooth", "3", "--noise", "0.2"], "again.safetensors");
+    assert_ne!(plain.data, smooth.data, "--smooth changed nothing");
+    assert_eq!(
+        smooth.data, again.data,
+        "the noise is seeded: same maps twice"
+    );
+    for (args, needle) in [
+        (vec!["--smooth", "0"], "--smooth needs at least 1 sample"),
+        (
+            vec!["--smooth", "2", "--noise", "-1"],
+            "--noise must be a finite value >= 0",
+        ),
+    ] {
+        let mut full = vec!["--weights", &g, "--out", d];
+        full.extend_from_slice(&args);
+        full.push(img.to_str().unwrap());
+        let o = rsp(&full);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let e = stderr(&o);
+        let errors: Vec<&str> = e.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(errors.len(), 1, "{args:?}: {e}");
+        assert!(errors[0].contains(needle), "{args:?}: {e}");
+    }
+}
+
+#[test]
 fn cli_lists_adapters() {
     let o = rsp(&["adapters"]);
     assert!(o.status.success());

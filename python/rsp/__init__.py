@@ -136,19 +136,23 @@ class Explainer:
         return np.stack([load_image(p, self.size) for p in x])
 
     def explain(self, x: Input, method: str = "rsp", targets=None, init: str = "gradcam",
-                compare_k: int = 3, batch_size: int = 8, record_layers: bool = False) -> Explanation:
+                compare_k: int = 3, batch_size: int = 8, record_layers: bool = False,
+                smooth: Optional[int] = None, noise: float = 0.15) -> Explanation:
         """Explains ``x``: a float32 ``[N, 3, H, W]`` array already normalised, or image
         paths (preprocessed at ``size``). ``method``: ``rsp``, ``gradcam``,
         ``gradient``, ``gradxinput``, ``lrp-eps``, ``lrp-ab``, ``clrp``, ``sglrp``,
         ``rap``. ``targets``: a class per image, one class for all, or ``None`` for
         each image's top prediction. ``init`` (RSP): ``gradcam`` or ``comparative``
-        (with ``compare_k`` classes)."""
+        (with ``compare_k`` classes). ``smooth=N`` averages every map over N noisy
+        copies of each image (SmoothGrad; noise std ``noise * (max - min)`` of the
+        image), for the class explained on the clean image."""
         batch = self._batch(x)
         if targets is not None:
             targets = [int(t) for t in np.atleast_1d(np.asarray(targets)).tolist()]
         out = self._engine.explain(batch, method=method, targets=targets, init=init,
                                    compare_k=compare_k, batch_size=batch_size,
-                                   record_layers=record_layers)
+                                   record_layers=record_layers, smooth=smooth,
+                                   noise=float(noise))
         return Explanation(**out)
 
     def predict(self, x: Input, k: int = 5, batch_size: int = 8) -> List[List[tuple]]:

@@ -15,7 +15,7 @@ use pyo3::exceptions::{PyFileNotFoundError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
-use rsp::explain::{explain, Init, Method, Request};
+use rsp::explain::{explain, Init, Method, Request, Smooth};
 use rsp::gpu::{list_adapters, Backend, ContextOptions, GpuContext};
 use rsp::models::gpu::GpuModel;
 use rsp::models::hub::{self, WeightSources};
@@ -257,7 +257,7 @@ impl Engine {
 
     /// Explains `x` (float32 `[N, 3, H, W]`, normalised) in sub-batches of
     /// `batch_size`; returns a dict of arrays.
-    #[pyo3(signature = (x, method = "rsp", targets = None, init = "gradcam", compare_k = 3, batch_size = 8, record_layers = false))]
+    #[pyo3(signature = (x, method = "rsp", targets = None, init = "gradcam", compare_k = 3, batch_size = 8, record_layers = false, smooth = None, noise = 0.15))]
     #[allow(clippy::too_many_arguments)]
     fn explain<'py>(
         &self,
@@ -269,6 +269,8 @@ impl Engine {
         compare_k: usize,
         batch_size: usize,
         record_layers: bool,
+        smooth: Option<usize>,
+        noise: f32,
     ) -> PyResult<Bound<'py, PyDict>> {
         let input = tensor("x", x)?;
         if input.shape.len() != 4 || input.shape[1] != 3 || input.shape[0] == 0 {
@@ -328,6 +330,11 @@ impl Engine {
                 init: init.clone(),
                 targets: targets.as_ref().map(|t| t[range.clone()].to_vec()),
                 record_layers,
+                smooth: smooth.map(|samples| Smooth {
+                    samples,
+                    noise,
+                    seed: 0,
+                }),
             };
             let sub = input.slice0(range);
             let e = py

@@ -205,3 +205,15 @@ def test_readme_example_runs_as_written(monkeypatch):
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     monkeypatch.chdir(ROOT)
     exec(compile(code, "README.md", "exec"), {})
+
+
+def test_smooth_is_seeded_and_changes_the_map(vgg):
+    x = np.random.default_rng(3).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    plain = vgg.explain(x, method="gradient")
+    a = vgg.explain(x, method="gradient", smooth=3, noise=0.2)
+    b = vgg.explain(x, method="gradient", smooth=3, noise=0.2)
+    np.testing.assert_array_equal(a.relevance, b.relevance)
+    np.testing.assert_array_equal(a.target, plain.target)
+    assert not np.allclose(a.relevance, plain.relevance)
+    with pytest.raises(ValueError, match="at least 1 sample"):
+        vgg.explain(x, smooth=0)

@@ -13,7 +13,7 @@ use super::bench::{BenchArgs, TuneArgs};
 use super::eval_command::EvalArgs;
 use super::inputs::Input;
 use super::synth::SynthArgs;
-use crate::explain::{explain, Method, Request, NO_TARGET};
+use crate::explain::{explain, Method, Request, Smooth, NO_TARGET};
 use crate::gpu::{list_adapters, Backend, GpuContext};
 use crate::models::gpu::GpuModel;
 use crate::models::hub::{self, WeightSources};
@@ -107,6 +107,14 @@ pub struct Cli {
     /// instead of --init; all inputs then form one batch.
     #[arg(long, value_name = "INIT.safetensors")]
     pub init_relevance: Option<PathBuf>,
+
+    /// Average each map over N noisy copies of the image (SmoothGrad; any method).
+    #[arg(long, value_name = "N")]
+    pub smooth: Option<usize>,
+
+    /// Noise of --smooth: standard deviation as a fraction of each image's value range.
+    #[arg(long, default_value_t = 0.15, allow_negative_numbers = true)]
+    pub noise: f32,
 
     /// Write a JSON report: per image the top-5 predictions, the explained class(es) and
     /// the paths of the PNGs written (and the error for inputs that failed).
@@ -281,6 +289,12 @@ pub fn run(cli: &Cli) -> Result<bool> {
         None if cli.method == Method::GradCam => ColorMap::Jet,
         None => ColorMap::Bwr,
     };
+    if cli.smooth == Some(0) {
+        bail!("--smooth needs at least 1 sample");
+    }
+    if !(cli.noise >= 0.0 && cli.noise.is_finite()) {
+        bail!("--noise must be a finite value >= 0, got {}", cli.noise);
+    }
     if !(0.0..=1.0).contains(&cli.alpha) {
         bail!("--alpha must be in [0, 1], got {}", cli.alpha);
     }
@@ -393,6 +407,11 @@ pub fn run(cli: &Cli) -> Result<bool> {
             init,
             targets: rows.iter().map(|&(_, t)| t).collect::<Option<Vec<usize>>>(),
             record_layers: false,
+            smooth: cli.smooth.map(|samples| Smooth {
+                samples,
+                noise: cli.noise,
+                seed: 0,
+            }),
         };
         let result = explain(&ctx, &gpu_model, &input, &req);
         let e = match result {

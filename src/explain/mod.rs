@@ -157,6 +157,8 @@ pub struct Request {
     pub targets: Option<Vec<usize>>,
     /// Keep and return the signal at every module's input (golden naming).
     pub record_layers: bool,
+    /// Average the method over noisy copies of each image (SmoothGrad).
+    pub smooth: Option<Smooth>,
 }
 
 impl Default for Request {
@@ -166,8 +168,116 @@ impl Default for Request {
             init: Init::GradCam,
             targets: None,
             record_layers: false,
+            smooth: None,
         }
     }
+}
+
+/// SmoothGrad-style averaging (Smilkov et al. 2017), a modifier for any method: each
+/// image is explained `samples` times with Gaussian noise of standard deviation
+/// `noise · (max − min)` of that image added, for the class explained on the clean
+/// image, and the maps (and initial relevances) are averaged.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Smooth {
+    pub samples: usize,
+    pub noise: f32,
+    /// Seed of the noise (the same seed gives the same maps).
+    pub seed: u64,
+}
+
+/// `samples` noisy copies of every image of `input` `[N, 3, H, W]`, image by image
+/// (`[N·samples, 3, H, W]`), as [`Smooth`] draws them.
+pub fn noisy_copies(input: &Tensor, smooth: &Smooth) -> Tensor {
+    let n = input.shape[0];
+    let mut rng = crate::models::zoo::Rng(smooth.seed);
+    let mut parts = Vec::with_capacity(n * smooth.samples);
+    for i in 0..n {
+        let img = input.slice0(i..i + 1);
+        let lo = img.data.iter().copied().fold(f32::INFINITY, f32::min);
+        let hi = img.data.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let sigma = smooth.noise * (hi - lo);
+        for _ in 0..smooth.samples {
+            let noise = rng.fill(img.numel(), sigma);
+            let data = img.data.iter().zip(noise).map(|(x, e)| x + e).collect();
+            parts.push(Tensor::new(img.shape.clone(), data));
+        }
+    }
+    Tensor::concat0(&parts)
+}
+
+/// The mean over consecutive groups of `k` rows of `t` `[N·k, ...]`: `[N, ...]`,
+/// summed in row order.
+fn mean_of_groups(t: &Tensor, k: usize) -> Tensor {
+    let n = t.shape[0] / k;
+    let inner = t.numel() / t.shape[0].max(1);
+    let mut out = vec![0.0f32; n * inner];
+    for (row, chunk) in t.data.chunks(inner.max(1)).enumerate() {
+        let dst = &mut out[(row / k) * inner..(row / k + 1) * inner];
+        for (o, v) in dst.iter_mut().zip(chunk) {
+            *o += v;
+        }
+    }
+    out.iter_mut().for_each(|v| *v /= k as f32);
+    let mut shape = t.shape.clone();
+    shape[0] = n;
+    Tensor::new(shape, out)
+}
+
+/// [`explain`] with [`Request::smooth`] set.
+fn explain_smoothed(
+    ctx: &GpuContext,
+    model: &GpuModel,
+    input: &Tensor,
+    req: &Request,
+    smooth: &Smooth,
+) -> Result<Explanation> {
+    if smooth.samples == 0 {
+        bail!("--smooth needs at least 1 sample");
+    }
+    if !(smooth.noise >= 0.0 && smooth.noise.is_finite()) {
+        bail!("--noise must be a finite value >= 0, got {}", smooth.noise);
+    }
+    if matches!(req.init, Init::Given(_)) {
+        bail!("--smooth averages over noisy inputs; a given initial relevance fits only one");
+    }
+    let n = input.shape[0];
+    let k = smooth.samples;
+    // The classes are those of the clean images.
+    let logits = Tensor::concat0(
+        &(0..n)
+            .step_by(8)
+            .map(|s| model.predict(ctx, &input.slice0(s..(s + 8).min(n))))
+            .collect::<Result<Vec<_>>>()?,
+    );
+    let c = logits.shape[1];
+    let targets: Vec<usize> = match &req.targets {
+        Some(t) => t.clone(),
+        None => (0..n)
+            .map(|i| crate::tensor::top_k(&logits.data[i * c..(i + 1) * c], 1)[0])
+            .collect(),
+    };
+    let inner = Request {
+        targets: Some(
+            targets
+                .iter()
+                .flat_map(|&t| std::iter::repeat_n(t, k))
+                .collect(),
+        ),
+        smooth: None,
+        ..req.clone()
+    };
+    let e = explain(ctx, model, &noisy_copies(input, smooth), &inner)?;
+    Ok(Explanation {
+        logits,
+        target: targets,
+        init: mean_of_groups(&e.init, k),
+        relevance: mean_of_groups(&e.relevance, k),
+        layers: e
+            .layers
+            .iter()
+            .map(|(name, t)| (name.clone(), mean_of_groups(t, k)))
+            .collect(),
+    })
 }
 
 impl Request {
@@ -231,6 +341,9 @@ pub fn explain(
         }
         _ => {}
     }
+    if let Some(smooth) = &req.smooth {
+        return explain_smoothed(ctx, model, input, req, smooth);
+    }
     let per_image = model.largest_tensor_per_image(input.shape[2], input.shape[3]);
     if per_image > ctx.max_binding {
         bail!(
@@ -253,6 +366,7 @@ pub fn explain(
             },
             targets: req.targets.as_ref().map(|t| t[range.clone()].to_vec()),
             record_layers: req.record_layers,
+            smooth: None,
         };
         parts.push(pass(ctx, model, &input.slice0(range), &sub)?);
     }

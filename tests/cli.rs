@@ -423,6 +423,75 @@ fn cli_smooth_averages_noisy_copies() {
 }
 
 #[test]
+fn cli_reads_multi_label_models_with_sigmoid() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let weights = format!("{root}/weights/synth_vgg.safetensors");
+    let image = format!("{root}/docs/synth/ring_star.jpg");
+    let run = |extra: &[&str]| {
+        let json = dir.path().join("r.json");
+        let saved = dir.path().join("r.safetensors");
+        let mut args = vec!["--weights", &weights, "--size", "64", "--out", d];
+        args.extend_from_slice(&["--json", json.to_str().unwrap()]);
+        args.extend_from_slice(&["--save-relevance", saved.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        args.push(&image);
+        let o = rsp(&args);
+        assert!(o.status.success(), "{extra:?}: {}", stderr(&o));
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let logits = TensorFile::read(&saved)
+            .unwrap()
+            .get("logits")
+            .unwrap()
+            .clone();
+        (report, logits)
+    };
+    // auto: the trainer's metadata marks the model multi-label and names its classes.
+    let (report, logits) = run(&[]);
+    assert_eq!(report["readout"], "sigmoid");
+    let preds = report["images"][0]["predictions"].as_array().unwrap();
+    let classes = ["disc", "square", "triangle", "star", "cross", "ring"];
+    for p in preds {
+        let c = p["class"].as_u64().unwrap() as usize;
+        assert_eq!(p["label"], classes[c]);
+        let want = 1.0 / (1.0 + (-logits.data[c]).exp());
+        assert!((p["probability"].as_f64().unwrap() - want as f64).abs() < 1e-6);
+    }
+    // The ring and the star of this image both read as present (> 0.5): multi-label.
+    let present: Vec<&str> = preds
+        .iter()
+        .filter(|p| p["probability"].as_f64().unwrap() > 0.5)
+        .map(|p| p["label"].as_str().unwrap())
+        .collect();
+    assert!(
+        present.contains(&"star") && present.contains(&"ring"),
+        "{present:?}"
+    );
+    // Forced softmax: the probabilities of all classes sum to 1.
+    let (report, _) = run(&["--readout", "softmax"]);
+    assert_eq!(report["readout"], "softmax");
+    let preds = report["images"][0]["predictions"].as_array().unwrap();
+    let total: f64 = preds
+        .iter()
+        .map(|p| p["probability"].as_f64().unwrap())
+        .sum();
+    assert!(total <= 1.0 + 1e-6 && total > 0.9, "{total}");
+    let o = rsp(&[
+        "--weights",
+        &weights,
+        "--out",
+        d,
+        "--readout",
+        "odds",
+        &image,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--readout \"odds\" is not auto, softmax or sigmoid"));
+}
+
+#[test]
 fn cli_lists_adapters() {
     let o = rsp(&["adapters"]);
     assert!(o.status.success());

@@ -662,6 +662,7 @@ fn synthetic_model(tensors: Vec<(String, Tensor)>) -> Model {
         path: PathBuf::from("synthetic.safetensors"),
         floats: tensors.into_iter().collect(),
         ints: Default::default(),
+        metadata: Default::default(),
     };
     Model::from_tensors(&file).expect("synthetic model loads")
 }

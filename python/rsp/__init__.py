@@ -122,6 +122,17 @@ class Explainer:
         return self._engine.description
 
     @property
+    def readout(self) -> str:
+        """``softmax``, or ``sigmoid`` for multi-label models (from the weights'
+        metadata, e.g. the synthetic benchmark's)."""
+        return self._engine.readout
+
+    @property
+    def class_names(self) -> Optional[List[str]]:
+        """Class names from the weights' metadata, if any."""
+        return self._engine.class_names
+
+    @property
     def adapter(self) -> str:
         """The name of the GPU adapter in use."""
         return self._engine.adapter
@@ -156,15 +167,18 @@ class Explainer:
         return Explanation(**out)
 
     def predict(self, x: Input, k: int = 5, batch_size: int = 8) -> List[List[tuple]]:
-        """The top ``k`` ``(class, probability)`` pairs per image (softmax of the
-        logits)."""
+        """The top ``k`` ``(class, probability)`` pairs per image: softmax of the
+        logits, or a sigmoid per class for multi-label models (:attr:`readout`)."""
         batch = self._batch(x)
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         logits = np.concatenate([self._engine.logits(batch[i:i + batch_size])
                                  for i in range(0, len(batch), batch_size)])
         z = logits.astype(np.float64)
-        z = np.exp(z - z.max(axis=1, keepdims=True))
-        probs = z / z.sum(axis=1, keepdims=True)
+        if self.readout == "sigmoid":
+            probs = 1.0 / (1.0 + np.exp(-z))
+        else:
+            z = np.exp(z - z.max(axis=1, keepdims=True))
+            probs = z / z.sum(axis=1, keepdims=True)
         top = np.argsort(-logits, axis=1, kind="stable")[:, :k]
         return [[(int(c), float(probs[i, c])) for c in row] for i, row in enumerate(top)]

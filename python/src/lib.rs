@@ -167,6 +167,8 @@ struct Engine {
     model: GpuModel,
     num_classes: usize,
     describe: String,
+    readout: &'static str,
+    class_names: Option<Vec<String>>,
 }
 
 #[pymethods]
@@ -211,6 +213,7 @@ impl Engine {
                     path: Path::new("state_dict").to_path_buf(),
                     floats,
                     ints: BTreeMap::new(),
+                    metadata: BTreeMap::new(),
                 }
             }
             _ => {
@@ -237,6 +240,8 @@ impl Engine {
             model: gpu,
             num_classes: model.num_classes(),
             describe: model.describe(),
+            readout: model.readout.name(),
+            class_names: model.class_names.clone(),
         })
     }
 
@@ -248,6 +253,18 @@ impl Engine {
     #[getter]
     fn description(&self) -> String {
         self.describe.clone()
+    }
+
+    /// `softmax` or `sigmoid` (multi-label models, from the weights' metadata).
+    #[getter]
+    fn readout(&self) -> &'static str {
+        self.readout
+    }
+
+    /// Class names from the weights' metadata, if any.
+    #[getter]
+    fn class_names(&self) -> Option<Vec<String>> {
+        self.class_names.clone()
     }
 
     #[getter]

@@ -217,3 +217,12 @@ def test_smooth_is_seeded_and_changes_the_map(vgg):
     assert not np.allclose(a.relevance, plain.relevance)
     with pytest.raises(ValueError, match="at least 1 sample"):
         vgg.explain(x, smooth=0)
+
+
+def test_multi_label_models_read_out_with_sigmoid():
+    ex = rsp.Explainer(weights=ROOT / "weights" / "synth_vgg.safetensors")
+    assert ex.readout == "sigmoid"
+    assert ex.class_names == ["disc", "square", "triangle", "star", "cross", "ring"]
+    x = rsp.load_image(ROOT / "docs" / "synth" / "ring_star.jpg", size=64)[None]
+    present = {ex.class_names[c] for c, p in ex.predict(x, k=6)[0] if p > 0.5}
+    assert {"star", "ring"} <= present

@@ -18,9 +18,10 @@ use crate::gpu::{list_adapters, Backend, GpuContext};
 use crate::models::gpu::GpuModel;
 use crate::models::hub::{self, WeightSources};
 use crate::models::weights::{to_safetensors_bytes, TensorFile};
+use crate::models::Readout;
 use crate::preprocess::{load_image, preprocess};
 use crate::render::{heatmap_image, overlay, save_png, write_atomic, ColorMap};
-use crate::tensor::{softmax, top_k};
+use crate::tensor::top_k;
 use crate::{Explanation, Init, Model, Tensor};
 
 /// ImageNet-1k class names in index order.
@@ -107,6 +108,12 @@ pub struct Cli {
     /// instead of --init; all inputs then form one batch.
     #[arg(long, value_name = "INIT.safetensors")]
     pub init_relevance: Option<PathBuf>,
+
+    /// How logits read as probabilities in the printout and --json: softmax
+    /// (single-label), sigmoid (multi-label), or auto: sigmoid where the weights'
+    /// metadata marks a multi-label model (the synthetic benchmark's), softmax otherwise.
+    #[arg(long, default_value = "auto", value_name = "auto|softmax|sigmoid")]
+    pub readout: String,
 
     /// Average each map over N noisy copies of the image (SmoothGrad; any method).
     #[arg(long, value_name = "N")]
@@ -310,8 +317,15 @@ pub fn run(cli: &Cli) -> Result<bool> {
     if given_init.is_some() && cli.targets.is_some() {
         bail!("--targets explains several classes per image; --init-relevance gives one start");
     }
+    let readout = match cli.readout.as_str() {
+        "auto" => None,
+        "softmax" => Some(Readout::Softmax),
+        "sigmoid" => Some(Readout::Sigmoid),
+        other => bail!("--readout {other:?} is not auto, softmax or sigmoid"),
+    };
     let wpath = weights_path(cli)?;
     let model = Model::from_file(&wpath)?;
+    let readout = readout.unwrap_or(model.readout);
     let targets = match (&cli.target, &cli.targets) {
         (Some(t), _) => Targets::One(resolve_target(t, model.num_classes())?),
         (None, Some(list)) => parse_targets(list, model.num_classes())?,
@@ -353,7 +367,10 @@ pub fn run(cli: &Cli) -> Result<bool> {
         ProgressBar::hidden()
     };
     let mut ok = true;
-    let names: Vec<&str> = IMAGENET_CLASSES.lines().collect();
+    let names: Vec<&str> = match &model.class_names {
+        Some(n) => n.iter().map(String::as_str).collect(),
+        None => IMAGENET_CLASSES.lines().collect(),
+    };
     let mut saved: Vec<Explanation> = Vec::new();
     let mut report_json: Vec<serde_json::Value> = Vec::new();
     for batch in &batches {
@@ -428,7 +445,7 @@ pub fn run(cli: &Cli) -> Result<bool> {
             }
         };
         let classes = e.logits.shape[1];
-        let probs = (classes > 0).then(|| softmax(&e.logits));
+        let probs = (classes > 0).then(|| readout.probabilities(&e.logits));
         let heat = e.heatmap();
         let several = cli.targets.is_some();
         for i in 0..n {
@@ -498,6 +515,7 @@ pub fn run(cli: &Cli) -> Result<bool> {
         let text = serde_json::to_string_pretty(&serde_json::json!({
             "model": model.describe(),
             "method": cli.method.name(),
+            "readout": readout.name(),
             "images": report_json,
         }))?;
         write_atomic(path, text.as_bytes())?;

@@ -17,6 +17,7 @@ use std::path::Path;
 use anyhow::{bail, Result};
 
 use crate::layers::{BatchNorm2d, Conv2d, Linear, MaxPool2d};
+use crate::tensor::Tensor;
 use graph::{Layer, ModelGraph};
 use resnet::Block;
 use weights::{TensorFile, WeightView};
@@ -30,6 +31,44 @@ pub const BN_EPS: f32 = 1e-5;
 pub struct Model {
     pub family: Family,
     pub graph: ModelGraph,
+    /// How the logits read as probabilities.
+    pub readout: Readout,
+    /// Class names from the weights file's metadata, if it has them.
+    pub class_names: Option<Vec<String>>,
+}
+
+/// How a classifier's logits read as probabilities: softmax for single-label
+/// classifiers (ImageNet), an independent sigmoid per class for multi-label ones (the
+/// synthetic benchmark's models, VOC/COCO heads).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Readout {
+    #[default]
+    Softmax,
+    Sigmoid,
+}
+
+impl Readout {
+    pub fn name(self) -> &'static str {
+        match self {
+            Readout::Softmax => "softmax",
+            Readout::Sigmoid => "sigmoid",
+        }
+    }
+
+    /// Probabilities of `logits` `[N, C]`.
+    pub fn probabilities(self, logits: &Tensor) -> Tensor {
+        match self {
+            Readout::Softmax => crate::tensor::softmax(logits),
+            Readout::Sigmoid => Tensor::new(
+                logits.shape.clone(),
+                logits
+                    .data
+                    .iter()
+                    .map(|&z| 1.0 / (1.0 + (-z).exp()))
+                    .collect(),
+            ),
+        }
+    }
 }
 
 /// The architecture family a [`Model`] was built as.
@@ -54,10 +93,10 @@ impl Model {
 
     pub fn from_tensors(file: &TensorFile) -> Result<Model> {
         let w = WeightView::new(file);
-        if w.has("features.0.weight") {
-            load_vgg(&w)
+        let mut model = if w.has("features.0.weight") {
+            load_vgg(&w)?
         } else if w.has("conv1.weight") && w.has("layer1.0.conv1.weight") {
-            load_resnet(&w)
+            load_resnet(&w)?
         } else {
             let found: Vec<&str> = w.names().take(5).collect();
             bail!(
@@ -67,7 +106,19 @@ impl Model {
                 found,
                 if w.names().count() > 5 { " ..." } else { "" }
             )
+        };
+        // The synthetic benchmark's trainer records its (multi-label) class names.
+        if let Some(meta) = file.metadata.get("rsp_synth") {
+            let names = serde_json::from_str::<serde_json::Value>(meta)
+                .ok()
+                .and_then(|v| v.get("classes").cloned())
+                .and_then(|c| serde_json::from_value::<Vec<String>>(c).ok());
+            if let Some(names) = names.filter(|n| n.len() == model.num_classes()) {
+                model.class_names = Some(names);
+                model.readout = Readout::Sigmoid;
+            }
         }
+        Ok(model)
     }
 
     /// Number of classes; 0 for features-only weights.

@@ -90,5 +90,7 @@ pub fn build(conv1: Conv2d, bn1: BatchNorm2d, layers: Vec<Vec<Block>>, fc: Linea
     Model {
         family,
         graph: g.finish(explain, Some(logits)),
+        readout: Default::default(),
+        class_names: None,
     }
 }

@@ -61,6 +61,8 @@ pub fn build(
     Model {
         family: Family::Vgg { convs, batch_norm },
         graph: b.finish(explain, logits),
+        readout: Default::default(),
+        class_names: None,
     }
 }
 

@@ -15,6 +15,8 @@ pub struct TensorFile {
     pub path: PathBuf,
     pub floats: BTreeMap<String, Tensor>,
     pub ints: BTreeMap<String, (Vec<usize>, Vec<i64>)>,
+    /// The file's `__metadata__` strings (e.g. `rsp_synth`, written by the trainer).
+    pub metadata: BTreeMap<String, String>,
 }
 
 impl TensorFile {
@@ -65,10 +67,16 @@ impl TensorFile {
             };
             floats.insert(name, Tensor::new(shape, data));
         }
+        let metadata = SafeTensors::read_metadata(bytes)
+            .ok()
+            .and_then(|(_, m)| m.metadata().clone())
+            .map(|m| m.into_iter().collect())
+            .unwrap_or_default();
         Ok(TensorFile {
             path: path.to_path_buf(),
             floats,
             ints,
+            metadata,
         })
     }
 

@@ -178,6 +178,16 @@ fn cli_explains_an_image_file_with_overlay() {
     assert!(dir.path().join("photo.rsp-overlay.png").exists());
 }
 
+/// `args` fail with exit code 1 and exactly one `error:` line, which holds `needle`.
+fn assert_one_error(args: &[&str], needle: &str) {
+    let o = rsp(args);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{args:?}: {e}");
+    let errors: Vec<&str> = e.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{args:?}: {e}");
+    assert!(errors[0].contains(needle), "{args:?}: {e}");
+}
+
 #[test]
 fn cli_colour_maps_and_alpha() {
     let dir = tempfile::tempdir().unwrap();
@@ -240,12 +250,7 @@ fn cli_colour_maps_and_alpha() {
         let mut full = vec!["--weights", &g, "--out", d];
         full.extend_from_slice(&args);
         full.push(img_path.to_str().unwrap());
-        let o = rsp(&full);
-        assert_eq!(o.status.code(), Some(1), "{args:?}");
-        let e = stderr(&o);
-        let errors: Vec<&str> = e.lines().filter(|l| l.starts_with("error:")).collect();
-        assert_eq!(errors.len(), 1, "{args:?}: {e}");
-        assert!(errors[0].contains(needle), "{args:?}: {e}");
+        assert_one_error(&full, needle);
     }
 }
 
@@ -354,12 +359,7 @@ fn cli_folders_globs_json_and_several_targets() {
         let mut full = vec!["--weights", &g, "--out", d];
         full.extend_from_slice(&args);
         full.push(photos.to_str().unwrap());
-        let o = rsp(&full);
-        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
-        let e = stderr(&o);
-        let errors: Vec<&str> = e.lines().filter(|l| l.starts_with("error:")).collect();
-        assert_eq!(errors.len(), 1, "{args:?}: {e}");
-        assert!(errors[0].contains(needle), "{args:?}: {e}");
+        assert_one_error(&full, needle);
     }
     let o = rsp(&["--weights", &g, "--out", d, nothing.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
@@ -413,12 +413,7 @@ fn cli_smooth_averages_noisy_copies() {
         let mut full = vec!["--weights", &g, "--out", d];
         full.extend_from_slice(&args);
         full.push(img.to_str().unwrap());
-        let o = rsp(&full);
-        assert_eq!(o.status.code(), Some(1), "{args:?}");
-        let e = stderr(&o);
-        let errors: Vec<&str> = e.lines().filter(|l| l.starts_with("error:")).collect();
-        assert_eq!(errors.len(), 1, "{args:?}: {e}");
-        assert!(errors[0].contains(needle), "{args:?}: {e}");
+        assert_one_error(&full, needle);
     }
 }
 

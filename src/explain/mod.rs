@@ -281,15 +281,6 @@ fn explain_smoothed(
 }
 
 impl Request {
-    /// RSP from `init`, for `targets`.
-    pub fn rsp(init: Init, targets: Option<Vec<usize>>) -> Self {
-        Request {
-            init,
-            targets,
-            ..Request::default()
-        }
-    }
-
     /// `method` for `targets`, with RSP's default initialisation.
     pub fn method(method: Method, targets: Option<Vec<usize>>) -> Self {
         Request {

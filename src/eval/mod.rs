@@ -13,12 +13,14 @@
 //! * [`results`]: append-only JSONL logs that let an interrupted run resume.
 //! * [`table`]: the final method × (dataset, model) table as text, CSV and Markdown.
 //! * [`map`]: the saliency map type and the torch-compatible bilinear resize.
+//! * [`faithfulness`]: deletion/insertion curves and their AUC (RISE).
 //! * [`engine`]: maps of any method from the GPU engine.
 
 pub mod coco;
 pub mod dataset;
 pub mod difficult;
 pub mod engine;
+pub mod faithfulness;
 pub mod map;
 pub mod miou;
 pub mod pointing;

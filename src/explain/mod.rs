@@ -243,12 +243,7 @@ fn explain_smoothed(
     let n = input.shape[0];
     let k = smooth.samples;
     // The classes are those of the clean images.
-    let logits = Tensor::concat0(
-        &(0..n)
-            .step_by(8)
-            .map(|s| model.predict(ctx, &input.slice0(s..(s + 8).min(n))))
-            .collect::<Result<Vec<_>>>()?,
-    );
+    let logits = model.predict(ctx, input)?;
     let c = logits.shape[1];
     let targets: Vec<usize> = match &req.targets {
         Some(t) => t.clone(),

@@ -76,19 +76,27 @@ impl GpuModel {
         self.graph.largest_tensor_per_image(h, w)
     }
 
-    /// The logits `[N, classes]` of `input` `[N, 3, H, W]` (normalised): one forward
-    /// pass, one submission, one readback.
+    /// The logits `[N, classes]` of `input` `[N, 3, H, W]` (normalised): forward passes
+    /// in sub-batches whose tensors fit the adapter's binding limit, one submission and
+    /// one readback each.
     pub fn predict(&self, ctx: &GpuContext, input: &Tensor) -> Result<Tensor> {
-        let mut rec = Recorder::new(ctx);
-        let x = ctx.upload(input);
-        let fwd = self.forward(&mut rec, &x);
-        rec.submit();
-        drop(rec);
-        let words = ctx.read_buffers(&[(fwd.logits.buffer(), fwd.logits.numel())])?;
-        Ok(Tensor::new(
-            fwd.logits.shape.clone(),
-            bytemuck::cast_slice(&words[0]).to_vec(),
-        ))
+        let n = input.shape[0];
+        let per_image = self.largest_tensor_per_image(input.shape[2], input.shape[3]);
+        let chunk = ((ctx.max_binding / per_image.max(1)) as usize).clamp(1, n.max(1));
+        let mut parts = Vec::new();
+        for start in (0..n).step_by(chunk) {
+            let mut rec = Recorder::new(ctx);
+            let x = ctx.upload(&input.slice0(start..(start + chunk).min(n)));
+            let fwd = self.forward(&mut rec, &x);
+            rec.submit();
+            drop(rec);
+            let words = ctx.read_buffers(&[(fwd.logits.buffer(), fwd.logits.numel())])?;
+            parts.push(Tensor::new(
+                fwd.logits.shape.clone(),
+                bytemuck::cast_slice(&words[0]).to_vec(),
+            ));
+        }
+        Ok(Tensor::concat0(&parts))
     }
 
     /// Runs the forward pass of `x` `[N, 3, H, W]` up to the logits (features-only

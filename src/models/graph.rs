@@ -96,13 +96,6 @@ impl LinearParams for Linear {
     }
 }
 
-impl<C, B, L> Node<C, B, L> {
-    /// The activation this node writes, given its position.
-    pub fn output(index: usize) -> ActId {
-        index + 1
-    }
-}
-
 impl<C: ConvParams, B, L: LinearParams> Graph<C, B, L> {
     /// The same graph with every parameter converted (e.g. uploaded to the GPU).
     pub fn map_params<C2, B2, L2>(
@@ -189,7 +182,7 @@ impl<C: ConvParams, B, L: LinearParams> Graph<C, B, L> {
         let shapes = self.act_shapes(h, w);
         let mut total = 0u64;
         for (i, node) in self.nodes.iter().enumerate() {
-            let out = &shapes[Node::<C, B, L>::output(i)];
+            let out = &shapes[i + 1];
             total += match &node.layer {
                 Layer::Conv { conv, .. } => {
                     let g = conv.geometry();
@@ -212,7 +205,7 @@ impl<C: ConvParams, B, L: LinearParams> Graph<C, B, L> {
             if let Layer::Conv { conv, .. } = &node.layer {
                 let g = conv.geometry();
                 let x = &shapes[node.inputs[0]];
-                let out: usize = shapes[Node::<C, B, L>::output(i)].iter().product();
+                let out: usize = shapes[i + 1].iter().product();
                 let sizes = [
                     3 * g.c_in * x[1] * x[2],
                     2 * out,

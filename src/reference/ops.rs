@@ -479,36 +479,9 @@ pub fn add(a: &Tensor, b: &Tensor) -> Tensor {
     zip(a, b, |x, y| x + y)
 }
 
-/// Row-wise softmax of `[N, C]` logits (max-subtracted; the normaliser is summed in float64).
-pub fn softmax(logits: &Tensor) -> Tensor {
-    assert_eq!(logits.shape.len(), 2, "softmax: expected [N, C] logits");
-    let c = logits.shape[1];
-    let mut out = logits.data.clone();
-    for row in out.chunks_mut(c.max(1)) {
-        let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-        for v in row.iter_mut() {
-            *v = (*v - m).exp();
-        }
-        let total = row.iter().map(|&v| v as f64).sum::<f64>() as f32;
-        for v in row.iter_mut() {
-            *v /= total;
-        }
-    }
-    Tensor::new(logits.shape.clone(), out)
-}
-
-/// Indices of the `k` largest entries of `row`, largest first; ties go to the lower index.
-pub fn top_k(row: &[f32], k: usize) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..row.len()).collect();
-    // A stable sort keeps equal values in index order.
-    idx.sort_by(|&a, &b| {
-        row[b]
-            .partial_cmp(&row[a])
-            .unwrap_or(std::cmp::Ordering::Equal)
-    });
-    idx.truncate(k);
-    idx
-}
+/// Host softmax and top-k: the oracle uses the library's (they are host helpers, not
+/// GPU kernels under test; the GPU's `softmax`/`top_k` shaders are checked against them).
+pub use crate::tensor::{softmax, top_k};
 
 /// Applies `f` to every element.
 pub(crate) fn map(x: &Tensor, f: impl Fn(f32) -> f32) -> Tensor {

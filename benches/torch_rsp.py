@@ -50,6 +50,7 @@ Needs torch, torchvision and safetensors (--make-golden also numpy and Pillow).
 """
 
 import argparse
+import contextlib
 import math
 import os
 import re
@@ -816,6 +817,8 @@ def time_lrp(model, x_host, device, args):
 def run_rsp_bin(args):
     cmd = [args.rsp_bin, "bench", "--model", args.model, "--size", str(args.size),
            "--batch", str(args.batch), "--runs", str(args.runs)]
+    if args.fp16:
+        cmd += ["--precision", "f16"]
     if args.weights:
         cmd += ["--weights", args.weights]
     print("running:", " ".join(cmd), flush=True)
@@ -847,18 +850,27 @@ def timing(args):
     gen = torch.Generator().manual_seed(12345)
     x_host = torch.rand(args.batch, 3, args.size, args.size, generator=gen) * 4 - 2
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
-    print(f"device: {device} ({name}), torch {torch.__version__}, float32, "
+    print(f"device: {device} ({name}), torch {torch.__version__}, "
+          f"{'float16 autocast' if args.fp16 else 'float32'}, "
           f"tf32 {'on' if args.tf32 and device.type == 'cuda' else 'off'}")
+
+    def amp():
+        # Mixed precision as PyTorch users run it: matrix products and convolutions in
+        # float16 with float32 accumulation, the rest in float32.
+        if args.fp16:
+            return torch.autocast(device.type, dtype=torch.float16)
+        return contextlib.nullcontext()
     print(f"model: {args.weights or args.model}, input {args.size}x{args.size}, batch {args.batch}, "
           f"init {args.init}" + (f" (K={args.compare_k})" if args.init == "comparative" else ""))
 
     def forward_once():
-        with torch.no_grad():
-            return model(x_host.to(device)).cpu()
+        with torch.no_grad(), amp():
+            return model(x_host.to(device)).float().cpu()
 
     def rsp_once():
-        rel, _ = explain(net, x_host.to(device), init=args.init, compare_k=args.compare_k)
-        return rel.cpu()
+        with amp():
+            rel, _ = explain(net, x_host.to(device), init=args.init, compare_k=args.compare_k)
+        return rel.float().cpu()
 
     report("forward", time_fn(forward_once, device, args.warmup, args.runs), args.batch, device)
     med = report("rsp (forward + init + backward)",
@@ -893,6 +905,8 @@ def main():
     p.add_argument("--lrp", action="store_true", help="also time Zennit LRP (if zennit is installed)")
     p.add_argument("--tf32", action="store_true", help="allow TF32 in cuDNN/cuBLAS (PyTorch's cuDNN default)")
     p.add_argument("--cpu", action="store_true", help="time on the CPU even if CUDA is available")
+    p.add_argument("--fp16", action="store_true",
+                   help="float16 autocast (and `rsp bench --precision f16` with --rsp-bin)")
     p.add_argument("--check-golden", metavar="DIR", help="check against the golden cases in DIR and exit")
     p.add_argument("--make-golden", metavar="DIR",
                    help="write the narrow ResNet golden cases (NARROW_CASES) to DIR and exit")

@@ -2,9 +2,11 @@
 //! whole explanation, gives the fallback's maps bit for bit and the golden maps within
 //! the golden tolerance; the autotuner times each problem once, writes its cache and
 //! reuses it; a corrupt or deleted cache only causes a re-tune; a deliberately wrong
-//! variant is rejected by the correctness check and never chosen. With
-//! `$RSP_EXTRA_GOLDEN`, the full-size Bottleneck case is checked the same way, autotuned
-//! and forced.
+//! variant is rejected by the correctness check and never chosen. The matrix-unit
+//! (cooperative-matrix) variants, which lavapipe does not have, are forced where the
+//! adapter has them and must hold the golden tolerance (split-fp32) or the f16 drift
+//! bound. With `$RSP_EXTRA_GOLDEN`, the full-size Bottleneck case is checked the same
+//! way, autotuned and forced.
 
 mod common;
 
@@ -13,7 +15,7 @@ use std::path::Path;
 use rsp::compare::{compare, Tolerance};
 use rsp::explain::{explain, Method, Request};
 use rsp::gpu::tune::Trial;
-use rsp::gpu::{Autotune, ContextOptions, GpuContext};
+use rsp::gpu::{Autotune, ContextOptions, GpuContext, Precision};
 use rsp::models::gpu::GpuModel;
 use rsp::models::weights::TensorFile;
 use rsp::ops::gemm::{GemmKernel, GemmTile};
@@ -51,8 +53,18 @@ fn all_variants() -> Vec<GemmKernel> {
     }
     v.push(GemmKernel::Subgroup { packed_a: true });
     v.push(GemmKernel::Subgroup { packed_a: false });
+    v.push(GemmKernel::Coop { split: true });
+    v.push(GemmKernel::Coop { split: false });
     v
 }
+
+/// The matrix-unit variants, each with the precision it is offered in and the bound on
+/// `‖map − map_fallback‖₂ / ‖map_fallback‖₂` it must hold besides (split-fp32 must
+/// also hold the golden tolerance).
+const MATRIX_UNIT_VARIANTS: [(&str, Precision, f64); 2] = [
+    ("coop-64x64-split", Precision::F32, 1e-4),
+    ("coop-64x64-f16", Precision::F16, 5e-2),
+];
 
 /// RSP maps (Grad-CAM init) and an LRP-α1β0 map, which together run every GEMM kernel
 /// in its main modes (forward, z⁺ forward, z^B, data gradient with pos(W), RSP
@@ -148,9 +160,37 @@ fn extra_resnet_tiny_golden_parity_autotuned_and_forced() {
     let tuned = context(ContextOptions {
         autotune: Autotune::Fresh,
         autotune_cache: Some(dir.path().join("autotune.json")),
+        disable_matrix_units: true,
         ..Default::default()
     });
     let mut runs = vec![("autotuned".to_string(), maps_of(&tuned, &f))];
+    // With the matrix units the autotuner may choose split-fp32 products: golden
+    // tolerance, not bit identity.
+    let with_units = context(ContextOptions {
+        autotune: Autotune::Fresh,
+        autotune_cache: Some(dir.path().join("autotune-units.json")),
+        ..Default::default()
+    });
+    let mut close = Vec::new();
+    if with_units.matrix_units {
+        close.push(("autotuned with matrix units", maps_of(&with_units, &f)));
+        let forced = context(ContextOptions {
+            gemm_kernel: Some("coop-64x64-split".to_string()),
+            ..Default::default()
+        });
+        close.push(("coop-64x64-split", maps_of(&forced, &f)));
+    }
+    for (what, got) in close {
+        let l2 = rsp::compare::measure(what, &got[0], &fallback[0]);
+        println!("resnet_tiny {what} vs fallback: {l2}");
+        compare(
+            &format!("resnet_tiny {what} rsp.gradcam.out"),
+            &got[0],
+            &want,
+            Tolerance::GOLDEN,
+        )
+        .unwrap();
+    }
     for name in FORCED {
         let ctx = context(ContextOptions {
             gemm_kernel: Some(name.to_string()),
@@ -169,6 +209,58 @@ fn extra_resnet_tiny_golden_parity_autotuned_and_forced() {
             Tolerance::GOLDEN,
         )
         .unwrap();
+    }
+}
+
+/// Each matrix-unit variant forced for whole explanations on the in-repository cases
+/// (and once with naga's runtime checks): within its bound of the fallback's maps,
+/// and split-fp32 within the golden tolerance. lavapipe has no cooperative matrices,
+/// so there this says so and checks nothing; on such a device the variants are never
+/// offered either.
+#[test]
+fn matrix_unit_variants_hold_their_tolerance_where_the_adapter_has_them() {
+    if !common::gpu().adapter.matrix_f16_f32 {
+        eprintln!(
+            "{}: no 16x16x16 f16->f32 cooperative matrices; the matrix-unit variants are not offered here",
+            common::gpu().adapter.name
+        );
+        return;
+    }
+    for case in ["vgg_tiny", "resnet_bottleneck_narrow"] {
+        let fallback = maps(common::gpu(), case);
+        let golden = common::golden(case);
+        for (name, precision, bound) in MATRIX_UNIT_VARIANTS {
+            for checked in [false, true] {
+                if checked && case != "vgg_tiny" {
+                    continue;
+                }
+                let ctx = context(ContextOptions {
+                    gemm_kernel: Some(name.to_string()),
+                    precision,
+                    checked_shaders: checked,
+                    ..Default::default()
+                });
+                assert!(
+                    GemmKernel::parse(name).unwrap().supported(&ctx),
+                    "{name}: the adapter reports matrix units but the variant is not offered"
+                );
+                let got = maps(&ctx, case);
+                for (i, (g, f)) in got.iter().zip(&fallback).enumerate() {
+                    let r = rsp::compare::measure(&format!("{case} {name} map {i}"), g, f);
+                    println!("{r}");
+                    assert!(r.rel_l2_err <= bound, "{r}");
+                }
+                if precision == Precision::F32 {
+                    compare(
+                        &format!("{case} {name} rsp.gradcam.out"),
+                        &got[0],
+                        &common::get(&golden, "rsp.gradcam.out"),
+                        Tolerance::GOLDEN,
+                    )
+                    .unwrap();
+                }
+            }
+        }
     }
 }
 
@@ -193,6 +285,8 @@ fn tuned(path: &Path, mode: Autotune, broken: bool) -> (GpuContext, Vec<Tensor>)
         autotune: mode,
         autotune_cache: Some(path.to_path_buf()),
         offer_broken_variant: broken,
+        // The exact variants only: these tests compare bits.
+        disable_matrix_units: true,
         ..Default::default()
     });
     let m = maps(&ctx, "vgg_tiny");

@@ -25,6 +25,9 @@ fn every_gemm_op_validates_with_every_skeleton_and_weight_type() {
                 if skeleton.needs_subgroups() {
                     caps |= naga::valid::Capabilities::SUBGROUP;
                 }
+                if skeleton.needs_cooperative_matrix() {
+                    caps |= naga::valid::Capabilities::COOPERATIVE_MATRIX;
+                }
                 let mut validator =
                     naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps);
                 if skeleton.needs_subgroups() {
@@ -71,5 +74,58 @@ fn every_shader_file_is_registered() {
             SHADERS.iter().any(|(n, _, _)| *n == stem) || all.contains(&stem),
             "shaders/{stem}.wgsl is not registered in src/gpu/shaders.rs"
         );
+    }
+}
+
+/// The cooperative-matrix skeleton cannot run on lavapipe, so its translation is
+/// checked here: every op, both modes (split-fp32 and plain f16) and both weight
+/// types go through naga's SPIR-V writer, the path wgpu takes on Vulkan.
+#[test]
+fn coop_skeleton_translates_to_spirv() {
+    use naga::valid::{Capabilities, ShaderStages, SubgroupOperationSet, ValidationFlags};
+    for (name, _, gemm) in SHADERS {
+        if !gemm {
+            continue;
+        }
+        for dtype in [DType::F32, DType::F16] {
+            let src = source_typed(name, &[dtype], Skeleton::Coop).unwrap();
+            let module = naga::front::wgsl::parse_str(&src).unwrap();
+            let caps = Capabilities::SHADER_FLOAT16
+                | Capabilities::SUBGROUP
+                | Capabilities::COOPERATIVE_MATRIX;
+            let mut validator = naga::valid::Validator::new(ValidationFlags::all(), caps);
+            validator.subgroup_stages(ShaderStages::COMPUTE);
+            validator.subgroup_operations(SubgroupOperationSet::all());
+            let info = validator.validate(&module).unwrap();
+            for split in [true, false] {
+                let mut constants = naga::back::PipelineConstants::default();
+                constants.insert("SPLIT".to_string(), split as u8 as f64);
+                let (module, info) = naga::back::pipeline_constants::process_overrides(
+                    &module,
+                    &info,
+                    Some((naga::ShaderStage::Compute, "main")),
+                    &constants,
+                )
+                .unwrap_or_else(|e| panic!("{name} split={split}: {e}"));
+                let options = naga::back::spv::Options {
+                    lang_version: (1, 3),
+                    ..Default::default()
+                };
+                let pipeline = naga::back::spv::PipelineOptions {
+                    shader_stage: naga::ShaderStage::Compute,
+                    entry_point: "main".to_string(),
+                };
+                let words = naga::back::spv::write_vec(&module, &info, &options, Some(&pipeline))
+                    .unwrap_or_else(|e| panic!("{name} {dtype:?} split={split}: SPIR-V: {e}"));
+                assert!(words.len() > 100 && words[0] == 0x0723_0203, "{name}: not SPIR-V");
+                if std::env::var_os("RSP_DUMP_SPIRV").is_some() {
+                    let path = format!(
+                        "{}/coop_{name}_{dtype:?}_{split}.spv",
+                        env!("CARGO_TARGET_TMPDIR")
+                    );
+                    std::fs::write(&path, bytemuck::cast_slice(&words)).unwrap();
+                }
+            }
+        }
     }
 }

@@ -1,65 +1,114 @@
 #!/usr/bin/env bash
-# One prepared GPU check (run on the device machine from the repo root, after
-# tools/device_bundle.sh here): the GPU test suites on the real adapter (autotune and
-# every kernel variant included), then `rsp tune` for VGG16 and ResNet50 at 224 px,
-# batch 1 and 16 (the choices are cached for what follows), the end-to-end comparison
-# with the PyTorch RSP (benches/torch_rsp.py --rsp-bin) on the tuned kernels, a
-# per-kernel profile, autotuned vs fixed heuristics, and the f16 weight mode.
-# Everything is also written to $OUT/device_check.log, the autotune cache to
-# $OUT/autotune.json.
+# One prepared GPU check, run on the device machine from the repo root after
+# tools/device_bundle.sh here (the device has no Rust toolchain and no network):
+#   run(command="bash tools/device_check.sh", carry=[".gl", "devrun"], timeout_s=560)
+# In order of importance, each step skipped once the time budget ($BUDGET seconds,
+# default 510) is nearly spent:
+#   1. the GPU test suites on the real adapter, in parallel (the matrix-unit variants'
+#      tolerance tests run only where the adapter has cooperative matrices);
+#   2. VGG16 and ResNet50 at 224 px, batch 1: `rsp tune` (timed) and `rsp bench
+#      --profile` in the default precision (matrix units offered), then the PyTorch RSP
+#      (benches/torch_rsp.py, float32, TF32 off);
+#   3. the same in --precision f16 against PyTorch's float16 autocast;
+#   4. batch 16, both precisions, against PyTorch;
+#   5. batch 1 without the matrix units (--no-matrix-units) for the speed-up they bring.
+# Everything is written to $OUT/device_check.log, the autotune cache (with every
+# candidate's time and any rejection) to $OUT/autotune.json.
 set -uo pipefail
-LOG="${OUT:-/tmp}/device_check.log"
+OUT=${OUT:-/tmp}
+LOG="$OUT/device_check.log"
 exec > >(tee "$LOG") 2>&1
+BUDGET=${BUDGET:-510}
+START=$(date +%s)
+left() { echo $((BUDGET - ($(date +%s) - START))); }
+# Runs "$@" with a timeout of at most $1 seconds and what is left of the budget, or
+# says it was skipped.
+step() {
+    local limit=$1
+    shift
+    local rest
+    rest=$(left)
+    if [ "$rest" -lt 20 ]; then
+        echo "SKIPPED (budget spent): $*"
+        return 0
+    fi
+    [ "$rest" -lt "$limit" ] && limit=$rest
+    timeout "$limit" "$@"
+    local rc=$?
+    [ $rc -eq 124 ] && echo "TIMED OUT after ${limit}s: $*"
+    return 0
+}
 tar -xJf devrun/bundle.tar.xz
 for f in .gl/*.deb; do dpkg -x "$f" /; done
 ldconfig
 if ! ldconfig -p | grep -q libvulkan; then echo "no Vulkan loader"; fi
 export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json}
 # The test binaries look for the crate (and its tests/golden) at the path it was built in.
-[ -e /work/main ] || ln -s "$PWD" /work/main
-# The extra_* tests read the full-size golden files from $RSP_EXTRA_GOLDEN: the directory
-# given as the first argument, else $RSP_EXTRA_GOLDEN, else what the bundle carried.
-extra=${1:-${RSP_EXTRA_GOLDEN:-}}
-if [ -z "$extra" ] && ls devrun/golden/*.safetensors >/dev/null 2>&1; then extra="$PWD/devrun/golden"; fi
-if [ -n "$extra" ]; then
-    export RSP_EXTRA_GOLDEN="$extra"
+[ -e /work/main ] || { mkdir -p /work && ln -s "$PWD" /work/main; }
+if ls devrun/golden/*.safetensors >/dev/null 2>&1; then
+    export RSP_EXTRA_GOLDEN="$PWD/devrun/golden"
 else
     unset RSP_EXTRA_GOLDEN
     echo "no full-size golden files: the extra_* tests check nothing"
 fi
 # tests/cli.rs runs the binary cargo built (CARGO_BIN_EXE_rsp).
 mkdir -p target/release && ln -sf "$PWD/devrun/rsp" target/release/rsp
+export RSP_CACHE_DIR="$OUT"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+git log -1 --format='commit %h %s' 2>/dev/null || true
 ./devrun/rsp adapters
-echo "== tests on the GPU"
+
+echo "== 1. tests on the GPU (in parallel, $(left) s left)"
+mkdir -p /tmp/testlogs
 for t in devrun/tests/*; do
-    echo "-- $(basename "$t")"
-    timeout 120 "$t" --test-threads 4 2>&1 | grep -E "^test result|FAILED|panicked" || echo "FAILED to run $t"
+    n=$(basename "$t")
+    (step 150 "$t" --test-threads 4 --nocapture >"/tmp/testlogs/$n.log" 2>&1) &
 done
-export RSP_CACHE_DIR="${OUT:-/tmp}"
-echo "== autotune (timed once per problem, cached in $RSP_CACHE_DIR/autotune.json)"
+wait
+for f in /tmp/testlogs/*.log; do
+    echo "-- $(basename "$f" .log): $(grep -E '^test result' "$f" | tail -1)"
+    grep -E "FAILED|panicked|failures:|matrix|coop|TIMED OUT" "$f" | head -20
+done
+grep -h -E "vs fallback|map [01] \[" /tmp/testlogs/autotune_gpu*.log | head -20
+
+bench() { # model batch flags...
+    local m=$1 b=$2
+    shift 2
+    step 150 ./devrun/rsp bench --model "$m" --size 224 --batch "$b" --runs 5 "$@" |
+        grep -E "^(adapter|model|forward|rsp|peak|profile|  )" | head -45
+}
+torch() { # model batch flags...
+    local m=$1 b=$2
+    shift 2
+    step 90 python3 benches/torch_rsp.py --model "$m" --size 224 --batch "$b" --runs 5 "$@" |
+        grep -E "^(device|forward|rsp)"
+}
+
+echo "== 2. batch 1, default precision: tune, bench with profile, PyTorch fp32 ($(left) s left)"
 for m in vgg16 resnet50; do
-    for b in 1 16; do
-        /usr/bin/time -f "tune $m batch $b: %e s" timeout 120 ./devrun/rsp tune --model "$m" --size 224 --batch "$b" | head -3
-    done
+    /usr/bin/time -f "tune $m batch 1 f32: %e s" timeout 150 ./devrun/rsp tune --model "$m" --size 224 --batch 1 | head -2
+    bench "$m" 1 --profile
+    torch "$m" 1
 done
-echo "== rsp vs PyTorch (float32, TF32 off)"
+python3 tools/autotune_summary.py "$OUT/autotune.json"
+
+echo "== 3. batch 1, --precision f16 vs PyTorch fp16 autocast ($(left) s left)"
 for m in vgg16 resnet50; do
-    for b in 1 16; do
-        timeout 150 python3 benches/torch_rsp.py --model "$m" --size 224 --batch "$b" --runs 5 \
-            --rsp-bin ./devrun/rsp | grep -E "^device|summary|rsp>|^rsp|^forward"
-    done
+    bench "$m" 1 --precision f16
+    torch "$m" 1 --fp16
 done
-echo "== where the time goes (VGG16 and ResNet50, batch 1)"
-timeout 120 ./devrun/rsp bench --model vgg16 --size 224 --batch 1 --runs 3 --profile | head -40
-timeout 120 ./devrun/rsp bench --model resnet50 --size 224 --batch 1 --runs 3 --profile | head -30
-echo "== autotuned kernels vs fixed heuristics vs one variant everywhere (batch 1)"
+
+echo "== 4. batch 16 ($(left) s left)"
 for m in vgg16 resnet50; do
-    timeout 90 ./devrun/rsp bench --model "$m" --size 224 --batch 1 --runs 5 | grep -E "^(model|rsp)"
-    timeout 90 ./devrun/rsp bench --model "$m" --size 224 --batch 1 --runs 5 --autotune off | grep -E "^(model|rsp)"
-    timeout 90 ./devrun/rsp bench --model "$m" --size 224 --batch 1 --runs 5 --kernel tiled-64x64-unchecked | grep -E "^(model|rsp)"
+    bench "$m" 16
+    torch "$m" 16
+    bench "$m" 16 --precision f16
+    torch "$m" 16 --fp16
 done
-echo "== f16 weights"
+
+echo "== 5. batch 1 without matrix units ($(left) s left)"
 for m in vgg16 resnet50; do
-    timeout 90 ./devrun/rsp bench --model "$m" --size 224 --batch 1 --runs 5 --weights-dtype f16
+    bench "$m" 1 --no-matrix-units
 done
+python3 tools/autotune_summary.py "$OUT/autotune.json"
+echo "== done, $(left) s of the budget left"

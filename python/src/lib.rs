@@ -16,7 +16,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use rsp::explain::{explain, Init, Method, Request, Smooth};
-use rsp::gpu::{list_adapters, Backend, ContextOptions, GpuContext};
+use rsp::gpu::{list_adapters, Backend, ContextOptions, GpuContext, Precision};
 use rsp::models::gpu::GpuModel;
 use rsp::models::hub::{self, WeightSources};
 use rsp::models::weights::TensorFile;
@@ -176,15 +176,21 @@ impl Engine {
     /// From a weights file, a hub model name (`vgg16`, `resnet50`, ...), or a dict of
     /// float32 arrays in torchvision naming.
     #[new]
-    #[pyo3(signature = (weights = None, model = None, tensors = None, backend = "auto"))]
+    #[pyo3(signature = (weights = None, model = None, tensors = None, backend = "auto", precision = "f32"))]
     fn new(
         py: Python<'_>,
         weights: Option<PathBuf>,
         model: Option<String>,
         tensors: Option<Bound<'_, PyDict>>,
         backend: &str,
+        precision: &str,
     ) -> PyResult<Self> {
         let backend = self::backend(backend)?;
+        let precision = Precision::from_name(precision).ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "precision '{precision}': expected 'f32' or 'f16'"
+            ))
+        })?;
         let file = match (weights, model, tensors) {
             (Some(path), None, None) => {
                 if !path.exists() {
@@ -226,6 +232,7 @@ impl Engine {
             Model::from_tensors(&file).map_err(|e| PyValueError::new_err(format!("{e:#}")))?;
         let opts = ContextOptions {
             backend,
+            precision,
             ..Default::default()
         };
         let (ctx, gpu) = py

@@ -167,7 +167,7 @@ def test_bad_inputs_raise_python_exceptions(vgg):
     with pytest.raises(ValueError, match="backend"):
         rsp.Explainer(weights=GOLDEN / "vgg_tiny.safetensors", backend="cuda")
     with pytest.raises(ValueError, match="precision"):
-        rsp.Explainer(weights=GOLDEN / "vgg_tiny.safetensors", precision="f16")
+        rsp.Explainer(weights=GOLDEN / "vgg_tiny.safetensors", precision="f64")
     with pytest.raises(ValueError, match="colour map 'rainbow'"):
         rsp.render(np.zeros((2, 2), np.float32), cmap="rainbow")
     with pytest.raises(ValueError, match="alpha"):

@@ -5,7 +5,7 @@ use clap::builder::PossibleValue;
 use clap::{Args, ValueEnum};
 
 use crate::explain::Method;
-use crate::gpu::{Autotune, Backend, ContextOptions, DType};
+use crate::gpu::{Autotune, Backend, ContextOptions, DType, Precision};
 use crate::preprocess::Normalisation;
 
 /// The GPU flags every command shares: which backend, and how weights are stored.
@@ -19,11 +19,22 @@ pub struct DeviceArgs {
     /// f32 by about the rounding of the weights; needs an adapter with shader f16).
     #[arg(long, value_enum, default_value_t = DType::F32, value_name = "f32|f16")]
     pub weights_dtype: DType,
+    /// Arithmetic: f32 (default; parity with the authors' code), or f16 (f16 weights,
+    /// and on GPUs with matrix units convolution operands rounded to f16 with f32
+    /// accumulation; maps drift from f32 by the amounts in the README; needs shader
+    /// f16).
+    #[arg(long, value_enum, default_value_t = Precision::F32, value_name = "f32|f16")]
+    pub precision: Precision,
+    /// Never use the GPU's matrix units (cooperative matrices), even where the adapter
+    /// has them and they pass the autotuner's check.
+    #[arg(long)]
+    pub no_matrix_units: bool,
     /// Convolution kernels chosen by measurement on this device: on (reuse the cached
     /// choices in $RSP_CACHE_DIR/autotune.json, else the user cache dir +
     /// rsp/autotune.json, and time what is missing), off (fixed heuristics, nothing
-    /// timed or written) or fresh (time everything met again). Every variant gives
-    /// the same numbers; only speed changes.
+    /// timed or written) or fresh (time everything met again). Variants on the f32
+    /// cores give the same numbers; matrix-unit variants are accepted only within a
+    /// tolerance of them.
     #[arg(long, default_value = "on", value_parser = parse_autotune, value_name = "on|off|fresh")]
     pub autotune: Autotune,
 }
@@ -34,6 +45,8 @@ impl DeviceArgs {
         ContextOptions {
             backend: self.backend,
             weights: self.weights_dtype,
+            precision: self.precision,
+            disable_matrix_units: self.no_matrix_units,
             autotune: self.autotune,
             progress: true,
             ..Default::default()
@@ -58,7 +71,7 @@ macro_rules! named_value_enum {
     )*};
 }
 
-named_value_enum!(DType, Method, Normalisation);
+named_value_enum!(DType, Precision, Method, Normalisation);
 
 fn parse_autotune(s: &str) -> std::result::Result<Autotune, String> {
     s.parse()

@@ -167,7 +167,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     // Nothing else is allocated yet: the pool's peak is the weights' storage.
     let weight_bytes = ctx.peak_memory();
     println!(
-        "adapter: {} ({:?}, {:?})\nmodel: {} ({}), input {}x{}, batch {}, weights {} (weights on the GPU: {:.3} MiB), GEMM kernels {}",
+        "adapter: {} ({:?}, {:?})\nmodel: {} ({}), input {}x{}, batch {}, precision {}, weights {} (weights on the GPU: {:.3} MiB), GEMM kernels {}{}",
         ctx.adapter.name,
         ctx.adapter.backend,
         ctx.adapter.device_type,
@@ -178,12 +178,18 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         w.size,
         w.size,
         w.batch,
-        args.device.weights_dtype.wgsl(),
+        ctx.precision.name(),
+        ctx.weight_dtype.wgsl(),
         weight_bytes as f64 / (1 << 20) as f64,
         if args.kernel == "auto" {
             format!("autotune {:?}", ctx.tuner.mode()).to_lowercase()
         } else {
             args.kernel.clone()
+        },
+        if ctx.matrix_units {
+            ", matrix units offered"
+        } else {
+            ""
         }
     );
 

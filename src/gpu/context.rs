@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use anyhow::{anyhow, bail, Result};
 
-use super::dtype::DType;
+use super::dtype::{DType, Precision};
 use super::pipelines::PipelineCache;
 use super::pool::BufferPool;
 use super::profiler::Profiler;
@@ -80,6 +80,12 @@ pub struct ContextOptions {
     /// parity mode) or f16 (half the weight memory and bandwidth, f32 arithmetic;
     /// needs the adapter's `SHADER_F16`).
     pub weights: DType,
+    /// `--precision`: [`Precision::F16`] also stores weights in f16 and lets GEMMs
+    /// round their operands to f16 on matrix units.
+    pub precision: Precision,
+    /// Never offer the cooperative-matrix (tensor core) GEMM variants, even where the
+    /// adapter has them.
+    pub disable_matrix_units: bool,
     /// Whether GEMM kernel variants are chosen by measurement (off by default in the
     /// library; the CLI turns it on).
     pub autotune: Autotune,
@@ -117,6 +123,9 @@ pub struct AdapterSummary {
     /// The subgroup size when the adapter has `Features::SUBGROUP` and runs every
     /// subgroup at one fixed size (lavapipe: 8), else `None`.
     pub fixed_subgroup: Option<u32>,
+    /// `Features::EXPERIMENTAL_COOPERATIVE_MATRIX` with a 16×16×16 configuration of
+    /// f16 inputs and f32 accumulators (the form `gemm_coop.wgsl` uses).
+    pub matrix_f16_f32: bool,
 }
 
 impl fmt::Display for AdapterSummary {
@@ -132,7 +141,7 @@ impl fmt::Display for AdapterSummary {
             f,
             "{} [{:?}, {kind}] driver '{}': max storage binding {} MiB, max buffer {} MiB, \
              workgroup storage {} KiB, {} invocations/workgroup, shader-f16 {}, \
-             fixed subgroup size {}",
+             fixed subgroup size {}, matrix units 16x16x16 f16->f32 {}",
             self.name,
             self.backend,
             self.driver,
@@ -142,7 +151,8 @@ impl fmt::Display for AdapterSummary {
             self.max_invocations,
             if self.shader_f16 { "yes" } else { "no" },
             self.fixed_subgroup
-                .map_or("no".to_string(), |n| n.to_string())
+                .map_or("no".to_string(), |n| n.to_string()),
+            if self.matrix_f16_f32 { "yes" } else { "no" }
         )
     }
 }
@@ -167,6 +177,16 @@ fn summarize(adapter: &wgpu::Adapter) -> AdapterSummary {
         fixed_subgroup: (adapter.features().contains(wgpu::Features::SUBGROUP)
             && info.subgroup_min_size == info.subgroup_max_size)
             .then_some(info.subgroup_max_size),
+        matrix_f16_f32: adapter
+            .features()
+            .contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
+            && adapter.cooperative_matrix_properties().iter().any(|p| {
+                use wgpu::CooperativeScalarType as T;
+                (p.m_size, p.n_size, p.k_size) == (16, 16, 16)
+                    && p.ab_type == T::F16
+                    && p.cr_type == T::F32
+                    && !p.saturating_accumulation
+            }),
     }
 }
 
@@ -200,8 +220,14 @@ pub struct GpuContext {
     pub(crate) placeholder: wgpu::Buffer,
     /// Per-kernel GPU timing, when asked for and supported.
     pub profiler: Option<Profiler>,
-    /// Storage type of uploaded layer weights (`ContextOptions::weights`).
+    /// Storage type of uploaded layer weights (`ContextOptions::weights`, or f16 for
+    /// [`Precision::F16`]).
     pub weight_dtype: DType,
+    /// `ContextOptions::precision`.
+    pub precision: Precision,
+    /// Whether the cooperative-matrix GEMM variants may be offered: the adapter has
+    /// 16×16×16 f16 → f32 matrices and 32-lane subgroups, and they were not disabled.
+    pub matrix_units: bool,
     /// Workgroups a GEMM should offer to keep this adapter busy: below it, 64×64 tiles
     /// give way to 32×32 ones (the GEMM op family's tile choice). 256 for GPUs (two
     /// per streaming multiprocessor on a 132-SM card); two per thread for a CPU device
@@ -272,29 +298,49 @@ impl GpuContext {
                 adapter.get_info().name
             );
         }
-        let half = opts.weights == DType::F16;
+        let half = opts.weights == DType::F16 || opts.precision == Precision::F16;
         if half && !adapter.features().contains(wgpu::Features::SHADER_F16) {
+            let flag = if opts.precision == Precision::F16 {
+                "--precision f16"
+            } else {
+                "--weights-dtype f16"
+            };
             bail!(
-                "--weights-dtype f16: '{}' does not support f16 in shaders (SHADER_F16); \
-                 use --weights-dtype f32",
+                "{flag}: '{}' does not support f16 in shaders (SHADER_F16); use f32",
                 adapter.get_info().name
             );
         }
+        let summary = summarize(&adapter);
+        let matrix_units = !opts.disable_matrix_units
+            && summary.matrix_f16_f32
+            && summary.fixed_subgroup == Some(32)
+            && adapter.features().contains(wgpu::Features::SHADER_F16);
         let mut features = wgpu::Features::empty();
         if timestamps {
             features |= wgpu::Features::TIMESTAMP_QUERY;
         }
-        if half {
+        if half || matrix_units {
             features |= wgpu::Features::SHADER_F16;
         }
-        // Only the subgroup GEMM variant uses it, and only where the size is fixed.
-        if summarize(&adapter).fixed_subgroup.is_some() {
+        // Only the subgroup and cooperative-matrix GEMM variants use it, and only where
+        // the size is fixed.
+        if summary.fixed_subgroup.is_some() {
             features |= wgpu::Features::SUBGROUP;
+        }
+        let mut experimental = wgpu::ExperimentalFeatures::disabled();
+        if matrix_units {
+            features |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+            // SAFETY: the experimental feature is used only by gemm_coop.wgsl, whose
+            // variants are offered to the autotuner, which runs each on this device
+            // against the f32 fallback before choosing it (`ops::gemm`);
+            // `disable_matrix_units` keeps the feature off altogether.
+            experimental = unsafe { wgpu::ExperimentalFeatures::enabled() };
         }
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("rsp"),
             required_features: features,
             required_limits: limits.clone(),
+            experimental_features: experimental,
             ..Default::default()
         }))
         .map_err(|e| anyhow!("cannot open device on '{}': {e}", adapter.get_info().name))?;
@@ -326,13 +372,15 @@ impl GpuContext {
             gemm_kernel: opts.gemm_kernel.clone(),
             offer_broken_variant: opts.offer_broken_variant,
             profiler,
-            weight_dtype: opts.weights,
+            weight_dtype: if half { DType::F16 } else { DType::F32 },
+            precision: opts.precision,
+            matrix_units,
             fill_workgroups,
             placeholder,
             recording: Mutex::new(()),
             device,
             queue,
-            adapter: summarize(&adapter),
+            adapter: summary,
             limits,
             max_binding,
             pipelines: Mutex::new(PipelineCache::new(

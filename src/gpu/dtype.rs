@@ -51,6 +51,45 @@ impl DType {
     }
 }
 
+/// The arithmetic a run asks for (`--precision`): what the GEMM kernel variants may
+/// trade for speed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Precision {
+    /// f32 storage; every GEMM holds f32 accuracy: the exact variants, or on matrix
+    /// units the split-fp32 products where the autotuner's check accepts them. The
+    /// golden-parity mode.
+    #[default]
+    F32,
+    /// f16 weights; on matrix units GEMM operands are rounded to f16 and multiplied
+    /// into f32 accumulators. Activations and relevance are still stored in f32.
+    F16,
+}
+
+impl Precision {
+    pub const ALL: [Precision; 2] = [Precision::F32, Precision::F16];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Precision> {
+        Precision::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// One line on the mode, for lists of choices.
+    pub fn description(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32 accuracy everywhere (the golden-parity default)",
+            Precision::F16 => {
+                "f16 weights and f16 matrix-unit products with f32 accumulation (needs SHADER_F16)"
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@ pub mod tensor;
 pub mod tune;
 
 pub use context::{list_adapters, AdapterSummary, Backend, ContextOptions, GpuContext};
-pub use dtype::DType;
+pub use dtype::{DType, Precision};
 pub use pipelines::{Access, ShaderRef};
 pub use recorder::{grid_1d, Binding, Recorder};
 pub use tensor::GpuTensor;

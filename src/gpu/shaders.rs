@@ -20,6 +20,10 @@ pub enum Skeleton {
     /// `gemm_subgroup.wgsl`: vec4 loads of the packed operands and subgroup
     /// broadcasts (devices with 8-wide subgroups and `Features::SUBGROUP`).
     Subgroup,
+    /// `gemm_coop.wgsl`: cooperative-matrix (tensor core) products of f16 operands
+    /// into f32 accumulators (`Features::EXPERIMENTAL_COOPERATIVE_MATRIX`, 16×16×16
+    /// f16 → f32, 32-lane subgroups).
+    Coop,
 }
 
 impl Skeleton {
@@ -31,20 +35,27 @@ impl Skeleton {
             Skeleton::Direct => include_str!("../../shaders/gemm_direct.wgsl"),
             Skeleton::Pack => include_str!("../../shaders/gemm_pack.wgsl"),
             Skeleton::Subgroup => include_str!("../../shaders/gemm_subgroup.wgsl"),
+            Skeleton::Coop => include_str!("../../shaders/gemm_coop.wgsl"),
         }
     }
 
     /// Whether the skeleton's module needs `wgpu::Features::SUBGROUP`.
     pub fn needs_subgroups(self) -> bool {
-        self == Skeleton::Subgroup
+        matches!(self, Skeleton::Subgroup | Skeleton::Coop)
+    }
+
+    /// Whether the skeleton's module needs cooperative matrices (and f16).
+    pub fn needs_cooperative_matrix(self) -> bool {
+        self == Skeleton::Coop
     }
 
     /// Every GEMM skeleton (for validation tests).
-    pub const GEMM: [Skeleton; 4] = [
+    pub const GEMM: [Skeleton; 5] = [
         Skeleton::Tiled,
         Skeleton::Direct,
         Skeleton::Pack,
         Skeleton::Subgroup,
+        Skeleton::Coop,
     ];
 }
 /// Convolution parameters and tap indexing, prepended to each convolution kernel.
@@ -156,8 +167,11 @@ pub fn source_typed(name: &str, types: &[DType], skeleton: Skeleton) -> Option<S
         .map(|i| types.get(i).copied().unwrap_or_default())
         .collect();
     let mut header = String::new();
-    if types.contains(&DType::F16) {
+    if types.contains(&DType::F16) || skeleton.needs_cooperative_matrix() {
         header.push_str("enable f16;\n");
+    }
+    if skeleton.needs_cooperative_matrix() {
+        header.push_str("enable wgpu_cooperative_matrix;\n");
     }
     for ((alias, _), t) in typed.iter().zip(&types) {
         header.push_str(&format!("alias {alias} = {};\n", t.wgsl()));

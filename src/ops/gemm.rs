@@ -15,7 +15,7 @@ use wgpu::util::DeviceExt;
 
 use crate::gpu::shaders::Skeleton;
 use crate::gpu::tune::Trial;
-use crate::gpu::{Access, Autotune, Binding, GpuContext, Recorder, ShaderRef};
+use crate::gpu::{Access, Autotune, Binding, GpuContext, Precision, Recorder, ShaderRef};
 
 /// Tile shape of the tiled skeleton (`WG_X`/`WG_Y` in `gemm_tiled.wgsl`): a workgroup
 /// of `wg_x × wg_y` threads computes a `4·wg_y × 4·wg_x` tile of C (rows M, columns
@@ -119,6 +119,12 @@ pub enum GemmKernel {
     /// the kernel reads A through the op's loads (for problems whose N spans one or two
     /// blocks, where packing A costs more than it saves).
     Subgroup { packed_a: bool },
+    /// `gemm_coop.wgsl`: 64×64 tiles on the matrix units (cooperative matrices of
+    /// 16×16 f16 into f32). With `split` each f32 operand is a sum of two scaled f16
+    /// parts and three products keep f32 accuracy; without, operands are rounded to
+    /// f16 (`Precision::F16`). Not bit-identical to the others: accepted within a
+    /// tolerance ([`GemmKernel::exact`]).
+    Coop { split: bool },
     /// Test hook (`ContextOptions::offer_broken_variant`): the 64×64 tiled kernel on
     /// half of its grid, so it is fast and leaves columns unwritten. The autotuner's
     /// correctness check must reject it.
@@ -152,6 +158,11 @@ impl GemmKernel {
                 skeleton: Skeleton::Subgroup,
                 unchecked: true,
             },
+            GemmKernel::Coop { .. } => ShaderRef {
+                name: op,
+                skeleton: Skeleton::Coop,
+                unchecked: true,
+            },
         }
     }
 
@@ -166,6 +177,7 @@ impl GemmKernel {
                 vec![("ROWS", rows as f64), ("LANES", lanes as f64)]
             }
             GemmKernel::Subgroup { packed_a } => vec![("PACKED_A", packed_a as u8 as f64)],
+            GemmKernel::Coop { split } => vec![("SPLIT", split as u8 as f64)],
         }
     }
 
@@ -176,6 +188,7 @@ impl GemmKernel {
             GemmKernel::Tiled { tile, .. } => (tile.rows(), tile.cols()),
             GemmKernel::Direct { rows, lanes } => (rows as usize, 4 * lanes as usize),
             GemmKernel::Subgroup { .. } => (SUBGROUP_BLOCK, SUBGROUP_BLOCK),
+            GemmKernel::Coop { .. } => (COOP_BLOCK, COOP_BLOCK),
         }
     }
 
@@ -201,6 +214,14 @@ impl GemmKernel {
                 16 * 4 * (tile.rows() + tile.cols()) as u32,
             ),
             GemmKernel::Direct { lanes, .. } => (lanes, 0),
+            GemmKernel::Coop { .. } => {
+                if !ctx.matrix_units {
+                    return false;
+                }
+                // The f32 stage of 64×64 plus hi and lo f16 copies of both operand
+                // tiles (64×32 each), and four atomics.
+                (128, 4 * 4096 + 4 * 2 * 2048 + 16)
+            }
         };
         threads <= ctx.limits.max_compute_invocations_per_workgroup
             && shared <= ctx.limits.max_compute_workgroup_storage_size
@@ -227,6 +248,26 @@ impl GemmKernel {
             && grids.iter().flatten().all(|&g| g as usize <= dim)
     }
 
+    /// Whether the variant gives the same bits as the f32 fallback (every sum in
+    /// ascending K order, one fma per k). The others are accepted by the autotuner
+    /// only within [`GemmKernel::tolerance`].
+    pub fn exact(&self) -> bool {
+        !matches!(self, GemmKernel::Coop { .. })
+    }
+
+    /// For an inexact variant, the relative error per output allowed against the f32
+    /// fallback on the autotuner's random operands (`rel · (|want| + median |want|)`)
+    /// and the fraction of outputs that may exceed it (outputs that are ratios of a
+    /// near-cancelling sum, as in RSP's relative contributions, are ill-conditioned
+    /// in any arithmetic).
+    pub fn tolerance(&self) -> Option<(f32, f64)> {
+        match *self {
+            GemmKernel::Coop { split: true } => Some((1e-4, 1e-3)),
+            GemmKernel::Coop { split: false } => Some((5e-2, 2e-2)),
+            _ => None,
+        }
+    }
+
     /// Parses a variant name as [`fmt::Display`] writes it.
     pub fn parse(s: &str) -> Option<GemmKernel> {
         if s == "broken-for-tests" {
@@ -235,6 +276,8 @@ impl GemmKernel {
         match s {
             "subgroup-32x32" => return Some(GemmKernel::Subgroup { packed_a: true }),
             "subgroup-32x32-packb" => return Some(GemmKernel::Subgroup { packed_a: false }),
+            "coop-64x64-split" => return Some(GemmKernel::Coop { split: true }),
+            "coop-64x64-f16" => return Some(GemmKernel::Coop { split: false }),
             _ => {}
         }
         if let Some(rest) = s.strip_prefix("tiled-") {
@@ -270,6 +313,11 @@ impl fmt::Display for GemmKernel {
                 "subgroup-{SUBGROUP_BLOCK}x{SUBGROUP_BLOCK}{}",
                 if packed_a { "" } else { "-packb" }
             ),
+            GemmKernel::Coop { split } => write!(
+                f,
+                "coop-{COOP_BLOCK}x{COOP_BLOCK}-{}",
+                if split { "split" } else { "f16" }
+            ),
             GemmKernel::BrokenForTests => f.write_str("broken-for-tests"),
         }
     }
@@ -277,6 +325,9 @@ impl fmt::Display for GemmKernel {
 
 /// Rows and columns of C one subgroup-kernel workgroup computes (gemm_subgroup.wgsl).
 const SUBGROUP_BLOCK: usize = 32;
+
+/// Rows and columns of C one cooperative-matrix workgroup computes (gemm_coop.wgsl).
+const COOP_BLOCK: usize = 64;
 
 /// Largest packed operand the subgroup kernel allocates; bigger problems use the
 /// other variants (a 224 px batch's first layers would need gigabytes).
@@ -367,6 +418,11 @@ pub(crate) fn candidates(ctx: &GpuContext, p: &GemmProblem) -> Vec<GemmKernel> {
         all.push(GemmKernel::Subgroup { packed_a: true });
         all.push(GemmKernel::Subgroup { packed_a: false });
     }
+    // Matrix units: split-fp32 products keep f32 accuracy; plain f16 operands only
+    // where the run asked for half precision.
+    all.push(GemmKernel::Coop {
+        split: ctx.precision == Precision::F32,
+    });
     if ctx.offer_broken_variant {
         all.push(GemmKernel::BrokenForTests);
     }
@@ -470,8 +526,12 @@ pub(crate) fn select(ctx: &GpuContext, p: &GemmProblem) -> GemmKernel {
         .collect();
     let dtypes: Vec<&str> = p.bindings.iter().map(|b| b.dtype.wgsl()).collect();
     let key = format!(
-        "{} | {} {} | {:?} | {}",
+        "{} | {}{} {} | {:?} | {}",
         ctx.adapter_key(),
+        match ctx.precision {
+            Precision::F32 => "",
+            Precision::F16 => "precision f16 | ",
+        },
         p.op,
         constants.join(" "),
         p.params,
@@ -485,6 +545,57 @@ pub(crate) fn select(ctx: &GpuContext, p: &GemmProblem) -> GemmKernel {
             .trial(ctx, p, kernel)
     });
     GemmKernel::parse(&chosen).unwrap_or(cands[0])
+}
+
+/// Whether a candidate's output `got` (f32 bit patterns) agrees with the fallback's
+/// `want`: bit for bit, or for an inexact variant within `tolerance` (see
+/// [`GemmKernel::tolerance`]); non-finite outputs must match in kind.
+fn agrees(want: &[u32], got: &[u32], tolerance: Option<(f32, f64)>) -> Result<(), String> {
+    let pairs = want
+        .iter()
+        .zip(got)
+        .map(|(a, b)| (f32::from_bits(*a), f32::from_bits(*b)));
+    let Some((rel, fraction)) = tolerance else {
+        let bad = pairs
+            .filter(|(a, b)| !(a == b || (a.is_nan() && b.is_nan())))
+            .count();
+        return match bad {
+            0 => Ok(()),
+            _ => Err(format!(
+                "{bad} of {} outputs differ from the fallback's",
+                want.len()
+            )),
+        };
+    };
+    let mut mags: Vec<f32> = want
+        .iter()
+        .map(|a| f32::from_bits(*a).abs())
+        .filter(|a| a.is_finite())
+        .collect();
+    let median = if mags.is_empty() {
+        0.0
+    } else {
+        let mid = mags.len() / 2;
+        *mags.select_nth_unstable_by(mid, f32::total_cmp).1
+    };
+    let mut far = 0usize;
+    for (a, b) in pairs {
+        if !a.is_finite() || !b.is_finite() {
+            let same_kind = (a.is_nan() && b.is_nan()) || a == b;
+            if !same_kind {
+                return Err(format!("output {b} where the fallback has {a}"));
+            }
+        } else if (a - b).abs() > rel * (a.abs() + median) {
+            far += 1;
+        }
+    }
+    if far as f64 > fraction * want.len() as f64 {
+        return Err(format!(
+            "{far} of {} outputs differ from the fallback's by more than {rel} relative",
+            want.len()
+        ));
+    }
+    Ok(())
 }
 
 /// Buffers shaped like a problem's bindings, filled with fixed pseudo-random values,
@@ -572,8 +683,19 @@ impl TrialBench {
         let out = &self.buffers[self.out];
         ctx.queue
             .write_buffer(out, 0, &vec![0u8; self.out_words * 4]);
-        // Compiles the pipeline and warms caches; its output is checked.
+        // Compiles the pipeline and warms caches; its output is checked. A variant the
+        // driver cannot build or run (the experimental cooperative matrices most of
+        // all) is rejected here instead of ending the process.
+        let internal = ctx.device.push_error_scope(wgpu::ErrorFilter::Internal);
+        let validation = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
         self.run(ctx, p, kernel, 1);
+        let errors = [
+            pollster::block_on(validation.pop()),
+            pollster::block_on(internal.pop()),
+        ];
+        if let Some(e) = errors.into_iter().flatten().next() {
+            return Trial::Rejected(format!("the device refused it: {e}"));
+        }
         let got = match ctx.read_raw(out, self.out_words) {
             Ok(v) => v,
             Err(e) => return Trial::Rejected(format!("readback failed: {e:#}")),
@@ -581,19 +703,8 @@ impl TrialBench {
         match &self.reference {
             None => self.reference = Some(got),
             Some(want) => {
-                let bad = want
-                    .iter()
-                    .zip(&got)
-                    .filter(|(a, b)| {
-                        let (a, b) = (f32::from_bits(**a), f32::from_bits(**b));
-                        !(a == b || (a.is_nan() && b.is_nan()))
-                    })
-                    .count();
-                if bad > 0 {
-                    return Trial::Rejected(format!(
-                        "{bad} of {} outputs differ from the fallback's",
-                        want.len()
-                    ));
+                if let Err(why) = agrees(want, &got, kernel.tolerance()) {
+                    return Trial::Rejected(why);
                 }
             }
         }
@@ -611,5 +722,53 @@ impl TrialBench {
         let median = times[1];
         self.best = Some(self.best.map_or(median, |b| b.min(median)));
         Trial::Timed(median)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    #[test]
+    fn exact_variants_must_match_bit_for_bit() {
+        let want = bits(&[1.0, -2.0, f32::NAN, 0.5]);
+        assert!(agrees(&want, &want, None).is_ok());
+        let off = bits(&[1.0, -2.0, f32::NAN, 0.5 + f32::EPSILON]);
+        let err = agrees(&want, &off, None).unwrap_err();
+        assert!(err.contains("1 of 4"), "{err}");
+    }
+
+    #[test]
+    fn inexact_variants_are_judged_by_tolerance_and_fraction() {
+        let tol = GemmKernel::Coop { split: true }.tolerance();
+        assert!(tol.is_some() && GemmKernel::Coop { split: false }.tolerance().is_some());
+        assert!(GemmKernel::Tiled {
+            tile: GemmTile::LARGE,
+            unchecked: true
+        }
+        .tolerance()
+        .is_none());
+        let want: Vec<f32> = (0..4000).map(|i| (i as f32 * 0.37).sin()).collect();
+        // Relative noise of 1e-6: accepted.
+        let close: Vec<f32> = want.iter().map(|v| v * (1.0 + 1e-6)).collect();
+        assert!(agrees(&bits(&want), &bits(&close), tol).is_ok());
+        // Two ill-conditioned outputs far off (0.05% of 4000): within the fraction.
+        let mut two = close.clone();
+        two[10] = 100.0;
+        two[20] = -3.0;
+        assert!(agrees(&bits(&want), &bits(&two), tol).is_ok());
+        // Columns shifted by one (a layout bug): nearly every output is off.
+        let mut shifted = want.clone();
+        shifted.rotate_left(1);
+        let err = agrees(&bits(&want), &bits(&shifted), tol).unwrap_err();
+        assert!(err.contains("by more than"), "{err}");
+        // A NaN where the fallback is finite is never tolerated.
+        let mut nan = close;
+        nan[5] = f32::NAN;
+        assert!(agrees(&bits(&want), &bits(&nan), tol).is_err());
     }
 }

@@ -104,8 +104,20 @@ def neg(t):
 # Per-image convolution helpers (grouped over the batch: group n = image n)
 # ---------------------------------------------------------------------------------
 
+def amp_cast(*ts):
+    """Under autocast, the operands of the explicit gradient ops (conv2d_weight,
+    conv2d_input), which autocast does not cover, in its dtype, as it would cast a
+    convolution's; otherwise unchanged."""
+    dev = ts[0].device.type
+    if torch.is_autocast_enabled(dev):
+        dt = torch.get_autocast_dtype(dev)
+        return [t.to(dt) for t in ts]
+    return list(ts)
+
+
 def wgrad(conv, x, s):
     """Channel attribution maps: wgrad(x, S) per image -> [N*C_out, C_in, kh, kw]."""
+    x, s = amp_cast(x, s)
     n, cin, h, w = x.shape
     cout = s.shape[1]
     return torch.nn.grad.conv2d_weight(
@@ -125,6 +137,7 @@ def conv_per_image(conv, x, g):
 def convT_per_image(conv, s, g, x_shape):
     """convT(S, G) with each image's own G -> shaped like the conv input."""
     n, cin, h, w = x_shape
+    s, g = amp_cast(s, g)
     s = s.reshape(1, -1, s.shape[2], s.shape[3])
     y = torch.nn.grad.conv2d_input((1, n * cin, h, w), g, s, stride=conv.stride,
                                    padding=conv.padding, dilation=conv.dilation, groups=n)
@@ -168,7 +181,7 @@ def rsp_first_conv(conv, X, R):
     s = sdiv(R, z)
 
     def convT(weight):
-        return torch.nn.grad.conv2d_input(X.shape, weight, s, **kw)
+        return torch.nn.grad.conv2d_input(X.shape, *amp_cast(weight, s), **kw)
 
     return X * convT(w) - low * convT(w_pos) - high * convT(w_neg)
 

@@ -100,20 +100,29 @@ fn load_a_at(z: u32, m: u32, kt: KTap) -> f32 {
     return v;
 }
 
-fn load_b_at(z: u32, kt: KTap, col: Column) -> f32 {
-    let iy = col.iy0 + i32(kt.u);
-    let ix = col.ix0 + i32(kt.v);
+// The convolution's input as the GEMM sees it (pos(x) in MODE 1), 0 in the padding.
+// Also read by the Winograd input transform (gemm_winograd.wgsl).
+fn load_input(img: u32, c: u32, iy: i32, ix: i32) -> f32 {
     if (iy < 0 || ix < 0 || iy >= i32(p.h) || ix >= i32(p.w)) {
         return 0.0;
     }
-    if (MODE == 2u && kt.section > 0u) {
-        return bounds[col.img * 2u + kt.section - 1u];
-    }
-    let v = x[((col.img * p.c_in + kt.c) * p.h + u32(iy)) * p.w + u32(ix)];
+    let v = x[((img * p.c_in + c) * p.h + u32(iy)) * p.w + u32(ix)];
     if (MODE == 1u) {
         return max(v, 0.0);
     }
     return v;
+}
+
+fn load_b_at(z: u32, kt: KTap, col: Column) -> f32 {
+    let iy = col.iy0 + i32(kt.u);
+    let ix = col.ix0 + i32(kt.v);
+    if (MODE == 2u && kt.section > 0u) {
+        if (iy < 0 || ix < 0 || iy >= i32(p.h) || ix >= i32(p.w)) {
+            return 0.0;
+        }
+        return bounds[col.img * 2u + kt.section - 1u];
+    }
+    return load_input(col.img, kt.c, iy, ix);
 }
 
 fn load_a(z: u32, m: u32, k: u32) -> f32 {

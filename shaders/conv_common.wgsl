@@ -21,7 +21,8 @@ struct ConvParams {
     pad: u32,
     // split-K factor of the GEMM (1: no split)
     k_splits: u32,
-    _pad1: u32,
+    // a pass's count of weight sets, images or problems (Winograd transforms)
+    count: u32,
 }
 
 @group(0) @binding(5) var<uniform> p: ConvParams;

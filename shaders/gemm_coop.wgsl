@@ -7,7 +7,8 @@
 //   2. each operand tile is scaled by a power of two that puts its largest magnitude
 //      in [2^14, 2^15) (f16 overflows at 65504 and loses precision below 2^-14;
 //      activations and relevance span far more than that) and rounded to f16 (`hi`);
-//      with SPLIT, the rounding error, times 2^11, is rounded again (`lo`);
+//      with SPLIT, `hi` is instead cut to f16's 11 significant bits and the
+//      remainder, times 2^11, rounded to f16 (`lo`);
 //   3. the subgroups multiply: with SPLIT, hi·hi plus (hi·lo + lo·hi)·2^-11, the
 //      split-fp32 product of Ootomo & Yokota (2022), which keeps about f32's accuracy;
 //      without, hi·hi alone (the half-precision mode);
@@ -47,6 +48,15 @@ fn scale_exponent(max_bits: u32) -> i32 {
     }
     let e = i32((max_bits >> 23u) & 0xffu) - 127;
     return clamp(14 - e, -126, 126);
+}
+
+// v (scaled, |v| < 2^15) as (hi, lo · 2^11) with v = hi + lo · 2^-11: hi keeps the
+// top 11 significant bits (a value f16 holds exactly where it is normal), found on the
+// bits rather than by an f32 → f16 → f32 round trip, which a shader compiler may
+// treat as the identity and so leave lo at zero.
+fn split_f16(v: f32) -> vec2<f32> {
+    let hi = bitcast<f32>(bitcast<u32>(v) & 0xffffe000u);
+    return vec2<f32>(hi, (v - hi) * 2048.0);
 }
 
 @compute @workgroup_size(128, 1, 1)
@@ -113,18 +123,22 @@ fn main(
         let sb = ldexp(1.0, eb);
         for (var e = li; e < STAGE_A; e += THREADS) {
             let v = stage[e] * sa;
-            let h = f16(v);
-            a_hi[e] = h;
             if (SPLIT) {
-                a_lo[e] = f16((v - f32(h)) * 2048.0);
+                let hl = split_f16(v);
+                a_hi[e] = f16(hl.x);
+                a_lo[e] = f16(hl.y);
+            } else {
+                a_hi[e] = f16(v);
             }
         }
         for (var e = li; e < STAGE_B; e += THREADS) {
             let v = stage[STAGE_A + e] * sb;
-            let h = f16(v);
-            b_hi[e] = h;
             if (SPLIT) {
-                b_lo[e] = f16((v - f32(h)) * 2048.0);
+                let hl = split_f16(v);
+                b_hi[e] = f16(hl.x);
+                b_lo[e] = f16(hl.y);
+            } else {
+                b_hi[e] = f16(v);
             }
         }
         workgroupBarrier();

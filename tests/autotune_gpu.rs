@@ -55,6 +55,7 @@ fn all_variants() -> Vec<GemmKernel> {
     v.push(GemmKernel::Subgroup { packed_a: false });
     v.push(GemmKernel::Coop { split: true });
     v.push(GemmKernel::Coop { split: false });
+    v.push(GemmKernel::Winograd);
     v
 }
 
@@ -261,6 +262,32 @@ fn matrix_unit_variants_hold_their_tolerance_where_the_adapter_has_them() {
                 }
             }
         }
+    }
+}
+
+/// Winograd forced for whole explanations (every 3×3 stride-1 forward convolution,
+/// inference and RSP's relative contributions): golden tolerance on the in-repository
+/// cases, and not bit-identical to the fallback (so it ran).
+#[test]
+fn winograd_explanations_hold_the_golden_tolerance() {
+    let ctx = context(ContextOptions {
+        gemm_kernel: Some("winograd-2x2".to_string()),
+        ..Default::default()
+    });
+    for case in ["vgg_tiny", "resnet_basic_narrow"] {
+        let golden = common::golden(case);
+        let got = maps(&ctx, case);
+        let fallback = maps(common::gpu(), case);
+        let r = rsp::compare::measure(&format!("{case} winograd-2x2"), &got[0], &fallback[0]);
+        println!("{r}");
+        assert!(r.rel_max_err > 0.0, "{case}: Winograd did not run");
+        compare(
+            &format!("{case} winograd-2x2 rsp.gradcam.out"),
+            &got[0],
+            &common::get(&golden, "rsp.gradcam.out"),
+            Tolerance::GOLDEN,
+        )
+        .unwrap();
     }
 }
 

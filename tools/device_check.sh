@@ -60,11 +60,14 @@ git log -1 --format='commit %h %s' 2>/dev/null || true
 
 echo "== 1. tests on the GPU (in parallel, $(left) s left)"
 mkdir -p /tmp/testlogs
-for t in devrun/tests/*; do
+pids=()
+for t in devrun/tests/${TESTS:-*}; do
     n=$(basename "$t")
     (step 150 "$t" --test-threads 4 --nocapture >"/tmp/testlogs/$n.log" 2>&1) &
+    pids+=($!)
 done
-wait
+# Not a bare `wait`: that would also wait for the `tee` of the log.
+wait "${pids[@]}"
 for f in /tmp/testlogs/*.log; do
     echo "-- $(basename "$f" .log): $(grep -E '^test result' "$f" | tail -1)"
     grep -E "FAILED|panicked|failures:|matrix|coop|TIMED OUT" "$f" | head -20

@@ -187,9 +187,7 @@ impl Engine {
     ) -> PyResult<Self> {
         let backend = self::backend(backend)?;
         let precision = Precision::from_name(precision).ok_or_else(|| {
-            PyValueError::new_err(format!(
-                "precision '{precision}': expected 'f32' or 'f16'"
-            ))
+            PyValueError::new_err(format!("precision '{precision}': expected 'f32' or 'f16'"))
         })?;
         let file = match (weights, model, tensors) {
             (Some(path), None, None) => {

@@ -24,6 +24,9 @@ pub enum Skeleton {
     /// into f32 accumulators (`Features::EXPERIMENTAL_COOPERATIVE_MATRIX`, 16×16×16
     /// f16 → f32, 32-lane subgroups).
     Coop,
+    /// `gemm_winograd.wgsl`: the transforms of a Winograd F(2×2, 3×3) convolution
+    /// around the GEMMs of `winograd_gemm.wgsl` (only for `conv2d_fwd`).
+    Winograd,
 }
 
 impl Skeleton {
@@ -36,6 +39,7 @@ impl Skeleton {
             Skeleton::Pack => include_str!("../../shaders/gemm_pack.wgsl"),
             Skeleton::Subgroup => include_str!("../../shaders/gemm_subgroup.wgsl"),
             Skeleton::Coop => include_str!("../../shaders/gemm_coop.wgsl"),
+            Skeleton::Winograd => include_str!("../../shaders/gemm_winograd.wgsl"),
         }
     }
 
@@ -49,13 +53,20 @@ impl Skeleton {
         self == Skeleton::Coop
     }
 
+    /// Whether the skeleton completes op file `op` (the Winograd transforms need the
+    /// forward convolution's `load_input`; every other skeleton fits every GEMM op).
+    pub fn fits_op(self, op: &str) -> bool {
+        self != Skeleton::Winograd || op == "conv2d_fwd"
+    }
+
     /// Every GEMM skeleton (for validation tests).
-    pub const GEMM: [Skeleton; 5] = [
+    pub const GEMM: [Skeleton; 6] = [
         Skeleton::Tiled,
         Skeleton::Direct,
         Skeleton::Pack,
         Skeleton::Subgroup,
         Skeleton::Coop,
+        Skeleton::Winograd,
     ];
 }
 /// Convolution parameters and tap indexing, prepended to each convolution kernel.
@@ -76,6 +87,11 @@ pub const SHADERS: &[(&str, &str, bool)] = &[
     (
         "conv2d_wgrad",
         include_str!("../../shaders/conv2d_wgrad.wgsl"),
+        true,
+    ),
+    (
+        "winograd_gemm",
+        include_str!("../../shaders/winograd_gemm.wgsl"),
         true,
     ),
     (
@@ -159,7 +175,7 @@ pub fn source(name: &str) -> Option<String> {
 /// `skeleton` if it is a GEMM op (`None` when `skeleton` does not fit the shader).
 pub fn source_typed(name: &str, types: &[DType], skeleton: Skeleton) -> Option<String> {
     let (_, src, conv) = SHADERS.iter().find(|(n, _, _)| *n == name)?;
-    if *conv == (skeleton == Skeleton::None) {
+    if *conv == (skeleton == Skeleton::None) || !skeleton.fits_op(name) {
         return None;
     }
     let typed = typed_bindings(name);

@@ -125,6 +125,13 @@ pub enum GemmKernel {
     /// f16 (`Precision::F16`). Not bit-identical to the others: accepted within a
     /// tolerance ([`GemmKernel::exact`]).
     Coop { split: bool },
+    /// Winograd F(2×2, 3×3) for 3×3, stride-1 forward convolutions (`conv2d_fwd` in
+    /// modes 0 and 1: inference, z⁺ and RSP's relative contributions):
+    /// `gemm_winograd.wgsl` transforms the weights and 4×4 input tiles into scratch,
+    /// `winograd_gemm.wgsl` runs the 16 GEMMs on the heuristic tile, and the output
+    /// transform hands each result to the op's epilogue. 16 instead of 36
+    /// multiplications per 2×2 outputs and input channel; not bit-identical.
+    Winograd,
     /// Test hook (`ContextOptions::offer_broken_variant`): the 64×64 tiled kernel on
     /// half of its grid, so it is fast and leaves columns unwritten. The autotuner's
     /// correctness check must reject it.
@@ -163,6 +170,11 @@ impl GemmKernel {
                 skeleton: Skeleton::Coop,
                 unchecked: true,
             },
+            GemmKernel::Winograd => ShaderRef {
+                name: op,
+                skeleton: Skeleton::Winograd,
+                unchecked: false,
+            },
         }
     }
 
@@ -178,6 +190,7 @@ impl GemmKernel {
             }
             GemmKernel::Subgroup { packed_a } => vec![("PACKED_A", packed_a as u8 as f64)],
             GemmKernel::Coop { split } => vec![("SPLIT", split as u8 as f64)],
+            GemmKernel::Winograd => Vec::new(),
         }
     }
 
@@ -189,6 +202,8 @@ impl GemmKernel {
             GemmKernel::Direct { rows, lanes } => (rows as usize, 4 * lanes as usize),
             GemmKernel::Subgroup { .. } => (SUBGROUP_BLOCK, SUBGROUP_BLOCK),
             GemmKernel::Coop { .. } => (COOP_BLOCK, COOP_BLOCK),
+            // One invocation per output tile of 2×2 pixels (the output transform).
+            GemmKernel::Winograd => (1, 4 * WINOGRAD_GROUP),
         }
     }
 
@@ -214,6 +229,7 @@ impl GemmKernel {
                 16 * 4 * (tile.rows() + tile.cols()) as u32,
             ),
             GemmKernel::Direct { lanes, .. } => (lanes, 0),
+            GemmKernel::Winograd => return true,
             GemmKernel::Coop { .. } => {
                 if !ctx.matrix_units {
                     return false;
@@ -232,6 +248,16 @@ impl GemmKernel {
     pub(crate) fn fits(&self, ctx: &GpuContext, p: &GemmProblem) -> bool {
         if !self.supported(ctx) {
             return false;
+        }
+        if *self == GemmKernel::Winograd {
+            let Some(sizes) = WinogradSizes::of(p) else {
+                return false;
+            };
+            let bytes = 4 * sizes.largest() as u64;
+            let dim = ctx.limits.max_compute_workgroups_per_dimension as usize;
+            return bytes <= ctx.max_binding
+                && bytes <= MAX_PACKED_BYTES
+                && sizes.largest().div_ceil(WINOGRAD_GROUP) <= dim * dim;
         }
         let Some(packed) = PackedSizes::of(*self, p) else {
             return true;
@@ -252,7 +278,7 @@ impl GemmKernel {
     /// ascending K order, one fma per k). The others are accepted by the autotuner
     /// only within [`GemmKernel::tolerance`].
     pub fn exact(&self) -> bool {
-        !matches!(self, GemmKernel::Coop { .. })
+        !matches!(self, GemmKernel::Coop { .. } | GemmKernel::Winograd)
     }
 
     /// For an inexact variant, the relative error per output allowed against the f32
@@ -262,7 +288,7 @@ impl GemmKernel {
     /// in any arithmetic).
     pub fn tolerance(&self) -> Option<(f32, f64)> {
         match *self {
-            GemmKernel::Coop { split: true } => Some((1e-4, 1e-3)),
+            GemmKernel::Coop { split: true } | GemmKernel::Winograd => Some((1e-4, 1e-3)),
             GemmKernel::Coop { split: false } => Some((5e-2, 2e-2)),
             _ => None,
         }
@@ -278,6 +304,7 @@ impl GemmKernel {
             "subgroup-32x32-packb" => return Some(GemmKernel::Subgroup { packed_a: false }),
             "coop-64x64-split" => return Some(GemmKernel::Coop { split: true }),
             "coop-64x64-f16" => return Some(GemmKernel::Coop { split: false }),
+            "winograd-2x2" => return Some(GemmKernel::Winograd),
             _ => {}
         }
         if let Some(rest) = s.strip_prefix("tiled-") {
@@ -318,6 +345,7 @@ impl fmt::Display for GemmKernel {
                 "coop-{COOP_BLOCK}x{COOP_BLOCK}-{}",
                 if split { "split" } else { "f16" }
             ),
+            GemmKernel::Winograd => f.write_str("winograd-2x2"),
             GemmKernel::BrokenForTests => f.write_str("broken-for-tests"),
         }
     }
@@ -328,6 +356,167 @@ const SUBGROUP_BLOCK: usize = 32;
 
 /// Rows and columns of C one cooperative-matrix workgroup computes (gemm_coop.wgsl).
 const COOP_BLOCK: usize = 64;
+
+/// Invocations per workgroup of the Winograd transforms (gemm_winograd.wgsl).
+const WINOGRAD_GROUP: usize = 64;
+
+/// The scratch of a Winograd convolution (f32 elements): transformed weights
+/// `[sets][16][c_out][c_in]`, transformed input tiles `[images][16][c_in][tiles]` and
+/// the GEMMs' products `[z][16][c_out][tiles]`.
+#[derive(Clone, Copy, Debug)]
+struct WinogradSizes {
+    mode: u32,
+    c_in: usize,
+    c_out: usize,
+    tiles: usize,
+    z: usize,
+    sets: usize,
+    images: usize,
+}
+
+impl WinogradSizes {
+    /// The sizes for `p` if Winograd applies to it: `conv2d_fwd` in mode 0 or 1
+    /// (mode 2 stacks three weight copies on K), a 3×3 kernel, stride 1, no split-K.
+    fn of(p: &GemmProblem) -> Option<WinogradSizes> {
+        let constant = |name: &str| {
+            p.constants
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| *v)
+        };
+        let mode = constant("MODE").unwrap_or(0.0);
+        let applies = p.op == "conv2d_fwd"
+            && (mode == 0.0 || mode == 1.0)
+            && constant("KH") == Some(3.0)
+            && constant("KW") == Some(3.0)
+            && constant("STRIDE") == Some(1.0)
+            && p.splits == 1
+            && p.params.len() == 12;
+        if !applies {
+            return None;
+        }
+        let (c_in, c_out, ho, wo) = (
+            p.params[0] as usize,
+            p.params[3] as usize,
+            p.params[4] as usize,
+            p.params[5] as usize,
+        );
+        let z = p.mnz.2;
+        let mode = mode as u32;
+        Some(WinogradSizes {
+            mode,
+            c_in,
+            c_out,
+            tiles: ho.div_ceil(2) * wo.div_ceil(2),
+            z,
+            sets: if mode == 1 { z } else { 1 },
+            images: if mode == 1 { z / 2 } else { z },
+        })
+    }
+
+    fn u_len(&self) -> usize {
+        16 * self.sets * self.c_out * self.c_in
+    }
+
+    fn v_len(&self) -> usize {
+        16 * self.images * self.c_in * self.tiles
+    }
+
+    fn m_len(&self) -> usize {
+        16 * self.z * self.c_out * self.tiles
+    }
+
+    fn largest(&self) -> usize {
+        self.u_len().max(self.v_len()).max(self.m_len())
+    }
+}
+
+/// Workgroups of [`WINOGRAD_GROUP`] invocations for `n` items: x up to 65535, the
+/// rest in y (the shader flattens `gid.x + gid.y · groups.x · 64`).
+fn winograd_grid(n: usize) -> [u32; 3] {
+    let groups = n.div_ceil(WINOGRAD_GROUP).max(1);
+    if groups <= 65535 {
+        [groups as u32, 1, 1]
+    } else {
+        [65535, groups.div_ceil(65535) as u32, 1]
+    }
+}
+
+/// Records a Winograd convolution: weight and input transforms into scratch, the 16
+/// GEMMs per problem on the heuristic tile, and the output transform into the op's
+/// epilogue.
+fn record_winograd(rec: &mut Recorder, p: &GemmProblem, bindings: &[Binding]) {
+    let sizes = WinogradSizes::of(p).expect("winograd fits the problem");
+    let ctx = rec.ctx;
+    let u = ctx.empty(&[sizes.u_len()]);
+    let v = ctx.empty(&[sizes.v_len()]);
+    let m = ctx.empty(&[sizes.m_len()]);
+    let transforms = ShaderRef {
+        name: p.op,
+        skeleton: Skeleton::Winograd,
+        unchecked: false,
+    };
+    let pass = |rec: &mut Recorder, pass: u32, count: usize, items: usize, scratch| {
+        let mut constants = p.constants.to_vec();
+        constants.push(("PASS", pass as f64));
+        let mut params = p.params.to_vec();
+        params[11] = count as u32;
+        rec.dispatch_with_extra(
+            transforms,
+            &constants,
+            bindings,
+            &params,
+            &[Binding::write(scratch)],
+            winograd_grid(items),
+        );
+    };
+    pass(
+        rec,
+        0,
+        sizes.sets,
+        sizes.sets * sizes.c_out * sizes.c_in,
+        &u,
+    );
+    pass(
+        rec,
+        1,
+        sizes.images,
+        sizes.images * sizes.c_in * sizes.tiles,
+        &v,
+    );
+    let placeholder = Binding::raw(&ctx.placeholder, Access::Read);
+    let gemm_bindings = [
+        Binding::read(&u),
+        Binding::read(&v),
+        placeholder,
+        placeholder,
+        Binding::write(&m),
+    ];
+    let gemm_constants = [
+        ("PER_Z_WEIGHTS", (sizes.mode == 1) as u8 as f64),
+        ("Z_PER_IMAGE", if sizes.mode == 1 { 2.0 } else { 1.0 }),
+    ];
+    let gemm = GemmProblem {
+        op: "winograd_gemm",
+        constants: &gemm_constants,
+        bindings: &gemm_bindings,
+        params: p.params,
+        mnz: (sizes.c_out, sizes.tiles, 16 * sizes.z),
+        k_bound: sizes.c_in,
+        splits: 1,
+    };
+    let tile = GemmKernel::Tiled {
+        tile: GemmTile::for_problem(
+            (sizes.c_out, sizes.tiles),
+            16 * sizes.z,
+            1,
+            ctx.fill_workgroups,
+        ),
+        unchecked: true,
+    };
+    record(rec, tile, &gemm, &gemm_bindings);
+    pass(rec, 2, sizes.z, sizes.z * sizes.c_out * sizes.tiles, &m);
+}
 
 /// Largest packed operand the subgroup kernel allocates; bigger problems use the
 /// other variants (a 224 px batch's first layers would need gigabytes).
@@ -418,6 +607,7 @@ pub(crate) fn candidates(ctx: &GpuContext, p: &GemmProblem) -> Vec<GemmKernel> {
         all.push(GemmKernel::Subgroup { packed_a: true });
         all.push(GemmKernel::Subgroup { packed_a: false });
     }
+    all.push(GemmKernel::Winograd);
     // Matrix units: split-fp32 products keep f32 accuracy; plain f16 operands only
     // where the run asked for half precision.
     all.push(GemmKernel::Coop {
@@ -465,6 +655,10 @@ pub(crate) fn record(
     p: &GemmProblem,
     bindings: &[Binding],
 ) {
+    if kernel == GemmKernel::Winograd {
+        record_winograd(rec, p, bindings);
+        return;
+    }
     let (m, n, z) = p.mnz;
     let mut constants = p.constants.to_vec();
     constants.extend(kernel.constants());

@@ -1182,6 +1182,36 @@ fn cli_explains_with_f16_weights() {
     assert!(dir.path().join("vgg_tiny.rsp.png").exists());
 }
 
+/// `--precision f16` through the explanation command and bench (f16 weights on every
+/// adapter with shader f16; matrix-unit products only where the adapter has them), and
+/// an unknown precision is refused by name.
+#[test]
+fn cli_explains_and_benches_in_f16_precision() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = golden_path("vgg_tiny");
+    let out = dir.path().to_str().unwrap();
+    let o = rsp(&["--weights", &g, "--precision", "f16", "--out", out, &g]);
+    assert!(o.status.success(), "rsp failed: {}", stderr(&o));
+    assert!(dir.path().join("vgg_tiny.rsp.png").exists());
+    let o = rsp(&[
+        "bench",
+        "--weights",
+        &g,
+        "--size",
+        "32",
+        "--runs",
+        "1",
+        "--precision",
+        "f16",
+    ]);
+    assert!(o.status.success(), "bench failed: {}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(text.contains("precision f16, weights f16"), "{text}");
+    let o = rsp(&["--weights", &g, "--precision", "f64", "--out", out, &g]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--precision"), "{}", stderr(&o));
+}
+
 /// Runs the committed synthetic VGG at 64 px on `inputs`, writing into `out`, with
 /// `XDG_RUNTIME_DIR` and the display variables removed (a machine without a desktop
 /// session).

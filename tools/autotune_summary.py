@@ -1,9 +1,12 @@
 """Summarises an rsp autotune cache (autotune.json): which variant each GEMM problem
-chose, and for the matrix-unit variants how often they were rejected (with the first
-reasons) and their time against the best exact variant of the same problem."""
+chose, and for the inexact variants (matrix units, Winograd) how often they were
+rejected (with the first reasons) and their time against the best exact variant of the
+same problem."""
 import json
 import sys
 from collections import Counter
+
+INEXACT = ("coop", "winograd")
 
 choices = json.load(open(sys.argv[1]))["choices"]
 chosen = Counter()
@@ -13,9 +16,9 @@ ratios = {}
 for key, c in choices.items():
     mode = "f16" if "precision f16" in key else "f32"
     chosen[(mode, c["variant"])] += 1
-    exact = [t["Timed"] for n, t in c["trials"].items() if not n.startswith("coop") and "Timed" in t]
+    exact = [t["Timed"] for n, t in c["trials"].items() if not n.startswith(INEXACT) and "Timed" in t]
     for name, t in c["trials"].items():
-        if not name.startswith("coop"):
+        if not name.startswith(INEXACT):
             continue
         if "Rejected" in t:
             rejected[name] += 1
@@ -24,7 +27,7 @@ for key, c in choices.items():
         elif exact:
             ratios.setdefault(name, []).append(min(exact) / t["Timed"])
 print("chosen:", ", ".join(f"{m} {v}: {n}" for (m, v), n in sorted(chosen.items())))
-print("matrix-unit rejections:", dict(rejected) or "none")
+print("inexact-variant rejections:", dict(rejected) or "none")
 for r in reasons:
     print("  ", r)
 for name, rs in ratios.items():

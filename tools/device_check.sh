@@ -12,8 +12,9 @@
 #   3. the same in --precision f16 against PyTorch's float16 autocast;
 #   4. batch 16, both precisions, against PyTorch;
 #   5. batch 1 without the matrix units (--no-matrix-units) for the speed-up they bring.
-# Everything is written to $OUT/device_check.log, the autotune cache (with every
-# candidate's time and any rejection) to $OUT/autotune.json.
+# Everything is written to $OUT/device_check.log, the test suites' whole output to
+# $OUT/tests.log, every bench output to $OUT/bench.log and the autotune cache (with
+# every candidate's time and any rejection) to $OUT/autotune.json.
 set -uo pipefail
 OUT=${OUT:-/tmp}
 LOG="$OUT/device_check.log"
@@ -72,13 +73,17 @@ for f in /tmp/testlogs/*.log; do
     echo "-- $(basename "$f" .log): $(grep -E '^test result' "$f" | tail -1)"
     grep -E "FAILED|panicked|failures:|matrix|coop|TIMED OUT" "$f" | head -20
 done
-grep -h -E "vs fallback|map [01] \[" /tmp/testlogs/autotune_gpu*.log | head -20
+grep -h -E "vs fallback|map [01] \[|winograd-2x2 \[" /tmp/testlogs/autotune_gpu*.log | head -20
+cat /tmp/testlogs/*.log >"$OUT/tests.log"
 
-bench() { # model batch flags...
+bench() { # model batch flags...: the timing lines and, with --profile, the 25 costliest
+    # kernels (the whole output, kernel choices included, goes to $OUT/bench.log).
     local m=$1 b=$2
     shift 2
-    step 150 ./devrun/rsp bench --model "$m" --size 224 --batch "$b" --runs 5 "$@" |
-        grep -E "^(adapter|model|forward|rsp|peak|profile|  )" | head -45
+    step 150 ./devrun/rsp bench --model "$m" --size 224 --batch "$b" --runs 5 "$@" >/tmp/bench.txt 2>&1
+    cat /tmp/bench.txt >>"$OUT/bench.log"
+    grep -E "^(adapter|model|forward|rsp|GPU time|error)" /tmp/bench.txt
+    sed -n '/^GPU time/,$p' /tmp/bench.txt | grep -E "^  +[0-9]" | sort -k1,1 -g -r | head -25
 }
 torch() { # model batch flags...
     local m=$1 b=$2
@@ -89,7 +94,8 @@ torch() { # model batch flags...
 
 echo "== 2. batch 1, default precision: tune, bench with profile, PyTorch fp32 ($(left) s left)"
 for m in vgg16 resnet50; do
-    /usr/bin/time -f "tune $m batch 1 f32: %e s" timeout 150 ./devrun/rsp tune --model "$m" --size 224 --batch 1 | head -2
+    /usr/bin/time -f "tune $m batch 1 f32: %e s" timeout 150 ./devrun/rsp tune --model "$m" --size 224 --batch 1 >/tmp/tune.txt 2>&1
+    head -2 /tmp/tune.txt
     bench "$m" 1 --profile
     torch "$m" 1
 done

@@ -47,7 +47,10 @@ pub struct BenchArgs {
     pub device: DeviceArgs,
     /// Run one convolution kernel variant for every layer instead of the autotuned
     /// choice: tiled-RxC (R, C each 16, 32 or 64; with -unchecked: without naga's
-    /// runtime checks) or direct-RxL (R = 4 or 8 rows, L = 8, 16, 32 or 64 lanes).
+    /// runtime checks), direct-RxL (R = 4 or 8 rows, L = 8, 16, 32 or 64 lanes),
+    /// subgroup-32x32[-packb], winograd-2x2 (3×3 stride-1 forward convolutions) or
+    /// coop-64x64-split|f16 (matrix units). Where a variant does not apply to a layer,
+    /// that layer runs the heuristic tile.
     #[arg(long, default_value = "auto", value_name = "auto|VARIANT")]
     pub kernel: String,
 }
@@ -152,7 +155,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 .ok_or_else(|| {
                     anyhow!(
                         "--kernel '{s}': expected auto, tiled-RxC (R, C in 16, 32, 64; \
-                         optionally -unchecked) or direct-RxL (R 4 or 8, L 8..64) or subgroup-32x32[-packb]"
+                         optionally -unchecked), direct-RxL (R 4 or 8, L 8..64), subgroup-32x32[-packb], \
+                         winograd-2x2 or coop-64x64-split|f16"
                     )
                 })?
                 .to_string(),

@@ -288,7 +288,10 @@ impl GemmKernel {
     /// in any arithmetic).
     pub fn tolerance(&self) -> Option<(f32, f64)> {
         match *self {
-            GemmKernel::Coop { split: true } | GemmKernel::Winograd => Some((1e-4, 1e-3)),
+            // Any change of rounding (Winograd) puts a few near-cancelling sums in a
+            // thousand past 1e-4 on random operands; f16-level rounding puts a large
+            // share of all outputs there.
+            GemmKernel::Coop { split: true } | GemmKernel::Winograd => Some((1e-4, 1e-2)),
             GemmKernel::Coop { split: false } => Some((5e-2, 2e-2)),
             _ => None,
         }

@@ -1,7 +1,8 @@
 //! `rsp eval` end to end on a tiny generated dataset (`rsp synth`) and tiny random
 //! 6-class models: an interrupted Pointing Game run, resumed, gives the same table as an
-//! uninterrupted one (also after a half-written last log line); mIoU and sensitivity
-//! produce their tables and plots; bad arguments fail clearly.
+//! uninterrupted one (also after a half-written last log line); mIoU, sensitivity and
+//! faithfulness produce their tables and plots (faithfulness also resumes from its log);
+//! bad arguments fail clearly.
 
 mod common;
 mod support;
@@ -187,6 +188,75 @@ fn miou_and_sensitivity_produce_tables_and_plots() {
             .filter(|p| p[0] != p[1] || p[1] != p[2])
             .count();
         assert!(coloured > 500, "{metric}: the plot has no curves");
+    }
+}
+
+fn faithfulness(data: &str, vgg: &str, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "eval",
+        "faithfulness",
+        "--dataset",
+        data,
+        "--size",
+        "0",
+        "--weights",
+        vgg,
+        "--methods",
+        "rsp,gradient",
+        "--step",
+        "3000",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    rsp(&args)
+}
+
+#[test]
+fn faithfulness_curves_tables_plots_and_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, vgg, _) = fixture(dir.path());
+    let out = dir.path().join("out");
+    // Interrupted after 2 images, then resumed; the log ends up with every image once.
+    let o = faithfulness(&data, &vgg, &out, &["--stop-after", "2"]);
+    assert!(ok(&o).contains("stopped after 2 new images"));
+    let stdout = ok(&faithfulness(&data, &vgg, &out, &[]));
+    let log = std::fs::read_to_string(out.join("faithfulness.synth.tiny_vgg.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v.get("image").is_some())
+        .collect();
+    assert_eq!(records.len(), 2 * 7, "{log}");
+    // At 32×32, 3000 pixels per 224×224 step is 61 per step: 17 steps, 18 points.
+    let pair = &records[0]["outcome"][0];
+    let deletion = pair["deletion"].as_array().unwrap();
+    assert_eq!(deletion.len(), 18, "{pair}");
+    assert_eq!(pair["insertion"].as_array().unwrap().len(), 18);
+    for curve in ["deletion", "insertion"] {
+        for v in pair[curve].as_array().unwrap() {
+            let p = v.as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&p), "{curve}: probability {p}");
+        }
+    }
+    let auc = pair["deletion_auc"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&auc));
+    let csv = std::fs::read_to_string(out.join("faithfulness.synth.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert!(
+        csv.contains("synth/tiny_vgg deletion") && csv.contains("insertion"),
+        "{csv}"
+    );
+    for kind in ["deletion", "insertion"] {
+        let png = out.join(format!("faithfulness.synth.tiny_vgg.{kind}.png"));
+        let img = image::open(&png).unwrap_or_else(|e| panic!("{}: {e}\n{stdout}", png.display()));
+        assert_eq!((img.width(), img.height()), (900, 600));
+    }
+    // --step 0 and an unknown baseline are refused by name.
+    for (flag, value) in [("--step", "0"), ("--baseline", "noise")] {
+        let o = faithfulness(&data, &vgg, &out, &[flag, value]);
+        assert!(!o.status.success());
+        assert!(String::from_utf8_lossy(&o.stderr).contains(flag));
     }
 }
 

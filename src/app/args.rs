@@ -4,6 +4,7 @@
 use clap::builder::PossibleValue;
 use clap::{Args, ValueEnum};
 
+use crate::eval::faithfulness::DeletionBaseline;
 use crate::explain::Method;
 use crate::gpu::{Autotune, Backend, ContextOptions, DType, Precision};
 use crate::preprocess::Normalisation;
@@ -71,7 +72,7 @@ macro_rules! named_value_enum {
     )*};
 }
 
-named_value_enum!(DType, Precision, Method, Normalisation);
+named_value_enum!(DType, Precision, Method, Normalisation, DeletionBaseline);
 
 fn parse_autotune(s: &str) -> std::result::Result<Autotune, String> {
     s.parse()

@@ -15,6 +15,7 @@ use crate::eval::coco::CocoDataset;
 use crate::eval::dataset::{Dataset, Sample};
 use crate::eval::difficult::DifficultFlags;
 use crate::eval::engine::{EvalMethod, MapEngine};
+use crate::eval::faithfulness::{curves, resample, CurvePair, CurveSettings, DeletionBaseline};
 use crate::eval::map::Heatmap;
 use crate::eval::miou::{self, IouPair, MiouScores, Threshold};
 use crate::eval::pointing::{saliency_point, PointingGame, PointingPair, PointingScores};
@@ -26,7 +27,7 @@ use crate::explain::Method;
 use crate::gpu::GpuContext;
 use crate::models::gpu::GpuModel;
 use crate::models::randomize::{cascade_order, reinitialise};
-use crate::models::Model;
+use crate::models::{Model, Readout};
 use crate::preprocess::{load_image, preprocess_whole, Normalisation};
 use crate::tensor::{top_k, Tensor};
 
@@ -48,6 +49,12 @@ pub enum Benchmark {
     /// Model sensitivity (Adebayo et al. 2018): re-initialise layers from the logits
     /// down, and measure how much each method's maps change.
     Sensitivity(SensitivityArgs),
+    /// Deletion and insertion (Petsiuk et al., RISE, 2018): for each (image, present
+    /// class), pixels ranked by the map are deleted towards a baseline, or restored
+    /// into a blurred image, a step at a time; the class's probability after each step
+    /// (softmax or sigmoid, as the model reads out) and the area under each curve.
+    /// Lower deletion AUC and higher insertion AUC are more faithful.
+    Faithfulness(FaithfulnessArgs),
 }
 
 /// Arguments every benchmark shares.
@@ -147,12 +154,27 @@ pub struct SensitivityArgs {
     pub seed: u64,
 }
 
+/// `rsp eval faithfulness`.
+#[derive(Args, Debug)]
+pub struct FaithfulnessArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Pixels changed per step for a 224×224 image, scaled to the image's area (RISE:
+    /// 224, i.e. 224 steps).
+    #[arg(long, default_value_t = 224, value_parser = clap::value_parser!(u64).range(1..))]
+    pub step: u64,
+    /// What deleted pixels become: mean (zero after normalisation, RISE) or blur.
+    #[arg(long, value_enum, default_value_t = DeletionBaseline::Mean)]
+    pub baseline: DeletionBaseline,
+}
+
 /// Runs one benchmark.
 pub fn run(args: &EvalArgs) -> Result<()> {
     match &args.benchmark {
         Benchmark::PointingGame(a) => run_pointing(a),
         Benchmark::Miou(a) => run_miou(a),
         Benchmark::Sensitivity(a) => run_sensitivity(a),
+        Benchmark::Faithfulness(a) => run_faithfulness(a),
     }
 }
 
@@ -277,12 +299,14 @@ trait Scorer {
     /// Whether the log already holds this (image, method).
     fn is_done(&self, image: &str, method: &str) -> bool;
     /// Scores and records `maps` (one per class of [`Scorer::classes`]; `None` for the
-    /// center baseline).
+    /// center baseline) of the preprocessed `input` `[3, H, W]` (`None` where no image
+    /// was loaded).
     fn score(
         &mut self,
         sample: &Sample,
         method: EvalMethod,
         maps: Option<&[Heatmap]>,
+        input: Option<&Tensor>,
     ) -> Result<()>;
 }
 
@@ -312,6 +336,7 @@ fn flush(group: &mut Vec<Pending>, engine: &MapEngine, scorer: &mut dyn Scorer) 
                 &p.sample,
                 EvalMethod::Engine(method),
                 Some(&maps[at..at + k]),
+                Some(&p.input),
             )?;
             at += k;
         }
@@ -354,7 +379,7 @@ fn walk_dataset(
         }
         fresh += 1;
         if todo.contains(&EvalMethod::Center) {
-            scorer.score(&sample, EvalMethod::Center, None)?;
+            scorer.score(&sample, EvalMethod::Center, None, None)?;
         }
         let engine_methods: Vec<Method> = todo
             .iter()
@@ -367,7 +392,7 @@ fn walk_dataset(
         if engine_methods.is_empty() || classes.is_empty() {
             // Nothing to explain (e.g. every box difficult): record empty outcomes.
             for m in engine_methods {
-                scorer.score(&sample, EvalMethod::Engine(m), Some(&[]))?;
+                scorer.score(&sample, EvalMethod::Engine(m), Some(&[]), None)?;
             }
             bar.inc(1);
             continue;
@@ -410,7 +435,13 @@ impl Scorer for PointingScorer<'_> {
     fn is_done(&self, image: &str, method: &str) -> bool {
         self.log.is_done(image, method)
     }
-    fn score(&mut self, s: &Sample, m: EvalMethod, maps: Option<&[Heatmap]>) -> Result<()> {
+    fn score(
+        &mut self,
+        s: &Sample,
+        m: EvalMethod,
+        maps: Option<&[Heatmap]>,
+        _: Option<&Tensor>,
+    ) -> Result<()> {
         let pairs = match maps {
             None => self.game.score_center(s, self.flags),
             Some(maps) => {
@@ -442,7 +473,13 @@ impl Scorer for MiouScorer {
     fn is_done(&self, image: &str, method: &str) -> bool {
         self.log.is_done(image, method)
     }
-    fn score(&mut self, s: &Sample, m: EvalMethod, maps: Option<&[Heatmap]>) -> Result<()> {
+    fn score(
+        &mut self,
+        s: &Sample,
+        m: EvalMethod,
+        maps: Option<&[Heatmap]>,
+        _: Option<&Tensor>,
+    ) -> Result<()> {
         let maps = maps.expect("mIoU has no center baseline");
         let mut it = maps.iter();
         let pairs = miou::score_sample(s, self.threshold, |_| {
@@ -454,6 +491,188 @@ impl Scorer for MiouScorer {
             outcome: pairs,
         })
     }
+}
+
+/// Deletion/insertion scoring into its log: the curves of each map, scored by the same
+/// model on the GPU.
+struct FaithfulnessScorer<'a> {
+    ctx: &'a GpuContext,
+    model: &'a GpuModel,
+    readout: Readout,
+    settings: CurveSettings,
+    log: ResultsLog<Vec<CurvePair>>,
+}
+
+impl Scorer for FaithfulnessScorer<'_> {
+    fn classes(&self, sample: &Sample) -> Vec<usize> {
+        sample.class_indices()
+    }
+    fn is_done(&self, image: &str, method: &str) -> bool {
+        self.log.is_done(image, method)
+    }
+    fn score(
+        &mut self,
+        s: &Sample,
+        m: EvalMethod,
+        maps: Option<&[Heatmap]>,
+        input: Option<&Tensor>,
+    ) -> Result<()> {
+        let maps = maps.expect("faithfulness has no center baseline");
+        let mut pairs = Vec::with_capacity(maps.len());
+        if let Some(input) = input {
+            for (map, class) in maps.iter().zip(self.classes(s)) {
+                pairs.push(curves(
+                    input,
+                    map.values(),
+                    class,
+                    &self.settings,
+                    |batch| {
+                        let logits = self.model.predict(self.ctx, batch)?;
+                        let probs = self.readout.probabilities(&logits);
+                        let classes = probs.shape[1];
+                        Ok((0..probs.shape[0])
+                            .map(|i| probs.data[i * classes + class])
+                            .collect())
+                    },
+                )?);
+            }
+        }
+        self.log.append(Record {
+            image: s.id.clone(),
+            method: m.name().into(),
+            outcome: pairs,
+        })
+    }
+}
+
+/// Points of the mean curves plotted (0%, 10%, …, 100% of the pixels).
+const CURVE_POINTS: usize = 11;
+
+fn run_faithfulness(a: &FaithfulnessArgs) -> Result<()> {
+    let c = &a.common;
+    let (ds, ds_label) = open_dataset(c, VocGroundTruth::Boxes)?;
+    let methods = parse_methods(&c.methods, false)?;
+    std::fs::create_dir_all(&c.out)
+        .with_context(|| format!("cannot create output directory {}", c.out.display()))?;
+    let ctx = gpu(c)?;
+    let settings = CurveSettings {
+        step_at_224: a.step as usize,
+        baseline: a.baseline,
+    };
+    let mut table = ResultTable::new(&format!(
+        "Deletion AUC (lower is better) and insertion AUC (higher is better), x100; \
+         deletion towards the {} baseline, {} pixels per step at 224x224",
+        a.baseline.name(),
+        a.step
+    ));
+    for wpath in &c.weights {
+        let model = load_model(wpath, ds.num_classes())?;
+        let label = model_label(wpath);
+        let log_path = c.out.join(format!("faithfulness.{ds_label}.{label}.jsonl"));
+        let run = json!({
+            "benchmark": "faithfulness", "dataset": ds_label, "split": c.split,
+            "model": label, "size": c.size, "norm": format!("{:?}", c.norm),
+            "step": a.step, "baseline": a.baseline.name(), "readout": model.readout.name(),
+        });
+        let engine = MapEngine {
+            ctx: &ctx,
+            model: GpuModel::upload(&ctx, &model),
+        };
+        let mut scorer = FaithfulnessScorer {
+            ctx: &ctx,
+            model: &engine.model,
+            readout: model.readout,
+            settings,
+            log: ResultsLog::open(&log_path, &run)?,
+        };
+        let stopped = walk_dataset(
+            c,
+            ds.as_ref(),
+            &engine,
+            &methods,
+            &format!("faithfulness, {label}"),
+            &mut scorer,
+        )?;
+        let log = scorer.log;
+        if stopped {
+            println!(
+                "stopped after {} new images (--stop-after); rerun to resume from {}",
+                c.stop_after.unwrap_or(0),
+                log_path.display()
+            );
+            return Ok(());
+        }
+        let columns = [
+            format!("{ds_label}/{label} deletion"),
+            format!("{ds_label}/{label} insertion"),
+        ];
+        let mut mean_curves: Vec<(String, Vec<f64>, Vec<f64>)> = Vec::new();
+        for m in &methods {
+            let pairs: Vec<&CurvePair> = log
+                .records()
+                .iter()
+                .filter(|r| r.method == m.name())
+                .flat_map(|r| r.outcome.iter())
+                .collect();
+            let n = pairs.len() as f64;
+            let mean_of = |f: &dyn Fn(&CurvePair) -> f64| {
+                (n > 0.0).then(|| pairs.iter().map(|p| f(p)).sum::<f64>() / n)
+            };
+            table.set(m.name(), &columns[0], mean_of(&|p| p.deletion_auc));
+            table.set(m.name(), &columns[1], mean_of(&|p| p.insertion_auc));
+            let mean_curve = |pick: fn(&CurvePair) -> &Vec<f32>| {
+                let mut sum = vec![0.0; CURVE_POINTS];
+                for p in &pairs {
+                    for (s, v) in sum.iter_mut().zip(resample(pick(p), CURVE_POINTS)) {
+                        *s += v / n.max(1.0);
+                    }
+                }
+                sum
+            };
+            if n > 0.0 {
+                mean_curves.push((
+                    m.name().to_string(),
+                    mean_curve(|p| &p.deletion),
+                    mean_curve(|p| &p.insertion),
+                ));
+            }
+        }
+        let x: Vec<String> = (0..CURVE_POINTS)
+            .map(|i| format!("{}%", 100 * i / (CURVE_POINTS - 1)))
+            .collect();
+        for (kind, pick) in [
+            (
+                "deletion",
+                (|c: &(String, Vec<f64>, Vec<f64>)| c.1.clone()) as fn(&_) -> Vec<f64>,
+            ),
+            ("insertion", |c| c.2.clone()),
+        ] {
+            if mean_curves.is_empty() {
+                break;
+            }
+            let path = c
+                .out
+                .join(format!("faithfulness.{ds_label}.{label}.{kind}.png"));
+            let series: Vec<Series> = mean_curves
+                .iter()
+                .map(|cv| Series {
+                    name: cv.0.clone(),
+                    values: pick(cv),
+                })
+                .collect();
+            line_chart(
+                &path,
+                &format!("{kind} on {ds_label}, {label}: mean probability of the class"),
+                &x,
+                "probability",
+                (0.0, 1.0),
+                &series,
+                (900, 600),
+            )?;
+            println!("plot: {}", path.display());
+        }
+    }
+    write_table(&table, &c.out, &format!("faithfulness.{ds_label}"))
 }
 
 fn gpu(c: &CommonArgs) -> Result<GpuContext> {

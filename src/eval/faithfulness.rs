@@ -9,7 +9,136 @@
 //! caller (any model, any engine), so they are tested on models whose exact attribution
 //! is known.
 
+use anyhow::{ensure, Result};
+use serde::{Deserialize, Serialize};
+
 use crate::tensor::Tensor;
+
+/// What deleted pixels become (`--baseline`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeletionBaseline {
+    /// Zero after normalisation: the training set's mean colour (RISE).
+    #[default]
+    Mean,
+    /// The same pixels of the blurred image (Gaussian, kernel 11, σ 5).
+    Blur,
+}
+
+impl DeletionBaseline {
+    pub const ALL: [DeletionBaseline; 2] = [DeletionBaseline::Mean, DeletionBaseline::Blur];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DeletionBaseline::Mean => "mean",
+            DeletionBaseline::Blur => "blur",
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            DeletionBaseline::Mean => "zero after normalisation, the mean colour (RISE)",
+            DeletionBaseline::Blur => "the blurred image (Gaussian, kernel 11, sigma 5)",
+        }
+    }
+}
+
+/// Kernel size and σ of the blurred image insertion starts from (RISE).
+pub const BLUR_KERNEL: usize = 11;
+pub const BLUR_SIGMA: f32 = 5.0;
+
+/// How curves are sampled: `step_at_224` pixels per step for a 224×224 image, scaled
+/// to the image's area (RISE: 224), and what deletion fills in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CurveSettings {
+    pub step_at_224: usize,
+    pub baseline: DeletionBaseline,
+}
+
+impl CurveSettings {
+    /// Pixels per step for an `h × w` image (at least 1).
+    pub fn step_pixels(&self, h: usize, w: usize) -> usize {
+        ((self.step_at_224 * h * w) as f64 / (224.0 * 224.0))
+            .round()
+            .max(1.0) as usize
+    }
+}
+
+/// One (image, class) scored: the target's probability after each step of deletion
+/// and of insertion (first point: nothing changed yet), and their areas.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CurvePair {
+    pub class_index: usize,
+    pub deletion: Vec<f32>,
+    pub insertion: Vec<f32>,
+    pub deletion_auc: f64,
+    pub insertion_auc: f64,
+}
+
+/// The deletion and insertion curves of `map` (`H·W` values) for `image` `[C, H, W]`
+/// and class `class_index`: the curve images of both go to `score` as one batch
+/// `[N, C, H, W]`, which returns the class's probability per image.
+pub fn curves(
+    image: &Tensor,
+    map: &[f32],
+    class_index: usize,
+    settings: &CurveSettings,
+    score: impl FnOnce(&Tensor) -> Result<Vec<f32>>,
+) -> Result<CurvePair> {
+    ensure!(
+        image.shape.len() == 3 && image.shape[1] * image.shape[2] == map.len(),
+        "faithfulness: a map of {} values for an image of shape {:?}",
+        map.len(),
+        image.shape
+    );
+    let (h, w) = (image.shape[1], image.shape[2]);
+    let order = ranking(map);
+    let step = settings.step_pixels(h, w);
+    let blurred = gaussian_blur(image, BLUR_KERNEL, BLUR_SIGMA);
+    let baseline = match settings.baseline {
+        DeletionBaseline::Mean => Tensor::zeros(&image.shape),
+        DeletionBaseline::Blur => blurred.clone(),
+    };
+    let deletion = curve_images(image, &baseline, &order, step);
+    let insertion = curve_images(&blurred, image, &order, step);
+    let points = deletion.shape[0];
+    let probs = score(&Tensor::concat0(&[&deletion, &insertion]))?;
+    ensure!(
+        probs.len() == 2 * points,
+        "faithfulness: {} scores for {} images",
+        probs.len(),
+        2 * points
+    );
+    let (deletion, insertion) = (probs[..points].to_vec(), probs[points..].to_vec());
+    Ok(CurvePair {
+        class_index,
+        deletion_auc: auc(&deletion),
+        insertion_auc: auc(&insertion),
+        deletion,
+        insertion,
+    })
+}
+
+/// `curve` (evenly spaced over [0, 1]) linearly interpolated at `points` evenly spaced
+/// x, so curves of images with different step counts can be averaged.
+pub fn resample(curve: &[f32], points: usize) -> Vec<f64> {
+    if curve.is_empty() {
+        return vec![0.0; points];
+    }
+    let last = (curve.len() - 1) as f64;
+    (0..points)
+        .map(|i| {
+            let x = if points > 1 {
+                i as f64 / (points - 1) as f64 * last
+            } else {
+                0.0
+            };
+            let lo = x.floor() as usize;
+            let hi = (lo + 1).min(curve.len() - 1);
+            let t = x - lo as f64;
+            curve[lo] as f64 * (1.0 - t) + curve[hi] as f64 * t
+        })
+        .collect()
+}
 
 /// Pixel indices (`y·W + x`) from the most to the least relevant; ties keep index order.
 pub fn ranking(map: &[f32]) -> Vec<usize> {
@@ -116,6 +245,53 @@ mod tests {
                 (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
             })
             .collect()
+    }
+
+    #[test]
+    fn curves_rank_an_exact_attribution_above_a_random_map() {
+        let (h, w) = (6, 5);
+        let img = Tensor::new(vec![2, h, w], pseudo_random(2 * h * w, 7));
+        let weights = Tensor::new(vec![2, h, w], pseudo_random(2 * h * w, 8));
+        // Exact attribution of Σ w·x per pixel: Σ_c w·x.
+        let exact: Vec<f32> = (0..h * w)
+            .map(|p| {
+                (0..2)
+                    .map(|c| img.data[c * h * w + p] * weights.data[c * h * w + p])
+                    .sum()
+            })
+            .collect();
+        let random = pseudo_random(h * w, 9);
+        let settings = CurveSettings {
+            step_at_224: 224 * 224 / (h * w), // one pixel per step
+            baseline: DeletionBaseline::Mean,
+        };
+        assert_eq!(settings.step_pixels(h, w), 1);
+        let run = |map: &[f32]| {
+            curves(&img, map, 0, &settings, |b| Ok(linear_score(&weights, b))).unwrap()
+        };
+        let (good, bad) = (run(&exact), run(&random));
+        assert_eq!(good.deletion.len(), h * w + 1);
+        assert_eq!(good.insertion.len(), h * w + 1);
+        // Deletion ends at the baseline (0), insertion at the image's score.
+        assert_eq!(*good.deletion.last().unwrap(), 0.0);
+        let full = linear_score(&weights, &img)[0];
+        assert!((good.deletion[0] - full).abs() < 1e-5);
+        assert!((good.insertion.last().unwrap() - full).abs() < 1e-5);
+        assert!(good.deletion_auc < bad.deletion_auc, "{good:?} vs {bad:?}");
+        assert!(
+            good.insertion_auc > bad.insertion_auc,
+            "{good:?} vs {bad:?}"
+        );
+        // A score function that returns the wrong count is an error, not a panic.
+        assert!(curves(&img, &exact, 0, &settings, |_| Ok(vec![0.0])).is_err());
+        assert!(curves(&img, &exact[1..], 0, &settings, |_| Ok(vec![])).is_err());
+    }
+
+    #[test]
+    fn resample_interpolates_and_keeps_the_ends() {
+        assert_eq!(resample(&[0.0, 1.0], 5), vec![0.0, 0.25, 0.5, 0.75, 1.0]);
+        assert_eq!(resample(&[3.0, 1.0, 2.0], 3), vec![3.0, 1.0, 2.0]);
+        assert_eq!(resample(&[4.0], 3), vec![4.0, 4.0, 4.0]);
     }
 
     #[test]

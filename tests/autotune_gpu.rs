@@ -161,20 +161,19 @@ fn extra_resnet_tiny_golden_parity_autotuned_and_forced() {
     let tuned = context(ContextOptions {
         autotune: Autotune::Fresh,
         autotune_cache: Some(dir.path().join("autotune.json")),
-        disable_matrix_units: true,
+        exact_kernels: true,
         ..Default::default()
     });
     let mut runs = vec![("autotuned".to_string(), maps_of(&tuned, &f))];
-    // With the matrix units the autotuner may choose split-fp32 products: golden
-    // tolerance, not bit identity.
+    // With the inexact variants the autotuner may choose Winograd or split-fp32
+    // products: golden tolerance, not bit identity.
     let with_units = context(ContextOptions {
         autotune: Autotune::Fresh,
         autotune_cache: Some(dir.path().join("autotune-units.json")),
         ..Default::default()
     });
-    let mut close = Vec::new();
+    let mut close = vec![("autotuned with inexact variants", maps_of(&with_units, &f))];
     if with_units.matrix_units {
-        close.push(("autotuned with matrix units", maps_of(&with_units, &f)));
         let forced = context(ContextOptions {
             gemm_kernel: Some("coop-64x64-split".to_string()),
             ..Default::default()
@@ -313,7 +312,7 @@ fn tuned(path: &Path, mode: Autotune, broken: bool) -> (GpuContext, Vec<Tensor>)
         autotune_cache: Some(path.to_path_buf()),
         offer_broken_variant: broken,
         // The exact variants only: these tests compare bits.
-        disable_matrix_units: true,
+        exact_kernels: true,
         ..Default::default()
     });
     let m = maps(&ctx, "vgg_tiny");

@@ -30,6 +30,11 @@ pub struct DeviceArgs {
     /// has them and they pass the autotuner's check.
     #[arg(long)]
     pub no_matrix_units: bool,
+    /// Only kernel variants that give the same bits as the fallback kernel (no
+    /// Winograd, no matrix units): results reproducible bit for bit on this device
+    /// whatever the autotuner measures.
+    #[arg(long)]
+    pub exact_kernels: bool,
     /// Convolution kernels chosen by measurement on this device: on (reuse the cached
     /// choices in $RSP_CACHE_DIR/autotune.json, else the user cache dir +
     /// rsp/autotune.json, and time what is missing), off (fixed heuristics, nothing
@@ -48,6 +53,7 @@ impl DeviceArgs {
             weights: self.weights_dtype,
             precision: self.precision,
             disable_matrix_units: self.no_matrix_units,
+            exact_kernels: self.exact_kernels,
             autotune: self.autotune,
             progress: true,
             ..Default::default()

@@ -347,9 +347,11 @@ fn flush(group: &mut Vec<Pending>, engine: &MapEngine, scorer: &mut dyn Scorer) 
 
 /// Walks the dataset, batching images of equal preprocessed size into GPU passes of
 /// at most `--batch` (image, class) pairs, skipping (image, method) results the log
-/// already has. Returns whether `--stop-after` cut the walk short.
+/// already has. Returns whether `--stop-after` cut the walk short (and says so, naming
+/// the `log` a rerun resumes from).
 fn walk_dataset(
     c: &CommonArgs,
+    log: &Path,
     ds: &dyn Dataset,
     engine: &MapEngine,
     methods: &[EvalMethod],
@@ -372,9 +374,13 @@ fn walk_dataset(
             bar.inc(1);
             continue;
         }
-        if c.stop_after.is_some_and(|stop| fresh >= stop) {
+        if let Some(stop) = c.stop_after.filter(|&stop| fresh >= stop) {
             flush(&mut group, engine, scorer)?;
             bar.abandon();
+            println!(
+                "stopped after {stop} new images (--stop-after); rerun to resume from {}",
+                log.display()
+            );
             return Ok(true);
         }
         fresh += 1;
@@ -587,6 +593,7 @@ fn run_faithfulness(a: &FaithfulnessArgs) -> Result<()> {
         };
         let stopped = walk_dataset(
             c,
+            &log_path,
             ds.as_ref(),
             &engine,
             &methods,
@@ -595,11 +602,6 @@ fn run_faithfulness(a: &FaithfulnessArgs) -> Result<()> {
         )?;
         let log = scorer.log;
         if stopped {
-            println!(
-                "stopped after {} new images (--stop-after); rerun to resume from {}",
-                c.stop_after.unwrap_or(0),
-                log_path.display()
-            );
             return Ok(());
         }
         let columns = [
@@ -725,6 +727,7 @@ fn run_pointing(a: &PointingArgs) -> Result<()> {
         };
         let stopped = walk_dataset(
             c,
+            &log_path,
             ds.as_ref(),
             &engine,
             &methods,
@@ -733,11 +736,6 @@ fn run_pointing(a: &PointingArgs) -> Result<()> {
         )?;
         let log = scorer.log;
         if stopped {
-            println!(
-                "stopped after {} new images (--stop-after); rerun to resume from {}",
-                c.stop_after.unwrap_or(0),
-                log_path.display()
-            );
             return Ok(());
         }
         for m in &methods {
@@ -790,6 +788,7 @@ fn run_miou(a: &MiouArgs) -> Result<()> {
         };
         let stopped = walk_dataset(
             c,
+            &log_path,
             ds.as_ref(),
             &engine,
             &methods,
@@ -798,10 +797,6 @@ fn run_miou(a: &MiouArgs) -> Result<()> {
         )?;
         let log = scorer.log;
         if stopped {
-            println!(
-                "stopped (--stop-after); rerun to resume from {}",
-                log_path.display()
-            );
             return Ok(());
         }
         for m in &methods {

@@ -86,6 +86,9 @@ pub struct ContextOptions {
     /// Never offer the cooperative-matrix (tensor core) GEMM variants, even where the
     /// adapter has them.
     pub disable_matrix_units: bool,
+    /// Offer the autotuner only the variants that reproduce the fallback's results bit
+    /// for bit (no Winograd, no matrix units).
+    pub exact_kernels: bool,
     /// Whether GEMM kernel variants are chosen by measurement (off by default in the
     /// library; the CLI turns it on).
     pub autotune: Autotune,
@@ -236,6 +239,8 @@ pub struct GpuContext {
     pub fill_workgroups: usize,
     /// `ContextOptions::gemm_kernel`.
     pub gemm_kernel: Option<String>,
+    /// `ContextOptions::exact_kernels`.
+    pub exact_kernels: bool,
     /// Chooses kernel variants by measurement (`ContextOptions::autotune`).
     pub tuner: Tuner,
     /// `ContextOptions::offer_broken_variant`.
@@ -312,6 +317,7 @@ impl GpuContext {
         }
         let summary = summarize(&adapter);
         let matrix_units = !opts.disable_matrix_units
+            && !opts.exact_kernels
             && summary.matrix_f16_f32
             && summary.fixed_subgroup == Some(32)
             && adapter.features().contains(wgpu::Features::SHADER_F16);
@@ -370,6 +376,7 @@ impl GpuContext {
         Ok(GpuContext {
             tuner,
             gemm_kernel: opts.gemm_kernel.clone(),
+            exact_kernels: opts.exact_kernels,
             offer_broken_variant: opts.offer_broken_variant,
             profiler,
             weight_dtype: if half { DType::F16 } else { DType::F32 },

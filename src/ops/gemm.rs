@@ -621,7 +621,7 @@ pub(crate) fn candidates(ctx: &GpuContext, p: &GemmProblem) -> Vec<GemmKernel> {
     }
     let mut out: Vec<GemmKernel> = Vec::new();
     for k in all {
-        if k.fits(ctx, p) && !out.contains(&k) {
+        if k.fits(ctx, p) && !out.contains(&k) && (k.exact() || !ctx.exact_kernels) {
             out.push(k);
         }
     }

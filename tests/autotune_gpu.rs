@@ -147,8 +147,10 @@ fn every_forced_variant_gives_the_fallback_maps_and_golden_parity() {
 }
 
 /// The full-size Bottleneck case of `$RSP_EXTRA_GOLDEN` (not in the repository): the
-/// autotuner's choices (timed afresh on this device) and each forced variant give the
-/// fallback's maps bit for bit and the golden map within the golden tolerance.
+/// autotuner's exact choices (timed afresh on this device) and each forced exact
+/// variant give the fallback's maps bit for bit and the golden map within the golden
+/// tolerance; with the inexact variants offered or forced (Winograd, split-fp32 where
+/// the adapter has matrix units), the golden tolerance.
 #[test]
 fn extra_resnet_tiny_golden_parity_autotuned_and_forced() {
     let test = "extra_resnet_tiny_golden_parity_autotuned_and_forced";
@@ -167,18 +169,22 @@ fn extra_resnet_tiny_golden_parity_autotuned_and_forced() {
     let mut runs = vec![("autotuned".to_string(), maps_of(&tuned, &f))];
     // With the inexact variants the autotuner may choose Winograd or split-fp32
     // products: golden tolerance, not bit identity.
-    let with_units = context(ContextOptions {
+    let inexact = context(ContextOptions {
         autotune: Autotune::Fresh,
-        autotune_cache: Some(dir.path().join("autotune-units.json")),
+        autotune_cache: Some(dir.path().join("autotune-inexact.json")),
         ..Default::default()
     });
-    let mut close = vec![("autotuned with inexact variants", maps_of(&with_units, &f))];
-    if with_units.matrix_units {
-        let forced = context(ContextOptions {
-            gemm_kernel: Some("coop-64x64-split".to_string()),
+    let mut close = vec![("autotuned with inexact variants", maps_of(&inexact, &f))];
+    let mut forced = vec!["winograd-2x2"];
+    if inexact.matrix_units {
+        forced.push("coop-64x64-split");
+    }
+    for name in forced {
+        let ctx = context(ContextOptions {
+            gemm_kernel: Some(name.to_string()),
             ..Default::default()
         });
-        close.push(("coop-64x64-split", maps_of(&forced, &f)));
+        close.push((name, maps_of(&ctx, &f)));
     }
     for (what, got) in close {
         let l2 = rsp::compare::measure(what, &got[0], &fallback[0]);

@@ -1,7 +1,8 @@
 //! `rsp eval` end to end on a tiny generated dataset (`rsp synth`) and tiny random
 //! 6-class models: an interrupted Pointing Game run, resumed, gives the same table as an
 //! uninterrupted one (also after a half-written last log line); mIoU, sensitivity and
-//! faithfulness produce their tables and plots (faithfulness also resumes from its log);
+//! faithfulness (deletion/insertion and region perturbation) produce their tables and
+//! plots (faithfulness also resumes from its log);
 //! bad arguments fail clearly.
 
 mod common;
@@ -252,8 +253,51 @@ fn faithfulness_curves_tables_plots_and_resume() {
         let img = image::open(&png).unwrap_or_else(|e| panic!("{}: {e}\n{stdout}", png.display()));
         assert_eq!((img.width(), img.height()), (900, 600));
     }
-    // --step 0 and an unknown baseline are refused by name.
-    for (flag, value) in [("--step", "0"), ("--baseline", "noise")] {
+    // Region perturbation: its own log and table; 32×32 in 8×8 patches is 16 regions,
+    // so 17 logits per order.
+    let stdout = ok(&faithfulness(
+        &data,
+        &vgg,
+        &out,
+        &[
+            "--metric",
+            "region-perturbation",
+            "--patch",
+            "8",
+            "--fill",
+            "mean",
+        ],
+    ));
+    let log =
+        std::fs::read_to_string(out.join("region-perturbation.synth.tiny_vgg.jsonl")).unwrap();
+    let first: serde_json::Value = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v.get("image").is_some())
+        .unwrap();
+    let pair = &first["outcome"][0];
+    assert_eq!(pair["morf"].as_array().unwrap().len(), 17, "{pair}");
+    assert_eq!(pair["lerf"].as_array().unwrap().len(), 17, "{pair}");
+    // Both orders start from the intact image and end with every patch replaced.
+    assert_eq!(pair["morf"][0], pair["lerf"][0]);
+    assert_eq!(pair["morf"][16], pair["lerf"][16]);
+    let csv = std::fs::read_to_string(out.join("region-perturbation.synth.csv")).unwrap();
+    assert!(
+        csv.contains("synth/tiny_vgg MoRF") && csv.contains("LeRF"),
+        "{csv}"
+    );
+    assert!(
+        stdout.contains("region-perturbation.synth.tiny_vgg.morf.png"),
+        "{stdout}"
+    );
+    // --step 0, --patch 0, an unknown baseline, fill or metric are refused by name.
+    for (flag, value) in [
+        ("--step", "0"),
+        ("--patch", "0"),
+        ("--baseline", "noise"),
+        ("--fill", "zeros"),
+        ("--metric", "road"),
+    ] {
         let o = faithfulness(&data, &vgg, &out, &[flag, value]);
         assert!(!o.status.success());
         assert!(String::from_utf8_lossy(&o.stderr).contains(flag));

@@ -4,7 +4,7 @@
 use clap::builder::PossibleValue;
 use clap::{Args, ValueEnum};
 
-use crate::eval::faithfulness::DeletionBaseline;
+use crate::eval::faithfulness::{DeletionBaseline, RegionFill};
 use crate::explain::Method;
 use crate::gpu::{Autotune, Backend, ContextOptions, DType, Precision};
 use crate::preprocess::Normalisation;
@@ -78,7 +78,14 @@ macro_rules! named_value_enum {
     )*};
 }
 
-named_value_enum!(DType, Precision, Method, Normalisation, DeletionBaseline);
+named_value_enum!(
+    DType,
+    Precision,
+    Method,
+    Normalisation,
+    DeletionBaseline,
+    RegionFill
+);
 
 fn parse_autotune(s: &str) -> std::result::Result<Autotune, String> {
     s.parse()

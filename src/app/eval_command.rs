@@ -15,7 +15,10 @@ use crate::eval::coco::CocoDataset;
 use crate::eval::dataset::{Dataset, Sample};
 use crate::eval::difficult::DifficultFlags;
 use crate::eval::engine::{EvalMethod, MapEngine};
-use crate::eval::faithfulness::{curves, resample, CurvePair, CurveSettings, DeletionBaseline};
+use crate::eval::faithfulness::{
+    curves, region_perturbation, resample, CurvePair, CurveSettings, DeletionBaseline, RegionFill,
+    RegionPair, RegionSettings,
+};
 use crate::eval::map::Heatmap;
 use crate::eval::miou::{self, IouPair, MiouScores, Threshold};
 use crate::eval::pointing::{saliency_point, PointingGame, PointingPair, PointingScores};
@@ -53,7 +56,11 @@ pub enum Benchmark {
     /// class), pixels ranked by the map are deleted towards a baseline, or restored
     /// into a blurred image, a step at a time; the class's probability after each step
     /// (softmax or sigmoid, as the model reads out) and the area under each curve.
-    /// Lower deletion AUC and higher insertion AUC are more faithful.
+    /// Lower deletion AUC and higher insertion AUC are more faithful. With --metric
+    /// region-perturbation (Samek et al. 2017): --patch-sized patches ranked by summed
+    /// relevance are replaced (--fill) most relevant first (MoRF) or least relevant
+    /// first (LeRF), up to --regions of them; AOPC is the mean drop of the class's
+    /// logit. Higher MoRF and lower LeRF AOPC are more faithful.
     Faithfulness(FaithfulnessArgs),
 }
 
@@ -166,6 +173,28 @@ pub struct FaithfulnessArgs {
     /// What deleted pixels become: mean (zero after normalisation, RISE) or blur.
     #[arg(long, value_enum, default_value_t = DeletionBaseline::Mean)]
     pub baseline: DeletionBaseline,
+    /// deletion-insertion (RISE) or region-perturbation (AOPC); each has its own log,
+    /// table and plots.
+    #[arg(long, value_enum, default_value_t = FaithfulnessMetric::DeletionInsertion)]
+    pub metric: FaithfulnessMetric,
+    /// Region perturbation: patch side in pixels.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
+    pub patch: u64,
+    /// Region perturbation: most patches replaced.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub regions: u64,
+    /// Region perturbation: what replaced patches become.
+    #[arg(long, value_enum, default_value_t = RegionFill::Noise)]
+    pub fill: RegionFill,
+}
+
+/// `rsp eval faithfulness --metric`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FaithfulnessMetric {
+    /// Deletion and insertion curves and their AUC (RISE).
+    DeletionInsertion,
+    /// MoRF and LeRF region perturbation and their AOPC (Samek et al.).
+    RegionPerturbation,
 }
 
 /// Runs one benchmark.
@@ -551,10 +580,68 @@ impl Scorer for FaithfulnessScorer<'_> {
     }
 }
 
+/// Region-perturbation scoring into its log: the MoRF and LeRF logit curves of each
+/// map, scored by the same model on the GPU.
+struct RegionScorer<'a> {
+    ctx: &'a GpuContext,
+    model: &'a GpuModel,
+    settings: RegionSettings,
+    log: ResultsLog<Vec<RegionPair>>,
+}
+
+impl Scorer for RegionScorer<'_> {
+    fn classes(&self, sample: &Sample) -> Vec<usize> {
+        sample.class_indices()
+    }
+    fn is_done(&self, image: &str, method: &str) -> bool {
+        self.log.is_done(image, method)
+    }
+    fn score(
+        &mut self,
+        s: &Sample,
+        m: EvalMethod,
+        maps: Option<&[Heatmap]>,
+        input: Option<&Tensor>,
+    ) -> Result<()> {
+        let maps = maps.expect("faithfulness has no center baseline");
+        let mut pairs = Vec::with_capacity(maps.len());
+        if let Some(input) = input {
+            // The noise depends on the image only, so every method meets the same fill.
+            let seed =
+                s.id.bytes()
+                    .fold(0u64, |h, b| h.wrapping_mul(131).wrapping_add(b as u64));
+            for (map, class) in maps.iter().zip(self.classes(s)) {
+                pairs.push(region_perturbation(
+                    input,
+                    map.values(),
+                    class,
+                    &self.settings,
+                    seed,
+                    |batch| {
+                        let logits = self.model.predict(self.ctx, batch)?;
+                        let classes = logits.shape[1];
+                        Ok((0..logits.shape[0])
+                            .map(|i| logits.data[i * classes + class])
+                            .collect())
+                    },
+                )?);
+            }
+        }
+        self.log.append(Record {
+            image: s.id.clone(),
+            method: m.name().into(),
+            outcome: pairs,
+        })
+    }
+}
+
 /// Points of the mean curves plotted (0%, 10%, …, 100% of the pixels).
 const CURVE_POINTS: usize = 11;
 
 fn run_faithfulness(a: &FaithfulnessArgs) -> Result<()> {
+    if a.metric == FaithfulnessMetric::RegionPerturbation {
+        return run_region_perturbation(a);
+    }
     let c = &a.common;
     let (ds, ds_label) = open_dataset(c, VocGroundTruth::Boxes)?;
     let methods = parse_methods(&c.methods, false)?;
@@ -675,6 +762,141 @@ fn run_faithfulness(a: &FaithfulnessArgs) -> Result<()> {
         }
     }
     write_table(&table, &c.out, &format!("faithfulness.{ds_label}"))
+}
+
+fn run_region_perturbation(a: &FaithfulnessArgs) -> Result<()> {
+    let c = &a.common;
+    let (ds, ds_label) = open_dataset(c, VocGroundTruth::Boxes)?;
+    let methods = parse_methods(&c.methods, false)?;
+    std::fs::create_dir_all(&c.out)
+        .with_context(|| format!("cannot create output directory {}", c.out.display()))?;
+    let ctx = gpu(c)?;
+    let settings = RegionSettings {
+        patch: a.patch as usize,
+        steps: a.regions as usize,
+        fill: a.fill,
+    };
+    let mut table = ResultTable::new(&format!(
+        "AOPC of the class's logit, MoRF (higher is better) and LeRF (lower is better); \
+         up to {} patches of {}x{} px replaced by {}",
+        a.regions,
+        a.patch,
+        a.patch,
+        a.fill.name()
+    ));
+    table.scale = 1.0;
+    table.decimals = 2;
+    for wpath in &c.weights {
+        let model = load_model(wpath, ds.num_classes())?;
+        let label = model_label(wpath);
+        let log_path = c
+            .out
+            .join(format!("region-perturbation.{ds_label}.{label}.jsonl"));
+        let run = json!({
+            "benchmark": "region-perturbation", "dataset": ds_label, "split": c.split,
+            "model": label, "size": c.size, "norm": format!("{:?}", c.norm),
+            "patch": a.patch, "regions": a.regions, "fill": a.fill.name(),
+        });
+        let engine = MapEngine {
+            ctx: &ctx,
+            model: GpuModel::upload(&ctx, &model),
+        };
+        let mut scorer = RegionScorer {
+            ctx: &ctx,
+            model: &engine.model,
+            settings,
+            log: ResultsLog::open(&log_path, &run)?,
+        };
+        let stopped = walk_dataset(
+            c,
+            &log_path,
+            ds.as_ref(),
+            &engine,
+            &methods,
+            &format!("region perturbation, {label}"),
+            &mut scorer,
+        )?;
+        if stopped {
+            return Ok(());
+        }
+        let log = scorer.log;
+        let mut drops: Vec<(String, Vec<f64>, Vec<f64>)> = Vec::new();
+        for m in &methods {
+            let pairs: Vec<&RegionPair> = log
+                .records()
+                .iter()
+                .filter(|r| r.method == m.name())
+                .flat_map(|r| r.outcome.iter())
+                .collect();
+            let mean_of = |f: fn(&RegionPair) -> f64| {
+                (!pairs.is_empty())
+                    .then(|| pairs.iter().map(|p| f(p)).sum::<f64>() / pairs.len() as f64)
+            };
+            table.set(
+                m.name(),
+                &format!("{ds_label}/{label} MoRF"),
+                mean_of(|p| p.aopc_morf),
+            );
+            table.set(
+                m.name(),
+                &format!("{ds_label}/{label} LeRF"),
+                mean_of(|p| p.aopc_lerf),
+            );
+            // Mean drop of the logit, f(x) - f(x after k patches), over the pairs.
+            let mean_drop = |pick: fn(&RegionPair) -> &Vec<f32>| {
+                let mut sum = vec![0.0; CURVE_POINTS];
+                for p in &pairs {
+                    let curve = pick(p);
+                    let drop: Vec<f32> = curve.iter().map(|v| curve[0] - v).collect();
+                    for (s, v) in sum.iter_mut().zip(resample(&drop, CURVE_POINTS)) {
+                        *s += v / pairs.len() as f64;
+                    }
+                }
+                sum
+            };
+            if !pairs.is_empty() {
+                drops.push((
+                    m.name().to_string(),
+                    mean_drop(|p| &p.morf),
+                    mean_drop(|p| &p.lerf),
+                ));
+            }
+        }
+        let x: Vec<String> = (0..CURVE_POINTS)
+            .map(|i| format!("{}%", 100 * i / (CURVE_POINTS - 1)))
+            .collect();
+        let all = drops.iter().flat_map(|d| d.1.iter().chain(&d.2));
+        let (lo, hi) = all.fold((0.0f64, 0.0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        for (order, morf) in [("morf", true), ("lerf", false)] {
+            if drops.is_empty() {
+                break;
+            }
+            let path = c.out.join(format!(
+                "region-perturbation.{ds_label}.{label}.{order}.png"
+            ));
+            let series: Vec<Series> = drops
+                .iter()
+                .map(|d| Series {
+                    name: d.0.clone(),
+                    values: if morf { d.1.clone() } else { d.2.clone() },
+                })
+                .collect();
+            line_chart(
+                &path,
+                &format!(
+                    "{} on {ds_label}, {label}: mean drop of the logit",
+                    order.to_uppercase()
+                ),
+                &x,
+                "logit drop (share of the regions replaced on x)",
+                (lo, hi.max(lo + 1e-6)),
+                &series,
+                (900, 600),
+            )?;
+            println!("plot: {}", path.display());
+        }
+    }
+    write_table(&table, &c.out, &format!("region-perturbation.{ds_label}"))
 }
 
 fn gpu(c: &CommonArgs) -> Result<GpuContext> {

@@ -3,7 +3,8 @@
 //! single column for mIoU), printed as aligned text and written as CSV and Markdown.
 //!
 //! Cells hold fractions in [0, 1] and are shown as percentages with a fixed number of
-//! decimals (one by default, as in TorchRay's tables); empty cells are shown as `-` in
+//! decimals (one by default, as in TorchRay's tables; `scale` 1 shows other scores as
+//! they are); empty cells are shown as `-` in
 //! text and Markdown and left empty in CSV. Files are written atomically (a temporary
 //! file in the same directory, then a rename), so a reader never sees half a table.
 
@@ -22,6 +23,8 @@ pub struct ResultTable {
     pub title: String,
     /// Decimals of the percentages.
     pub decimals: usize,
+    /// Factor a cell is shown with: 100 (percentages, the default) or 1.
+    pub scale: f64,
     columns: Vec<String>,
     rows: Vec<(String, Vec<Option<f64>>)>,
 }
@@ -32,6 +35,7 @@ impl ResultTable {
         Self {
             title: title.to_owned(),
             decimals: 1,
+            scale: 100.0,
             columns: Vec::new(),
             rows: Vec::new(),
         }
@@ -109,7 +113,7 @@ impl ResultTable {
     /// A cell as text: the percentage with `decimals` decimals, `missing` when empty.
     fn cell(&self, value: Option<f64>, missing: &str) -> String {
         match value {
-            Some(value) => format!("{:.*}", self.decimals, 100.0 * value),
+            Some(value) => format!("{:.*}", self.decimals, self.scale * value),
             None => missing.to_owned(),
         }
     }

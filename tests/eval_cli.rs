@@ -1,7 +1,7 @@
 //! `rsp eval` end to end on a tiny generated dataset (`rsp synth`) and tiny random
 //! 6-class models: an interrupted Pointing Game run, resumed, gives the same table as an
 //! uninterrupted one (also after a half-written last log line); mIoU, sensitivity and
-//! faithfulness (deletion/insertion and region perturbation) produce their tables and
+//! faithfulness (deletion/insertion, region perturbation, ROAD) produce their tables and
 //! plots (faithfulness also resumes from its log);
 //! bad arguments fail clearly.
 
@@ -290,13 +290,33 @@ fn faithfulness_curves_tables_plots_and_resume() {
         stdout.contains("region-perturbation.synth.tiny_vgg.morf.png"),
         "{stdout}"
     );
+    // ROAD: nine percentages per order, probabilities.
+    let stdout = ok(&faithfulness(&data, &vgg, &out, &["--metric", "road"]));
+    let log = std::fs::read_to_string(out.join("road.synth.tiny_vgg.jsonl")).unwrap();
+    let first: serde_json::Value = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v.get("image").is_some())
+        .unwrap();
+    let pair = &first["outcome"][0];
+    for order in ["morf", "lerf"] {
+        let curve = pair[order].as_array().unwrap();
+        assert_eq!(curve.len(), 9, "{pair}");
+        assert!(curve
+            .iter()
+            .all(|v| (0.0..=1.0).contains(&v.as_f64().unwrap())));
+    }
+    assert!(stdout.contains("road.synth.tiny_vgg.lerf.png"), "{stdout}");
+    assert!(std::fs::read_to_string(out.join("road.synth.csv"))
+        .unwrap()
+        .contains("MoRF"));
     // --step 0, --patch 0, an unknown baseline, fill or metric are refused by name.
     for (flag, value) in [
         ("--step", "0"),
         ("--patch", "0"),
         ("--baseline", "noise"),
         ("--fill", "zeros"),
-        ("--metric", "road"),
+        ("--metric", "aopc"),
     ] {
         let o = faithfulness(&data, &vgg, &out, &[flag, value]);
         assert!(!o.status.success());

@@ -16,8 +16,8 @@ use crate::eval::dataset::{Dataset, Sample};
 use crate::eval::difficult::DifficultFlags;
 use crate::eval::engine::{EvalMethod, MapEngine};
 use crate::eval::faithfulness::{
-    curves, region_perturbation, resample, CurvePair, CurveSettings, DeletionBaseline, RegionFill,
-    RegionPair, RegionSettings,
+    curves, region_perturbation, resample, road, CurvePair, CurveSettings, DeletionBaseline,
+    RegionFill, RegionPair, RegionSettings, RoadPair, RoadSettings,
 };
 use crate::eval::map::Heatmap;
 use crate::eval::miou::{self, IouPair, MiouScores, Threshold};
@@ -60,7 +60,10 @@ pub enum Benchmark {
     /// region-perturbation (Samek et al. 2017): --patch-sized patches ranked by summed
     /// relevance are replaced (--fill) most relevant first (MoRF) or least relevant
     /// first (LeRF), up to --regions of them; AOPC is the mean drop of the class's
-    /// logit. Higher MoRF and lower LeRF AOPC are more faithful.
+    /// logit. Higher MoRF and lower LeRF AOPC are more faithful. With --metric road
+    /// (Rong et al. 2022): the top (MoRF) or bottom (LeRF) 10…90% of pixels removed and
+    /// filled by noisy linear imputation from their neighbours; the class's probability.
+    /// Lower MoRF and higher LeRF are more faithful.
     Faithfulness(FaithfulnessArgs),
 }
 
@@ -186,6 +189,9 @@ pub struct FaithfulnessArgs {
     /// Region perturbation: what replaced patches become.
     #[arg(long, value_enum, default_value_t = RegionFill::Noise)]
     pub fill: RegionFill,
+    /// ROAD: standard deviation of the noise added to imputed pixels (normalised units).
+    #[arg(long, default_value_t = 0.01)]
+    pub imputation_noise: f32,
 }
 
 /// `rsp eval faithfulness --metric`.
@@ -195,6 +201,8 @@ pub enum FaithfulnessMetric {
     DeletionInsertion,
     /// MoRF and LeRF region perturbation and their AOPC (Samek et al.).
     RegionPerturbation,
+    /// ROAD: MoRF and LeRF removal with noisy linear imputation (Rong et al.).
+    Road,
 }
 
 /// Runs one benchmark.
@@ -561,14 +569,7 @@ impl Scorer for FaithfulnessScorer<'_> {
                     map.values(),
                     class,
                     &self.settings,
-                    |batch| {
-                        let logits = self.model.predict(self.ctx, batch)?;
-                        let probs = self.readout.probabilities(&logits);
-                        let classes = probs.shape[1];
-                        Ok((0..probs.shape[0])
-                            .map(|i| probs.data[i * classes + class])
-                            .collect())
-                    },
+                    |batch| class_probabilities(self.ctx, self.model, self.readout, batch, class),
                 )?);
             }
         }
@@ -635,12 +636,82 @@ impl Scorer for RegionScorer<'_> {
     }
 }
 
+/// ROAD scoring into its log: the MoRF and LeRF probabilities of each map.
+struct RoadScorer<'a> {
+    ctx: &'a GpuContext,
+    model: &'a GpuModel,
+    readout: Readout,
+    settings: RoadSettings,
+    log: ResultsLog<Vec<RoadPair>>,
+}
+
+impl Scorer for RoadScorer<'_> {
+    fn classes(&self, sample: &Sample) -> Vec<usize> {
+        sample.class_indices()
+    }
+    fn is_done(&self, image: &str, method: &str) -> bool {
+        self.log.is_done(image, method)
+    }
+    fn score(
+        &mut self,
+        s: &Sample,
+        m: EvalMethod,
+        maps: Option<&[Heatmap]>,
+        input: Option<&Tensor>,
+    ) -> Result<()> {
+        let maps = maps.expect("faithfulness has no center baseline");
+        let mut pairs = Vec::with_capacity(maps.len());
+        if let Some(input) = input {
+            // The noise depends on the image only, so every method meets the same draw.
+            let seed = image_seed(&s.id);
+            for (map, class) in maps.iter().zip(self.classes(s)) {
+                pairs.push(road(
+                    input,
+                    map.values(),
+                    class,
+                    &self.settings,
+                    seed,
+                    |batch| class_probabilities(self.ctx, self.model, self.readout, batch, class),
+                )?);
+            }
+        }
+        self.log.append(Record {
+            image: s.id.clone(),
+            method: m.name().into(),
+            outcome: pairs,
+        })
+    }
+}
+
+/// A seed from an image id (so noise is the same for every method of one image).
+fn image_seed(id: &str) -> u64 {
+    id.bytes()
+        .fold(0u64, |h, b| h.wrapping_mul(131).wrapping_add(b as u64))
+}
+
+/// The probability of `class` for every image of `batch`, on the GPU.
+fn class_probabilities(
+    ctx: &GpuContext,
+    model: &GpuModel,
+    readout: Readout,
+    batch: &Tensor,
+    class: usize,
+) -> Result<Vec<f32>> {
+    let probs = readout.probabilities(&model.predict(ctx, batch)?);
+    let classes = probs.shape[1];
+    Ok((0..probs.shape[0])
+        .map(|i| probs.data[i * classes + class])
+        .collect())
+}
+
 /// Points of the mean curves plotted (0%, 10%, …, 100% of the pixels).
 const CURVE_POINTS: usize = 11;
 
 fn run_faithfulness(a: &FaithfulnessArgs) -> Result<()> {
-    if a.metric == FaithfulnessMetric::RegionPerturbation {
-        return run_region_perturbation(a);
+    match a.metric {
+        FaithfulnessMetric::RegionPerturbation => return run_region_perturbation(a),
+        FaithfulnessMetric::Road => return run_road(a),
+        FaithfulnessMetric::DeletionInsertion => {}
     }
     let c = &a.common;
     let (ds, ds_label) = open_dataset(c, VocGroundTruth::Boxes)?;
@@ -897,6 +968,117 @@ fn run_region_perturbation(a: &FaithfulnessArgs) -> Result<()> {
         }
     }
     write_table(&table, &c.out, &format!("region-perturbation.{ds_label}"))
+}
+
+fn run_road(a: &FaithfulnessArgs) -> Result<()> {
+    let c = &a.common;
+    let (ds, ds_label) = open_dataset(c, VocGroundTruth::Boxes)?;
+    let methods = parse_methods(&c.methods, false)?;
+    std::fs::create_dir_all(&c.out)
+        .with_context(|| format!("cannot create output directory {}", c.out.display()))?;
+    let ctx = gpu(c)?;
+    let settings = RoadSettings {
+        percents: (1..=9).map(|k| 10 * k).collect(),
+        noise: a.imputation_noise,
+    };
+    let mut table = ResultTable::new(&format!(
+        "ROAD: mean probability of the class with 10..90% of the pixels removed, MoRF \
+         (lower is better) and LeRF (higher is better), x100; imputation noise {}",
+        a.imputation_noise
+    ));
+    for wpath in &c.weights {
+        let model = load_model(wpath, ds.num_classes())?;
+        let label = model_label(wpath);
+        let log_path = c.out.join(format!("road.{ds_label}.{label}.jsonl"));
+        let run = json!({
+            "benchmark": "road", "dataset": ds_label, "split": c.split,
+            "model": label, "size": c.size, "norm": format!("{:?}", c.norm),
+            "imputation_noise": a.imputation_noise, "readout": model.readout.name(),
+        });
+        let engine = MapEngine {
+            ctx: &ctx,
+            model: GpuModel::upload(&ctx, &model),
+        };
+        let mut scorer = RoadScorer {
+            ctx: &ctx,
+            model: &engine.model,
+            readout: model.readout,
+            settings: settings.clone(),
+            log: ResultsLog::open(&log_path, &run)?,
+        };
+        let stopped = walk_dataset(
+            c,
+            &log_path,
+            ds.as_ref(),
+            &engine,
+            &methods,
+            &format!("ROAD, {label}"),
+            &mut scorer,
+        )?;
+        if stopped {
+            return Ok(());
+        }
+        let log = scorer.log;
+        let mut curves_of: Vec<(String, Vec<f64>, Vec<f64>)> = Vec::new();
+        for m in &methods {
+            let pairs: Vec<&RoadPair> = log
+                .records()
+                .iter()
+                .filter(|r| r.method == m.name())
+                .flat_map(|r| r.outcome.iter())
+                .collect();
+            if pairs.is_empty() {
+                continue;
+            }
+            let n = pairs.len() as f64;
+            let mean_at = |pick: fn(&RoadPair) -> &Vec<f32>| -> Vec<f64> {
+                (0..settings.percents.len())
+                    .map(|i| pairs.iter().map(|p| pick(p)[i] as f64).sum::<f64>() / n)
+                    .collect()
+            };
+            let (morf, lerf) = (mean_at(|p| &p.morf), mean_at(|p| &p.lerf));
+            let avg = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+            table.set(
+                m.name(),
+                &format!("{ds_label}/{label} MoRF"),
+                Some(avg(&morf)),
+            );
+            table.set(
+                m.name(),
+                &format!("{ds_label}/{label} LeRF"),
+                Some(avg(&lerf)),
+            );
+            curves_of.push((m.name().to_string(), morf, lerf));
+        }
+        let x: Vec<String> = settings.percents.iter().map(|p| format!("{p}%")).collect();
+        for (order, morf) in [("morf", true), ("lerf", false)] {
+            if curves_of.is_empty() {
+                break;
+            }
+            let path = c.out.join(format!("road.{ds_label}.{label}.{order}.png"));
+            let series: Vec<Series> = curves_of
+                .iter()
+                .map(|cv| Series {
+                    name: cv.0.clone(),
+                    values: if morf { cv.1.clone() } else { cv.2.clone() },
+                })
+                .collect();
+            line_chart(
+                &path,
+                &format!(
+                    "ROAD {} on {ds_label}, {label}: mean probability of the class",
+                    order.to_uppercase()
+                ),
+                &x,
+                "probability (share of the pixels removed on x)",
+                (0.0, 1.0),
+                &series,
+                (900, 600),
+            )?;
+            println!("plot: {}", path.display());
+        }
+    }
+    write_table(&table, &c.out, &format!("road.{ds_label}"))
 }
 
 fn gpu(c: &CommonArgs) -> Result<GpuContext> {

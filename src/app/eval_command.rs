@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, ensure, Context, Result};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::json;
 
 use super::args::DeviceArgs;
@@ -536,61 +538,40 @@ impl Scorer for MiouScorer {
     }
 }
 
-/// Deletion/insertion scoring into its log: the curves of each map, scored by the same
-/// model on the GPU.
-struct FaithfulnessScorer<'a> {
+/// The model on the GPU as a faithfulness metric scores perturbed images with it.
+struct Scoring<'a> {
     ctx: &'a GpuContext,
     model: &'a GpuModel,
     readout: Readout,
-    settings: CurveSettings,
-    log: ResultsLog<Vec<CurvePair>>,
 }
 
-impl Scorer for FaithfulnessScorer<'_> {
-    fn classes(&self, sample: &Sample) -> Vec<usize> {
-        sample.class_indices()
-    }
-    fn is_done(&self, image: &str, method: &str) -> bool {
-        self.log.is_done(image, method)
-    }
-    fn score(
-        &mut self,
-        s: &Sample,
-        m: EvalMethod,
-        maps: Option<&[Heatmap]>,
-        input: Option<&Tensor>,
-    ) -> Result<()> {
-        let maps = maps.expect("faithfulness has no center baseline");
-        let mut pairs = Vec::with_capacity(maps.len());
-        if let Some(input) = input {
-            for (map, class) in maps.iter().zip(self.classes(s)) {
-                pairs.push(curves(
-                    input,
-                    map.values(),
-                    class,
-                    &self.settings,
-                    |batch| class_probabilities(self.ctx, self.model, self.readout, batch, class),
-                )?);
-            }
+impl Scoring<'_> {
+    /// The class's probability (softmax or sigmoid, as the model reads out), or with
+    /// `logits` its logit, for every image of `batch`.
+    fn class_scores(&self, batch: &Tensor, class: usize, logits: bool) -> Result<Vec<f32>> {
+        let mut scores = self.model.predict(self.ctx, batch)?;
+        if !logits {
+            scores = self.readout.probabilities(&scores);
         }
-        self.log.append(Record {
-            image: s.id.clone(),
-            method: m.name().into(),
-            outcome: pairs,
-        })
+        let classes = scores.shape[1];
+        Ok((0..scores.shape[0])
+            .map(|i| scores.data[i * classes + class])
+            .collect())
     }
 }
 
-/// Region-perturbation scoring into its log: the MoRF and LeRF logit curves of each
-/// map, scored by the same model on the GPU.
-struct RegionScorer<'a> {
-    ctx: &'a GpuContext,
-    model: &'a GpuModel,
-    settings: RegionSettings,
-    log: ResultsLog<Vec<RegionPair>>,
+/// How a faithfulness metric scores one map: the input image `[3, H, W]`, the map, the
+/// class and the image's noise seed give one record.
+type ScoreMap<T> = Box<dyn Fn(&Scoring, &Tensor, &[f32], usize, u64) -> Result<T>>;
+
+/// Faithfulness scoring into its log: one record per (present class) map.
+struct CurveScorer<'a, T> {
+    scoring: Scoring<'a>,
+    score_map: &'a ScoreMap<T>,
+    log: ResultsLog<Vec<T>>,
 }
 
-impl Scorer for RegionScorer<'_> {
+impl<T: Serialize + DeserializeOwned> Scorer for CurveScorer<'_, T> {
     fn classes(&self, sample: &Sample) -> Vec<usize> {
         sample.class_indices()
     }
@@ -605,277 +586,270 @@ impl Scorer for RegionScorer<'_> {
         input: Option<&Tensor>,
     ) -> Result<()> {
         let maps = maps.expect("faithfulness has no center baseline");
-        let mut pairs = Vec::with_capacity(maps.len());
+        let mut records = Vec::with_capacity(maps.len());
         if let Some(input) = input {
-            // The noise depends on the image only, so every method meets the same fill.
-            let seed =
-                s.id.bytes()
-                    .fold(0u64, |h, b| h.wrapping_mul(131).wrapping_add(b as u64));
-            for (map, class) in maps.iter().zip(self.classes(s)) {
-                pairs.push(region_perturbation(
-                    input,
-                    map.values(),
-                    class,
-                    &self.settings,
-                    seed,
-                    |batch| {
-                        let logits = self.model.predict(self.ctx, batch)?;
-                        let classes = logits.shape[1];
-                        Ok((0..logits.shape[0])
-                            .map(|i| logits.data[i * classes + class])
-                            .collect())
-                    },
-                )?);
-            }
-        }
-        self.log.append(Record {
-            image: s.id.clone(),
-            method: m.name().into(),
-            outcome: pairs,
-        })
-    }
-}
-
-/// ROAD scoring into its log: the MoRF and LeRF probabilities of each map.
-struct RoadScorer<'a> {
-    ctx: &'a GpuContext,
-    model: &'a GpuModel,
-    readout: Readout,
-    settings: RoadSettings,
-    log: ResultsLog<Vec<RoadPair>>,
-}
-
-impl Scorer for RoadScorer<'_> {
-    fn classes(&self, sample: &Sample) -> Vec<usize> {
-        sample.class_indices()
-    }
-    fn is_done(&self, image: &str, method: &str) -> bool {
-        self.log.is_done(image, method)
-    }
-    fn score(
-        &mut self,
-        s: &Sample,
-        m: EvalMethod,
-        maps: Option<&[Heatmap]>,
-        input: Option<&Tensor>,
-    ) -> Result<()> {
-        let maps = maps.expect("faithfulness has no center baseline");
-        let mut pairs = Vec::with_capacity(maps.len());
-        if let Some(input) = input {
-            // The noise depends on the image only, so every method meets the same draw.
+            // Noise depends on the image only, so every method meets the same draw.
             let seed = image_seed(&s.id);
             for (map, class) in maps.iter().zip(self.classes(s)) {
-                pairs.push(road(
+                records.push((self.score_map)(
+                    &self.scoring,
                     input,
                     map.values(),
                     class,
-                    &self.settings,
                     seed,
-                    |batch| class_probabilities(self.ctx, self.model, self.readout, batch, class),
                 )?);
             }
         }
         self.log.append(Record {
             image: s.id.clone(),
             method: m.name().into(),
-            outcome: pairs,
+            outcome: records,
         })
     }
 }
 
-/// A seed from an image id (so noise is the same for every method of one image).
+/// A seed from an image id.
 fn image_seed(id: &str) -> u64 {
     id.bytes()
         .fold(0u64, |h, b| h.wrapping_mul(131).wrapping_add(b as u64))
 }
 
-/// The probability of `class` for every image of `batch`, on the GPU.
-fn class_probabilities(
-    ctx: &GpuContext,
-    model: &GpuModel,
-    readout: Readout,
-    batch: &Tensor,
-    class: usize,
-) -> Result<Vec<f32>> {
-    let probs = readout.probabilities(&model.predict(ctx, batch)?);
-    let classes = probs.shape[1];
-    Ok((0..probs.shape[0])
-        .map(|i| probs.data[i * classes + class])
-        .collect())
+/// A method's two summary values (table cells) and two mean curves (plots).
+type Summary = ([f64; 2], [Vec<f64>; 2]);
+
+/// One faithfulness metric as `rsp eval faithfulness` runs it: a log, a table of two
+/// summary columns per model and plots of two mean curves per model.
+struct CurveMetric<T> {
+    /// File stem of its logs, tables and plots.
+    stem: &'static str,
+    title: String,
+    /// Cell factor and decimals of the table.
+    scale: f64,
+    decimals: usize,
+    /// The two summaries (table columns, and lower-cased the plot files).
+    names: [&'static str; 2],
+    /// x labels of the plotted mean curves (one per point).
+    x: Vec<String>,
+    /// What the plotted curves are, and their y range (`None`: the data's).
+    y_label: &'static str,
+    y_range: Option<(f64, f64)>,
+    /// Settings recorded in the log's run line.
+    settings: serde_json::Value,
+    score_map: ScoreMap<T>,
+    /// The two summaries and the two mean curves (`x.len()` points) of one method's
+    /// records (at least one).
+    summarise: fn(&[&T], usize) -> Summary,
 }
 
-/// Points of the mean curves plotted (0%, 10%, …, 100% of the pixels).
+/// Points of the mean deletion/insertion and region-perturbation curves plotted (0%,
+/// 10%, …, 100% of the pixels or regions).
 const CURVE_POINTS: usize = 11;
 
-fn run_faithfulness(a: &FaithfulnessArgs) -> Result<()> {
-    match a.metric {
-        FaithfulnessMetric::RegionPerturbation => return run_region_perturbation(a),
-        FaithfulnessMetric::Road => return run_road(a),
-        FaithfulnessMetric::DeletionInsertion => {}
+/// The mean over `curves` of each resampled to `points`.
+fn mean_curve(curves: impl Iterator<Item = Vec<f32>>, points: usize) -> Vec<f64> {
+    let mut sum = vec![0.0; points];
+    let mut n = 0usize;
+    for curve in curves {
+        for (s, v) in sum.iter_mut().zip(resample(&curve, points)) {
+            *s += v;
+        }
+        n += 1;
     }
-    let c = &a.common;
-    let (ds, ds_label) = open_dataset(c, VocGroundTruth::Boxes)?;
-    let methods = parse_methods(&c.methods, false)?;
-    std::fs::create_dir_all(&c.out)
-        .with_context(|| format!("cannot create output directory {}", c.out.display()))?;
-    let ctx = gpu(c)?;
-    let settings = CurveSettings {
-        step_at_224: a.step as usize,
-        baseline: a.baseline,
-    };
-    let mut table = ResultTable::new(&format!(
-        "Deletion AUC (lower is better) and insertion AUC (higher is better), x100; \
-         deletion towards the {} baseline, {} pixels per step at 224x224",
-        a.baseline.name(),
-        a.step
-    ));
-    for wpath in &c.weights {
-        let model = load_model(wpath, ds.num_classes())?;
-        let label = model_label(wpath);
-        let log_path = c.out.join(format!("faithfulness.{ds_label}.{label}.jsonl"));
-        let run = json!({
-            "benchmark": "faithfulness", "dataset": ds_label, "split": c.split,
-            "model": label, "size": c.size, "norm": format!("{:?}", c.norm),
-            "step": a.step, "baseline": a.baseline.name(), "readout": model.readout.name(),
-        });
-        let engine = MapEngine {
-            ctx: &ctx,
-            model: GpuModel::upload(&ctx, &model),
-        };
-        let mut scorer = FaithfulnessScorer {
-            ctx: &ctx,
-            model: &engine.model,
-            readout: model.readout,
-            settings,
-            log: ResultsLog::open(&log_path, &run)?,
-        };
-        let stopped = walk_dataset(
-            c,
-            &log_path,
-            ds.as_ref(),
-            &engine,
-            &methods,
-            &format!("faithfulness, {label}"),
-            &mut scorer,
-        )?;
-        let log = scorer.log;
-        if stopped {
-            return Ok(());
-        }
-        let columns = [
-            format!("{ds_label}/{label} deletion"),
-            format!("{ds_label}/{label} insertion"),
-        ];
-        let mut mean_curves: Vec<(String, Vec<f64>, Vec<f64>)> = Vec::new();
-        for m in &methods {
-            let pairs: Vec<&CurvePair> = log
-                .records()
-                .iter()
-                .filter(|r| r.method == m.name())
-                .flat_map(|r| r.outcome.iter())
-                .collect();
-            let n = pairs.len() as f64;
-            let mean_of = |f: &dyn Fn(&CurvePair) -> f64| {
-                (n > 0.0).then(|| pairs.iter().map(|p| f(p)).sum::<f64>() / n)
-            };
-            table.set(m.name(), &columns[0], mean_of(&|p| p.deletion_auc));
-            table.set(m.name(), &columns[1], mean_of(&|p| p.insertion_auc));
-            let mean_curve = |pick: fn(&CurvePair) -> &Vec<f32>| {
-                let mut sum = vec![0.0; CURVE_POINTS];
-                for p in &pairs {
-                    for (s, v) in sum.iter_mut().zip(resample(pick(p), CURVE_POINTS)) {
-                        *s += v / n.max(1.0);
-                    }
-                }
-                sum
-            };
-            if n > 0.0 {
-                mean_curves.push((
-                    m.name().to_string(),
-                    mean_curve(|p| &p.deletion),
-                    mean_curve(|p| &p.insertion),
-                ));
-            }
-        }
-        let x: Vec<String> = (0..CURVE_POINTS)
-            .map(|i| format!("{}%", 100 * i / (CURVE_POINTS - 1)))
-            .collect();
-        for (kind, pick) in [
-            (
-                "deletion",
-                (|c: &(String, Vec<f64>, Vec<f64>)| c.1.clone()) as fn(&_) -> Vec<f64>,
-            ),
-            ("insertion", |c| c.2.clone()),
-        ] {
-            if mean_curves.is_empty() {
-                break;
-            }
-            let path = c
-                .out
-                .join(format!("faithfulness.{ds_label}.{label}.{kind}.png"));
-            let series: Vec<Series> = mean_curves
-                .iter()
-                .map(|cv| Series {
-                    name: cv.0.clone(),
-                    values: pick(cv),
-                })
-                .collect();
-            line_chart(
-                &path,
-                &format!("{kind} on {ds_label}, {label}: mean probability of the class"),
-                &x,
-                "probability",
-                (0.0, 1.0),
-                &series,
-                (900, 600),
-            )?;
-            println!("plot: {}", path.display());
-        }
-    }
-    write_table(&table, &c.out, &format!("faithfulness.{ds_label}"))
+    sum.iter().map(|s| s / n.max(1) as f64).collect()
 }
 
-fn run_region_perturbation(a: &FaithfulnessArgs) -> Result<()> {
-    let c = &a.common;
+/// The mean of `f` over `records`.
+fn mean_of<T>(records: &[&T], f: impl Fn(&T) -> f64) -> f64 {
+    mean(&records.iter().map(|r| f(r)).collect::<Vec<_>>())
+}
+
+/// f(x) − f(x after k regions) along a region-perturbation curve.
+fn logit_drop(curve: &[f32]) -> Vec<f32> {
+    curve.iter().map(|v| curve[0] - v).collect()
+}
+
+fn run_faithfulness(a: &FaithfulnessArgs) -> Result<()> {
+    let percents_of = |points: usize| -> Vec<String> {
+        (0..points)
+            .map(|i| format!("{}%", 100 * i / (points - 1)))
+            .collect()
+    };
+    match a.metric {
+        FaithfulnessMetric::DeletionInsertion => {
+            let settings = CurveSettings {
+                step_at_224: a.step as usize,
+                baseline: a.baseline,
+            };
+            run_curve_metric(
+                &a.common,
+                CurveMetric {
+                    stem: "faithfulness",
+                    title: format!(
+                        "Deletion AUC (lower is better) and insertion AUC (higher is better), \
+                         x100; deletion towards the {} baseline, {} pixels per step at 224x224",
+                        a.baseline.name(),
+                        a.step
+                    ),
+                    scale: 100.0,
+                    decimals: 1,
+                    names: ["deletion", "insertion"],
+                    x: percents_of(CURVE_POINTS),
+                    y_label: "probability",
+                    y_range: Some((0.0, 1.0)),
+                    settings: json!({"step": a.step, "baseline": a.baseline.name()}),
+                    score_map: Box::new(move |sc, image, map, class, _| {
+                        curves(image, map, class, &settings, |b| {
+                            sc.class_scores(b, class, false)
+                        })
+                    }),
+                    summarise: |pairs: &[&CurvePair], points| {
+                        (
+                            [
+                                mean_of(pairs, |p| p.deletion_auc),
+                                mean_of(pairs, |p| p.insertion_auc),
+                            ],
+                            [
+                                mean_curve(pairs.iter().map(|p| p.deletion.clone()), points),
+                                mean_curve(pairs.iter().map(|p| p.insertion.clone()), points),
+                            ],
+                        )
+                    },
+                },
+            )
+        }
+        FaithfulnessMetric::RegionPerturbation => {
+            let settings = RegionSettings {
+                patch: a.patch as usize,
+                steps: a.regions as usize,
+                fill: a.fill,
+            };
+            run_curve_metric(
+                &a.common,
+                CurveMetric {
+                    stem: "region-perturbation",
+                    title: format!(
+                        "AOPC of the class's logit, MoRF (higher is better) and LeRF (lower \
+                         is better); up to {} patches of {}x{} px replaced by {}",
+                        a.regions,
+                        a.patch,
+                        a.patch,
+                        a.fill.name()
+                    ),
+                    scale: 1.0,
+                    decimals: 2,
+                    names: ["MoRF", "LeRF"],
+                    x: percents_of(CURVE_POINTS),
+                    y_label: "logit drop (share of the regions replaced on x)",
+                    y_range: None,
+                    settings: json!({
+                        "patch": a.patch, "regions": a.regions, "fill": a.fill.name(),
+                    }),
+                    score_map: Box::new(move |sc, image, map, class, seed| {
+                        region_perturbation(image, map, class, &settings, seed, |b| {
+                            sc.class_scores(b, class, true)
+                        })
+                    }),
+                    summarise: |pairs: &[&RegionPair], points| {
+                        (
+                            [
+                                mean_of(pairs, |p| p.aopc_morf),
+                                mean_of(pairs, |p| p.aopc_lerf),
+                            ],
+                            [
+                                mean_curve(pairs.iter().map(|p| logit_drop(&p.morf)), points),
+                                mean_curve(pairs.iter().map(|p| logit_drop(&p.lerf)), points),
+                            ],
+                        )
+                    },
+                },
+            )
+        }
+        FaithfulnessMetric::Road => {
+            let settings = RoadSettings {
+                percents: (1..=9).map(|k| 10 * k).collect(),
+                noise: a.imputation_noise,
+            };
+            let x = settings.percents.iter().map(|p| format!("{p}%")).collect();
+            run_curve_metric(
+                &a.common,
+                CurveMetric {
+                    stem: "road",
+                    title: format!(
+                        "ROAD: mean probability of the class with 10..90% of the pixels \
+                         removed, MoRF (lower is better) and LeRF (higher is better), x100; \
+                         imputation noise {}",
+                        a.imputation_noise
+                    ),
+                    scale: 100.0,
+                    decimals: 1,
+                    names: ["MoRF", "LeRF"],
+                    x,
+                    y_label: "probability (share of the pixels removed on x)",
+                    y_range: Some((0.0, 1.0)),
+                    settings: json!({"imputation_noise": a.imputation_noise}),
+                    score_map: Box::new(move |sc, image, map, class, seed| {
+                        road(image, map, class, &settings, seed, |b| {
+                            sc.class_scores(b, class, false)
+                        })
+                    }),
+                    // Every record has one point per percentage.
+                    summarise: |pairs: &[&RoadPair], points| {
+                        (
+                            [
+                                mean_of(pairs, |p| p.morf_mean),
+                                mean_of(pairs, |p| p.lerf_mean),
+                            ],
+                            [
+                                mean_curve(pairs.iter().map(|p| p.morf.clone()), points),
+                                mean_curve(pairs.iter().map(|p| p.lerf.clone()), points),
+                            ],
+                        )
+                    },
+                },
+            )
+        }
+    }
+}
+
+/// Runs one faithfulness metric over the dataset for every `--weights` model: its log
+/// (resumed), its table, and plots of its two mean curves per model.
+fn run_curve_metric<T: Serialize + DeserializeOwned>(
+    c: &CommonArgs,
+    metric: CurveMetric<T>,
+) -> Result<()> {
     let (ds, ds_label) = open_dataset(c, VocGroundTruth::Boxes)?;
     let methods = parse_methods(&c.methods, false)?;
     std::fs::create_dir_all(&c.out)
         .with_context(|| format!("cannot create output directory {}", c.out.display()))?;
     let ctx = gpu(c)?;
-    let settings = RegionSettings {
-        patch: a.patch as usize,
-        steps: a.regions as usize,
-        fill: a.fill,
-    };
-    let mut table = ResultTable::new(&format!(
-        "AOPC of the class's logit, MoRF (higher is better) and LeRF (lower is better); \
-         up to {} patches of {}x{} px replaced by {}",
-        a.regions,
-        a.patch,
-        a.patch,
-        a.fill.name()
-    ));
-    table.scale = 1.0;
-    table.decimals = 2;
+    let mut table = ResultTable::new(&metric.title);
+    table.scale = metric.scale;
+    table.decimals = metric.decimals;
     for wpath in &c.weights {
         let model = load_model(wpath, ds.num_classes())?;
         let label = model_label(wpath);
         let log_path = c
             .out
-            .join(format!("region-perturbation.{ds_label}.{label}.jsonl"));
-        let run = json!({
-            "benchmark": "region-perturbation", "dataset": ds_label, "split": c.split,
+            .join(format!("{}.{ds_label}.{label}.jsonl", metric.stem));
+        let mut run = json!({
+            "benchmark": metric.stem, "dataset": ds_label, "split": c.split,
             "model": label, "size": c.size, "norm": format!("{:?}", c.norm),
-            "patch": a.patch, "regions": a.regions, "fill": a.fill.name(),
+            "readout": model.readout.name(),
         });
+        if let (Some(run), Some(extra)) = (run.as_object_mut(), metric.settings.as_object()) {
+            run.extend(extra.clone());
+        }
         let engine = MapEngine {
             ctx: &ctx,
             model: GpuModel::upload(&ctx, &model),
         };
-        let mut scorer = RegionScorer {
-            ctx: &ctx,
-            model: &engine.model,
-            settings,
+        let mut scorer = CurveScorer {
+            scoring: Scoring {
+                ctx: &ctx,
+                model: &engine.model,
+                readout: model.readout,
+            },
+            score_map: &metric.score_map,
             log: ResultsLog::open(&log_path, &run)?,
         };
         let stopped = walk_dataset(
@@ -884,201 +858,65 @@ fn run_region_perturbation(a: &FaithfulnessArgs) -> Result<()> {
             ds.as_ref(),
             &engine,
             &methods,
-            &format!("region perturbation, {label}"),
+            &format!("{}, {label}", metric.stem),
             &mut scorer,
         )?;
         if stopped {
             return Ok(());
         }
         let log = scorer.log;
-        let mut drops: Vec<(String, Vec<f64>, Vec<f64>)> = Vec::new();
+        let mut curves_of: Vec<(&str, [Vec<f64>; 2])> = Vec::new();
         for m in &methods {
-            let pairs: Vec<&RegionPair> = log
+            let records: Vec<&T> = log
                 .records()
                 .iter()
                 .filter(|r| r.method == m.name())
                 .flat_map(|r| r.outcome.iter())
                 .collect();
-            let mean_of = |f: fn(&RegionPair) -> f64| {
-                (!pairs.is_empty())
-                    .then(|| pairs.iter().map(|p| f(p)).sum::<f64>() / pairs.len() as f64)
-            };
-            table.set(
-                m.name(),
-                &format!("{ds_label}/{label} MoRF"),
-                mean_of(|p| p.aopc_morf),
-            );
-            table.set(
-                m.name(),
-                &format!("{ds_label}/{label} LeRF"),
-                mean_of(|p| p.aopc_lerf),
-            );
-            // Mean drop of the logit, f(x) - f(x after k patches), over the pairs.
-            let mean_drop = |pick: fn(&RegionPair) -> &Vec<f32>| {
-                let mut sum = vec![0.0; CURVE_POINTS];
-                for p in &pairs {
-                    let curve = pick(p);
-                    let drop: Vec<f32> = curve.iter().map(|v| curve[0] - v).collect();
-                    for (s, v) in sum.iter_mut().zip(resample(&drop, CURVE_POINTS)) {
-                        *s += v / pairs.len() as f64;
-                    }
-                }
-                sum
-            };
-            if !pairs.is_empty() {
-                drops.push((
-                    m.name().to_string(),
-                    mean_drop(|p| &p.morf),
-                    mean_drop(|p| &p.lerf),
-                ));
+            let summary =
+                (!records.is_empty()).then(|| (metric.summarise)(&records, metric.x.len()));
+            for (i, name) in metric.names.iter().enumerate() {
+                let column = format!("{ds_label}/{label} {name}");
+                table.set(m.name(), &column, summary.as_ref().map(|s| s.0[i]));
+            }
+            if let Some((_, curves)) = summary {
+                curves_of.push((m.name(), curves));
             }
         }
-        let x: Vec<String> = (0..CURVE_POINTS)
-            .map(|i| format!("{}%", 100 * i / (CURVE_POINTS - 1)))
-            .collect();
-        let all = drops.iter().flat_map(|d| d.1.iter().chain(&d.2));
-        let (lo, hi) = all.fold((0.0f64, 0.0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-        for (order, morf) in [("morf", true), ("lerf", false)] {
-            if drops.is_empty() {
-                break;
-            }
+        if curves_of.is_empty() {
+            continue;
+        }
+        let y_range = metric.y_range.unwrap_or_else(|| {
+            let all = curves_of.iter().flat_map(|(_, c)| c.iter().flatten());
+            let (lo, hi) = all.fold((0.0f64, 0.0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            (lo, hi.max(lo + 1e-6))
+        });
+        for (i, name) in metric.names.iter().enumerate() {
             let path = c.out.join(format!(
-                "region-perturbation.{ds_label}.{label}.{order}.png"
+                "{}.{ds_label}.{label}.{}.png",
+                metric.stem,
+                name.to_lowercase()
             ));
-            let series: Vec<Series> = drops
-                .iter()
-                .map(|d| Series {
-                    name: d.0.clone(),
-                    values: if morf { d.1.clone() } else { d.2.clone() },
-                })
-                .collect();
-            line_chart(
-                &path,
-                &format!(
-                    "{} on {ds_label}, {label}: mean drop of the logit",
-                    order.to_uppercase()
-                ),
-                &x,
-                "logit drop (share of the regions replaced on x)",
-                (lo, hi.max(lo + 1e-6)),
-                &series,
-                (900, 600),
-            )?;
-            println!("plot: {}", path.display());
-        }
-    }
-    write_table(&table, &c.out, &format!("region-perturbation.{ds_label}"))
-}
-
-fn run_road(a: &FaithfulnessArgs) -> Result<()> {
-    let c = &a.common;
-    let (ds, ds_label) = open_dataset(c, VocGroundTruth::Boxes)?;
-    let methods = parse_methods(&c.methods, false)?;
-    std::fs::create_dir_all(&c.out)
-        .with_context(|| format!("cannot create output directory {}", c.out.display()))?;
-    let ctx = gpu(c)?;
-    let settings = RoadSettings {
-        percents: (1..=9).map(|k| 10 * k).collect(),
-        noise: a.imputation_noise,
-    };
-    let mut table = ResultTable::new(&format!(
-        "ROAD: mean probability of the class with 10..90% of the pixels removed, MoRF \
-         (lower is better) and LeRF (higher is better), x100; imputation noise {}",
-        a.imputation_noise
-    ));
-    for wpath in &c.weights {
-        let model = load_model(wpath, ds.num_classes())?;
-        let label = model_label(wpath);
-        let log_path = c.out.join(format!("road.{ds_label}.{label}.jsonl"));
-        let run = json!({
-            "benchmark": "road", "dataset": ds_label, "split": c.split,
-            "model": label, "size": c.size, "norm": format!("{:?}", c.norm),
-            "imputation_noise": a.imputation_noise, "readout": model.readout.name(),
-        });
-        let engine = MapEngine {
-            ctx: &ctx,
-            model: GpuModel::upload(&ctx, &model),
-        };
-        let mut scorer = RoadScorer {
-            ctx: &ctx,
-            model: &engine.model,
-            readout: model.readout,
-            settings: settings.clone(),
-            log: ResultsLog::open(&log_path, &run)?,
-        };
-        let stopped = walk_dataset(
-            c,
-            &log_path,
-            ds.as_ref(),
-            &engine,
-            &methods,
-            &format!("ROAD, {label}"),
-            &mut scorer,
-        )?;
-        if stopped {
-            return Ok(());
-        }
-        let log = scorer.log;
-        let mut curves_of: Vec<(String, Vec<f64>, Vec<f64>)> = Vec::new();
-        for m in &methods {
-            let pairs: Vec<&RoadPair> = log
-                .records()
-                .iter()
-                .filter(|r| r.method == m.name())
-                .flat_map(|r| r.outcome.iter())
-                .collect();
-            if pairs.is_empty() {
-                continue;
-            }
-            let n = pairs.len() as f64;
-            let mean_at = |pick: fn(&RoadPair) -> &Vec<f32>| -> Vec<f64> {
-                (0..settings.percents.len())
-                    .map(|i| pairs.iter().map(|p| pick(p)[i] as f64).sum::<f64>() / n)
-                    .collect()
-            };
-            let (morf, lerf) = (mean_at(|p| &p.morf), mean_at(|p| &p.lerf));
-            let avg = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-            table.set(
-                m.name(),
-                &format!("{ds_label}/{label} MoRF"),
-                Some(avg(&morf)),
-            );
-            table.set(
-                m.name(),
-                &format!("{ds_label}/{label} LeRF"),
-                Some(avg(&lerf)),
-            );
-            curves_of.push((m.name().to_string(), morf, lerf));
-        }
-        let x: Vec<String> = settings.percents.iter().map(|p| format!("{p}%")).collect();
-        for (order, morf) in [("morf", true), ("lerf", false)] {
-            if curves_of.is_empty() {
-                break;
-            }
-            let path = c.out.join(format!("road.{ds_label}.{label}.{order}.png"));
             let series: Vec<Series> = curves_of
                 .iter()
-                .map(|cv| Series {
-                    name: cv.0.clone(),
-                    values: if morf { cv.1.clone() } else { cv.2.clone() },
+                .map(|(method, curves)| Series {
+                    name: method.to_string(),
+                    values: curves[i].clone(),
                 })
                 .collect();
             line_chart(
                 &path,
-                &format!(
-                    "ROAD {} on {ds_label}, {label}: mean probability of the class",
-                    order.to_uppercase()
-                ),
-                &x,
-                "probability (share of the pixels removed on x)",
-                (0.0, 1.0),
+                &format!("{} {name} on {ds_label}, {label}", metric.stem),
+                &metric.x,
+                metric.y_label,
+                y_range,
                 &series,
                 (900, 600),
             )?;
             println!("plot: {}", path.display());
         }
     }
-    write_table(&table, &c.out, &format!("road.{ds_label}"))
+    write_table(&table, &c.out, &format!("{}.{ds_label}", metric.stem))
 }
 
 fn gpu(c: &CommonArgs) -> Result<GpuContext> {

@@ -561,19 +561,25 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn curves_rank_an_exact_attribution_above_a_random_map() {
-        let (h, w) = (6, 5);
-        let img = Tensor::new(vec![2, h, w], pseudo_random(2 * h * w, 7));
-        let weights = Tensor::new(vec![2, h, w], pseudo_random(2 * h * w, 8));
-        // Exact attribution of Σ w·x per pixel: Σ_c w·x.
-        let exact: Vec<f32> = (0..h * w)
+    /// A random `[c, h, w]` image, the weights of a linear "model" `Σ w·x` (seeds
+    /// `seed`, `seed + 1`) and its exact attribution per pixel, `Σ_c w·x`.
+    fn linear_case(c: usize, h: usize, w: usize, seed: u32) -> (Tensor, Tensor, Vec<f32>) {
+        let img = Tensor::new(vec![c, h, w], pseudo_random(c * h * w, seed));
+        let weights = Tensor::new(vec![c, h, w], pseudo_random(c * h * w, seed + 1));
+        let exact = (0..h * w)
             .map(|p| {
-                (0..2)
-                    .map(|c| img.data[c * h * w + p] * weights.data[c * h * w + p])
+                (0..c)
+                    .map(|ch| img.data[ch * h * w + p] * weights.data[ch * h * w + p])
                     .sum()
             })
             .collect();
+        (img, weights, exact)
+    }
+
+    #[test]
+    fn curves_rank_an_exact_attribution_above_a_random_map() {
+        let (h, w) = (6, 5);
+        let (img, weights, exact) = linear_case(2, h, w, 7);
         let random = pseudo_random(h * w, 9);
         let settings = CurveSettings {
             step_at_224: 224 * 224 / (h * w), // one pixel per step
@@ -633,15 +639,7 @@ mod tests {
     #[test]
     fn region_perturbation_separates_morf_from_lerf_on_a_linear_model() {
         let (h, w) = (8, 8);
-        let img = Tensor::new(vec![2, h, w], pseudo_random(2 * h * w, 11));
-        let weights = Tensor::new(vec![2, h, w], pseudo_random(2 * h * w, 12));
-        let exact: Vec<f32> = (0..h * w)
-            .map(|p| {
-                (0..2)
-                    .map(|c| img.data[c * h * w + p] * weights.data[c * h * w + p])
-                    .sum()
-            })
-            .collect();
+        let (img, weights, exact) = linear_case(2, h, w, 11);
         for fill in RegionFill::ALL {
             let settings = RegionSettings {
                 patch: 2,
@@ -703,15 +701,7 @@ mod tests {
     #[test]
     fn road_removes_the_ranked_share_and_orders_morf_below_lerf_on_a_linear_model() {
         let (h, w) = (10, 10);
-        let img = Tensor::new(vec![2, h, w], pseudo_random(2 * h * w, 21));
-        let weights = Tensor::new(vec![2, h, w], pseudo_random(2 * h * w, 22));
-        let exact: Vec<f32> = (0..h * w)
-            .map(|p| {
-                (0..2)
-                    .map(|c| img.data[c * h * w + p] * weights.data[c * h * w + p])
-                    .sum()
-            })
-            .collect();
+        let (img, weights, exact) = linear_case(2, h, w, 21);
         let settings = RoadSettings {
             percents: (1..=9).map(|k| 10 * k).collect(),
             noise: 0.0,
@@ -760,15 +750,7 @@ mod tests {
     #[test]
     fn exact_attribution_beats_a_random_map_on_a_linear_model() {
         let (c, h, w) = (3, 8, 8);
-        let weights = Tensor::new(vec![c, h, w], pseudo_random(c * h * w, 1));
-        let image = Tensor::new(vec![c, h, w], pseudo_random(c * h * w, 2));
-        let exact: Vec<f32> = (0..h * w)
-            .map(|p| {
-                (0..c)
-                    .map(|ch| weights.data[ch * h * w + p] * image.data[ch * h * w + p])
-                    .sum()
-            })
-            .collect();
+        let (image, weights, exact) = linear_case(c, h, w, 1);
         let random = pseudo_random(h * w, 3);
         let zero = Tensor::zeros(&[c, h, w]);
         let curve = |map: &[f32], from: &Tensor, to: &Tensor| {

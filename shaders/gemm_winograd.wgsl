@@ -112,9 +112,10 @@ fn output_transform(i: u32) {
     }
 }
 
-@compute @workgroup_size(64, 1, 1)
+// One invocation per item, in the engine's 1-D grid of 256-wide workgroups (`grid_1d`).
+@compute @workgroup_size(256, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let i = gid.x + gid.y * groups.x * 64u;
+    let i = gid.x + gid.y * groups.x * 256u;
     if (PASS == 0u) {
         weight_transform(i);
     } else if (PASS == 1u) {

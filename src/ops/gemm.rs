@@ -15,7 +15,7 @@ use wgpu::util::DeviceExt;
 
 use crate::gpu::shaders::Skeleton;
 use crate::gpu::tune::Trial;
-use crate::gpu::{Access, Autotune, Binding, GpuContext, Precision, Recorder, ShaderRef};
+use crate::gpu::{grid_1d, Access, Autotune, Binding, GpuContext, Precision, Recorder, ShaderRef};
 
 /// Tile shape of the tiled skeleton (`WG_X`/`WG_Y` in `gemm_tiled.wgsl`): a workgroup
 /// of `wg_x × wg_y` threads computes a `4·wg_y × 4·wg_x` tile of C (rows M, columns
@@ -257,7 +257,7 @@ impl GemmKernel {
             let dim = ctx.limits.max_compute_workgroups_per_dimension as usize;
             return bytes <= ctx.max_binding
                 && bytes <= MAX_PACKED_BYTES
-                && sizes.largest().div_ceil(WINOGRAD_GROUP) <= dim * dim;
+                && grid_1d(sizes.largest()).iter().all(|&g| g as usize <= dim);
         }
         let Some(packed) = PackedSizes::of(*self, p) else {
             return true;
@@ -360,8 +360,9 @@ const SUBGROUP_BLOCK: usize = 32;
 /// Rows and columns of C one cooperative-matrix workgroup computes (gemm_coop.wgsl).
 const COOP_BLOCK: usize = 64;
 
-/// Invocations per workgroup of the Winograd transforms (gemm_winograd.wgsl).
-const WINOGRAD_GROUP: usize = 64;
+/// Invocations per workgroup of the Winograd transforms (gemm_winograd.wgsl, in
+/// [`grid_1d`]'s layout).
+const WINOGRAD_GROUP: usize = 256;
 
 /// The scratch of a Winograd convolution (f32 elements): transformed weights
 /// `[sets][16][c_out][c_in]`, transformed input tiles `[images][16][c_in][tiles]` and
@@ -434,17 +435,6 @@ impl WinogradSizes {
     }
 }
 
-/// Workgroups of [`WINOGRAD_GROUP`] invocations for `n` items: x up to 65535, the
-/// rest in y (the shader flattens `gid.x + gid.y · groups.x · 64`).
-fn winograd_grid(n: usize) -> [u32; 3] {
-    let groups = n.div_ceil(WINOGRAD_GROUP).max(1);
-    if groups <= 65535 {
-        [groups as u32, 1, 1]
-    } else {
-        [65535, groups.div_ceil(65535) as u32, 1]
-    }
-}
-
 /// Records a Winograd convolution: weight and input transforms into scratch, the 16
 /// GEMMs per problem on the heuristic tile, and the output transform into the op's
 /// epilogue.
@@ -454,11 +444,7 @@ fn record_winograd(rec: &mut Recorder, p: &GemmProblem, bindings: &[Binding]) {
     let u = ctx.empty(&[sizes.u_len()]);
     let v = ctx.empty(&[sizes.v_len()]);
     let m = ctx.empty(&[sizes.m_len()]);
-    let transforms = ShaderRef {
-        name: p.op,
-        skeleton: Skeleton::Winograd,
-        unchecked: false,
-    };
+    let transforms = GemmKernel::Winograd.shader(p.op);
     let pass = |rec: &mut Recorder, pass: u32, count: usize, items: usize, scratch| {
         let mut constants = p.constants.to_vec();
         constants.push(("PASS", pass as f64));
@@ -470,7 +456,7 @@ fn record_winograd(rec: &mut Recorder, p: &GemmProblem, bindings: &[Binding]) {
             bindings,
             &params,
             &[Binding::write(scratch)],
-            winograd_grid(items),
+            grid_1d(items),
         );
     };
     pass(

@@ -17,8 +17,8 @@ struct Params {
     _pad2: u32,
 }
 
-@group(0) @binding(0) var<storage, read> src: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(0) var<storage, read> src: array<src_t>;
+@group(0) @binding(1) var<storage, read_write> out: array<out_t>;
 @group(0) @binding(2) var<uniform> p: Params;
 
 fn bin_start(i: u32, len: u32, bins: u32) -> u32 {
@@ -46,10 +46,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         var s = 0.0;
         for (var y = y0; y < y1; y++) {
             for (var x = x0; x < x1; x++) {
-                s += src[plane + y * p.w + x];
+                s += f32(src[plane + y * p.w + x]);
             }
         }
-        out[idx] = s / f32((y1 - y0) * (x1 - x0));
+        out[idx] = out_t(s / f32((y1 - y0) * (x1 - x0)));
         return;
     }
     let x = idx % p.w;
@@ -68,8 +68,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
             if (x < x0 || x >= x1) {
                 continue;
             }
-            acc += src[plane + oy * p.ow + ox] / f32((y1 - y0) * (x1 - x0));
+            acc += f32(src[plane + oy * p.ow + ox]) / f32((y1 - y0) * (x1 - x0));
         }
     }
-    out[idx] = acc;
+    out[idx] = out_t(acc);
 }

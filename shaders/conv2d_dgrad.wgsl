@@ -25,11 +25,11 @@ override NEG_WEIGHTS: bool = false;
 override PHASE_Y: u32 = 0u;
 override PHASE_X: u32 = 0u;
 
-@group(0) @binding(0) var<storage, read> s: array<f32>;
+@group(0) @binding(0) var<storage, read> s: array<s_t>;
 @group(0) @binding(1) var<storage, read> w: array<weight_t>;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
-@group(0) @binding(3) var<storage, read> bounds: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<x_t>;
+@group(0) @binding(3) var<storage, read> bounds: array<bounds_t>;
+@group(0) @binding(4) var<storage, read_write> out: array<out_t>;
 
 // First input row (column) of residue r: the smallest y ≥ 0 with (y + pad) mod S = r.
 fn phase_start(r: u32) -> u32 {
@@ -168,7 +168,7 @@ fn load_b_at(z: u32, kt: KTap, col: Column) -> f32 {
     if (MODE == 1u) {
         row = row * 2u + kt.section;
     }
-    return s[row * p.c_out * p.ho * p.wo + (kt.o * p.ho + oy) * p.wo + ox];
+    return f32(s[row * p.c_out * p.ho * p.wo + (kt.o * p.ho + oy) * p.wo + ox]);
 }
 
 fn load_a(z: u32, m: u32, k: u32) -> f32 {
@@ -184,19 +184,19 @@ fn store_c(z: u32, split: u32, m: u32, n: u32, acc: f32) {
     let img = z;
     let pix = phase_pixel(n);
     if (MODE == 0u) {
-        out[(img * p.c_in + m) * hw + pix] = acc;
+        out[(img * p.c_in + m) * hw + pix] = out_t(acc);
         return;
     }
     if (MODE == 1u) {
-        let xv = max(x[(img * p.c_in + m) * hw + pix], 0.0);
-        out[(img * p.c_in + m) * hw + pix] = FACTOR * (xv * acc);
+        let xv = max(f32(x[(img * p.c_in + m) * hw + pix]), 0.0);
+        out[(img * p.c_in + m) * hw + pix] = out_t(FACTOR * (xv * acc));
         return;
     }
     let section = m / p.c_in;
     let i = m % p.c_in;
-    var coef = x[(img * p.c_in + i) * hw + pix];
+    var coef = f32(x[(img * p.c_in + i) * hw + pix]);
     if (section > 0u) {
-        coef = -bounds[img * 2u + section - 1u];
+        coef = -f32(bounds[img * 2u + section - 1u]);
     }
-    out[((img * 3u + section) * p.c_in + i) * hw + pix] = coef * acc;
+    out[((img * 3u + section) * p.c_in + i) * hw + pix] = out_t(coef * acc);
 }

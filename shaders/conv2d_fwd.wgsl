@@ -15,11 +15,11 @@ override RELU: bool = false;
 override POS_WEIGHTS: bool = false;
 override NEG_WEIGHTS: bool = false;
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<x_t>;
 @group(0) @binding(1) var<storage, read> w: array<weight_t>;
-@group(0) @binding(2) var<storage, read> bias_or_r: array<f32>;
-@group(0) @binding(3) var<storage, read> bounds: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> bias_or_r: array<bias_or_r_t>;
+@group(0) @binding(3) var<storage, read> bounds: array<bounds_t>;
+@group(0) @binding(4) var<storage, read_write> out: array<out_t>;
 
 fn image_of(z: u32) -> u32 {
     if (MODE == 1u) {
@@ -106,7 +106,7 @@ fn load_input(img: u32, c: u32, iy: i32, ix: i32) -> f32 {
     if (iy < 0 || ix < 0 || iy >= i32(p.h) || ix >= i32(p.w)) {
         return 0.0;
     }
-    let v = x[((img * p.c_in + c) * p.h + u32(iy)) * p.w + u32(ix)];
+    let v = f32(x[((img * p.c_in + c) * p.h + u32(iy)) * p.w + u32(ix)]);
     if (MODE == 1u) {
         return max(v, 0.0);
     }
@@ -120,7 +120,7 @@ fn load_b_at(z: u32, kt: KTap, col: Column) -> f32 {
         if (iy < 0 || ix < 0 || iy >= i32(p.h) || ix >= i32(p.w)) {
             return 0.0;
         }
-        return bounds[col.img * 2u + kt.section - 1u];
+        return f32(bounds[col.img * 2u + kt.section - 1u]);
     }
     return load_input(col.img, kt.c, iy, ix);
 }
@@ -139,15 +139,15 @@ fn store_c(z: u32, split: u32, m: u32, n: u32, acc: f32) {
     if (MODE == 0u) {
         var v = acc;
         if (!POS_WEIGHTS && !NEG_WEIGHTS) {
-            v += bias_or_r[m];
+            v += f32(bias_or_r[m]);
         }
         if (RELU) {
             v = max(v, 0.0);
         }
-        out[dst] = v;
+        out[dst] = out_t(v);
         return;
     }
-    var r = bias_or_r[(image_of(z) * p.c_out + m) * hw + n];
+    var r = f32(bias_or_r[(image_of(z) * p.c_out + m) * hw + n]);
     if (MODE == 1u) {
         if (z % 2u == 0u) {
             r = max(r, 0.0);
@@ -159,5 +159,5 @@ fn store_c(z: u32, split: u32, m: u32, n: u32, acc: f32) {
     if (acc != 0.0) {
         q = r / acc;
     }
-    out[dst] = q;
+    out[dst] = out_t(q);
 }

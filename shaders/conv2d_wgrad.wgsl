@@ -9,11 +9,11 @@
 
 override MODE: u32 = 0u;
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> s: array<f32>;
-@group(0) @binding(2) var<storage, read> unused_a: array<f32>;
-@group(0) @binding(3) var<storage, read> unused_b: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<x_t>;
+@group(0) @binding(1) var<storage, read> s: array<s_t>;
+@group(0) @binding(2) var<storage, read> unused_a: array<unused_a_t>;
+@group(0) @binding(3) var<storage, read> unused_b: array<unused_b_t>;
+@group(0) @binding(4) var<storage, read_write> out: array<out_t>;
 
 fn image_of(z: u32) -> u32 {
     if (MODE == 1u) {
@@ -59,7 +59,7 @@ fn column(z: u32, n: u32) -> Column {
 }
 
 fn load_a_at(z: u32, m: u32, kt: KTap) -> f32 {
-    let r = s[(image_of(z) * p.c_out + m) * p.ho * p.wo + kt.k];
+    let r = f32(s[(image_of(z) * p.c_out + m) * p.ho * p.wo + kt.k]);
     if (MODE == 1u) {
         if (z % 2u == 0u) {
             return max(r, 0.0);
@@ -75,7 +75,7 @@ fn load_b_at(z: u32, kt: KTap, col: Column) -> f32 {
     if (iy < 0 || ix < 0 || iy >= i32(p.h) || ix >= i32(p.w)) {
         return 0.0;
     }
-    let v = x[((col.img * p.c_in + col.c) * p.h + u32(iy)) * p.w + u32(ix)];
+    let v = f32(x[((col.img * p.c_in + col.c) * p.h + u32(iy)) * p.w + u32(ix)]);
     if (MODE == 1u) {
         return max(v, 0.0);
     }
@@ -93,5 +93,5 @@ fn load_b(z: u32, k: u32, n: u32) -> f32 {
 // With split-K, `out` holds one partial map per (z, split), summed in split order by
 // elementwise.wgsl's SPLIT_SUM.
 fn store_c(z: u32, split: u32, m: u32, n: u32, acc: f32) {
-    out[((z * gemm_k_splits() + split) * p.c_out + m) * taps_in() + n] = acc;
+    out[((z * gemm_k_splits() + split) * p.c_out + m) * taps_in() + n] = out_t(acc);
 }

@@ -45,10 +45,10 @@ struct Params {
     _pad2: u32,
 }
 
-@group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read> b: array<f32>;
-@group(0) @binding(2) var<storage, read> c: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(0) var<storage, read> a: array<a_t>;
+@group(0) @binding(1) var<storage, read> b: array<b_t>;
+@group(0) @binding(2) var<storage, read> c: array<c_t>;
+@group(0) @binding(3) var<storage, read_write> out: array<out_t>;
 @group(0) @binding(4) var<uniform> p: Params;
 
 @compute @workgroup_size(256)
@@ -61,63 +61,63 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     var v = 0.0;
     switch OP {
         case 0u: {
-            v = max(a[idx], 0.0);
+            v = max(f32(a[idx]), 0.0);
         }
         case 1u: {
-            v = a[idx] + b[idx];
+            v = f32(a[idx]) + f32(b[idx]);
         }
         case 2u: {
-            v = a[idx] * c[ch] + c[p.channels + ch];
+            v = f32(a[idx]) * f32(c[ch]) + f32(c[p.channels + ch]);
         }
         case 3u: {
             let row = idx / p.per_image;
             let src = (row / p.rows_per_image) * p.per_image + idx % p.per_image;
-            v = select(0.0, a[idx], b[src] > 0.0);
+            v = select(0.0, f32(a[idx]), f32(b[src]) > 0.0);
         }
         case 4u: {
-            v = select(0.0, a[idx], b[idx] * c[ch] != 0.0);
+            v = select(0.0, f32(a[idx]), f32(b[idx]) * f32(c[ch]) != 0.0);
         }
         case 5u: {
             let n = idx / p.per_image;
             let j = idx % p.per_image;
             let base = n * 3u * p.per_image + j;
-            v = a[base] + a[base + p.per_image] + a[base + 2u * p.per_image];
+            v = f32(a[base]) + f32(a[base + p.per_image]) + f32(a[base + 2u * p.per_image]);
         }
         case 6u: {
             let n = idx / p.per_image;
-            let x = a[idx];
+            let x = f32(a[idx]);
             if (x != 0.0) {
-                v = x - b[2u * n] / b[2u * n + 1u];
+                v = x - f32(b[2u * n]) / f32(b[2u * n + 1u]);
             }
         }
         case 8u: {
-            v = stab_div(a[idx], b[idx]);
+            v = stab_div(f32(a[idx]), f32(b[idx]));
         }
         case 9u: {
             let row = idx / p.per_image;
             let src = (row / p.rows_per_image) * p.per_image + idx % p.per_image;
-            v = a[idx] * b[src];
+            v = f32(a[idx]) * f32(b[src]);
         }
         case 10u: {
-            let zx = b[idx] * c[ch];
-            v = a[idx] * stab_div(zx, zx + c[p.channels + ch]);
+            let zx = f32(b[idx]) * f32(c[ch]);
+            v = f32(a[idx]) * stab_div(zx, zx + f32(c[p.channels + ch]));
         }
         case 11u: {
-            v = select(0.0, a[idx], b[idx] * c[ch] > 0.0);
+            v = select(0.0, f32(a[idx]), f32(b[idx]) * f32(c[ch]) > 0.0);
         }
         case 12u: {
-            v = a[idx] * c[ch];
+            v = f32(a[idx]) * f32(c[ch]);
         }
         default: {
             let z = idx / p.per_image;
             let j = idx % p.per_image;
             for (var s = 0u; s < p.rows_per_image; s++) {
-                v += a[(z * p.rows_per_image + s) * p.per_image + j];
+                v += f32(a[(z * p.rows_per_image + s) * p.per_image + j]);
             }
         }
     }
     if (RELU) {
         v = max(v, 0.0);
     }
-    out[idx] = v;
+    out[idx] = out_t(v);
 }

@@ -12,9 +12,9 @@ struct Params {
     _pad0: u32,
 }
 
-@group(0) @binding(0) var<storage, read> act: array<f32>;
-@group(0) @binding(1) var<storage, read> src: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(0) var<storage, read> act: array<act_t>;
+@group(0) @binding(1) var<storage, read> src: array<src_t>;
+@group(0) @binding(2) var<storage, read_write> out: array<out_t>;
 @group(0) @binding(3) var<uniform> p: Params;
 
 @compute @workgroup_size(256)
@@ -26,15 +26,15 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     var s = 0.0;
     if (MODE == 0u) {
         for (var j = 0u; j < p.hw; j++) {
-            s += src[idx * p.hw + j];
+            s += f32(src[idx * p.hw + j]);
         }
-        out[idx] = s / f32(p.hw);
+        out[idx] = out_t(s / f32(p.hw));
         return;
     }
     let n = idx / p.hw;
     let pix = idx % p.hw;
     for (var c = 0u; c < p.channels; c++) {
-        s = fma(src[n * p.channels + c], act[(n * p.channels + c) * p.hw + pix], s);
+        s = fma(f32(src[n * p.channels + c]), f32(act[(n * p.channels + c) * p.hw + pix]), s);
     }
-    out[idx] = max(s, 0.0);
+    out[idx] = out_t(max(s, 0.0));
 }

@@ -16,10 +16,10 @@ struct Params {
     rows: u32,
 }
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<x_t>;
 @group(0) @binding(1) var<storage, read> w: array<weight_t>;
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> bias: array<bias_t>;
+@group(0) @binding(3) var<storage, read_write> out: array<out_t>;
 @group(0) @binding(4) var<uniform> p: Params;
 
 var<workgroup> partial: array<f32, 256>;
@@ -37,7 +37,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         if (NEG_WEIGHTS) {
             wv = min(wv, 0.0);
         }
-        s = fma(wv, x[n * p.in_features + j], s);
+        s = fma(wv, f32(x[n * p.in_features + j]), s);
     }
     partial[lid] = s;
     workgroupBarrier();
@@ -51,11 +51,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         let row = p.row_offset + i;
         var v = partial[0];
         if (!POS_WEIGHTS && !NEG_WEIGHTS) {
-            v += bias[row];
+            v += f32(bias[row]);
         }
         if (RELU) {
             v = max(v, 0.0);
         }
-        out[n * p.out_features + row] = v;
+        out[n * p.out_features + row] = out_t(v);
     }
 }

@@ -23,9 +23,9 @@ struct Params {
     _pad: u32,
 }
 
-@group(0) @binding(0) var<storage, read> g: array<f32>;
+@group(0) @binding(0) var<storage, read> g: array<g_t>;
 @group(0) @binding(1) var<storage, read> w: array<weight_t>;
-@group(0) @binding(2) var<storage, read_write> g_in: array<f32>;
+@group(0) @binding(2) var<storage, read_write> g_in: array<g_in_t>;
 @group(0) @binding(3) var<uniform> p: Params;
 
 @compute @workgroup_size(256)
@@ -47,7 +47,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         if (NEG_WEIGHTS) {
             wv = min(wv, 0.0);
         }
-        s = fma(wv, g[r * p.out_features + p.row_offset + i], s);
+        s = fma(wv, f32(g[r * p.out_features + p.row_offset + i]), s);
     }
-    g_in[(r * p.splits_total + p.split_base + split) * p.in_features + j] = s;
+    g_in[(r * p.splits_total + p.split_base + split) * p.in_features + j] = g_in_t(s);
 }

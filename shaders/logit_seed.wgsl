@@ -18,8 +18,8 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> class_of_row: array<u32>;
-@group(0) @binding(1) var<storage, read> scores: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> scores: array<scores_t>;
+@group(0) @binding(2) var<storage, read_write> out: array<out_t>;
 @group(0) @binding(3) var<uniform> p: Params;
 
 @compute @workgroup_size(256)
@@ -36,10 +36,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         v = -1.0 / f32(max(p.classes, 2u) - 1u);
     }
     if (MODE == 2u) {
-        let yt = scores[row * p.classes + t];
-        v = yt * (v - scores[idx]);
+        let yt = f32(scores[row * p.classes + t]);
+        v = yt * (v - f32(scores[idx]));
     } else if (TIMES_LOGIT) {
-        v *= scores[row * p.classes + t];
+        v *= f32(scores[row * p.classes + t]);
     }
-    out[idx] = v;
+    out[idx] = out_t(v);
 }

@@ -23,9 +23,9 @@ struct Params {
     _pad0: u32,
 }
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> r: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<x_t>;
+@group(0) @binding(1) var<storage, read> r: array<r_t>;
+@group(0) @binding(2) var<storage, read_write> out: array<out_t>;
 @group(0) @binding(3) var<uniform> p: Params;
 
 // Flat input index (within one image plane) of the window maximum of output (oy, ox).
@@ -44,7 +44,7 @@ fn window_argmax(plane: u32, oy: u32, ox: u32) -> u32 {
                 continue;
             }
             let at = u32(iy) * p.w + u32(ix);
-            let val = x[plane + at] + p.eps;
+            let val = f32(x[plane + at]) + p.eps;
             if (!found || val > best) {
                 best = val;
                 best_at = at;
@@ -66,7 +66,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         let oy = (idx / p.wo) % p.ho;
         let plane_id = idx / (p.wo * p.ho);
         let plane = plane_id * p.h * p.w;
-        out[idx] = x[plane + window_argmax(plane, oy, ox)];
+        out[idx] = out_t(f32(x[plane + window_argmax(plane, oy, ox)]));
         return;
     }
     let ix = idx % p.w;
@@ -87,9 +87,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     for (var oy = oy_lo; oy <= oy_hi; oy++) {
         for (var ox = ox_lo; ox <= ox_hi; ox++) {
             if (window_argmax(plane, u32(oy), u32(ox)) == at) {
-                acc += r[rplane + u32(oy) * p.wo + u32(ox)];
+                acc += f32(r[rplane + u32(oy) * p.wo + u32(ox)]);
             }
         }
     }
-    out[idx] = acc;
+    out[idx] = out_t(acc);
 }

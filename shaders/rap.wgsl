@@ -22,11 +22,11 @@ struct Params {
     _pad1: u32,
 }
 
-@group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read> b: array<f32>;
-@group(0) @binding(2) var<storage, read> c: array<f32>;
-@group(0) @binding(3) var<storage, read> d: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(0) var<storage, read> a: array<a_t>;
+@group(0) @binding(1) var<storage, read> b: array<b_t>;
+@group(0) @binding(2) var<storage, read> c: array<c_t>;
+@group(0) @binding(3) var<storage, read> d: array<d_t>;
+@group(0) @binding(4) var<storage, read_write> out: array<out_t>;
 @group(0) @binding(5) var<uniform> p: Params;
 
 fn sdiv(x: f32, y: f32) -> f32 {
@@ -51,28 +51,28 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     switch MODE {
         case 0u, 1u: {
             // a = seed, b = P, c = N, d = bias (per class)
-            let pos = b[idx];
-            let neg = c[idx];
-            let bias = d[idx % p.per_image];
+            let pos = f32(b[idx]);
+            let neg = f32(c[idx]);
+            let bias = f32(d[idx % p.per_image]);
             var part = pos;
             if (MODE == 1u) {
                 part = neg;
             }
-            v = a[idx] * (live(part) + sdiv(bias * sdiv(part, pos + neg), part));
+            v = f32(a[idx]) * (live(part) + sdiv(bias * sdiv(part, pos + neg), part));
         }
         case 2u: {
             // a = R, b = P
-            var r = a[idx];
+            var r = f32(a[idx]);
             if (!LINEAR) {
                 r = max(r, 0.0);
             }
-            v = sdiv(r, b[idx]);
+            v = sdiv(r, f32(b[idx]));
         }
         case 3u: {
             // a = R, b = P, c = N
-            let r = a[idx];
-            let neg = c[idx];
-            v = live(neg) * sdiv(r, b[idx] - neg);
+            let r = f32(a[idx]);
+            let neg = f32(c[idx]);
+            v = live(neg) * sdiv(r, f32(b[idx]) - neg);
             if (!LINEAR) {
                 v += sdiv(min(r, 0.0), -neg);
             }
@@ -80,13 +80,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         }
         case 4u: {
             // a = C, b = stats
-            v = abs(a[idx]) * sdiv(b[2u * n], b[2u * n + 1u]);
+            v = abs(f32(a[idx])) * sdiv(f32(b[2u * n]), f32(b[2u * n + 1u]));
         }
         default: {
             // a = C, b = (ΣR, #), c = (ΣC, #)
-            let x = a[idx];
-            v = x - live(x) * sdiv(c[2u * n] - b[2u * n], c[2u * n + 1u]);
+            let x = f32(a[idx]);
+            v = x - live(x) * sdiv(f32(c[2u * n]) - f32(b[2u * n]), f32(c[2u * n + 1u]));
         }
     }
-    out[idx] = v;
+    out[idx] = out_t(v);
 }

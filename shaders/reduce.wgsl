@@ -18,9 +18,9 @@ struct Params {
     _pad0: u32,
 }
 
-@group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read> b: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(0) var<storage, read> a: array<a_t>;
+@group(0) @binding(1) var<storage, read> b: array<b_t>;
+@group(0) @binding(2) var<storage, read_write> out: array<out_t>;
 @group(0) @binding(3) var<uniform> p: Params;
 
 var<workgroup> red0: array<f32, 256>;
@@ -53,8 +53,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         let n = wg.x;
         slot = n;
         for (var i = lid; i < p.chunks; i += 256u) {
-            s0 = combine0(s0, a[(n * p.chunks + i) * 2u]);
-            s1 = combine1(s1, a[(n * p.chunks + i) * 2u + 1u]);
+            s0 = combine0(s0, f32(a[(n * p.chunks + i) * 2u]));
+            s1 = combine1(s1, f32(a[(n * p.chunks + i) * 2u + 1u]));
         }
     } else {
         let c = wg.x;
@@ -63,7 +63,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         let len_a = (p.per_image_a + p.chunks - 1u) / p.chunks;
         let end_a = min(p.per_image_a, (c + 1u) * len_a);
         for (var i = c * len_a + lid; i < end_a; i += 256u) {
-            let v = a[n * p.per_image_a + i];
+            let v = f32(a[n * p.per_image_a + i]);
             s0 = combine0(s0, v);
             if (MODE == 1u) {
                 s1 = max(s1, v);
@@ -75,7 +75,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             let len_b = (p.per_image_b + p.chunks - 1u) / p.chunks;
             let end_b = min(p.per_image_b, (c + 1u) * len_b);
             for (var i = c * len_b + lid; i < end_b; i += 256u) {
-                s1 += select(0.0, 1.0, b[n * p.per_image_b + i] != 0.0);
+                s1 += select(0.0, 1.0, f32(b[n * p.per_image_b + i]) != 0.0);
             }
         }
     }
@@ -90,7 +90,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         workgroupBarrier();
     }
     if (lid == 0u) {
-        out[2u * slot] = red0[0];
-        out[2u * slot + 1u] = red1[0];
+        out[2u * slot] = out_t(red0[0]);
+        out[2u * slot + 1u] = out_t(red1[0]);
     }
 }

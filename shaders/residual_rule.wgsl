@@ -14,11 +14,11 @@ struct Params {
     _pad2: u32,
 }
 
-@group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read> b: array<f32>;
-@group(0) @binding(2) var<storage, read> r: array<f32>;
-@group(0) @binding(3) var<storage, read_write> r_a: array<f32>;
-@group(0) @binding(4) var<storage, read_write> r_b: array<f32>;
+@group(0) @binding(0) var<storage, read> a: array<a_t>;
+@group(0) @binding(1) var<storage, read> b: array<b_t>;
+@group(0) @binding(2) var<storage, read> r: array<r_t>;
+@group(0) @binding(3) var<storage, read_write> r_a: array<r_a_t>;
+@group(0) @binding(4) var<storage, read_write> r_b: array<r_b_t>;
 @group(0) @binding(5) var<uniform> p: Params;
 
 @compute @workgroup_size(256)
@@ -27,8 +27,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (idx >= p.numel) {
         return;
     }
-    var ap = a[idx];
-    var bp = b[idx];
+    var ap = f32(a[idx]);
+    var bp = f32(b[idx]);
     if (MODE == 0u) {
         ap = max(ap, 0.0) + 1e-9;
         bp = max(bp, 0.0) + 1e-9;
@@ -42,8 +42,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     }
     var q = 0.0;
     if (z != 0.0) {
-        q = r[idx] / z;
+        q = f32(r[idx]) / z;
     }
-    r_a[idx] = ap * q;
-    r_b[idx] = bp * q;
+    r_a[idx] = r_a_t(ap * q);
+    r_b[idx] = r_b_t(bp * q);
 }

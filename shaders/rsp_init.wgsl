@@ -16,10 +16,10 @@ struct Params {
     _pad0: u32,
 }
 
-@group(0) @binding(0) var<storage, read> act: array<f32>;
-@group(0) @binding(1) var<storage, read> grad: array<f32>;
-@group(0) @binding(2) var<storage, read_write> cams: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(0) var<storage, read> act: array<act_t>;
+@group(0) @binding(1) var<storage, read> grad: array<grad_t>;
+@group(0) @binding(2) var<storage, read_write> cams: array<cams_t>;
+@group(0) @binding(3) var<storage, read_write> out: array<out_t>;
 @group(0) @binding(4) var<uniform> p: Params;
 
 const EPS: f32 = 1e-9;
@@ -62,12 +62,12 @@ fn build_cam(n: u32, row: u32, lid: u32) -> vec2<f32> {
     for (var c = lid; c < p.channels; c += 256u) {
         var g = 0.0;
         for (var s = 0u; s < p.hw; s++) {
-            g += grad[row * len + c * p.hw + s];
+            g += f32(grad[row * len + c * p.hw + s]);
         }
         g = g / f32(p.hw);
         for (var s = 0u; s < p.hw; s++) {
-            let v = act[n * len + c * p.hw + s] * g;
-            cams[row * len + c * p.hw + s] = v;
+            let v = f32(act[n * len + c * p.hw + s]) * g;
+            cams[row * len + c * p.hw + s] = cams_t(v);
             m = max(m, v);
             ma = max(ma, abs(v));
         }
@@ -96,9 +96,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         for (var e = lid; e < len; e += 256u) {
             var v = 0.0;
             if (denom > 0.0) {
-                v = cams[n * p.k * len + e] / denom;
+                v = f32(cams[n * p.k * len + e]) / denom;
             }
-            out[base + e] = v;
+            out[base + e] = out_t(v);
         }
         return;
     }
@@ -110,12 +110,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         for (var e = lid; e < len; e += 256u) {
             var v = 0.0;
             if (denom > 0.0) {
-                v = cams[(n * p.k + j) * len + e] / denom;
+                v = f32(cams[(n * p.k + j) * len + e]) / denom;
             }
             if (j == 0u) {
-                cams[row0 + e] = f32(p.k - 1u) * v;
+                cams[row0 + e] = cams_t(f32(p.k - 1u) * v);
             } else {
-                cams[row0 + e] = cams[row0 + e] - v;
+                cams[row0 + e] = cams_t(f32(cams[row0 + e]) - v);
             }
         }
         storageBarrier();
@@ -124,7 +124,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     var sp = 0.0;
     var mn = 0.0;
     for (var e = lid; e < len; e += 256u) {
-        let d = cams[row0 + e];
+        let d = f32(cams[row0 + e]);
         sp += max(d, 0.0);
         mn = max(mn, max(-d, 0.0));
     }
@@ -133,7 +133,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     var spn = 0.0;
     var sn = 0.0;
     for (var e = lid; e < len; e += 256u) {
-        let d = cams[row0 + e];
+        let d = f32(cams[row0 + e]);
         spn += max(d, 0.0) / (sum_pos + EPS);
         if (max_neg > 0.0) {
             sn += max(-d, 0.0) / max_neg;
@@ -142,12 +142,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let sum_p = reduce_sum(spn, lid);
     let sum_n = reduce_sum(sn, lid);
     for (var e = lid; e < len; e += 256u) {
-        let d = cams[row0 + e];
+        let d = f32(cams[row0 + e]);
         var neg = 0.0;
         if (max_neg > 0.0) {
             neg = max(-d, 0.0) / max_neg / (sum_n + EPS) * sum_p;
         }
-        cams[row0 + e] = max(d, 0.0) / (sum_pos + EPS) - neg;
+        cams[row0 + e] = cams_t(max(d, 0.0) / (sum_pos + EPS) - neg);
     }
     storageBarrier();
     // 3. d = Σ_c D'; target locations d > 0 get mass 2, hostile ones mass −1.
@@ -157,9 +157,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     for (var s = lid; s < p.hw; s += 256u) {
         var d = 0.0;
         for (var c = 0u; c < p.channels; c++) {
-            d += cams[row0 + c * p.hw + s];
+            d += f32(cams[row0 + c * p.hw + s]);
         }
-        cams[drow + s] = d;
+        cams[drow + s] = cams_t(d);
         if (d > 0.0) {
             st += d;
         } else {
@@ -171,13 +171,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     storageBarrier();
     // 4. Spread uniformly over channels.
     for (var e = lid; e < len; e += 256u) {
-        let d = cams[drow + e % p.hw];
+        let d = f32(cams[drow + e % p.hw]);
         var r = 0.0;
         if (d > 0.0) {
             r = d / (sum_t + EPS) * 2.0;
         } else {
             r = -(d / (sum_h + EPS));
         }
-        out[base + e] = r / f32(p.channels);
+        out[base + e] = out_t(r / f32(p.channels));
     }
 }

@@ -7,8 +7,8 @@ struct Params {
     _pad2: u32,
 }
 
-@group(0) @binding(0) var<storage, read> logits: array<f32>;
-@group(0) @binding(1) var<storage, read_write> probs: array<f32>;
+@group(0) @binding(0) var<storage, read> logits: array<logits_t>;
+@group(0) @binding(1) var<storage, read_write> probs: array<probs_t>;
 @group(0) @binding(2) var<uniform> p: Params;
 
 var<workgroup> red: array<f32, 256>;
@@ -18,7 +18,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let base = wg.x * p.classes;
     var m = -3.4e38;
     for (var i = lid; i < p.classes; i += 256u) {
-        m = max(m, logits[base + i]);
+        m = max(m, f32(logits[base + i]));
     }
     red[lid] = m;
     workgroupBarrier();
@@ -32,7 +32,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     workgroupBarrier();
     var total = 0.0;
     for (var i = lid; i < p.classes; i += 256u) {
-        total += exp(logits[base + i] - row_max);
+        total += exp(f32(logits[base + i]) - row_max);
     }
     red[lid] = total;
     workgroupBarrier();
@@ -44,6 +44,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     let z = red[0];
     for (var i = lid; i < p.classes; i += 256u) {
-        probs[base + i] = exp(logits[base + i] - row_max) / z;
+        probs[base + i] = probs_t(exp(f32(logits[base + i]) - row_max) / z);
     }
 }

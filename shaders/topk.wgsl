@@ -11,7 +11,7 @@ struct Params {
     _pad0: u32,
 }
 
-@group(0) @binding(0) var<storage, read> scores: array<f32>;
+@group(0) @binding(0) var<storage, read> scores: array<scores_t>;
 @group(0) @binding(1) var<storage, read> first: array<u32>;
 @group(0) @binding(2) var<storage, read_write> top: array<u32>;
 @group(0) @binding(3) var<storage, read_write> target_class: array<u32>;
@@ -45,7 +45,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         var best = NONE;
         var best_v = -3.4e38;
         for (var c = 0u; c < p.classes; c++) {
-            let v = scores[base + c];
+            let v = f32(scores[base + c]);
             if ((best == NONE || v > best_v) && !taken(row, filled, c)) {
                 best = c;
                 best_v = v;

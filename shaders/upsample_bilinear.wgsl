@@ -13,8 +13,8 @@ struct Params {
     _pad2: u32,
 }
 
-@group(0) @binding(0) var<storage, read> src: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(0) var<storage, read> src: array<src_t>;
+@group(0) @binding(1) var<storage, read_write> out: array<out_t>;
 @group(0) @binding(2) var<uniform> p: Params;
 
 fn source_index(dst: u32, in_len: u32, out_len: u32) -> vec3<f32> {
@@ -39,7 +39,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let base = n * p.in_h * p.in_w;
     let r0 = base + u32(sy.x) * p.in_w;
     let r1 = base + u32(sy.y) * p.in_w;
-    let top = mix(src[r0 + u32(sx.x)], src[r0 + u32(sx.y)], sx.z);
-    let bottom = mix(src[r1 + u32(sx.x)], src[r1 + u32(sx.y)], sx.z);
-    out[idx] = mix(top, bottom, sy.z);
+    let top = mix(f32(src[r0 + u32(sx.x)]), f32(src[r0 + u32(sx.y)]), sx.z);
+    let bottom = mix(f32(src[r1 + u32(sx.x)]), f32(src[r1 + u32(sx.y)]), sx.z);
+    out[idx] = out_t(mix(top, bottom, sy.z));
 }

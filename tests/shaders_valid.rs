@@ -5,7 +5,7 @@ use rsp::gpu::shaders::{source, source_typed, Skeleton, SHADERS};
 use rsp::gpu::DType;
 
 #[test]
-fn every_gemm_op_validates_with_every_skeleton_and_weight_type() {
+fn every_gemm_op_validates_with_every_skeleton_and_storage_type() {
     for (name, _, gemm) in SHADERS {
         if !gemm {
             assert!(source_typed(name, &[], Skeleton::Tiled).is_none());
@@ -18,7 +18,7 @@ fn every_gemm_op_validates_with_every_skeleton_and_weight_type() {
                 continue;
             }
             for dtype in [DType::F32, DType::F16] {
-                let src = source_typed(name, &[dtype], skeleton).unwrap();
+                let src = source_typed(name, &[dtype; 8], skeleton).unwrap();
                 let module = naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| {
                     panic!(
                         "{name} {skeleton:?}: WGSL parse error:\n{}",
@@ -47,6 +47,61 @@ fn every_gemm_op_validates_with_every_skeleton_and_weight_type() {
             }
         }
     }
+}
+
+/// `--precision f16` binds f16 activations and relevance to any kernel, so every
+/// tensor binding of every shader is typed (`array<name_t>`, read through `f32(...)`);
+/// only GEMM scratch (`winograd_gemm.wgsl`'s transformed tiles) is always f32. Each
+/// module validates with all of its typed bindings in f16.
+#[test]
+fn every_tensor_binding_is_typed_and_validates_in_f16() {
+    for (name, src, gemm) in SHADERS {
+        let typed = rsp::gpu::shaders::typed_bindings(name);
+        let untyped: Vec<&str> = src
+            .lines()
+            .filter(|l| l.contains("var<storage") && l.contains("array<f32>"))
+            .collect();
+        if *name == "winograd_gemm" {
+            assert!(typed.is_empty());
+            continue;
+        }
+        assert!(
+            untyped.is_empty(),
+            "{name}: untyped tensor bindings {untyped:?}"
+        );
+        assert!(!typed.is_empty(), "{name}: no typed binding");
+        let skeleton = if *gemm {
+            Skeleton::Tiled
+        } else {
+            Skeleton::None
+        };
+        let src = source_typed(name, &[DType::F16; 8], skeleton).unwrap();
+        for (alias, _) in typed {
+            assert!(
+                src.contains(&format!("alias {alias} = f16;")),
+                "{name}: {alias}"
+            );
+        }
+        let module = naga::front::wgsl::parse_str(&src)
+            .unwrap_or_else(|e| panic!("{name}: WGSL parse error:\n{}", e.emit_to_string(&src)));
+        naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::SHADER_FLOAT16,
+        )
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{name}: validation error:\n{}", e.emit_to_string(&src)));
+    }
+    let fwd = rsp::gpu::shaders::typed_bindings("conv2d_fwd");
+    assert_eq!(
+        fwd,
+        [
+            ("x_t", 0),
+            ("weight_t", 1),
+            ("bias_or_r_t", 2),
+            ("bounds_t", 3),
+            ("out_t", 4)
+        ]
+    );
 }
 
 #[test]
@@ -92,7 +147,7 @@ fn coop_skeleton_translates_to_spirv() {
             continue;
         }
         for dtype in [DType::F32, DType::F16] {
-            let src = source_typed(name, &[dtype], Skeleton::Coop).unwrap();
+            let src = source_typed(name, &[dtype; 8], Skeleton::Coop).unwrap();
             let module = naga::front::wgsl::parse_str(&src).unwrap();
             let caps = Capabilities::SHADER_FLOAT16
                 | Capabilities::SUBGROUP

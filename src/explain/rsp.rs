@@ -98,7 +98,7 @@ pub fn initial_relevance(
 ) -> GpuTensor {
     let (n, c, h, w) = (act.shape[0], act.shape[1], act.shape[2], act.shape[3]);
     let scratch = rec.ctx.empty(&grad.shape);
-    let out = rec.ctx.empty(&act.shape);
+    let out = rec.ctx.empty_activation(&act.shape);
     rec.dispatch(
         "rsp_init",
         &[("MODE", comparative as u8 as f64)],
@@ -156,7 +156,7 @@ pub fn rsp_conv_rule(
     // 3. C = factor · x⁺ ⊙ (convT(Q⁺, G⁺) − convT(Q⁻, G⁻)); the authors pick the
     //    variant by kernel height (`kernel_size[0] != 1`).
     let full_rule = g.kh != 1;
-    let c = ctx.empty(&[n, g.c_in, h, w]);
+    let c = ctx.empty_as(&[n, g.c_in, h, w], r.dtype);
     dgrad_gemm(
         rec,
         &[("MODE", 1.0), ("FACTOR", if full_rule { 2.0 } else { 1.0 })],

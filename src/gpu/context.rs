@@ -80,8 +80,9 @@ pub struct ContextOptions {
     /// parity mode) or f16 (half the weight memory and bandwidth, f32 arithmetic;
     /// needs the adapter's `SHADER_F16`).
     pub weights: DType,
-    /// `--precision`: [`Precision::F16`] also stores weights in f16 and lets GEMMs
-    /// round their operands to f16 on matrix units.
+    /// `--precision`: [`Precision::F16`] also stores weights, activations and
+    /// relevance sections in f16 and lets GEMMs round their operands to f16 on matrix
+    /// units.
     pub precision: Precision,
     /// Never offer the cooperative-matrix (tensor core) GEMM variants, even where the
     /// adapter has them.
@@ -226,6 +227,10 @@ pub struct GpuContext {
     /// Storage type of uploaded layer weights (`ContextOptions::weights`, or f16 for
     /// [`Precision::F16`]).
     pub weight_dtype: DType,
+    /// Storage type of activations and relevance sections: f16 under
+    /// [`Precision::F16`], else f32. Quotients, statistics, logits, scores and final
+    /// maps stay f32 either way.
+    pub activation_dtype: DType,
     /// `ContextOptions::precision`.
     pub precision: Precision,
     /// Whether the cooperative-matrix GEMM variants may be offered: the adapter has
@@ -380,6 +385,10 @@ impl GpuContext {
             offer_broken_variant: opts.offer_broken_variant,
             profiler,
             weight_dtype: if half { DType::F16 } else { DType::F32 },
+            activation_dtype: match opts.precision {
+                Precision::F32 => DType::F32,
+                Precision::F16 => DType::F16,
+            },
             precision: opts.precision,
             matrix_units,
             fill_workgroups,

@@ -60,8 +60,10 @@ pub enum Precision {
     /// golden-parity mode.
     #[default]
     F32,
-    /// f16 weights; on matrix units GEMM operands are rounded to f16 and multiplied
-    /// into f32 accumulators. Activations and relevance are still stored in f32.
+    /// f16 storage of weights, activations and relevance sections, read into f32
+    /// arithmetic; on matrix units GEMM operands are rounded to f16 and multiplied
+    /// into f32 accumulators. Quotients (RSP's relative contributions), channel
+    /// attribution maps, statistics, logits and final maps stay f32.
     F16,
 }
 
@@ -84,7 +86,7 @@ impl Precision {
         match self {
             Precision::F32 => "f32 accuracy everywhere (the golden-parity default)",
             Precision::F16 => {
-                "f16 weights and f16 matrix-unit products with f32 accumulation (needs SHADER_F16)"
+                "f16 weights, activations and relevance, f32 arithmetic (needs SHADER_F16)"
             }
         }
     }

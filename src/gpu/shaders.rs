@@ -134,21 +134,38 @@ pub const SHADERS: &[(&str, &str, bool)] = &[
     ),
 ];
 
-/// Storage bindings whose element type follows the bound tensor's (f32, or f16 for
-/// weights stored in half precision), as (alias, binding index). The shader declares
-/// such a binding as `array<alias>` and reads it through `f32(...)`, so arithmetic
-/// stays f32; the composed module starts with `alias weight_t = f32;` or with
-/// `enable f16; alias weight_t = f16;`.
-const TYPED_BINDINGS: &[(&str, &[(&str, usize)])] = &[
-    ("conv2d_fwd", &[("weight_t", 1)]),
-    ("conv2d_dgrad", &[("weight_t", 1)]),
-    ("linear", &[("weight_t", 1)]),
-    ("linear_grad", &[("weight_t", 1)]),
-];
+/// The storage bindings of an op file whose element type follows the bound tensor's
+/// (f32, or f16 for weights and, under `--precision f16`, activations and relevance),
+/// as (alias, binding index): every `@binding(i) var<storage, …> name: array<alias>`
+/// whose alias ends in `_t`. The shader reads such a binding through `f32(...)` and
+/// writes it through `alias(...)`, so arithmetic stays f32; the composed module
+/// starts with `alias x_t = f32;` or with `enable f16; alias x_t = f16;`.
+fn parse_typed_bindings(src: &'static str) -> Vec<(&'static str, usize)> {
+    src.lines()
+        .filter_map(|line| {
+            let rest = line.trim().strip_prefix("@group(0) @binding(")?;
+            let (index, rest) = rest.split_once(')')?;
+            let rest = rest.trim().strip_prefix("var<storage")?;
+            let alias = rest.split_once("array<")?.1.split_once('>')?.0;
+            (alias.ends_with("_t") && !alias.contains('<'))
+                .then(|| Some((alias, index.parse().ok()?)))
+                .flatten()
+        })
+        .collect()
+}
 
-/// The typed bindings of shader `name` (empty for most shaders).
+/// The typed bindings of shader `name`, in binding order (empty for shaders whose
+/// bindings are all fixed).
 pub fn typed_bindings(name: &str) -> &'static [(&'static str, usize)] {
-    TYPED_BINDINGS
+    type Typed = Vec<(&'static str, usize)>;
+    static TYPED: std::sync::OnceLock<Vec<(&'static str, Typed)>> = std::sync::OnceLock::new();
+    TYPED
+        .get_or_init(|| {
+            SHADERS
+                .iter()
+                .map(|(n, src, _)| (*n, parse_typed_bindings(src)))
+                .collect()
+        })
         .iter()
         .find(|(n, _)| *n == name)
         .map_or(&[], |(_, t)| t)

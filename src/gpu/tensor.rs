@@ -10,8 +10,8 @@ use super::dtype::DType;
 use super::pool::{padded_size, PooledBuffer, STORAGE_USAGE};
 use crate::tensor::Tensor;
 
-/// A tensor in GPU memory (row-major), f32 unless uploaded as weights in f16 storage.
-/// Cloning shares the buffer.
+/// A tensor in GPU memory (row-major): f32, or f16 for weights and, under
+/// `--precision f16`, activations and relevance. Cloning shares the buffer.
 #[derive(Clone)]
 pub struct GpuTensor {
     buf: Arc<PooledBuffer>,
@@ -41,13 +41,25 @@ impl GpuTensor {
 }
 
 impl GpuContext {
-    /// An uninitialised tensor from the pool (every kernel writes all of its output).
+    /// An uninitialised f32 tensor from the pool (every kernel writes all of its
+    /// output): quotients, statistics, scores, maps and GEMM scratch.
     pub fn empty(&self, shape: &[usize]) -> GpuTensor {
+        self.empty_as(shape, DType::F32)
+    }
+
+    /// An uninitialised tensor for activations and relevance sections, stored in the
+    /// context's [`activation_dtype`](GpuContext::activation_dtype).
+    pub fn empty_activation(&self, shape: &[usize]) -> GpuTensor {
+        self.empty_as(shape, self.activation_dtype)
+    }
+
+    /// An uninitialised tensor of element type `dtype` from the pool.
+    pub fn empty_as(&self, shape: &[usize], dtype: DType) -> GpuTensor {
         let n: usize = shape.iter().product();
         GpuTensor {
-            buf: Arc::new(self.pool.take(&self.device, n as u64 * 4)),
+            buf: Arc::new(self.pool.take(&self.device, n as u64 * dtype.bytes())),
             shape: shape.to_vec(),
-            dtype: DType::F32,
+            dtype,
         }
     }
 
@@ -109,18 +121,27 @@ impl GpuContext {
         Ok(self.read_many(&[t])?.remove(0))
     }
 
-    /// Copies several tensors back with one staging buffer and one wait.
+    /// Copies several tensors back (as f32) with one staging buffer and one wait.
     pub fn read_many(&self, tensors: &[&GpuTensor]) -> Result<Vec<Tensor>> {
         let words = self.read_buffers(
             &tensors
                 .iter()
-                .map(|t| (t.buffer(), t.numel()))
+                .map(|t| (t.buffer(), t.bytes().div_ceil(4) as usize))
                 .collect::<Vec<_>>(),
         )?;
         Ok(tensors
             .iter()
             .zip(words)
-            .map(|(t, w)| Tensor::new(t.shape.clone(), bytemuck::cast_slice(&w).to_vec()))
+            .map(|(t, w)| {
+                let data = match t.dtype {
+                    DType::F32 => bytemuck::cast_slice(&w).to_vec(),
+                    DType::F16 => bytemuck::cast_slice::<u32, half::f16>(&w)[..t.numel()]
+                        .iter()
+                        .map(|h| h.to_f32())
+                        .collect(),
+                };
+                Tensor::new(t.shape.clone(), data)
+            })
             .collect())
     }
 

@@ -258,7 +258,7 @@ fn conv2d_with(
         g.c_in
     );
     let (ho, wo) = g.out_hw(h, w);
-    let out = rec.ctx.empty(&[n, g.c_out, ho, wo]);
+    let out = rec.ctx.empty_activation(&[n, g.c_out, ho, wo]);
     conv_gemm(
         rec,
         "conv2d_fwd",
@@ -294,7 +294,8 @@ pub fn conv2d_dgrad(
     weights: Weights,
 ) -> GpuTensor {
     let (n, _, _, _) = dims4(s);
-    let out = rec.ctx.empty(&[n, g.c_in, in_hw.0, in_hw.1]);
+    // A backward signal, stored like the one it receives.
+    let out = rec.ctx.empty_as(&[n, g.c_in, in_hw.0, in_hw.1], s.dtype);
     let bindings = [
         Binding::read(s),
         Binding::read(weight),

@@ -1,7 +1,7 @@
 //! Elementwise kernels (`shaders/elementwise.wgsl`): ReLU, residual add, batch norm,
 //! and the small elementwise steps of the backward rules.
 
-use crate::gpu::{grid_1d, Binding, GpuContext, GpuTensor, Recorder};
+use crate::gpu::{grid_1d, Binding, DType, GpuContext, GpuTensor, Recorder};
 use crate::layers::BatchNorm2d;
 
 /// Operation selector of elementwise.wgsl (its `OP` override).
@@ -20,6 +20,22 @@ pub(crate) enum ElementwiseOp {
     LrpBatchNormEps = 10,
     LrpBatchNormPos = 11,
     BatchNormGrad = 12,
+}
+
+impl ElementwiseOp {
+    /// Whether the result is stored in the element type of the first input: an
+    /// activation (forward), or the relevance or gradient a backward step receives
+    /// (so a walk keeps its seed's type; under `--precision f16` RSP's relevance is
+    /// f16, the gradients and LRP's and RAP's quotient-driven signals stay f32).
+    /// Quotients, sums of split partials and final maps are f32.
+    fn stores_like_its_input(self) -> bool {
+        use ElementwiseOp::*;
+        match self {
+            Relu | Add | BatchNorm | ReluGrad | RspBatchNorm | RspShift | LrpBatchNormEps
+            | LrpBatchNormPos | BatchNormGrad => true,
+            ZbSum | SplitSum | StabDiv | Mul => false,
+        }
+    }
 }
 
 /// Shape facts the kernel needs besides the element count.
@@ -65,7 +81,12 @@ pub(crate) fn elementwise_eps(
     inputs: [Option<&GpuTensor>; 3],
     layout: Layout,
 ) -> GpuTensor {
-    let out = rec.ctx.empty(out_shape);
+    let out = if op.stores_like_its_input() {
+        rec.ctx
+            .empty_as(out_shape, inputs[0].map_or(DType::F32, |a| a.dtype))
+    } else {
+        rec.ctx.empty(out_shape)
+    };
     let numel = out.numel();
     let unused = rec.unused();
     let [a, b, c] = inputs.map(|t| t.map(Binding::read).unwrap_or(unused));
@@ -265,8 +286,8 @@ pub fn residual_split(
     r: &GpuTensor,
     split: ResidualSplit,
 ) -> (GpuTensor, GpuTensor) {
-    let ra = rec.ctx.empty(&r.shape);
-    let rb = rec.ctx.empty(&r.shape);
+    let ra = rec.ctx.empty_as(&r.shape, r.dtype);
+    let rb = rec.ctx.empty_as(&r.shape, r.dtype);
     let numel = r.numel();
     let (mode, eps) = match split {
         ResidualSplit::Rsp => (0.0, 0.0),

@@ -17,7 +17,11 @@ fn maxpool_dispatch(
 ) -> GpuTensor {
     let (c, h, w) = (x.shape[1], x.shape[2], x.shape[3]);
     let (ho, wo) = pool.out_hw(h, w);
-    let out = rec.ctx.empty(out_shape);
+    // Forward: an activation; backward: the dtype of the relevance it routes.
+    let out = match r {
+        None => rec.ctx.empty_activation(out_shape),
+        Some(r) => rec.ctx.empty_as(out_shape, r.dtype),
+    };
     let numel = out.numel();
     let params = [
         c as u32,
@@ -82,7 +86,12 @@ fn avgpool_dispatch(
     in_hw: (usize, usize),
     out_hw: (usize, usize),
 ) -> GpuTensor {
-    let out = rec.ctx.empty(out_shape);
+    // Forward: an activation; backward: the dtype of the gradient it spreads.
+    let out = if mode == 0 {
+        rec.ctx.empty_activation(out_shape)
+    } else {
+        rec.ctx.empty_as(out_shape, src.dtype)
+    };
     let numel = out.numel();
     let params = [in_hw.0, in_hw.1, out_hw.0, out_hw.1, numel, 0, 0, 0].map(|v| v as u32);
     rec.dispatch(

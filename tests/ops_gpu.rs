@@ -770,7 +770,7 @@ fn conv_geometry_out_hw_matches_reference_shapes() {
 /// gives on the f16-rounded weights: only storage changes, accumulation stays f32.
 #[test]
 fn f16_weights_match_the_reference_on_rounded_weights() {
-    let ctx = common::gpu_f16();
+    let ctx = common::gpu_f16_weights();
     for (i, case) in CONV_CASES.iter().enumerate() {
         let &(n, ci, h, w, co, ..) = case;
         let conv = conv_layer(case, 1300 + i as u64, true);
@@ -832,4 +832,61 @@ fn f16_weights_match_the_reference_on_rounded_weights() {
         &cpu::linear_backward_input(&g, &rounded),
         REL_TOL,
     );
+}
+
+/// Under `--precision f16` a convolution's output is an f16 activation: the f32 result
+/// on f16-rounded weights, rounded once to f16 (within one f16 rounding of it, as the
+/// f32 sums of the GPU and the CPU may round to neighbouring halves), and its data
+/// gradient keeps the f32 type of the gradient it receives.
+#[test]
+fn f16_precision_stores_activations_as_rounded_f32_results() {
+    let ctx = common::gpu_f16();
+    assert_eq!(ctx.activation_dtype, rsp::gpu::DType::F16);
+    for (i, case) in CONV_CASES.iter().enumerate() {
+        let &(n, ci, h, w, co, ..) = case;
+        let conv = conv_layer(case, 1700 + i as u64, true);
+        let g = conv.geometry();
+        let (ho, wo) = g.out_hw(h, w);
+        let x = common::random(&[n, ci, h, w], 1800 + i as u64);
+        let s = common::random(&[n, co, ho, wo], 1900 + i as u64);
+        let gc = GpuConv::upload(ctx, &conv);
+        let mut rec = Recorder::new(ctx);
+        let (xg, sg) = (ctx.upload(&x), ctx.upload(&s));
+        let y = ops::conv2d(&mut rec, &xg, &gc, true);
+        let dx = ops::conv2d_dgrad(&mut rec, &sg, &gc.weight, &g, (h, w), ops::Weights::Signed);
+        rec.submit();
+        drop(rec);
+        assert_eq!(y.dtype, rsp::gpu::DType::F16);
+        assert_eq!(y.bytes(), y.numel() as u64 * 2);
+        assert_eq!(dx.dtype, rsp::gpu::DType::F32);
+        let rounded = common::round_to_f16(&conv.weight);
+        let want_y = cpu::relu(&cpu::conv2d(
+            &x,
+            &rounded,
+            conv.bias.as_deref(),
+            g.stride,
+            g.padding,
+        ));
+        let y = ctx.read(&y).unwrap();
+        for (k, (&got, &want)) in y.data.iter().zip(&want_y.data).enumerate() {
+            assert_eq!(
+                got,
+                half::f16::from_f32(got).to_f32(),
+                "{case:?} [{k}] not an f16"
+            );
+            let ulp = half::f16::from_f32(want.abs()).to_f32() * 2f32.powi(-10);
+            assert!(
+                (got - want).abs() <= ulp.max(6e-8) + 1e-5 * want.abs(),
+                "{case:?} [{k}]: {got} vs {want}"
+            );
+        }
+        let want_dx = cpu::conv2d_dgrad(&s, &rounded, g.stride, g.padding, (h, w));
+        let dx = ctx.read(&dx).unwrap();
+        assert_close(
+            &format!("f16 precision dgrad {case:?}"),
+            &dx,
+            &want_dx,
+            REL_TOL,
+        );
+    }
 }

@@ -786,9 +786,10 @@ fn agrees(want: &[u32], got: &[u32], tolerance: Option<(f32, f64)>) -> Result<()
 /// are outputs of commands recorded but not submitted).
 struct TrialBench {
     buffers: Vec<wgpu::Buffer>,
-    /// The binding the kernel writes, and its length in 32-bit words.
+    /// The binding the kernel writes, its length in 32-bit words and its element type.
     out: usize,
     out_words: usize,
+    out_dtype: crate::gpu::DType,
     /// The first candidate's (the fallback's) output.
     reference: Option<Vec<u32>>,
     /// The fastest median timed so far (ms).
@@ -837,6 +838,7 @@ impl TrialBench {
             buffers,
             out,
             out_words: (p.bindings[out].size / 4) as usize,
+            out_dtype: p.bindings[out].dtype,
             reference: None,
             best: None,
         }
@@ -880,7 +882,7 @@ impl TrialBench {
             return Trial::Rejected(format!("the device refused it: {e}"));
         }
         let got = match ctx.read_raw(out, self.out_words) {
-            Ok(v) => v,
+            Ok(v) => as_f32_bits(v, self.out_dtype),
             Err(e) => return Trial::Rejected(format!("readback failed: {e:#}")),
         };
         match &self.reference {
@@ -908,9 +910,28 @@ impl TrialBench {
     }
 }
 
+/// The outputs in `words` (stored as `dtype`) as f32 bit patterns, for [`agrees`].
+fn as_f32_bits(words: Vec<u32>, dtype: crate::gpu::DType) -> Vec<u32> {
+    match dtype {
+        crate::gpu::DType::F32 => words,
+        crate::gpu::DType::F16 => bytemuck::cast_slice::<u32, half::f16>(&words)
+            .iter()
+            .map(|h| h.to_f32().to_bits())
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn f16_outputs_are_compared_as_values() {
+        let halves = [1.0f32, -2.5, 0.0, 65504.0].map(half::f16::from_f32);
+        let words = bytemuck::cast_slice::<half::f16, u32>(&halves).to_vec();
+        let f32_bits = as_f32_bits(words, crate::gpu::DType::F16);
+        assert_eq!(f32_bits, bits(&[1.0, -2.5, 0.0, 65504.0]));
+    }
 
     fn bits(v: &[f32]) -> Vec<u32> {
         v.iter().map(|x| x.to_bits()).collect()

@@ -103,15 +103,28 @@ pub fn random(shape: &[usize], seed: u64) -> Tensor {
     rsp::models::zoo::random_tensor(shape, seed, -1.0, 1.0)
 }
 
-/// A second context on the default adapter in `--precision f16` (layer weights stored
-/// in f16). The engine's f16 mode is optional, but every adapter the tests run on
-/// (lavapipe, the NVIDIA machine) has shader f16, so its absence is a failure here,
-/// not a skip.
+/// A second context on the default adapter in `--precision f16` (weights, activations
+/// and RSP's relevance stored in f16). The engine's f16 mode is optional, but every
+/// adapter the tests run on (lavapipe, the NVIDIA machine) has shader f16, so its
+/// absence is a failure here, not a skip.
 pub fn gpu_f16() -> &'static GpuContext {
     static CTX: OnceLock<GpuContext> = OnceLock::new();
     CTX.get_or_init(|| {
         GpuContext::new(&ContextOptions {
             precision: rsp::gpu::Precision::F16,
+            ..Default::default()
+        })
+        .unwrap_or_else(|e| panic!("f16 tests need an adapter with shader f16: {e:#}"))
+    })
+}
+
+/// A context on the default adapter with only the layer weights in f16
+/// (`--weights-dtype f16`); activations stay f32.
+pub fn gpu_f16_weights() -> &'static GpuContext {
+    static CTX: OnceLock<GpuContext> = OnceLock::new();
+    CTX.get_or_init(|| {
+        GpuContext::new(&ContextOptions {
+            weights: rsp::gpu::DType::F16,
             ..Default::default()
         })
         .unwrap_or_else(|e| panic!("f16 weight tests need an adapter with shader f16: {e:#}"))

@@ -84,9 +84,10 @@ class Explainer:
     or ``state_dict`` (any mapping of names to arrays: numpy arrays, or torch tensors
     after ``.detach().cpu()``), so a fine-tuned torchvision model works without writing a
     file. ``backend``: ``auto``, ``vulkan``, ``metal``, ``dx12`` or ``gl``.
-    ``precision``: ``f32`` (default; parity with the authors' code) or ``f16`` (f16
-    weights, and on GPUs with matrix units f16 products accumulated in f32; maps drift
-    from ``f32`` by the amounts the README gives).
+    ``precision``: ``f32`` (default; parity with the authors' code) or ``f16``
+    (weights, activations and RSP's relevance stored in f16, arithmetic in f32, and on
+    GPUs with matrix units f16 products accumulated in f32; maps drift from ``f32`` by
+    the amounts the README gives).
     """
 
     def __init__(self, model: Optional[str] = None, weights: Optional[Union[str, PathLike]] = None,

@@ -9,7 +9,7 @@
 mod common;
 mod support;
 
-use rsp::gpu::{ContextOptions, GpuContext, Recorder};
+use rsp::gpu::{ContextOptions, GpuContext, GpuTensor, Recorder};
 use rsp::layers::{BatchNorm2d, Conv2d, ConvGeometry, Linear, MaxPool2d};
 use rsp::ops::{self, GpuBatchNorm, GpuConv, GpuLinear, NO_CLASS};
 use rsp::reference::model::comparative_classes;
@@ -765,6 +765,41 @@ fn conv_geometry_out_hw_matches_reference_shapes() {
     }
 }
 
+/// Runs convolution case `case` with f16 weights on `ctx` (forward with ReLU and data
+/// gradient of random inputs drawn from `seed`), with what f32 arithmetic gives on the
+/// f16-rounded weights: `(y, dx, want_y, want_dx)`.
+fn f16_weight_conv(
+    ctx: &GpuContext,
+    case: &ConvCase,
+    seed: u64,
+) -> (GpuTensor, GpuTensor, Tensor, Tensor) {
+    let &(n, ci, h, w, co, ..) = case;
+    let conv = conv_layer(case, seed, true);
+    let g = conv.geometry();
+    let (ho, wo) = g.out_hw(h, w);
+    let x = common::random(&[n, ci, h, w], seed + 100);
+    let s = common::random(&[n, co, ho, wo], seed + 200);
+    let gc = GpuConv::upload(ctx, &conv);
+    assert_eq!(gc.weight.dtype, rsp::gpu::DType::F16);
+    assert_eq!(gc.weight.bytes(), conv.weight.numel() as u64 * 2);
+    let mut rec = Recorder::new(ctx);
+    let (xg, sg) = (ctx.upload(&x), ctx.upload(&s));
+    let y = ops::conv2d(&mut rec, &xg, &gc, true);
+    let dx = ops::conv2d_dgrad(&mut rec, &sg, &gc.weight, &g, (h, w), ops::Weights::Signed);
+    rec.submit();
+    drop(rec);
+    let rounded = common::round_to_f16(&conv.weight);
+    let want_y = cpu::relu(&cpu::conv2d(
+        &x,
+        &rounded,
+        conv.bias.as_deref(),
+        g.stride,
+        g.padding,
+    ));
+    let want_dx = cpu::conv2d_dgrad(&s, &rounded, g.stride, g.padding, (h, w));
+    (y, dx, want_y, want_dx)
+}
+
 /// With weights stored in f16 (`--weights-dtype f16`), convolution forward, its data
 /// gradient, the linear layer and its gradient compute exactly what f32 arithmetic
 /// gives on the f16-rounded weights: only storage changes, accumulation stays f32.
@@ -772,30 +807,7 @@ fn conv_geometry_out_hw_matches_reference_shapes() {
 fn f16_weights_match_the_reference_on_rounded_weights() {
     let ctx = common::gpu_f16_weights();
     for (i, case) in CONV_CASES.iter().enumerate() {
-        let &(n, ci, h, w, co, ..) = case;
-        let conv = conv_layer(case, 1300 + i as u64, true);
-        let g = conv.geometry();
-        let (ho, wo) = g.out_hw(h, w);
-        let x = common::random(&[n, ci, h, w], 1400 + i as u64);
-        let s = common::random(&[n, co, ho, wo], 1500 + i as u64);
-        let gc = GpuConv::upload(ctx, &conv);
-        assert_eq!(gc.weight.dtype, rsp::gpu::DType::F16);
-        assert_eq!(gc.weight.bytes(), conv.weight.numel() as u64 * 2);
-        let mut rec = Recorder::new(ctx);
-        let (xg, sg) = (ctx.upload(&x), ctx.upload(&s));
-        let y = ops::conv2d(&mut rec, &xg, &gc, true);
-        let dx = ops::conv2d_dgrad(&mut rec, &sg, &gc.weight, &g, (h, w), ops::Weights::Signed);
-        rec.submit();
-        drop(rec);
-        let rounded = common::round_to_f16(&conv.weight);
-        let want_y = cpu::relu(&cpu::conv2d(
-            &x,
-            &rounded,
-            conv.bias.as_deref(),
-            g.stride,
-            g.padding,
-        ));
-        let want_dx = cpu::conv2d_dgrad(&s, &rounded, g.stride, g.padding, (h, w));
+        let (y, dx, want_y, want_dx) = f16_weight_conv(ctx, case, 1300 + 10 * i as u64);
         let y = ctx.read(&y).unwrap();
         assert_close(&format!("f16 conv2d {case:?}"), &y, &want_y, REL_TOL);
         let dx = ctx.read(&dx).unwrap();
@@ -843,30 +855,10 @@ fn f16_precision_stores_activations_as_rounded_f32_results() {
     let ctx = common::gpu_f16();
     assert_eq!(ctx.activation_dtype, rsp::gpu::DType::F16);
     for (i, case) in CONV_CASES.iter().enumerate() {
-        let &(n, ci, h, w, co, ..) = case;
-        let conv = conv_layer(case, 1700 + i as u64, true);
-        let g = conv.geometry();
-        let (ho, wo) = g.out_hw(h, w);
-        let x = common::random(&[n, ci, h, w], 1800 + i as u64);
-        let s = common::random(&[n, co, ho, wo], 1900 + i as u64);
-        let gc = GpuConv::upload(ctx, &conv);
-        let mut rec = Recorder::new(ctx);
-        let (xg, sg) = (ctx.upload(&x), ctx.upload(&s));
-        let y = ops::conv2d(&mut rec, &xg, &gc, true);
-        let dx = ops::conv2d_dgrad(&mut rec, &sg, &gc.weight, &g, (h, w), ops::Weights::Signed);
-        rec.submit();
-        drop(rec);
+        let (y, dx, want_y, want_dx) = f16_weight_conv(ctx, case, 1700 + 10 * i as u64);
         assert_eq!(y.dtype, rsp::gpu::DType::F16);
         assert_eq!(y.bytes(), y.numel() as u64 * 2);
         assert_eq!(dx.dtype, rsp::gpu::DType::F32);
-        let rounded = common::round_to_f16(&conv.weight);
-        let want_y = cpu::relu(&cpu::conv2d(
-            &x,
-            &rounded,
-            conv.bias.as_deref(),
-            g.stride,
-            g.padding,
-        ));
         let y = ctx.read(&y).unwrap();
         for (k, (&got, &want)) in y.data.iter().zip(&want_y.data).enumerate() {
             assert_eq!(
@@ -880,7 +872,6 @@ fn f16_precision_stores_activations_as_rounded_f32_results() {
                 "{case:?} [{k}]: {got} vs {want}"
             );
         }
-        let want_dx = cpu::conv2d_dgrad(&s, &rounded, g.stride, g.padding, (h, w));
         let dx = ctx.read(&dx).unwrap();
         assert_close(
             &format!("f16 precision dgrad {case:?}"),

@@ -229,13 +229,14 @@ def test_multi_label_models_read_out_with_sigmoid():
 
 
 def test_half_precision_stays_close_to_f32(vgg):
-    # The Rust suite bounds this drift at 5e-3 relative L2 on this case (measured 6e-4
-    # on lavapipe); the Python path must give the same engine's numbers.
+    # The Rust suite bounds this drift at 5e-2 relative L2 on this case (measured 1.2e-2
+    # on lavapipe with weights, activations and relevance in f16); the Python path must
+    # give the same engine's numbers.
     gold = read_safetensors(GOLDEN / "vgg_tiny.safetensors")
     half = rsp.Explainer(weights=GOLDEN / "vgg_tiny.safetensors", precision="f16")
     a = vgg.explain(gold["input"])
     b = half.explain(gold["input"])
     assert not np.array_equal(a.relevance, b.relevance), "f16 changed nothing"
     drift = np.linalg.norm(b.relevance - a.relevance) / np.linalg.norm(a.relevance)
-    assert drift <= 5e-3, drift
+    assert drift <= 5e-2, drift
     assert (a.target == b.target).all()

@@ -853,7 +853,7 @@ fn f16_weights_match_the_reference_on_rounded_weights() {
 #[test]
 fn f16_precision_stores_activations_as_rounded_f32_results() {
     let ctx = common::gpu_f16();
-    assert_eq!(ctx.activation_dtype, rsp::gpu::DType::F16);
+    assert_eq!(ctx.activation_dtype(), rsp::gpu::DType::F16);
     for (i, case) in CONV_CASES.iter().enumerate() {
         let (y, dx, want_y, want_dx) = f16_weight_conv(ctx, case, 1700 + 10 * i as u64);
         assert_eq!(y.dtype, rsp::gpu::DType::F16);

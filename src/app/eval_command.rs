@@ -333,8 +333,10 @@ struct Pending {
 /// What a benchmark does with the maps of one image: which classes it needs, which
 /// (image, method) results it already has, and how it scores and records new ones.
 trait Scorer {
-    /// Classes of `sample` to explain.
-    fn classes(&self, sample: &Sample) -> Vec<usize>;
+    /// Classes of `sample` to explain: by default every class present.
+    fn classes(&self, sample: &Sample) -> Vec<usize> {
+        sample.class_indices()
+    }
     /// Whether the log already holds this (image, method).
     fn is_done(&self, image: &str, method: &str) -> bool;
     /// Scores and records `maps` (one per class of [`Scorer::classes`]; `None` for the
@@ -512,9 +514,6 @@ struct MiouScorer {
 }
 
 impl Scorer for MiouScorer {
-    fn classes(&self, sample: &Sample) -> Vec<usize> {
-        sample.class_indices()
-    }
     fn is_done(&self, image: &str, method: &str) -> bool {
         self.log.is_done(image, method)
     }
@@ -572,9 +571,6 @@ struct CurveScorer<'a, T> {
 }
 
 impl<T: Serialize + DeserializeOwned> Scorer for CurveScorer<'_, T> {
-    fn classes(&self, sample: &Sample) -> Vec<usize> {
-        sample.class_indices()
-    }
     fn is_done(&self, image: &str, method: &str) -> bool {
         self.log.is_done(image, method)
     }

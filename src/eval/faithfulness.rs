@@ -87,6 +87,17 @@ pub struct CurvePair {
     pub insertion_auc: f64,
 }
 
+/// Every metric takes an image `[C, H, W]` and a map of one value per pixel.
+fn check_image_and_map(metric: &str, image: &Tensor, map: &[f32]) -> Result<()> {
+    ensure!(
+        image.shape.len() == 3 && image.shape[1] * image.shape[2] == map.len(),
+        "{metric}: a map of {} values for an image of shape {:?}",
+        map.len(),
+        image.shape
+    );
+    Ok(())
+}
+
 /// The deletion and insertion curves of `map` (`H·W` values) for `image` `[C, H, W]`
 /// and class `class_index`: the curve images of both go to `score` as one batch
 /// `[N, C, H, W]`, which returns the class's probability per image.
@@ -97,12 +108,7 @@ pub fn curves(
     settings: &CurveSettings,
     score: impl FnOnce(&Tensor) -> Result<Vec<f32>>,
 ) -> Result<CurvePair> {
-    ensure!(
-        image.shape.len() == 3 && image.shape[1] * image.shape[2] == map.len(),
-        "faithfulness: a map of {} values for an image of shape {:?}",
-        map.len(),
-        image.shape
-    );
+    check_image_and_map("faithfulness", image, map)?;
     let (h, w) = (image.shape[1], image.shape[2]);
     let order = ranking(map);
     let step = settings.step_pixels(h, w);
@@ -340,12 +346,7 @@ pub fn region_perturbation(
     seed: u64,
     score: impl FnOnce(&Tensor) -> Result<Vec<f32>>,
 ) -> Result<RegionPair> {
-    ensure!(
-        image.shape.len() == 3 && image.shape[1] * image.shape[2] == map.len(),
-        "region perturbation: a map of {} values for an image of shape {:?}",
-        map.len(),
-        image.shape
-    );
+    check_image_and_map("region perturbation", image, map)?;
     let (c, h, w) = (image.shape[0], image.shape[1], image.shape[2]);
     let fill = match settings.fill {
         RegionFill::Noise => channel_noise(image, seed),
@@ -493,12 +494,7 @@ pub fn road(
     seed: u64,
     score: impl FnOnce(&Tensor) -> Result<Vec<f32>>,
 ) -> Result<RoadPair> {
-    ensure!(
-        image.shape.len() == 3 && image.shape[1] * image.shape[2] == map.len(),
-        "ROAD: a map of {} values for an image of shape {:?}",
-        map.len(),
-        image.shape
-    );
+    check_image_and_map("ROAD", image, map)?;
     let order = ranking(map);
     let hw = map.len();
     let mut images = Vec::new();

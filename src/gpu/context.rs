@@ -227,10 +227,6 @@ pub struct GpuContext {
     /// Storage type of uploaded layer weights (`ContextOptions::weights`, or f16 for
     /// [`Precision::F16`]).
     pub weight_dtype: DType,
-    /// Storage type of activations and relevance sections: f16 under
-    /// [`Precision::F16`], else f32. Quotients, statistics, logits, scores and final
-    /// maps stay f32 either way.
-    pub activation_dtype: DType,
     /// `ContextOptions::precision`.
     pub precision: Precision,
     /// Whether the cooperative-matrix GEMM variants may be offered: the adapter has
@@ -258,6 +254,16 @@ pub struct GpuContext {
 }
 
 impl GpuContext {
+    /// Storage type of activations and relevance sections: f16 under
+    /// [`Precision::F16`], else f32. Quotients, statistics, logits, scores and final
+    /// maps stay f32 either way.
+    pub fn activation_dtype(&self) -> DType {
+        match self.precision {
+            Precision::F32 => DType::F32,
+            Precision::F16 => DType::F16,
+        }
+    }
+
     /// The adapter part of autotuning keys: vendor, device, driver and backend.
     pub fn adapter_key(&self) -> String {
         let a = &self.adapter;
@@ -385,10 +391,6 @@ impl GpuContext {
             offer_broken_variant: opts.offer_broken_variant,
             profiler,
             weight_dtype: if half { DType::F16 } else { DType::F32 },
-            activation_dtype: match opts.precision {
-                Precision::F32 => DType::F32,
-                Precision::F16 => DType::F16,
-            },
             precision: opts.precision,
             matrix_units,
             fill_workgroups,

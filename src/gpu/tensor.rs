@@ -50,7 +50,7 @@ impl GpuContext {
     /// An uninitialised tensor for activations and relevance sections, stored in the
     /// context's [`activation_dtype`](GpuContext::activation_dtype).
     pub fn empty_activation(&self, shape: &[usize]) -> GpuTensor {
-        self.empty_as(shape, self.activation_dtype)
+        self.empty_as(shape, self.activation_dtype())
     }
 
     /// An uninitialised tensor of element type `dtype` from the pool.

@@ -160,13 +160,20 @@ fn check_f16(case: &str, f: &rsp::models::weights::TensorFile, bounds: &[f64]) {
         );
         let logits = rsp::compare::measure("logits", &half.logits, &full.logits);
         let map = rsp::compare::measure("map", &half.relevance, &full.relevance);
+        // Every tensor `--save-relevance` writes: the heatmap follows from the map, the
+        // initial relevance (RSP's, or a baseline's seed) must be read back as what it
+        // is stored as.
+        let heatmap = rsp::compare::measure("heatmap", &half.heatmap(), &full.heatmap());
+        let init = rsp::compare::measure("init", &half.init, &full.init);
         println!(
-            "{case} {label} f16 vs f32: logits rel_l2 {:.1e}, map rel_l2 {:.1e} rel_max {:.1e}",
-            logits.rel_l2_err, map.rel_l2_err, map.rel_max_err
+            "{case} {label} f16 vs f32: logits rel_l2 {:.1e}, map rel_l2 {:.1e} rel_max {:.1e}, \
+             heatmap rel_l2 {:.1e}, init rel_l2 {:.1e}",
+            logits.rel_l2_err, map.rel_l2_err, map.rel_max_err, heatmap.rel_l2_err, init.rel_l2_err
         );
-        if logits.rel_max_err > 5e-3 || map.rel_l2_err.is_nan() || map.rel_l2_err > *bound {
+        let within = |m: &rsp::compare::Report| !m.rel_l2_err.is_nan() && m.rel_l2_err <= *bound;
+        if logits.rel_max_err > 5e-3 || !within(&map) || !within(&heatmap) || !within(&init) {
             failures.push(format!(
-                "{case} {label} (bound {bound:.0e}): {logits}; {map}"
+                "{case} {label} (bound {bound:.0e}): {logits}; {map}; {heatmap}; {init}"
             ));
         }
     }

@@ -389,11 +389,11 @@ fn pass(ctx: &GpuContext, model: &GpuModel, input: &Tensor, req: &Request) -> Re
     // Everything the caller gets, in one readback.
     let mut parts: Vec<(&wgpu::Buffer, usize)> = vec![
         (out.target.as_ref().unwrap_or(out.init.buffer()), n),
-        (out.logits.buffer(), out.logits.numel()),
-        (out.init.buffer(), out.init.numel()),
-        (out.relevance.buffer(), out.relevance.numel()),
+        (out.logits.buffer(), out.logits.words()),
+        (out.init.buffer(), out.init.words()),
+        (out.relevance.buffer(), out.relevance.words()),
     ];
-    parts.extend(out.layers.iter().map(|(_, t)| (t.buffer(), t.numel())));
+    parts.extend(out.layers.iter().map(|(_, t)| (t.buffer(), t.words())));
     let mut words = ctx.read_buffers(&parts)?.into_iter();
     let target_words = words.next().expect("target words");
     let target = match (&out.target, &req.targets) {
@@ -402,19 +402,18 @@ fn pass(ctx: &GpuContext, model: &GpuModel, input: &Tensor, req: &Request) -> Re
         (None, Some(t)) => t.clone(),
         (None, None) => vec![NO_TARGET; n],
     };
-    let mut next = |shape: &[usize]| {
-        let w = words.next().expect("one readback per part");
-        Tensor::new(shape.to_vec(), bytemuck::cast_slice(&w).to_vec())
-    };
+    // Each part decoded by its own element type: under `--precision f16` RSP's initial
+    // relevance and its per-layer sections are f16.
+    let mut next = |t: &GpuTensor| t.host_from_words(&words.next().expect("one readback per part"));
     Ok(Explanation {
-        logits: next(&out.logits.shape),
+        logits: next(&out.logits),
         target,
-        init: next(&out.init.shape),
-        relevance: next(&out.relevance.shape),
+        init: next(&out.init),
+        relevance: next(&out.relevance),
         layers: out
             .layers
             .iter()
-            .map(|(name, t)| (name.clone(), next(&t.shape)))
+            .map(|(name, t)| (name.clone(), next(t)))
             .collect(),
     })
 }

@@ -29,6 +29,23 @@ impl GpuTensor {
     pub fn bytes(&self) -> u64 {
         self.numel() as u64 * self.dtype.bytes()
     }
+    /// 32-bit words its elements fill (two f16 elements share a word).
+    pub fn words(&self) -> usize {
+        self.bytes().div_ceil(4) as usize
+    }
+    /// The host tensor (as f32) from the first [`words`](GpuTensor::words) words read
+    /// back from its buffer, decoded by its element type.
+    pub fn host_from_words(&self, words: &[u32]) -> Tensor {
+        let data = match self.dtype {
+            DType::F32 => bytemuck::cast_slice(&words[..self.numel()]).to_vec(),
+            DType::F16 => bytemuck::cast_slice::<u32, half::f16>(&words[..self.words()])
+                [..self.numel()]
+                .iter()
+                .map(|h| h.to_f32())
+                .collect(),
+        };
+        Tensor::new(self.shape.clone(), data)
+    }
     /// Same buffer seen with another shape of equal element count.
     pub fn reshaped(&self, shape: &[usize]) -> GpuTensor {
         assert_eq!(shape.iter().product::<usize>(), self.numel());
@@ -126,22 +143,13 @@ impl GpuContext {
         let words = self.read_buffers(
             &tensors
                 .iter()
-                .map(|t| (t.buffer(), t.bytes().div_ceil(4) as usize))
+                .map(|t| (t.buffer(), t.words()))
                 .collect::<Vec<_>>(),
         )?;
         Ok(tensors
             .iter()
             .zip(words)
-            .map(|(t, w)| {
-                let data = match t.dtype {
-                    DType::F32 => bytemuck::cast_slice(&w).to_vec(),
-                    DType::F16 => bytemuck::cast_slice::<u32, half::f16>(&w)[..t.numel()]
-                        .iter()
-                        .map(|h| h.to_f32())
-                        .collect(),
-                };
-                Tensor::new(t.shape.clone(), data)
-            })
+            .map(|(t, w)| t.host_from_words(&w))
             .collect())
     }
 

@@ -90,11 +90,7 @@ impl GpuModel {
             let fwd = self.forward(&mut rec, &x);
             rec.submit();
             drop(rec);
-            let words = ctx.read_buffers(&[(fwd.logits.buffer(), fwd.logits.numel())])?;
-            parts.push(Tensor::new(
-                fwd.logits.shape.clone(),
-                bytemuck::cast_slice(&words[0]).to_vec(),
-            ));
+            parts.push(ctx.read(&fwd.logits)?);
         }
         Ok(Tensor::concat0(&parts))
     }

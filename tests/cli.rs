@@ -1228,6 +1228,10 @@ fn rsp_synth_vgg_headless(out: &Path, inputs: &[&Path]) -> Output {
         "WAYLAND_DISPLAY",
         "WAYLAND_SOCKET",
         "DISPLAY",
+        // rsp's own choice is under test, not a silenced layer.
+        "NODEVICE_SELECT",
+        "MESA_VK_DEVICE_SELECT",
+        "DRI_PRIME",
     ] {
         cmd.env_remove(var);
     }

@@ -194,7 +194,38 @@ fn summarize(adapter: &wgpu::Adapter) -> AdapterSummary {
     }
 }
 
+/// Turns Mesa's Vulkan device-select layer off (`NODEVICE_SELECT=1`) for this process
+/// when it could not reach a Wayland compositor anyway and nobody asked for its
+/// choice. Mesa up to 22.3 (Debian bookworm's own) asks the compositor which GPU is
+/// the default whenever an instance enables `VK_KHR_wayland_surface`, as wgpu's does,
+/// and libwayland then prints `error: XDG_RUNTIME_DIR is invalid or not set in the
+/// environment.` twice on every run without a desktop session; later Mesa asks only
+/// when `WAYLAND_DISPLAY` is set. rsp picks its adapter itself (see
+/// [`GpuContext::new`]), so the layer's ordering is not needed; `MESA_VK_DEVICE_SELECT`
+/// or `DRI_PRIME`, when set, keep the layer on.
+fn quiet_device_select_layer() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+        // libwayland connects through WAYLAND_SOCKET, an absolute WAYLAND_DISPLAY, or
+        // a socket under an absolute XDG_RUNTIME_DIR; without any of them it prints.
+        let absolute = |name: &str| {
+            std::env::var_os(name).is_some_and(|v| std::path::Path::new(&v).is_absolute())
+        };
+        let wayland_reachable =
+            set("WAYLAND_SOCKET") || absolute("WAYLAND_DISPLAY") || absolute("XDG_RUNTIME_DIR");
+        let already_chosen =
+            set("NODEVICE_SELECT") || set("MESA_VK_DEVICE_SELECT") || set("DRI_PRIME");
+        if !wayland_reachable && !already_chosen {
+            // Before any instance exists, so no Vulkan loader reads the environment
+            // at the same time.
+            std::env::set_var("NODEVICE_SELECT", "1");
+        }
+    });
+}
+
 fn instance(backend: Backend) -> wgpu::Instance {
+    quiet_device_select_layer();
     wgpu::Instance::new(wgpu::InstanceDescriptor {
         backends: backend.backends(),
         ..wgpu::InstanceDescriptor::new_without_display_handle()

@@ -960,8 +960,6 @@ fn enormous_png(path: &Path) {
 fn cli_every_bad_input_fails_clearly_without_output() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap().to_string();
-    let out = dir.path().join("out");
-    let o = out.to_str().unwrap().to_string();
     let vgg = golden_path("vgg_tiny");
     let resnet = golden_path(common::RESNET_CASE);
     let corrupt = format!("{d}/corrupt.png");
@@ -996,6 +994,10 @@ fn cli_every_bad_input_fails_clearly_without_output() {
             vec!["unknown model 'vgg17'", "vgg16"],
         ),
         (
+            vec!["--model", "vgg16", "--offline", &vgg],
+            vec!["weights not found", "--offline"],
+        ),
+        (
             vec!["--weights", &resnet, "--target", "zzzz", &resnet],
             vec!["--target 'zzzz'", "no ImageNet class"],
         ),
@@ -1012,8 +1014,12 @@ fn cli_every_bad_input_fails_clearly_without_output() {
             vec!["truncated.safetensors", "truncated or corrupt"],
         ),
     ];
+    // The output folder is two levels below an existing one, so a failed run would
+    // leave both behind if it created them before its first output.
+    let out = dir.path().join("new").join("out");
+    let o = out.to_str().unwrap().to_string();
     for (args, needles) in cases {
-        let _ = std::fs::remove_dir_all(&out);
+        let _ = std::fs::remove_dir_all(dir.path().join("new"));
         let o_ = Command::new(env!("CARGO_BIN_EXE_rsp"))
             .args(&args)
             .args(["--out", &o])
@@ -1031,10 +1037,11 @@ fn cli_every_bad_input_fails_clearly_without_output() {
             !e.contains("panicked") && !e.contains("backtrace"),
             "{args:?}: {e}"
         );
-        if out.exists() {
-            let left = files_ending(&out, &[".png", ".safetensors"]);
-            assert!(left.is_empty(), "{args:?} left {left:?}");
-        }
+        // Nothing was explained, so no output and no empty output folder.
+        assert!(
+            !dir.path().join("new").exists(),
+            "{args:?} left the output folder {o} behind"
+        );
     }
 
     // Unwritable output directory: below a regular file (fails for root too), and a

@@ -12,6 +12,7 @@ use super::args::DeviceArgs;
 use super::bench::{BenchArgs, TuneArgs};
 use super::eval_command::EvalArgs;
 use super::inputs::Input;
+use super::output::check_output_dir;
 use super::synth::SynthArgs;
 use crate::explain::{explain, Method, Request, Smooth, NO_TARGET};
 use crate::gpu::{list_adapters, Backend, GpuContext};
@@ -305,10 +306,9 @@ pub fn run(cli: &Cli) -> Result<bool> {
     if !(0.0..=1.0).contains(&cli.alpha) {
         bail!("--alpha must be in [0, 1], got {}", cli.alpha);
     }
-    // The output directory is checked before a possibly long weights download.
-    std::fs::create_dir_all(&cli.out)
-        .with_context(|| format!("cannot create output directory {}", cli.out.display()))?;
-    check_writable(&cli.out)?;
+    // Checked before a possibly long weights download, but created only when the first
+    // PNG is written, so a run that explains nothing leaves no empty folder.
+    check_output_dir(&cli.out)?;
     let inputs = super::inputs::expand(&cli.inputs)?;
     let given_init = match &cli.init_relevance {
         Some(p) => Some(TensorFile::read(p)?.get("init")?.clone()),
@@ -610,14 +610,6 @@ pub fn resolve_target(arg: &str, classes: usize) -> Result<usize> {
             )
         }
     }
-}
-
-fn check_writable(dir: &Path) -> Result<()> {
-    let probe = dir.join(format!(".rsp-write-test-{}", std::process::id()));
-    std::fs::write(&probe, b"")
-        .map_err(|e| anyhow!("output directory {} is not writable: {e}", dir.display()))?;
-    let _ = std::fs::remove_file(probe);
-    Ok(())
 }
 
 fn is_tensor_input(path: &Path) -> bool {

@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::args::DeviceArgs;
+use super::output::{check_output_dir, create_output_dir};
 use super::plot::{line_chart, Series};
 use crate::eval::coco::CocoDataset;
 use crate::eval::dataset::{Dataset, Sample};
@@ -815,14 +816,14 @@ fn run_curve_metric<T: Serialize + DeserializeOwned>(
 ) -> Result<()> {
     let (ds, ds_label) = open_dataset(c, VocGroundTruth::Boxes)?;
     let methods = parse_methods(&c.methods, false)?;
-    std::fs::create_dir_all(&c.out)
-        .with_context(|| format!("cannot create output directory {}", c.out.display()))?;
+    check_output_dir(&c.out)?;
     let ctx = gpu(c)?;
     let mut table = ResultTable::new(&metric.title);
     table.scale = metric.scale;
     table.decimals = metric.decimals;
     for wpath in &c.weights {
         let model = load_model(wpath, ds.num_classes())?;
+        create_output_dir(&c.out)?;
         let label = model_label(wpath);
         let log_path = c
             .out
@@ -938,13 +939,13 @@ fn run_pointing(a: &PointingArgs) -> Result<()> {
         .map(|p| DifficultFlags::read(p, ds.num_classes()))
         .transpose()?;
     let methods = parse_methods(&c.methods, true)?;
-    std::fs::create_dir_all(&c.out)
-        .with_context(|| format!("cannot create output directory {}", c.out.display()))?;
+    check_output_dir(&c.out)?;
     let ctx = gpu(c)?;
     let game = PointingGame::new(a.tolerance);
     let mut table = ResultTable::new("Pointing Game accuracy (%)");
     for wpath in &c.weights {
         let model = load_model(wpath, ds.num_classes())?;
+        create_output_dir(&c.out)?;
         let label = model_label(wpath);
         let log_path = c
             .out
@@ -1004,12 +1005,12 @@ fn run_miou(a: &MiouArgs) -> Result<()> {
     let threshold = parse_threshold(&a.threshold)?;
     let (ds, ds_label) = open_dataset(c, VocGroundTruth::Segmentation)?;
     let methods = parse_methods(&c.methods, false)?;
-    std::fs::create_dir_all(&c.out)
-        .with_context(|| format!("cannot create output directory {}", c.out.display()))?;
+    check_output_dir(&c.out)?;
     let ctx = gpu(c)?;
     let mut table = ResultTable::new("mIoU (%)");
     for wpath in &c.weights {
         let model = load_model(wpath, ds.num_classes())?;
+        create_output_dir(&c.out)?;
         let label = model_label(wpath);
         let log_path = c.out.join(format!("miou.{ds_label}.{label}.jsonl"));
         let run = json!({
@@ -1073,10 +1074,10 @@ fn run_sensitivity(a: &SensitivityArgs) -> Result<()> {
             EvalMethod::Center => None,
         })
         .collect();
-    std::fs::create_dir_all(&c.out)
-        .with_context(|| format!("cannot create output directory {}", c.out.display()))?;
+    check_output_dir(&c.out)?;
     let ctx = gpu(c)?;
     let original = load_model(&c.weights[0], ds.num_classes())?;
+    create_output_dir(&c.out)?;
     let label = model_label(&c.weights[0]);
     let n = a.images.min(ds.len());
     ensure!(n > 0, "no images to explain");

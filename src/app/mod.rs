@@ -10,15 +10,18 @@
 //! - [`eval_command`]: `rsp eval` (the benchmarks end to end), with [`plot`] for its
 //!   curves.
 //! - [`synth`]: `rsp synth`, the generated benchmark dataset.
+//! - [`inputs`]: the CLI's INPUT arguments (files, folders, globs) expanded.
+//! - [`output`]: output folders, checked up front and created at the first write.
 //!
 //! Imports between these files go one way: `cli` uses the command files, which use
-//! `args` and `plot`.
+//! `args`, `inputs`, `output` and `plot`.
 
 pub mod args;
 pub mod bench;
 pub mod cli;
 pub mod eval_command;
 pub mod inputs;
+pub mod output;
 pub mod plot;
 pub mod synth;
 

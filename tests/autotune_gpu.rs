@@ -1,6 +1,7 @@
-//! Kernel variants and the autotuner on the GPU: every GEMM variant, forced for the
-//! whole explanation, gives the fallback's maps bit for bit and the golden maps within
-//! the golden tolerance; the autotuner times each problem once, writes its cache and
+//! Kernel variants and the autotuner on the GPU: every exact GEMM variant, forced for
+//! the whole explanation, gives the fallback's maps bit for bit and the golden maps
+//! within the golden tolerance; Winograd, forced, holds the golden tolerance without
+//! being bit-identical; the autotuner times each problem once, writes its cache and
 //! reuses it; a corrupt or deleted cache only causes a re-tune; a deliberately wrong
 //! variant is rejected by the correctness check and never chosen. The matrix-unit
 //! (cooperative-matrix) variants, which lavapipe does not have, are forced where the

@@ -9,7 +9,8 @@ use crate::explain::Method;
 use crate::gpu::{Autotune, Backend, ContextOptions, DType, Precision};
 use crate::preprocess::Normalisation;
 
-/// The GPU flags every command shares: which backend, and how weights are stored.
+/// The GPU flags of every command that runs a model: backend, weight storage,
+/// precision, matrix units, exact kernels and autotuning.
 #[derive(Args, Debug, Clone)]
 pub struct DeviceArgs {
     /// wgpu backend: auto (the native API, OpenGL as a fallback), vulkan, metal, dx12 or gl.

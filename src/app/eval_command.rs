@@ -1,6 +1,7 @@
-//! `rsp eval pointing-game|miou|sensitivity`: the benchmarks end to end — dataset,
-//! preprocessing, batched GPU maps for every method, scoring, a resumable JSONL log per
-//! (benchmark, dataset, model), and the final table (text, CSV, Markdown) or curves.
+//! `rsp eval pointing-game|miou|sensitivity|faithfulness`: the benchmarks end to end —
+//! dataset, preprocessing, batched GPU maps for every method, scoring, a resumable JSONL
+//! log per (benchmark, dataset, model), and the final table (text, CSV, Markdown) or
+//! curves.
 
 use std::path::{Path, PathBuf};
 
@@ -179,8 +180,8 @@ pub struct FaithfulnessArgs {
     /// What deleted pixels become: mean (zero after normalisation, RISE) or blur.
     #[arg(long, value_enum, default_value_t = DeletionBaseline::Mean)]
     pub baseline: DeletionBaseline,
-    /// deletion-insertion (RISE) or region-perturbation (AOPC); each has its own log,
-    /// table and plots.
+    /// deletion-insertion (RISE), region-perturbation (AOPC) or road (ROAD); each has its
+    /// own log, table and plots.
     #[arg(long, value_enum, default_value_t = FaithfulnessMetric::DeletionInsertion)]
     pub metric: FaithfulnessMetric,
     /// Region perturbation: patch side in pixels.

@@ -1,6 +1,7 @@
-//! Line charts as PNG (the model-sensitivity curves), drawn with plotters into an RGB
-//! buffer and written atomically. Text needs a TrueType font: the first of `$RSP_FONT`
-//! and a few usual system paths (DejaVu Sans on Debian: package `fonts-dejavu-core`).
+//! Line charts as PNG (the model-sensitivity and faithfulness curves), drawn with
+//! plotters into an RGB buffer and written atomically. Text needs a TrueType font: the
+//! first of `$RSP_FONT` and a few usual system paths (DejaVu Sans on Debian: package
+//! `fonts-dejavu-core`).
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

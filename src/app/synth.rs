@@ -1,6 +1,6 @@
 //! `rsp synth`: a procedurally generated multi-object dataset in Pascal VOC layout, for
-//! evaluating attribution methods (Pointing Game, mIoU, model sensitivity) with nothing
-//! downloaded.
+//! evaluating attribution methods (Pointing Game, mIoU, model sensitivity,
+//! faithfulness) with nothing downloaded.
 //!
 //! Every image shows 2-4 objects of [`CLASSES`] (at least two distinct classes that are
 //! not [difficult](DIFFICULT_MIN_AREA)), each with a random colour, texture (solid,

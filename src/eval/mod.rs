@@ -13,7 +13,8 @@
 //! * [`results`]: append-only JSONL logs that let an interrupted run resume.
 //! * [`table`]: the final method × (dataset, model) table as text, CSV and Markdown.
 //! * [`map`]: the saliency map type and the torch-compatible bilinear resize.
-//! * [`faithfulness`]: deletion/insertion curves and their AUC (RISE).
+//! * [`faithfulness`]: deletion/insertion curves and their AUC (RISE), region
+//!   perturbation (MoRF/LeRF, AOPC) and ROAD (noisy linear imputation).
 //! * [`engine`]: maps of any method from the GPU engine.
 
 pub mod coco;

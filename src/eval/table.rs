@@ -1,6 +1,7 @@
 //! The final results table in TorchRay's layout: one row per method, one column per
 //! `<dataset>/<model>` setting (`… all` and `… difficult` for the Pointing Game, a
-//! single column for mIoU), printed as aligned text and written as CSV and Markdown.
+//! single column for mIoU, two for each faithfulness metric: deletion/insertion or
+//! MoRF/LeRF), printed as aligned text and written as CSV and Markdown.
 //!
 //! Cells hold fractions in [0, 1] and are shown as percentages with a fixed number of
 //! decimals (one by default, as in TorchRay's tables; `scale` 1 shows other scores as

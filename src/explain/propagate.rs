@@ -1,7 +1,8 @@
 //! One backward walk over a model's graph for every method, parameterised by a
 //! [`LayerRules`] object that says what each kind of layer does to the relevance (or
 //! gradient) passing through it. RSP, the head gradient and every baseline are rule
-//! sets over this walk; the graph, the saved activations and the scheduler are shared.
+//! sets over this walk; the graph, the saved activations and the dispatch recorder are
+//! shared.
 
 use crate::gpu::{GpuTensor, Recorder};
 use crate::layers::MaxPool2d;

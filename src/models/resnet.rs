@@ -1,5 +1,6 @@
 //! ResNet (torchvision layout: `conv1, bn1, layer1..4, fc`), BasicBlock and
-//! Bottleneck v1.5 (stride on the 3×3 conv), as a [`ModelGraph`].
+//! Bottleneck v1.5 (stride on the 3×3 conv), as a
+//! [`ModelGraph`](super::graph::ModelGraph).
 
 use super::graph::{ActId, GraphBuilder, Layer, INPUT};
 use super::{Family, Model};

@@ -1,5 +1,7 @@
 //! Convolution: forward, data gradient (transposed convolution) and weight gradient,
-//! each an implicit GEMM over the shared tiled skeleton (`shaders/gemm_tiled.wgsl`).
+//! each an implicit GEMM op file (`shaders/conv2d_*.wgsl`) completed by the GEMM kernel
+//! variant `gemm::select` picks (tiled, direct, subgroup, cooperative-matrix or
+//! Winograd; see [`crate::ops::gemm`]).
 
 use super::elementwise::{elementwise, ElementwiseOp, Layout};
 use super::gemm::{self, GemmProblem};

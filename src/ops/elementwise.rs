@@ -1,5 +1,6 @@
-//! Elementwise kernels (`shaders/elementwise.wgsl`): ReLU, residual add, batch norm,
-//! and the small elementwise steps of the backward rules.
+//! Elementwise kernels (`shaders/elementwise.wgsl`, and `shaders/residual_rule.wgsl` for
+//! the residual splits): ReLU, residual add, batch norm, and the small elementwise steps
+//! of the backward rules.
 
 use crate::gpu::{grid_1d, Binding, DType, GpuContext, GpuTensor, Recorder};
 use crate::layers::BatchNorm2d;

@@ -420,7 +420,7 @@ pub fn upsample_bilinear(t: &Tensor, (oh, ow): (usize, usize)) -> Tensor {
 }
 
 /// Explains `input` with a baseline `method` on the CPU; the same contract as
-/// `explain::explain_method`.
+/// `explain::explain` with `Request::method(method, target)` on the GPU.
 pub fn explain_method(
     model: &Model,
     input: &Tensor,

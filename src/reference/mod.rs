@@ -7,7 +7,8 @@
 //!   initialisations (§2).
 //! - [`model`]: forward pass with the activations the rules read, the head gradient,
 //!   and [`model::explain`], which produces an [`crate::Explanation`].
-//! - [`baselines`]: the comparison methods (gradient, Grad-CAM, LRP, CLRP, SGLRP).
+//! - [`baselines`]: the comparison methods (gradient, gradient × input, Grad-CAM,
+//!   LRP-ε, LRP-α1β0, CLRP, SGLRP, RAP).
 //!
 //! Nothing here is fast or clever on purpose: it is what the GPU engine is compared
 //! against (with [`crate::compare`]).

@@ -1219,6 +1219,53 @@ fn cli_explains_and_benches_in_f16_precision() {
     assert!(stderr(&o).contains("--precision"), "{}", stderr(&o));
 }
 
+/// On the OpenGL backend: the golden VGG explained to the CLI's golden map, and f16,
+/// which no GL adapter offers, refused with one error line naming the flag.
+#[test]
+fn cli_runs_on_gl_and_refuses_f16_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = golden_path("vgg_tiny");
+    let out = dir.path().to_str().unwrap();
+    let saved = dir.path().join("gl.safetensors");
+    let o = rsp(&[
+        "--backend",
+        "gl",
+        "--weights",
+        &g,
+        "--out",
+        out,
+        "--save-relevance",
+        saved.to_str().unwrap(),
+        &g,
+    ]);
+    let e = stderr(&o);
+    assert!(o.status.success(), "{e}");
+    assert!(e.contains("(gl)"), "{e}");
+    let f = TensorFile::read(&saved).unwrap();
+    let golden = TensorFile::read(Path::new(&g)).unwrap();
+    rsp::compare::compare(
+        "rsp.gradcam.out (gl)",
+        f.get("relevance").unwrap(),
+        golden.get("rsp.gradcam.out").unwrap(),
+        rsp::compare::Tolerance::GOLDEN,
+    )
+    .unwrap();
+    for flag in [["--precision", "f16"], ["--weights-dtype", "f16"]] {
+        let args = [
+            "--backend",
+            "gl",
+            "--weights",
+            &g,
+            flag[0],
+            flag[1],
+            "--out",
+            out,
+            &g,
+        ];
+        assert_one_error(&args, flag[0]);
+    }
+}
+
 /// Runs the committed synthetic VGG at 64 px on `inputs`, writing into `out`, with
 /// `XDG_RUNTIME_DIR` and the display variables removed (a machine without a desktop
 /// session).

@@ -7,6 +7,7 @@ mod common;
 
 use rsp::compare::{compare, Tolerance};
 use rsp::explain::{explain, Request};
+use rsp::gpu::{Backend, ContextOptions, DeviceLimits, GpuContext};
 use rsp::models::gpu::GpuModel;
 use rsp::{Init, Model};
 
@@ -15,7 +16,10 @@ fn check_case(case: &str) {
 }
 
 fn check_file(case: &str, f: &rsp::models::weights::TensorFile) {
-    let ctx = common::gpu();
+    check_file_on(common::gpu(), case, f);
+}
+
+fn check_file_on(ctx: &GpuContext, case: &str, f: &rsp::models::weights::TensorFile) {
     let model = Model::from_tensors(f).unwrap();
     let gm = GpuModel::upload(ctx, &model);
     let input = common::get(f, "input");
@@ -138,6 +142,63 @@ fn extra_resnet_tiny_matches_golden_on_gpu() {
     let test = "extra_resnet_tiny_matches_golden_on_gpu";
     if let Some(f) = common::extra_golden("resnet_tiny", test) {
         check_file("resnet_tiny", &f);
+    }
+}
+
+/// WebGPU's default limits (256 invocations and 16 KiB of workgroup memory per
+/// workgroup, 8 storage buffers per stage) instead of lavapipe's larger ones, with
+/// every kernel variant that fits them timed and checked by the autotuner: the golden
+/// cases still pass, so rsp does not rely on lavapipe's limits.
+#[test]
+fn golden_cases_pass_under_webgpu_default_limits() {
+    let cache = tempfile::tempdir().unwrap();
+    let ctx = GpuContext::new(&ContextOptions {
+        limits: DeviceLimits::WebGpuDefault,
+        autotune: rsp::gpu::Autotune::Fresh,
+        autotune_cache: Some(cache.path().join("autotune.json")),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(ctx.limits.max_compute_invocations_per_workgroup, 256);
+    assert_eq!(ctx.limits.max_compute_workgroup_storage_size, 16384);
+    for case in common::GOLDEN_CASES {
+        check_file_on(&ctx, case, &common::golden(case));
+    }
+    let built = ctx.built_modules();
+    assert!(built.len() > 20, "{} modules", built.len());
+}
+
+/// `wgpu::Limits::downlevel_defaults()` (4 storage buffers per stage) cannot hold the
+/// convolution kernels: the context refuses with one clear error instead of failing in
+/// a pipeline later.
+#[test]
+fn downlevel_limits_are_refused_clearly() {
+    let err = GpuContext::new(&ContextOptions {
+        limits: DeviceLimits::Downlevel,
+        ..Default::default()
+    })
+    .err()
+    .expect("downlevel limits are refused");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("4 storage buffers per shader stage") && msg.contains("up to 7"),
+        "{msg}"
+    );
+}
+
+/// The OpenGL backend (llvmpipe's GL 4.5 through EGL here): golden parity like Vulkan.
+#[test]
+fn golden_cases_pass_on_the_gl_backend() {
+    let ctx = GpuContext::new(&ContextOptions {
+        backend: Backend::Gl,
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| {
+        panic!("the GL backend needs an EGL driver (CI installs libegl-mesa0): {e:#}")
+    });
+    assert_eq!(ctx.adapter.backend, wgpu::Backend::Gl);
+    for case in common::GOLDEN_CASES {
+        check_file_on(&ctx, case, &common::golden(case));
     }
 }
 

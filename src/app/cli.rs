@@ -176,7 +176,7 @@ pub enum Command {
     /// every variant on this device (one explanation's worth of problems) and cache
     /// the choices, so later runs start fast.
     Tune(TuneArgs),
-    /// Benchmarks of RSP and the baselines: Pointing Game, mIoU, model sensitivity.
+    /// Benchmarks of RSP and the baselines: Pointing Game, mIoU, model sensitivity, faithfulness.
     Eval(EvalArgs),
     /// Generate the synthetic multi-object benchmark dataset (VOC layout) for
     /// evaluating attributions with nothing downloaded.

@@ -66,6 +66,28 @@ impl fmt::Display for Backend {
     }
 }
 
+/// The limits a device is opened with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DeviceLimits {
+    /// Everything the adapter offers (the default).
+    #[default]
+    Adapter,
+    /// WebGPU's defaults (`wgpu::Limits::default()`: 256 invocations and 16 KiB of
+    /// workgroup memory per workgroup, 128 MiB bindings, 256 MiB buffers, 8 storage
+    /// buffers per stage), what any WebGPU implementation guarantees: the tests open
+    /// lavapipe this way to show that rsp does not rely on its larger limits.
+    WebGpuDefault,
+    /// `wgpu::Limits::downlevel_defaults()` (GLES 3.1-class devices: 4 storage buffers
+    /// per stage). rsp's convolution kernels bind more ([`MIN_STORAGE_BUFFERS`]), so
+    /// opening a context this way fails with a clear error.
+    Downlevel,
+}
+
+/// Storage buffers one kernel binds at most: a convolution op's five (input, weights,
+/// bias or relevance, bounds, output) and the subgroup GEMM's two packed operands
+/// (the translation test checks every built module against it).
+pub const MIN_STORAGE_BUFFERS: u32 = 7;
+
 /// Options for opening a [`GpuContext`].
 #[derive(Clone, Debug, Default)]
 pub struct ContextOptions {
@@ -108,6 +130,9 @@ pub struct ContextOptions {
     /// Build every kernel with naga's runtime checks, the unchecked variants included
     /// (also switched on by the environment variable `RSP_CHECKED_SHADERS=1`).
     pub checked_shaders: bool,
+    /// The limits the device is opened with; kernel variants that need more are not
+    /// offered.
+    pub limits: DeviceLimits,
 }
 
 /// One line of `rsp adapters`.
@@ -295,6 +320,16 @@ impl GpuContext {
         }
     }
 
+    /// Every module (op file, skeleton, binding types, override constants) this context
+    /// has created a pipeline for, in the order they were first built.
+    pub fn built_modules(&self) -> Vec<super::pipelines::ModuleSpec> {
+        self.pipelines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .built()
+            .to_vec()
+    }
+
     /// The adapter part of autotuning keys: vendor, device, driver and backend.
     pub fn adapter_key(&self) -> String {
         let a = &self.adapter;
@@ -336,7 +371,31 @@ impl GpuContext {
         };
         adapters.sort_by_key(|a| rank(a));
         let adapter = adapters.swap_remove(0);
-        let limits = adapter.limits();
+        let limits = match opts.limits {
+            DeviceLimits::Adapter => adapter.limits(),
+            DeviceLimits::WebGpuDefault => wgpu::Limits::default(),
+            DeviceLimits::Downlevel => wgpu::Limits::downlevel_defaults(),
+        };
+        let mut beyond = Vec::new();
+        limits.check_limits_with_fail_fn(&adapter.limits(), false, |name, want, has| {
+            beyond.push(format!("{name} {want} > {has}"))
+        });
+        if !beyond.is_empty() {
+            bail!(
+                "'{}' does not offer the requested limits ({:?}): {}",
+                adapter.get_info().name,
+                opts.limits,
+                beyond.join(", ")
+            );
+        }
+        if limits.max_storage_buffers_per_shader_stage < MIN_STORAGE_BUFFERS {
+            bail!(
+                "'{}' allows {} storage buffers per shader stage{}; rsp's kernels bind up to {MIN_STORAGE_BUFFERS}",
+                adapter.get_info().name,
+                limits.max_storage_buffers_per_shader_stage,
+                if opts.limits == DeviceLimits::Adapter { "" } else { " with the requested limits" }
+            );
+        }
         let timestamps =
             opts.profile && adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
         if opts.profile && !timestamps {

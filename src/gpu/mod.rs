@@ -17,9 +17,12 @@ pub mod shaders;
 pub mod tensor;
 pub mod tune;
 
-pub use context::{list_adapters, AdapterSummary, Backend, ContextOptions, GpuContext};
+pub use context::{
+    list_adapters, AdapterSummary, Backend, ContextOptions, DeviceLimits, GpuContext,
+    MIN_STORAGE_BUFFERS,
+};
 pub use dtype::{DType, Precision};
-pub use pipelines::{Access, ShaderRef};
+pub use pipelines::{Access, ModuleSpec, ShaderRef};
 pub use recorder::{grid_1d, Binding, Recorder};
 pub use tensor::GpuTensor;
 pub use tune::{Autotune, Tuner};

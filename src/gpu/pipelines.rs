@@ -50,6 +50,63 @@ impl From<&'static str> for ShaderRef {
     }
 }
 
+/// One WGSL module exactly as the engine builds it: the op file and its skeleton, the
+/// element types of its typed bindings (in [`shaders::typed_bindings`] order) and the
+/// override constants its pipeline is created with. The shader translation tests and
+/// the Dawn/Tint check take these from [`GpuContext::built_modules`](super::GpuContext::built_modules).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModuleSpec {
+    pub shader: ShaderRef,
+    pub types: Vec<DType>,
+    pub constants: Vec<(&'static str, f64)>,
+}
+
+impl ModuleSpec {
+    /// The composed WGSL source (aliases, geometry header, op file, skeleton).
+    pub fn source(&self) -> String {
+        shaders::source_typed(self.shader.name, &self.types, self.shader.skeleton)
+            .unwrap_or_else(|| panic!("no shader {:?} in shaders/", self.shader))
+    }
+
+    /// The device features the module needs: `SHADER_F16` for any f16 binding (and the
+    /// matrix units' f16 operands), `SUBGROUP` and cooperative matrices by skeleton. A
+    /// backend whose adapters never offer one of them never builds the module (the
+    /// context requests only what the adapter has, and the kernel variants that need
+    /// more are not [`supported`](crate::ops::gemm::GemmKernel::supported) there).
+    pub fn features(&self) -> wgpu::Features {
+        let mut f = wgpu::Features::empty();
+        let skeleton = self.shader.skeleton;
+        if self.types.contains(&DType::F16) || skeleton.needs_cooperative_matrix() {
+            f |= wgpu::Features::SHADER_F16;
+        }
+        if skeleton.needs_subgroups() {
+            f |= wgpu::Features::SUBGROUP;
+        }
+        if skeleton.needs_cooperative_matrix() {
+            f |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+        }
+        f
+    }
+
+    /// `op[skeleton] f32,f16 NAME=value …`, for test failures and the Tint manifest.
+    pub fn label(&self) -> String {
+        let types: Vec<&str> = self.types.iter().map(|t| t.wgsl()).collect();
+        let constants: Vec<String> = self
+            .constants
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        format!(
+            "{} [{}] {}",
+            self.shader.label(),
+            types.join(","),
+            constants.join(" ")
+        )
+        .trim_end()
+        .to_string()
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct PipelineKey {
     shader: ShaderRef,
@@ -72,6 +129,8 @@ pub(crate) struct PipelineCache {
     /// Build every module with runtime checks, `unchecked` variants included
     /// (`$RSP_CHECKED_SHADERS`, so the test suite can run once that way).
     all_checked: bool,
+    /// Every distinct (module, constants) a pipeline was created for, in order.
+    built: Vec<ModuleSpec>,
 }
 
 impl PipelineCache {
@@ -80,7 +139,13 @@ impl PipelineCache {
             modules: HashMap::new(),
             pipelines: HashMap::new(),
             all_checked,
+            built: Vec::new(),
         }
+    }
+
+    /// Every module a pipeline was created for so far.
+    pub fn built(&self) -> &[ModuleSpec] {
+        &self.built
     }
 
     /// The pipeline of `shader` specialised by `constants`, whose bind group 0 holds the
@@ -109,6 +174,14 @@ impl PipelineCache {
         };
         if let Some(p) = self.pipelines.get(&key) {
             return p.clone();
+        }
+        let spec = ModuleSpec {
+            shader,
+            types: typed.clone(),
+            constants: constants.to_vec(),
+        };
+        if !self.built.contains(&spec) {
+            self.built.push(spec);
         }
         let all_checked = self.all_checked;
         let module = self

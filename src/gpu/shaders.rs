@@ -1,6 +1,7 @@
-//! The WGSL sources in `shaders/`, embedded at build time. The three convolution
-//! kernels share one geometry header and are completed by one of the GEMM skeletons
-//! (the kernel variants the GEMM op family chooses among), composed here.
+//! The WGSL sources in `shaders/`, embedded at build time. The GEMM op files (the
+//! three convolutions and Winograd's `winograd_gemm.wgsl`) share one geometry header
+//! and are completed by one of the GEMM skeletons (the kernel variants the GEMM op
+//! family chooses among), composed here.
 
 use super::dtype::DType;
 

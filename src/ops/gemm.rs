@@ -2,11 +2,14 @@
 //! convolution, weight gradient, in every mode): one op file (`shaders/conv2d_*.wgsl`)
 //! completed by one GEMM skeleton, specialised by override constants. A variant says
 //! which skeleton, which tile or register-block shape, and whether naga's runtime
-//! checks are compiled in; [`GemmKernel::FALLBACK`]-style tiled kernels run on every
-//! adapter, the others only where [`GemmKernel::supported`] says so. Every variant sums
-//! each output element in ascending K order with one fma per k (split-K chunks are
-//! aligned the same way), so all of them give the same results; the autotuner
-//! (`crate::tune`) still checks that on the device before it trusts one.
+//! checks are compiled in; the tiled kernels (the fallback among them: the heuristic
+//! tile, checked) run on every adapter, the others only where
+//! [`GemmKernel::supported`] says so. The exact variants ([`GemmKernel::exact`]: tiled,
+//! direct, subgroup) sum each output element in ascending K order with one fma per k
+//! (split-K chunks aligned the same way), so they give the fallback's bits; Winograd
+//! and the cooperative-matrix kernels do not and are accepted within
+//! [`GemmKernel::tolerance`]. The autotuner (`crate::gpu::tune`) checks either on the
+//! device before it trusts a variant.
 
 use std::fmt;
 use std::time::Instant;
@@ -243,8 +246,9 @@ impl GemmKernel {
             && shared <= ctx.limits.max_compute_workgroup_storage_size
     }
 
-    /// Whether the adapter can run this variant on `p`: [`GemmKernel::supported`],
-    /// and for the subgroup kernel, packed operands and grids within the limits.
+    /// Whether the adapter can run this variant on `p`: [`GemmKernel::supported`]; for
+    /// the subgroup kernel, packed operands and grids within the limits; for Winograd,
+    /// a 3×3 stride-1 forward convolution whose scratch and grid fit.
     pub(crate) fn fits(&self, ctx: &GpuContext, p: &GemmProblem) -> bool {
         if !self.supported(ctx) {
             return false;
@@ -565,8 +569,11 @@ impl PackedSizes {
 /// with runtime checks, the same tile without them, then on GPUs the unchecked 64×64,
 /// 32×32, 64×32 and 32×64 tiles, on CPU devices the direct kernels and the subgroup
 /// kernels (where the subgroup size is 8; on lavapipe they won nearly every problem
-/// and the tiles none). The list stays short because each candidate costs a pipeline
-/// compilation and a timing when a problem is tuned.
+/// and the tiles none); then Winograd (3×3 stride-1 forward convolutions) and the
+/// cooperative-matrix kernel (split-fp32, or plain f16 under `--precision f16`) where
+/// they fit. Inexact variants are left out under `--exact-kernels`. The list stays
+/// short because each candidate costs a pipeline compilation and a timing when a
+/// problem is tuned.
 pub(crate) fn candidates(ctx: &GpuContext, p: &GemmProblem) -> Vec<GemmKernel> {
     let (m, n, z) = p.mnz;
     let tile = GemmTile::for_problem((m, n), z, p.splits, ctx.fill_workgroups);
@@ -636,8 +643,9 @@ fn fallback(ctx: &GpuContext, p: &GemmProblem) -> GemmKernel {
     }
 }
 
-/// Records `kernel` for `p` with the op's `bindings`: one dispatch, or for the subgroup
-/// kernel the two packing passes into scratch and the GEMM over them.
+/// Records `kernel` for `p` with the op's `bindings`: one dispatch; for the subgroup
+/// kernel the packing passes into scratch and the GEMM over them; for Winograd the
+/// transforms, the 16 GEMMs and the output transform ([`record_winograd`]).
 pub(crate) fn record(
     rec: &mut Recorder,
     kernel: GemmKernel,

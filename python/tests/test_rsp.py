@@ -240,3 +240,7 @@ def test_half_precision_stays_close_to_f32(vgg):
     drift = np.linalg.norm(b.relevance - a.relevance) / np.linalg.norm(a.relevance)
     assert drift <= 5e-2, drift
     assert (a.target == b.target).all()
+    # The initial relevance is stored in f16 and must be read back as such (it once
+    # came back as f32 words: off by 100%).
+    init_drift = np.linalg.norm(b.init - a.init) / np.linalg.norm(a.init)
+    assert init_drift <= 5e-2, init_drift

@@ -905,16 +905,6 @@ fn help_documents_every_flag_with_its_default() {
     }
 }
 
-/// Files in `dir` whose names end with one of `suffixes`.
-fn files_ending(dir: &Path, suffixes: &[&str]) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| suffixes.iter().any(|s| n.ends_with(s)) || n.contains(".tmp"))
-        .collect()
-}
-
 /// A valid PNG cut in the middle of its pixel data.
 fn truncated_png(path: &Path) {
     let img = image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([x as u8 * 4, y as u8 * 4, 7]));

@@ -421,7 +421,7 @@ fn write(
             let mut binding_map = naga::back::glsl::BindingMap::default();
             let (mut storage, mut uniform) = (0u8, 0u8);
             for (_, var) in module.global_variables.iter() {
-                let Some(binding) = var.binding.clone() else {
+                let Some(binding) = var.binding else {
                     continue;
                 };
                 let counter = match var.space {

@@ -19,15 +19,18 @@ use rsp::gpu::tune::Trial;
 use rsp::gpu::{Autotune, ContextOptions, GpuContext, Precision};
 use rsp::models::gpu::GpuModel;
 use rsp::models::weights::TensorFile;
-use rsp::ops::gemm::{GemmKernel, GemmTile};
+use rsp::ops::gemm::{GemmKernel, GemmTile, LargeTile};
 use rsp::{Model, Tensor};
 
-/// Variants forced for whole explanations: one unchecked tile (the tile shapes
-/// themselves are compared kernel by kernel in ops_gpu.rs and rules_gpu.rs), direct
+/// Variants forced for whole explanations: one unchecked tile and two large tiles (the
+/// tile shapes themselves are compared kernel by kernel in ops_gpu.rs and
+/// rules_gpu.rs), direct
 /// kernels of both block heights at the narrowest and widest lane counts, and the
 /// subgroup kernel (where the adapter has 8-wide subgroups).
-const FORCED: [&str; 6] = [
+const FORCED: [&str; 8] = [
     "tiled-64x16-unchecked",
+    "large-128x128-k16",
+    "large-64x128-k32",
     "direct-4x8",
     "direct-8x64",
     "direct-8x16",
@@ -37,7 +40,12 @@ const FORCED: [&str; 6] = [
 
 /// Forced variants also run with naga's runtime checks: one per skeleton (the
 /// subgroup kernel runs the packing skeleton too).
-const CHECKED: [&str; 3] = ["tiled-64x16-unchecked", "direct-8x16", "subgroup-32x32"];
+const CHECKED: [&str; 4] = [
+    "tiled-64x16-unchecked",
+    "large-128x128-k16",
+    "direct-8x16",
+    "subgroup-32x32",
+];
 
 /// Every variant the registry can offer.
 fn all_variants() -> Vec<GemmKernel> {
@@ -52,6 +60,7 @@ fn all_variants() -> Vec<GemmKernel> {
             v.push(GemmKernel::Direct { rows, lanes });
         }
     }
+    v.extend(LargeTile::ALL.map(GemmKernel::Large));
     v.push(GemmKernel::Subgroup { packed_a: true });
     v.push(GemmKernel::Subgroup { packed_a: false });
     v.push(GemmKernel::Coop { split: true });
@@ -401,4 +410,38 @@ fn a_wrong_variant_is_rejected_and_never_chosen() {
         }
     }
     assert!(rejected > 0, "the broken variant was never caught");
+}
+
+/// Tuning keys anchor a problem's sizes to powers of two: after the golden VGG is tuned
+/// on its 32×32 input, the same model on 28×28 and 26×26 inputs (other pixel counts at
+/// every layer, most in the same power-of-two bracket) measures only the problems whose
+/// bracket changed, not every shape afresh.
+#[test]
+fn similar_shapes_share_tuned_choices() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("autotune.json");
+    let f = common::golden("vgg_tiny");
+    let model = Model::from_tensors(&f).unwrap();
+    let run = |side: usize| {
+        let ctx = context(ContextOptions {
+            autotune: Autotune::On,
+            autotune_cache: Some(path.clone()),
+            exact_kernels: true,
+            ..Default::default()
+        });
+        let gm = GpuModel::upload(&ctx, &model);
+        let input = common::random(&[1, 3, side, side], 7);
+        explain(&ctx, &gm, &input, &Request::default()).unwrap();
+        (ctx.tuner.measured().len(), ctx.tuner.used().len())
+    };
+    let (first, _) = run(32);
+    let (second, used) = run(28);
+    let (third, _) = run(26);
+    println!("measured: 32 px {first}, then 28 px {second} of {used} looked up, 26 px {third}");
+    assert!(first > 0);
+    assert!(
+        second < used,
+        "28 px measured all {used} of its problems again"
+    );
+    assert_eq!(third, 0, "26 px falls in the brackets 28 px measured");
 }

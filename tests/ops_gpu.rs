@@ -42,6 +42,16 @@ const CONV_CASES: [ConvCase; 8] = [
     (2, 4, 5, 6, 5, 1, 3, 1, 1),   // non-square 1×3 kernel with padding
 ];
 
+/// M (output channels) and N (output pixels) over 128, so the large-tile variants run
+/// whole interior tiles (their unchecked path) beside edge tiles; with the cases above
+/// in the tests that compare every tile variant bit for bit.
+const LARGE_TILE_CASE: ConvCase = (1, 16, 12, 13, 130, 3, 3, 1, 1);
+
+/// The conv cases plus [`LARGE_TILE_CASE`].
+fn tile_cases() -> impl Iterator<Item = &'static ConvCase> {
+    CONV_CASES.iter().chain(std::iter::once(&LARGE_TILE_CASE))
+}
+
 fn conv_layer(case: &ConvCase, seed: u64, bias: bool) -> Conv2d {
     let &(_, ci, _, _, co, kh, kw, s, p) = case;
     Conv2d {
@@ -54,7 +64,7 @@ fn conv_layer(case: &ConvCase, seed: u64, bias: bool) -> Conv2d {
 
 #[test]
 fn conv2d_forward_bias_and_fused_relu() {
-    for (i, case) in CONV_CASES.iter().enumerate() {
+    for (i, case) in tile_cases().enumerate() {
         let &(n, ci, h, w, ..) = case;
         let bias = i != 3; // one bias-free convolution
         let conv = conv_layer(case, 100 + i as u64, bias);
@@ -89,7 +99,7 @@ fn conv2d_forward_bias_and_fused_relu() {
 
 #[test]
 fn conv2d_dgrad_matches_transposed_convolution() {
-    for (i, case) in CONV_CASES.iter().enumerate() {
+    for (i, case) in tile_cases().enumerate() {
         let &(n, _, h, w, co, ..) = case;
         let conv = conv_layer(case, 300 + i as u64, false);
         let g = conv.geometry();
@@ -115,7 +125,7 @@ fn conv2d_dgrad_matches_transposed_convolution() {
 
 #[test]
 fn conv2d_wgrad_matches_per_image_weight_gradient() {
-    for (i, case) in CONV_CASES.iter().enumerate() {
+    for (i, case) in tile_cases().enumerate() {
         let &(n, ci, h, w, co, kh, kw, ..) = case;
         let conv = conv_layer(case, 500 + i as u64, false);
         let g = conv.geometry();

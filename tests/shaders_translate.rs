@@ -25,7 +25,7 @@ use rsp::explain::{explain, Method, Request};
 use rsp::gpu::shaders::{Skeleton, SHADERS};
 use rsp::gpu::{ContextOptions, DType, GpuContext, ModuleSpec, Precision, ShaderRef};
 use rsp::models::gpu::GpuModel;
-use rsp::ops::gemm::{GemmKernel, GemmTile};
+use rsp::ops::gemm::{GemmKernel, GemmTile, LargeTile};
 use rsp::{Init, Model};
 
 /// Where the manifest for `node tools/tint/check.mjs DIR` is written.
@@ -44,6 +44,7 @@ fn all_variants() -> Vec<GemmKernel> {
             all.push(GemmKernel::Direct { rows, lanes });
         }
     }
+    all.extend(LargeTile::ALL.map(GemmKernel::Large));
     all.extend([
         GemmKernel::Subgroup { packed_a: true },
         GemmKernel::Subgroup { packed_a: false },
@@ -689,6 +690,7 @@ fn forced_variants_build_only_the_derived_modules() {
                 tile: GemmTile { wg_x: 16, wg_y: 8 },
                 unchecked: true,
             },
+            GemmKernel::Large(LargeTile::ALL[0]),
             GemmKernel::Direct { rows: 8, lanes: 32 },
             GemmKernel::Subgroup { packed_a: true },
             GemmKernel::Subgroup { packed_a: false },

@@ -47,7 +47,8 @@ pub struct BenchArgs {
     pub device: DeviceArgs,
     /// Run one convolution kernel variant for every layer instead of the autotuned
     /// choice: tiled-RxC (R, C each 16, 32 or 64; with -unchecked: without naga's
-    /// runtime checks), direct-RxL (R = 4 or 8 rows, L = 8, 16, 32 or 64 lanes),
+    /// runtime checks), large-RxC-kK (128x128, 128x64 or 64x128 tiles, K tile 16 or
+    /// 32; GPUs), direct-RxL (R = 4 or 8 rows, L = 8, 16, 32 or 64 lanes),
     /// subgroup-32x32[-packb], winograd-2x2 (3×3 stride-1 forward convolutions) or
     /// coop-64x64-split|f16 (matrix units). Where a variant does not apply to a layer,
     /// that layer runs the heuristic tile.
@@ -114,7 +115,11 @@ fn print_choices(ctx: &GpuContext) {
 /// problem of this model, size and batch is timed and its choice cached.
 pub fn tune(args: &TuneArgs) -> Result<()> {
     let (model, input) = workload(&args.workload)?;
-    let opts = args.device.context_options();
+    let opts = ContextOptions {
+        // `rsp tune` is where every problem is measured.
+        autotune_budget: None,
+        ..args.device.context_options()
+    };
     if opts.autotune == crate::gpu::Autotune::Off {
         bail!("rsp tune needs --autotune on or fresh");
     }
@@ -155,7 +160,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 .ok_or_else(|| {
                     anyhow!(
                         "--kernel '{s}': expected auto, tiled-RxC (R, C in 16, 32, 64; \
-                         optionally -unchecked), direct-RxL (R 4 or 8, L 8..64), subgroup-32x32[-packb], \
+                         optionally -unchecked), large-RxC-kK (128x128|128x64|64x128, K 16|32), \
+                         direct-RxL (R 4 or 8, L 8..64), subgroup-32x32[-packb], \
                          winograd-2x2 or coop-64x64-split|f16"
                     )
                 })?
@@ -165,6 +171,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let ctx = GpuContext::new(&ContextOptions {
         profile: args.profile,
         gemm_kernel,
+        // The times reported are those of the tuned kernels.
+        autotune_budget: None,
         ..args.device.context_options()
     })?;
     let gm = GpuModel::upload(&ctx, &model);

@@ -14,6 +14,9 @@ pub enum Skeleton {
     None,
     /// `gemm_tiled.wgsl`: workgroup tiles staged through workgroup memory.
     Tiled,
+    /// `gemm_large.wgsl`: 128-wide workgroup tiles of 256 threads with 8×8, 8×4 or
+    /// 4×8 register blocks, the next K tile prefetched into registers (GPUs).
+    Large,
     /// `gemm_direct.wgsl`: no workgroup memory or barriers (CPU-class devices).
     Direct,
     /// `gemm_pack.wgsl`: writes the op's A or B operand as a plain padded matrix.
@@ -36,6 +39,7 @@ impl Skeleton {
         match self {
             Skeleton::None => "",
             Skeleton::Tiled => include_str!("../../shaders/gemm_tiled.wgsl"),
+            Skeleton::Large => include_str!("../../shaders/gemm_large.wgsl"),
             Skeleton::Direct => include_str!("../../shaders/gemm_direct.wgsl"),
             Skeleton::Pack => include_str!("../../shaders/gemm_pack.wgsl"),
             Skeleton::Subgroup => include_str!("../../shaders/gemm_subgroup.wgsl"),
@@ -61,8 +65,9 @@ impl Skeleton {
     }
 
     /// Every GEMM skeleton (for validation tests).
-    pub const GEMM: [Skeleton; 6] = [
+    pub const GEMM: [Skeleton; 7] = [
         Skeleton::Tiled,
+        Skeleton::Large,
         Skeleton::Direct,
         Skeleton::Pack,
         Skeleton::Subgroup,

@@ -105,12 +105,58 @@ impl GemmTile {
     }
 }
 
+/// Shape of a large-tile variant (`gemm_large.wgsl`): 16×16 threads, each a `tm × tn`
+/// register block, so the workgroup owns a `16·tm × 16·tn` tile of C; K tiles of `bk`;
+/// staged rows padded by one vec4 where `pad`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LargeTile {
+    pub tm: u32,
+    pub tn: u32,
+    pub bk: u32,
+    pub pad: bool,
+}
+
+impl LargeTile {
+    /// The family: 128×128, 128×64 and 64×128 tiles with K tiles of 16 and 32 (rows
+    /// padded, but for 128×128 with K 32, whose unpadded 32 KiB is what fits the
+    /// larger limits).
+    pub const ALL: [LargeTile; 6] = [
+        LargeTile::new(8, 8, 16, true),
+        LargeTile::new(8, 8, 32, false),
+        LargeTile::new(8, 4, 16, true),
+        LargeTile::new(8, 4, 32, true),
+        LargeTile::new(4, 8, 16, true),
+        LargeTile::new(4, 8, 32, true),
+    ];
+
+    const fn new(tm: u32, tn: u32, bk: u32, pad: bool) -> Self {
+        LargeTile { tm, tn, bk, pad }
+    }
+
+    pub fn rows(self) -> usize {
+        16 * self.tm as usize
+    }
+
+    pub fn cols(self) -> usize {
+        16 * self.tn as usize
+    }
+
+    /// Bytes of workgroup memory: the two staged tiles, `bk` rows each.
+    pub fn workgroup_bytes(self) -> u32 {
+        let pad = if self.pad { 4 } else { 0 };
+        4 * self.bk * ((self.rows() + self.cols()) as u32 + 2 * pad)
+    }
+}
+
 /// One kernel variant of the GEMM family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum GemmKernel {
     /// `gemm_tiled.wgsl`: tiles of A and B staged through workgroup memory, a 4×4
     /// register block per thread.
     Tiled { tile: GemmTile, unchecked: bool },
+    /// `gemm_large.wgsl`: 256 threads with 8×8, 8×4 or 4×8 register blocks on 128-wide
+    /// tiles, the next K tile prefetched into registers; offered on GPUs.
+    Large(LargeTile),
     /// `gemm_direct.wgsl`: `lanes` invocations per workgroup along N, each computing
     /// `rows` (4 or 8) × 4 outputs from direct loads (no workgroup memory, no
     /// barriers).
@@ -158,6 +204,11 @@ impl GemmKernel {
                 skeleton: Skeleton::Tiled,
                 unchecked,
             },
+            GemmKernel::Large(_) => ShaderRef {
+                name: op,
+                skeleton: Skeleton::Large,
+                unchecked: true,
+            },
             GemmKernel::Direct { .. } => ShaderRef {
                 name: op,
                 skeleton: Skeleton::Direct,
@@ -188,6 +239,12 @@ impl GemmKernel {
             GemmKernel::Tiled { tile, .. } => {
                 vec![("WG_X", tile.wg_x as f64), ("WG_Y", tile.wg_y as f64)]
             }
+            GemmKernel::Large(t) => vec![
+                ("TM", t.tm as f64),
+                ("TN", t.tn as f64),
+                ("BK", t.bk as f64),
+                ("PAD4", t.pad as u8 as f64),
+            ],
             GemmKernel::Direct { rows, lanes } => {
                 vec![("ROWS", rows as f64), ("LANES", lanes as f64)]
             }
@@ -202,6 +259,7 @@ impl GemmKernel {
         match *self {
             GemmKernel::BrokenForTests => Self::BROKEN_BASE.block(),
             GemmKernel::Tiled { tile, .. } => (tile.rows(), tile.cols()),
+            GemmKernel::Large(t) => (t.rows(), t.cols()),
             GemmKernel::Direct { rows, lanes } => (rows as usize, 4 * lanes as usize),
             GemmKernel::Subgroup { .. } => (SUBGROUP_BLOCK, SUBGROUP_BLOCK),
             GemmKernel::Coop { .. } => (COOP_BLOCK, COOP_BLOCK),
@@ -231,6 +289,7 @@ impl GemmKernel {
                 // Two f32 tiles of 16 × (rows | cols).
                 16 * 4 * (tile.rows() + tile.cols()) as u32,
             ),
+            GemmKernel::Large(t) => (256, t.workgroup_bytes()),
             GemmKernel::Direct { lanes, .. } => (lanes, 0),
             GemmKernel::Winograd => return true,
             GemmKernel::Coop { .. } => {
@@ -314,6 +373,12 @@ impl GemmKernel {
             "winograd-2x2" => return Some(GemmKernel::Winograd),
             _ => {}
         }
+        if let Some(t) = LargeTile::ALL
+            .iter()
+            .find(|t| GemmKernel::Large(**t).to_string() == s)
+        {
+            return Some(GemmKernel::Large(*t));
+        }
         if let Some(rest) = s.strip_prefix("tiled-") {
             let (shape, unchecked) = match rest.strip_suffix("-unchecked") {
                 Some(shape) => (shape, true),
@@ -341,6 +406,7 @@ impl fmt::Display for GemmKernel {
                 tile.cols(),
                 if unchecked { "-unchecked" } else { "" }
             ),
+            GemmKernel::Large(t) => write!(f, "large-{}x{}-k{}", t.rows(), t.cols(), t.bk),
             GemmKernel::Direct { rows, lanes } => write!(f, "direct-{rows}x{lanes}"),
             GemmKernel::Subgroup { packed_a } => write!(
                 f,
@@ -597,6 +663,12 @@ pub(crate) fn candidates(ctx: &GpuContext, p: &GemmProblem) -> Vec<GemmKernel> {
                 unchecked: true,
             });
         }
+        // Large tiles only where the problem fills at least a few of them.
+        for t in LargeTile::ALL {
+            if m >= t.rows() / 2 && n >= t.cols() / 2 {
+                all.push(GemmKernel::Large(t));
+            }
+        }
     } else {
         all.push(GemmKernel::Direct { rows: 8, lanes: 8 });
         all.push(GemmKernel::Direct { rows: 8, lanes: 32 });
@@ -699,6 +771,59 @@ pub(crate) fn record(
     );
 }
 
+/// What a tuned choice is remembered by: the adapter and precision, the op with its
+/// constants (mode, kernel size, stride) and binding types, and the problem's sizes
+/// anchored to the next power of two, so that problems of similar shape (images of
+/// other sizes, `rsp eval --size 0`) share one choice instead of each being timed.
+/// Every exact variant gives the same bits on any shape, so sharing only changes
+/// speed; the inexact ones were checked on a problem of the same op and mode.
+struct TuneKey {
+    adapter: String,
+    precision: Precision,
+    op: &'static str,
+    constants: Vec<(&'static str, f64)>,
+    /// M, N, K, problems, K splits, each anchored.
+    sizes: [usize; 5],
+    dtypes: Vec<&'static str>,
+}
+
+impl TuneKey {
+    fn of(ctx: &GpuContext, p: &GemmProblem) -> TuneKey {
+        let (m, n, z) = p.mnz;
+        TuneKey {
+            adapter: ctx.adapter_key(),
+            precision: ctx.precision,
+            op: p.op,
+            constants: p.constants.to_vec(),
+            sizes: [m, n, p.k_bound, z, p.splits].map(usize::next_power_of_two),
+            dtypes: p.bindings.iter().map(|b| b.dtype.wgsl()).collect(),
+        }
+    }
+}
+
+impl fmt::Display for TuneKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let constants: Vec<String> = self
+            .constants
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let [m, n, k, z, splits] = self.sizes;
+        write!(
+            f,
+            "{} | {}{} {} | m~{m} n~{n} k~{k} z~{z} splits~{splits} | {}",
+            self.adapter,
+            match self.precision {
+                Precision::F32 => "",
+                Precision::F16 => "precision f16 | ",
+            },
+            self.op,
+            constants.join(" "),
+            self.dtypes.join(",")
+        )
+    }
+}
+
 /// The variant to run: the one forced by the context, else the autotuner's choice
 /// (measured on first use), else the heuristic tile with runtime checks.
 pub(crate) fn select(ctx: &GpuContext, p: &GemmProblem) -> GemmKernel {
@@ -710,24 +835,7 @@ pub(crate) fn select(ctx: &GpuContext, p: &GemmProblem) -> GemmKernel {
     }
     let cands = candidates(ctx, p);
     let names: Vec<String> = cands.iter().map(|k| k.to_string()).collect();
-    let constants: Vec<String> = p
-        .constants
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    let dtypes: Vec<&str> = p.bindings.iter().map(|b| b.dtype.wgsl()).collect();
-    let key = format!(
-        "{} | {}{} {} | {:?} | {}",
-        ctx.adapter_key(),
-        match ctx.precision {
-            Precision::F32 => "",
-            Precision::F16 => "precision f16 | ",
-        },
-        p.op,
-        constants.join(" "),
-        p.params,
-        dtypes.join(",")
-    );
+    let key = TuneKey::of(ctx, p).to_string();
     let mut bench: Option<TrialBench> = None;
     let chosen = ctx.tuner.choose(&key, &names, |name| {
         let kernel = GemmKernel::parse(name).expect("candidate names parse");

@@ -131,22 +131,30 @@ pub fn gpu_f16_weights() -> &'static GpuContext {
     })
 }
 
-/// The checked tiled kernel variant of `tile`, by name.
-pub fn tiled(tile: rsp::ops::gemm::GemmTile) -> String {
-    rsp::ops::gemm::GemmKernel::Tiled {
-        tile,
-        unchecked: false,
-    }
-    .to_string()
+/// The exact kernel variants every convolution op and conv rule is run with, each
+/// required to give the same bits: the checked tiled kernel of every tile shape, then
+/// every large-tile variant (`gemm_large.wgsl`, offered on GPUs; forced here on any
+/// adapter whose limits hold it).
+pub fn exact_tile_variants() -> Vec<String> {
+    use rsp::ops::gemm::{GemmKernel, GemmTile, LargeTile};
+    GemmTile::ALL
+        .iter()
+        .map(|&tile| GemmKernel::Tiled {
+            tile,
+            unchecked: false,
+        })
+        .chain(LargeTile::ALL.iter().map(|&t| GemmKernel::Large(t)))
+        .map(|k| k.to_string())
+        .collect()
 }
 
-/// A context on the default adapter that runs every convolution GEMM with tile shape
-/// `GemmTile::ALL[i]` (one context per shape, created once).
+/// A context on the default adapter that runs every convolution GEMM with
+/// `exact_tile_variants()[i]` (one context per variant, created once).
 pub fn gpu_with_tile(i: usize) -> &'static GpuContext {
-    static CTXS: [OnceLock<GpuContext>; 9] = [const { OnceLock::new() }; 9];
+    static CTXS: [OnceLock<GpuContext>; 15] = [const { OnceLock::new() }; 15];
     CTXS[i].get_or_init(|| {
         GpuContext::new(&ContextOptions {
-            gemm_kernel: Some(tiled(rsp::ops::gemm::GemmTile::ALL[i])),
+            gemm_kernel: Some(exact_tile_variants()[i].clone()),
             ..Default::default()
         })
         .unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e:#}"))

@@ -367,20 +367,24 @@ pub fn resnet_state(
     sd
 }
 
-/// Runs `f` once on a context forcing each GEMM tile shape and checks that every shape
-/// gives bit-identical outputs (each sums K in the same order); returns the first
-/// shape's.
+/// Runs `f` once on a context forcing each exact tile variant (every tiled shape and
+/// every large tile the adapter holds) and checks that all give bit-identical outputs
+/// (each sums K in the same order); returns the first one's.
 pub fn each_tile(what: &str, f: impl Fn(&mut Recorder<'static>) -> Vec<GpuTensor>) -> Vec<Tensor> {
     let mut first: Option<Vec<Tensor>> = None;
-    for (i, tile) in rsp::ops::gemm::GemmTile::ALL.into_iter().enumerate() {
+    for (i, name) in common::exact_tile_variants().into_iter().enumerate() {
         let ctx = common::gpu_with_tile(i);
-        assert_eq!(ctx.gemm_kernel, Some(common::tiled(tile)));
+        assert_eq!(ctx.gemm_kernel.as_deref(), Some(name.as_str()));
+        let kernel = rsp::ops::gemm::GemmKernel::parse(&name).expect("a variant name");
+        if !kernel.supported(ctx) {
+            continue;
+        }
         let outs = run_on(ctx, &f);
         match &first {
             None => first = Some(outs),
             Some(want) => {
                 for (o, w) in outs.iter().zip(want) {
-                    assert_bits_eq(&format!("{what} with tile {tile:?}"), o, w);
+                    assert_bits_eq(&format!("{what} with {name}"), o, w);
                 }
             }
         }

@@ -6,7 +6,7 @@ use clap::{Args, ValueEnum};
 
 use crate::eval::faithfulness::{DeletionBaseline, RegionFill};
 use crate::explain::Method;
-use crate::gpu::{Autotune, Backend, ContextOptions, DType, Precision};
+use crate::gpu::{Autotune, Backend, ContextOptions, DType, GpuContext, Precision};
 use crate::preprocess::Normalisation;
 
 /// The GPU flags of every command that runs a model: backend, weight storage,
@@ -44,6 +44,11 @@ pub struct DeviceArgs {
     /// tolerance of them.
     #[arg(long, default_value = "on", value_parser = parse_autotune, value_name = "on|off|fresh")]
     pub autotune: Autotune,
+    /// The most seconds one run spends timing kernel variants; problems past it run the
+    /// heuristic kernel and are timed by later runs (`rsp tune` times them all at once,
+    /// without a budget). 0: no limit.
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS", value_parser = parse_budget)]
+    pub autotune_budget: f64,
 }
 
 impl DeviceArgs {
@@ -56,9 +61,26 @@ impl DeviceArgs {
             disable_matrix_units: self.no_matrix_units,
             exact_kernels: self.exact_kernels,
             autotune: self.autotune,
+            autotune_budget: (self.autotune_budget > 0.0)
+                .then(|| std::time::Duration::from_secs_f64(self.autotune_budget)),
             progress: true,
             ..Default::default()
         }
+    }
+}
+
+/// After a run whose autotuning budget ran out: how much was measured and how the rest
+/// gets measured (one line on stderr).
+pub fn note_deferred_tuning(ctx: &GpuContext) {
+    let deferred = ctx.tuner.deferred().len();
+    if deferred > 0 {
+        eprintln!(
+            "note: autotuning timed {} kernel problems in {:.1} s (--autotune-budget); {deferred} \
+             more ran the heuristic kernel and are timed by later runs, or all at once by \
+             `rsp tune --weights FILE --size S --batch B` (this run's model, size and batch)",
+            ctx.tuner.measured().len(),
+            ctx.tuner.spent().as_secs_f64()
+        );
     }
 }
 
@@ -87,6 +109,13 @@ named_value_enum!(
     DeletionBaseline,
     RegionFill
 );
+
+fn parse_budget(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v >= 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("'{s}' is not a number of seconds >= 0")),
+    }
+}
 
 fn parse_autotune(s: &str) -> std::result::Result<Autotune, String> {
     s.parse()

@@ -511,6 +511,7 @@ pub fn run(cli: &Cli) -> Result<bool> {
         saved.push(e);
     }
     progress.finish_and_clear();
+    super::args::note_deferred_tuning(&ctx);
     if let Some(path) = &cli.json {
         let text = serde_json::to_string_pretty(&serde_json::json!({
             "model": model.describe(),

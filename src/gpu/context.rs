@@ -117,6 +117,9 @@ pub struct ContextOptions {
     pub autotune: Autotune,
     /// Where the autotuner keeps its choices (`None`: [`tune::default_cache_path`]).
     pub autotune_cache: Option<std::path::PathBuf>,
+    /// The most time this context's autotuner spends measuring (`None`: unbounded);
+    /// problems it cannot afford run the fallback and are measured by later runs.
+    pub autotune_budget: Option<std::time::Duration>,
     /// Run this GEMM kernel variant everywhere it applies, by name (`rsp bench
     /// --kernel`; the tests run every kernel with every tile shape); it wins over
     /// autotuning.
@@ -473,7 +476,8 @@ impl GpuContext {
                 .clone()
                 .or_else(tune::default_cache_path),
             opts.progress,
-        );
+        )
+        .with_budget(opts.autotune_budget);
         Ok(GpuContext {
             tuner,
             gemm_kernel: opts.gemm_kernel.clone(),

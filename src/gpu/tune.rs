@@ -9,6 +9,11 @@
 //! new build never trusts an old file; an unreadable, corrupt or stale file only causes
 //! a re-tune. Keys carry the adapter (vendor, device, driver, backend), so one file
 //! serves several devices.
+//!
+//! A run may bound its tuning ([`Tuner::with_budget`], the CLI's `--autotune-budget`):
+//! once the time spent measuring would pass the budget, the problems not yet measured
+//! run the fallback and stay unmeasured, for later runs (or `rsp tune`) to measure, so
+//! a first run costs at most the budget more than a warm one.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -111,6 +116,12 @@ pub struct Tuner {
     /// Spinner shown while tuning takes longer than a second (terminal only).
     progress: Option<indicatif::ProgressBar>,
     started: Mutex<Option<Instant>>,
+    /// Measuring time this process may spend (`None`: unbounded).
+    budget: Option<Duration>,
+    /// Measuring time spent so far, and whether the budget ran out.
+    spent: Mutex<(Duration, bool)>,
+    /// Keys left unmeasured because the budget ran out.
+    deferred: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Tuner {
@@ -142,7 +153,32 @@ impl Tuner {
                 bar
             }),
             started: Mutex::new(None),
+            budget: None,
+            spent: Mutex::new((Duration::ZERO, false)),
+            deferred: Mutex::new(Default::default()),
         }
+    }
+
+    /// The same tuner, measuring for at most `budget` in this process (`None`:
+    /// unbounded).
+    pub fn with_budget(mut self, budget: Option<Duration>) -> Tuner {
+        self.budget = budget;
+        self
+    }
+
+    /// Time spent measuring in this process.
+    pub fn spent(&self) -> Duration {
+        self.spent.lock().expect("tuner lock").0
+    }
+
+    /// Keys this process left unmeasured because its budget ran out.
+    pub fn deferred(&self) -> Vec<String> {
+        self.deferred
+            .lock()
+            .expect("tuner lock")
+            .iter()
+            .cloned()
+            .collect()
     }
 
     pub fn mode(&self) -> Autotune {
@@ -195,11 +231,38 @@ impl Tuner {
                 return c.variant;
             }
         }
-        self.tick_start();
-        let mut trials = BTreeMap::new();
-        for name in candidates {
-            trials.insert(name.clone(), trial(name));
+        if self.spent.lock().expect("tuner lock").1 {
+            self.deferred
+                .lock()
+                .expect("tuner lock")
+                .insert(key.to_string());
+            return fallback;
         }
+        self.tick_start();
+        let t0 = Instant::now();
+        let mut trials = BTreeMap::new();
+        for (i, name) in candidates.iter().enumerate() {
+            trials.insert(name.clone(), trial(name));
+            // After the fallback's trial, the whole key is estimated at that trial's
+            // cost per candidate; a key that would pass the budget is left for later.
+            if i == 0 {
+                if let Some(budget) = self.budget {
+                    let estimate = t0.elapsed() * candidates.len() as u32;
+                    let mut spent = self.spent.lock().expect("tuner lock");
+                    if spent.0 + estimate > budget {
+                        spent.0 += t0.elapsed();
+                        spent.1 = true;
+                        drop(spent);
+                        self.deferred
+                            .lock()
+                            .expect("tuner lock")
+                            .insert(key.to_string());
+                        return fallback;
+                    }
+                }
+            }
+        }
+        self.spent.lock().expect("tuner lock").0 += t0.elapsed();
         let best = trials
             .iter()
             .filter_map(|(name, t)| match t {
@@ -342,6 +405,47 @@ mod tests {
         // Off never measures.
         let off = Tuner::new(Autotune::Off, None, false);
         assert_eq!(off.choose("k", &cands, |_| panic!("measured")), "fallback");
+    }
+
+    #[test]
+    fn a_budget_defers_the_keys_it_cannot_afford_to_later_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("autotune.json");
+        let cands = names(&["fallback", "a", "b", "c"]);
+        // Each trial takes 10 ms, so a key costs about 40 ms.
+        let slow = |n: &str| {
+            std::thread::sleep(Duration::from_millis(10));
+            Trial::Timed(if n == "b" { 1.0 } else { 2.0 })
+        };
+        let t = Tuner::new(Autotune::On, Some(path.clone()), false)
+            .with_budget(Some(Duration::from_millis(100)));
+        let mut chosen = Vec::new();
+        for key in ["k1", "k2", "k3", "k4", "k5"] {
+            chosen.push(t.choose(key, &cands, slow));
+        }
+        // Two keys fit (about 80 ms); the third's estimate passes the budget, so it and
+        // every later key run the fallback, unmeasured and unrecorded.
+        assert_eq!(t.measured(), names(&["k1", "k2"]));
+        assert_eq!(
+            chosen,
+            names(&["b", "b", "fallback", "fallback", "fallback"])
+        );
+        assert_eq!(t.deferred(), names(&["k3", "k4", "k5"]));
+        assert!(t.spent() < Duration::from_millis(150), "{:?}", t.spent());
+        // The next run measures where this one stopped.
+        let next = Tuner::new(Autotune::On, Some(path), false)
+            .with_budget(Some(Duration::from_millis(100)));
+        for key in ["k1", "k2", "k3", "k4", "k5"] {
+            next.choose(key, &cands, slow);
+        }
+        assert_eq!(next.measured(), names(&["k3", "k4"]));
+        // Without a budget everything is measured.
+        let all = Tuner::new(Autotune::Fresh, None, false);
+        for key in ["k1", "k2", "k3"] {
+            all.choose(key, &cands, slow);
+        }
+        assert_eq!(all.measured().len(), 3);
+        assert!(all.deferred().is_empty());
     }
 
     #[test]

@@ -7,16 +7,20 @@
 #   1. the GPU test suites on the real adapter, in parallel (the matrix-unit variants'
 #      tolerance tests run only where the adapter has cooperative matrices);
 #   2. VGG16 and ResNet50 at 224 px, batch 1: `rsp tune` (timed) and `rsp bench
-#      --profile` in the default precision (matrix units offered), then the PyTorch RSP
-#      (benches/torch_rsp.py, float32, TF32 off);
+#      --profile` in the default precision (matrix units and the large-tile variants
+#      offered), then the PyTorch RSP (benches/torch_rsp.py, float32, TF32 off and on:
+#      on is PyTorch's cuDNN default, what the authors' code runs out of the box);
 #   3. the same in --precision f16 against PyTorch's float16 autocast;
-#   4. batch 16, both precisions, against PyTorch;
+#   4. batch 16, both precisions, against PyTorch (TF32 off and on, fp16 autocast);
 #   5. batch 1 without the matrix units (--no-matrix-units) for the speed-up they bring.
 # Everything is written to $OUT/device_check.log, the test suites' whole output to
 # $OUT/tests.log, every bench output to $OUT/bench.log and the autotune cache (with
 # every candidate's time and any rejection) to $OUT/autotune.json.
 set -uo pipefail
 OUT=${OUT:-/tmp}
+# The image size of every bench, tune and PyTorch run (rehearsals on lavapipe use a
+# tiny one: SIZE=32 BUDGET=300 bash tools/device_check.sh).
+SIZE=${SIZE:-224}
 LOG="$OUT/device_check.log"
 exec > >(tee "$LOG") 2>&1
 BUDGET=${BUDGET:-510}
@@ -80,7 +84,7 @@ bench() { # model batch flags...: the timing lines and, with --profile, the 25 c
     # kernels (the whole output, kernel choices included, goes to $OUT/bench.log).
     local m=$1 b=$2
     shift 2
-    step 150 ./devrun/rsp bench --model "$m" --size 224 --batch "$b" --runs 5 "$@" >/tmp/bench.txt 2>&1
+    step 150 ./devrun/rsp bench --model "$m" --size "$SIZE" --batch "$b" --runs 5 "$@" >/tmp/bench.txt 2>&1
     cat /tmp/bench.txt >>"$OUT/bench.log"
     grep -E "^(adapter|model|forward|rsp|GPU time|error)" /tmp/bench.txt
     sed -n '/^GPU time/,$p' /tmp/bench.txt | grep -E "^  +[0-9]" | sort -k1,1 -g -r | head -25
@@ -88,16 +92,17 @@ bench() { # model batch flags...: the timing lines and, with --profile, the 25 c
 torch() { # model batch flags...
     local m=$1 b=$2
     shift 2
-    step 90 python3 benches/torch_rsp.py --model "$m" --size 224 --batch "$b" --runs 5 "$@" |
+    step 90 python3 benches/torch_rsp.py --model "$m" --size "$SIZE" --batch "$b" --runs 5 "$@" |
         grep -E "^(device|forward|rsp)"
 }
 
 echo "== 2. batch 1, default precision: tune, bench with profile, PyTorch fp32 ($(left) s left)"
 for m in vgg16 resnet50; do
-    /usr/bin/time -f "tune $m batch 1 f32: %e s" timeout 150 ./devrun/rsp tune --model "$m" --size 224 --batch 1 >/tmp/tune.txt 2>&1
+    /usr/bin/time -f "tune $m batch 1 f32: %e s" timeout 150 ./devrun/rsp tune --model "$m" --size "$SIZE" --batch 1 >/tmp/tune.txt 2>&1
     head -2 /tmp/tune.txt
     bench "$m" 1 --profile
     torch "$m" 1
+    torch "$m" 1 --tf32
 done
 python3 tools/autotune_summary.py "$OUT/autotune.json"
 
@@ -111,6 +116,7 @@ echo "== 4. batch 16 ($(left) s left)"
 for m in vgg16 resnet50; do
     bench "$m" 16
     torch "$m" 16
+    torch "$m" 16 --tf32
     bench "$m" 16 --precision f16
     torch "$m" 16 --fp16
 done

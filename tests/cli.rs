@@ -1356,3 +1356,53 @@ fn cli_run_without_a_desktop_session_has_no_stray_error_lines() {
     assert!(!e.lines().any(|l| l.starts_with("error")), "{e}");
     assert!(dir.path().join("ring_star.rsp.png").exists());
 }
+
+/// A run whose autotuning budget is spent at once still explains everything (the
+/// heuristic kernels give the same maps bit for bit), writes no choice it did not
+/// measure, and says in one line how the rest gets measured; a negative budget is
+/// refused.
+#[test]
+fn cli_autotune_budget_defers_tuning_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = golden_path("vgg_tiny");
+    let out = dir.path().to_str().unwrap();
+    let saved = dir.path().join("r.safetensors");
+    let o = Command::new(env!("CARGO_BIN_EXE_rsp"))
+        .args([
+            "--weights",
+            &g,
+            "--out",
+            out,
+            "--autotune-budget",
+            "0.000001",
+        ])
+        .args([
+            "--exact-kernels",
+            "--save-relevance",
+            saved.to_str().unwrap(),
+            &g,
+        ])
+        .env("RSP_CACHE_DIR", dir.path())
+        .output()
+        .unwrap();
+    let e = stderr(&o);
+    assert!(o.status.success(), "{e}");
+    let notes: Vec<&str> = e
+        .lines()
+        .filter(|l| l.starts_with("note: autotuning"))
+        .collect();
+    assert_eq!(notes.len(), 1, "{e}");
+    assert!(notes[0].contains("rsp tune"), "{e}");
+    let f = TensorFile::read(&saved).unwrap();
+    let golden = TensorFile::read(Path::new(&g)).unwrap();
+    rsp::compare::compare(
+        "rsp.gradcam.out (budget spent)",
+        f.get("relevance").unwrap(),
+        golden.get("rsp.gradcam.out").unwrap(),
+        rsp::compare::Tolerance::GOLDEN,
+    )
+    .unwrap();
+    let o = rsp(&["--weights", &g, "--autotune-budget", "-1", "--out", out, &g]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--autotune-budget"), "{}", stderr(&o));
+}

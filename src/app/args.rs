@@ -47,7 +47,7 @@ pub struct DeviceArgs {
     /// The most seconds one run spends timing kernel variants; problems past it run the
     /// heuristic kernel and are timed by later runs (`rsp tune` times them all at once,
     /// without a budget). 0: no limit.
-    #[arg(long, default_value_t = 10.0, value_name = "SECONDS", value_parser = parse_budget)]
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS", value_parser = parse_budget, allow_hyphen_values = true)]
     pub autotune_budget: f64,
 }
 

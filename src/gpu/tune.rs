@@ -243,22 +243,28 @@ impl Tuner {
         let mut trials = BTreeMap::new();
         for (i, name) in candidates.iter().enumerate() {
             trials.insert(name.clone(), trial(name));
-            // After the fallback's trial, the whole key is estimated at that trial's
-            // cost per candidate; a key that would pass the budget is left for later.
-            if i == 0 {
-                if let Some(budget) = self.budget {
-                    let estimate = t0.elapsed() * candidates.len() as u32;
-                    let mut spent = self.spent.lock().expect("tuner lock");
-                    if spent.0 + estimate > budget {
-                        spent.0 += t0.elapsed();
-                        spent.1 = true;
-                        drop(spent);
-                        self.deferred
-                            .lock()
-                            .expect("tuner lock")
-                            .insert(key.to_string());
-                        return fallback;
-                    }
+            // After the fallback's trial the whole key is estimated at that trial's cost
+            // per candidate, and after every trial the time spent is checked: a key
+            // that would pass the budget, or did, is left for later runs, unrecorded
+            // (this run keeps the fallback for it), so the budget is passed by at most
+            // one candidate's trial.
+            if let Some(budget) = self.budget {
+                let left = candidates.len() - i - 1;
+                let estimate = if i == 0 {
+                    t0.elapsed() * candidates.len() as u32
+                } else {
+                    t0.elapsed()
+                };
+                let mut spent = self.spent.lock().expect("tuner lock");
+                if left > 0 && spent.0 + estimate > budget {
+                    spent.0 += t0.elapsed();
+                    spent.1 = true;
+                    drop(spent);
+                    self.deferred
+                        .lock()
+                        .expect("tuner lock")
+                        .insert(key.to_string());
+                    return fallback;
                 }
             }
         }
@@ -439,6 +445,16 @@ mod tests {
             next.choose(key, &cands, slow);
         }
         assert_eq!(next.measured(), names(&["k3", "k4"]));
+        // A key whose later candidate alone passes the budget stops there, unrecorded.
+        let t =
+            Tuner::new(Autotune::Fresh, None, false).with_budget(Some(Duration::from_millis(100)));
+        let slow_second = |n: &str| {
+            std::thread::sleep(Duration::from_millis(if n == "a" { 150 } else { 5 }));
+            Trial::Timed(1.0)
+        };
+        assert_eq!(t.choose("k", &cands, slow_second), "fallback");
+        assert!(t.measured().is_empty());
+        assert_eq!(t.deferred(), names(&["k"]));
         // Without a budget everything is measured.
         let all = Tuner::new(Autotune::Fresh, None, false);
         for key in ["k1", "k2", "k3"] {

@@ -1406,3 +1406,62 @@ fn cli_autotune_budget_defers_tuning_and_says_so() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--autotune-budget"), "{}", stderr(&o));
 }
+
+/// `rsp bench --profile` lists each GEMM problem on its own line with its sizes, its
+/// achieved TFLOP/s (2·m·n·k·z over its timestamped time) and, given the peak, its
+/// share of it; kernels that are not GEMMs have no rate.
+#[test]
+fn bench_profile_reports_each_gemm_problem_with_its_rate() {
+    let g = golden_path("vgg_tiny");
+    let o = rsp(&[
+        "bench",
+        "--weights",
+        &g,
+        "--size",
+        "32",
+        "--runs",
+        "1",
+        "--profile",
+        "--peak-tflops",
+        "0.5",
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{}", stderr(&o));
+    if !text.contains("GPU time of one explanation") {
+        // An adapter without timestamp queries says so and profiles nothing.
+        assert!(stderr(&o).contains("no timestamp queries"), "{text}");
+        return;
+    }
+    let gemm: Vec<&str> = text.lines().filter(|l| l.contains("| m=")).collect();
+    assert!(!gemm.is_empty(), "{text}");
+    for line in &gemm {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let (ms, tflops, share) = (cols[0], cols[3], cols[4]);
+        let (ms, tflops): (f64, f64) = (ms.parse().unwrap(), tflops.parse().unwrap());
+        assert!(ms > 0.0 && tflops > 0.0, "{line}");
+        let share: f64 = share.trim_end_matches('%').parse().unwrap();
+        assert!(
+            (share - 100.0 * tflops / 0.5).abs() < 0.1 + 1e-3 * share,
+            "{line}"
+        );
+        let sizes: Vec<f64> = line
+            .split("| ")
+            .last()
+            .unwrap()
+            .split_whitespace()
+            .map(|kv| kv.split_once('=').unwrap().1.parse().unwrap())
+            .collect();
+        let calls: f64 = cols[1].parse().unwrap();
+        let flops = 2.0 * sizes.iter().product::<f64>() * calls;
+        let rate = flops / (ms * 1e-3) / 1e12;
+        assert!(
+            (rate - tflops).abs() <= 1e-3 + 2e-2 * tflops,
+            "{line}: {rate} vs {tflops}"
+        );
+    }
+    assert!(
+        text.lines()
+            .any(|l| l.contains("maxpool") && !l.contains("| m=")),
+        "{text}"
+    );
+}

@@ -11,7 +11,9 @@
 #      offered), then the PyTorch RSP (benches/torch_rsp.py, float32, TF32 off and on:
 #      on is PyTorch's cuDNN default, what the authors' code runs out of the box);
 #   3. the same in --precision f16 against PyTorch's float16 autocast;
-#   4. batch 16, both precisions, against PyTorch (TF32 off and on, fp16 autocast);
+#   4. batch 16, both precisions, against PyTorch (TF32 off and on, fp16 autocast),
+#      with the per-kernel profile of VGG16 (each GEMM problem's TFLOP/s and share of
+#      the $PEAK TFLOP/s fp32 peak);
 #   5. batch 1 without the matrix units (--no-matrix-units) for the speed-up they bring.
 # Everything is written to $OUT/device_check.log, the test suites' whole output to
 # $OUT/tests.log, every bench output to $OUT/bench.log and the autotune cache (with
@@ -21,6 +23,8 @@ OUT=${OUT:-/tmp}
 # The image size of every bench, tune and PyTorch run (rehearsals on lavapipe use a
 # tiny one: SIZE=32 BUDGET=300 bash tools/device_check.sh).
 SIZE=${SIZE:-224}
+# fp32 peak of the card in TFLOP/s, for the profile's share-of-peak column (H200: 67).
+PEAK=${PEAK:-67}
 LOG="$OUT/device_check.log"
 exec > >(tee "$LOG") 2>&1
 BUDGET=${BUDGET:-510}
@@ -100,7 +104,7 @@ echo "== 2. batch 1, default precision: tune, bench with profile, PyTorch fp32 (
 for m in vgg16 resnet50; do
     /usr/bin/time -f "tune $m batch 1 f32: %e s" timeout 150 ./devrun/rsp tune --model "$m" --size "$SIZE" --batch 1 >/tmp/tune.txt 2>&1
     head -2 /tmp/tune.txt
-    bench "$m" 1 --profile
+    bench "$m" 1 --profile --peak-tflops "$PEAK"
     torch "$m" 1
     torch "$m" 1 --tf32
 done
@@ -114,7 +118,11 @@ done
 
 echo "== 4. batch 16 ($(left) s left)"
 for m in vgg16 resnet50; do
-    bench "$m" 16
+    if [ "$m" = vgg16 ]; then
+        bench "$m" 16 --profile --peak-tflops "$PEAK"
+    else
+        bench "$m" 16
+    fi
     torch "$m" 16
     torch "$m" 16 --tf32
     bench "$m" 16 --precision f16

@@ -40,9 +40,14 @@ pub struct BenchArgs {
     /// Timed repetitions (after one warm-up run).
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
-    /// After timing, run once more with GPU timestamps and print the time per kernel.
+    /// After timing, run once more with GPU timestamps and print the time per kernel
+    /// (each GEMM problem on its own line, with its achieved TFLOP/s).
     #[arg(long)]
     pub profile: bool,
+    /// The adapter's fp32 peak in TFLOP/s, for the profile's share-of-peak column
+    /// (e.g. 67 for an H200); without it the column is left out.
+    #[arg(long, value_name = "TFLOPS")]
+    pub peak_tflops: Option<f64>,
     #[command(flatten)]
     pub device: DeviceArgs,
     /// Run one convolution kernel variant for every layer instead of the autotuned
@@ -89,7 +94,7 @@ fn print_choices(ctx: &GpuContext) {
         return;
     }
     println!(
-        "kernel variants ({} problems; key: op, constants, uniform params):",
+        "kernel variants ({} problems; key: op, constants, sizes anchored to powers of two):",
         used.len()
     );
     for (key, choice) in used {
@@ -252,13 +257,26 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             "GPU time of one explanation (timestamps per dispatch): {:.2} ms",
             total / 1e6
         );
-        println!("  {:>9}  {:>5}  {:>6}  kernel", "ms", "calls", "share");
+        println!(
+            "  {:>9}  {:>5}  {:>6}  {:>7}  {:>6}  kernel",
+            "ms", "calls", "share", "TFLOP/s", "peak"
+        );
         for (label, t) in rows {
+            let tflops = t.tflops();
+            let peak = match (tflops, args.peak_tflops) {
+                (Some(f), Some(p)) if p > 0.0 => format!("{:5.1}%", 100.0 * f / p),
+                _ => String::new(),
+            };
             println!(
-                "  {:9.3}  {:5}  {:5.1}%  {label}",
+                "  {:9.3}  {:5}  {:5.1}%  {:>7}  {peak:>6}  {label}",
                 t.nanos / 1e6,
                 t.calls,
-                100.0 * t.nanos / total.max(1.0)
+                100.0 * t.nanos / total.max(1.0),
+                tflops.map_or(String::new(), |f| if f >= 0.01 {
+                    format!("{f:.3}")
+                } else {
+                    format!("{f:.2e}")
+                }),
             );
         }
     }

@@ -10,11 +10,21 @@ use anyhow::{anyhow, Result};
 /// Dispatches timed per submission (two queries each).
 pub(crate) const MAX_TIMED_DISPATCHES: u32 = wgpu::QUERY_SET_MAX_QUERIES / 2;
 
-/// Accumulated GPU time of one kernel variant.
+/// Accumulated GPU time of one kernel variant, and the useful floating-point operations
+/// of its GEMM dispatches (2·M·N·K per problem, the convolution's own count; 0 for
+/// kernels that are not GEMMs).
 #[derive(Clone, Debug, Default)]
 pub struct KernelTime {
     pub calls: u64,
     pub nanos: f64,
+    pub flops: f64,
+}
+
+impl KernelTime {
+    /// Achieved TFLOP/s, for GEMM kernels.
+    pub fn tflops(&self) -> Option<f64> {
+        (self.flops > 0.0 && self.nanos > 0.0).then(|| self.flops / self.nanos / 1e3)
+    }
 }
 
 pub struct Profiler {
@@ -51,14 +61,15 @@ impl Profiler {
         }
     }
 
-    /// Resolves the timestamps of `labels` (dispatch i wrote queries 2i, 2i+1) after
-    /// `encoder`'s work, submits it, waits, and adds the durations to the totals.
+    /// Resolves the timestamps of `labels` (dispatch i wrote queries 2i, 2i+1; each with
+    /// its useful flops) after `encoder`'s work, submits it, waits, and adds the
+    /// durations to the totals.
     pub(crate) fn collect(
         &self,
         device: &wgpu::Device,
         queue: &wgpu::Queue,
         mut encoder: wgpu::CommandEncoder,
-        labels: &[String],
+        labels: &[(String, f64)],
     ) -> Result<()> {
         let n = 2 * labels.len() as u32;
         encoder.resolve_query_set(&self.query_set, 0..n, &self.resolve, 0);
@@ -82,9 +93,10 @@ impl Profiler {
                 .map_err(|e| anyhow!("profiler mapping failed: {e:?}"))?;
             let stamps: &[u64] = bytemuck::cast_slice(&view);
             let mut totals = self.totals.lock().expect("profiler lock");
-            for (i, label) in labels.iter().enumerate() {
+            for (i, (label, flops)) in labels.iter().enumerate() {
                 let t = totals.entry(label.clone()).or_default();
                 t.calls += 1;
+                t.flops += flops;
                 t.nanos += stamps[2 * i + 1].saturating_sub(stamps[2 * i]) as f64 * self.period_ns;
             }
         }

@@ -66,8 +66,11 @@ pub struct Recorder<'c> {
     encoder: Option<wgpu::CommandEncoder>,
     /// Dispatches recorded since creation (for tests and benchmarks).
     pub dispatches: usize,
-    /// Labels of the dispatches timed in the pending submission (profiling only).
-    timed: Vec<String>,
+    /// Labels of the dispatches timed in the pending submission, with their useful
+    /// flops (profiling only).
+    timed: Vec<(String, f64)>,
+    /// Whether the last dispatch was timed (so [`Recorder::note_gemm`] applies to it).
+    last_timed: bool,
     /// Uniform parameter blocks of this recording, one aligned slot per dispatch, so a
     /// dispatch costs no buffer allocation of its own.
     arena: Option<(wgpu::Buffer, u64)>,
@@ -89,6 +92,7 @@ impl<'c> Recorder<'c> {
             encoder: None,
             dispatches: 0,
             timed: Vec::new(),
+            last_timed: false,
             arena: None,
             pass: None,
         }
@@ -105,6 +109,7 @@ impl<'c> Recorder<'c> {
             encoder: None,
             dispatches: 0,
             timed: Vec::new(),
+            last_timed: false,
             arena: None,
             pass: None,
         }
@@ -185,6 +190,7 @@ impl<'c> Recorder<'c> {
             layout: &pipeline.layout,
             entries: &entries,
         });
+        self.last_timed = false;
         if ctx.profiler.is_none() || self.untimed {
             if self.pass.is_none() {
                 let encoder = self.encoder.get_or_insert_with(|| {
@@ -228,11 +234,13 @@ impl<'c> Recorder<'c> {
                 let i = 2 * self.timed.len() as u32;
                 let modes: Vec<String> =
                     constants.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                self.timed.push(
+                self.timed.push((
                     format!("{} {}", shader.label(), modes.join(" "))
                         .trim()
                         .to_string(),
-                );
+                    0.0,
+                ));
+                self.last_timed = true;
                 Some(wgpu::ComputePassTimestampWrites {
                     query_set: &p.query_set,
                     beginning_of_pass_write_index: Some(i),
@@ -248,6 +256,19 @@ impl<'c> Recorder<'c> {
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, bind_group, &[]);
         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+    }
+
+    /// Marks the last dispatch, when profiled, as a GEMM of `m × n × k` for `z` problems:
+    /// its sizes join the profile label (each problem is listed on its own) and its
+    /// useful flops (2·m·n·k·z) count towards the kernel's TFLOP/s.
+    pub fn note_gemm(&mut self, m: usize, n: usize, k: usize, z: usize) {
+        if !self.last_timed {
+            return;
+        }
+        if let Some((label, flops)) = self.timed.last_mut() {
+            label.push_str(&format!(" | m={m} n={n} k={k} z={z}"));
+            *flops = 2.0 * m as f64 * n as f64 * k as f64 * z as f64;
+        }
     }
 
     /// Writes a uniform block into the recording's arena: (buffer, offset, size). The

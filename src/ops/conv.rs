@@ -69,6 +69,7 @@ pub(crate) fn conv_gemm(
         params: &params,
         mnz: (m, n, z),
         k_bound: k_bound(shader, constants, g, (h, w)),
+        k_useful: k_useful(shader, &specialised, g, (h, w)),
         splits: k_splits,
     };
     let kernel = gemm::select(rec.ctx, &problem);
@@ -94,6 +95,31 @@ fn k_bound(
         "conv2d_fwd" => g.c_in * g.kh * g.kw * if mode == 2.0 { 3 } else { 1 },
         "conv2d_wgrad" => ho * wo,
         _ => 2 * g.c_out * g.kh.div_ceil(g.stride) * g.kw.div_ceil(g.stride),
+    }
+}
+
+/// `gemm_k()` of the op file `shader` exactly: the products each output sums (for the
+/// transposed convolution, the taps of this dispatch's stride phase).
+fn k_useful(
+    shader: &str,
+    constants: &[(&'static str, f64)],
+    g: &ConvGeometry,
+    (h, w): (usize, usize),
+) -> usize {
+    let constant = |name: &str| {
+        constants
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map_or(0, |(_, v)| *v as usize)
+    };
+    match shader {
+        "conv2d_dgrad" => {
+            let s = g.stride;
+            let taps = |k: usize, phase: usize| (k + s - 1 - phase) / s;
+            let sections = if constant("MODE") == 1 { 2 } else { 1 };
+            sections * g.c_out * taps(g.kh, constant("PHASE_Y")) * taps(g.kw, constant("PHASE_X"))
+        }
+        _ => k_bound(shader, constants, g, (h, w)),
     }
 }
 

@@ -562,6 +562,7 @@ fn record_winograd(rec: &mut Recorder, p: &GemmProblem, bindings: &[Binding]) {
         params: p.params,
         mnz: (sizes.c_out, sizes.tiles, 16 * sizes.z),
         k_bound: sizes.c_in,
+        k_useful: sizes.c_in,
         splits: 1,
     };
     let tile = GemmKernel::Tiled {
@@ -703,6 +704,8 @@ pub(crate) struct GemmProblem<'a, 'b> {
     pub mnz: (usize, usize, usize),
     /// At least the op's K (`gemm_k()`), for sizing packed operands.
     pub k_bound: usize,
+    /// The op's K exactly (the products each output sums), for the profile's flops.
+    pub k_useful: usize,
     pub splits: usize,
 }
 
@@ -734,6 +737,7 @@ pub(crate) fn record(
     let groups = kernel.groups((m, n), z, p.splits);
     let Some(packed) = PackedSizes::of(kernel, p) else {
         rec.dispatch(kernel.shader(p.op), &constants, bindings, p.params, groups);
+        rec.note_gemm(m, n, p.k_useful, z);
         return;
     };
     let ctx = rec.ctx;
@@ -769,6 +773,7 @@ pub(crate) fn record(
         &[Binding::read(&a), Binding::read(&b)],
         groups,
     );
+    rec.note_gemm(m, n, p.k_useful, z);
 }
 
 /// What a tuned choice is remembered by: the adapter and precision, the op with its

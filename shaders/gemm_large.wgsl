@@ -38,6 +38,27 @@ override LOADS_B: u32 = BK * BN / THREADS;
 var<workgroup> tile_a: array<vec4<f32>, TILE_A4>;
 var<workgroup> tile_b: array<vec4<f32>, TILE_B4>;
 
+// Element e of the A tile at K offset k0 (consecutive threads walk K, contiguous in
+// weight rows), unchecked where the whole tile lies inside the problem (`full`).
+fn stage_a(z: u32, m0: u32, k0: u32, M: u32, K: u32, full: bool, e: u32) -> f32 {
+    let ak = e % BK;
+    let am = e / BK;
+    if (full || (m0 + am < M && k0 + ak < K)) {
+        return load_a(z, m0 + am, k0 + ak);
+    }
+    return 0.0;
+}
+
+// Element e of the B tile at K offset k0 (consecutive threads walk N).
+fn stage_b(z: u32, n0: u32, k0: u32, N: u32, K: u32, full: bool, e: u32) -> f32 {
+    let bn = e % BN;
+    let bk = e / BN;
+    if (full || (n0 + bn < N && k0 + bk < K)) {
+        return load_b(z, k0 + bk, n0 + bn);
+    }
+    return 0.0;
+}
+
 @compute @workgroup_size(16, 16, 1)
 fn main(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -75,24 +96,10 @@ fn main(
     var k0 = k_lo;
     let full0 = inside && k0 + BK <= K;
     for (var t = 0u; t < LOADS_A; t++) {
-        let e = li + t * THREADS;
-        let ak = e % BK;
-        let am = e / BK;
-        var v = 0.0;
-        if (full0 || (m0 + am < M && k0 + ak < K)) {
-            v = load_a(z, m0 + am, k0 + ak);
-        }
-        next_a[t] = v;
+        next_a[t] = stage_a(z, m0, k0, M, K, full0, li + t * THREADS);
     }
     for (var t = 0u; t < LOADS_B; t++) {
-        let e = li + t * THREADS;
-        let bn = e % BN;
-        let bk = e / BN;
-        var v = 0.0;
-        if (full0 || (n0 + bn < N && k0 + bk < K)) {
-            v = load_b(z, k0 + bk, n0 + bn);
-        }
-        next_b[t] = v;
+        next_b[t] = stage_b(z, n0, k0, N, K, full0, li + t * THREADS);
     }
 
     for (; k0 < K; k0 += BK) {
@@ -114,24 +121,10 @@ fn main(
         if (k1 < K) {
             let full = inside && k1 + BK <= K;
             for (var t = 0u; t < LOADS_A; t++) {
-                let e = li + t * THREADS;
-                let ak = e % BK;
-                let am = e / BK;
-                var v = 0.0;
-                if (full || (m0 + am < M && k1 + ak < K)) {
-                    v = load_a(z, m0 + am, k1 + ak);
-                }
-                next_a[t] = v;
+                next_a[t] = stage_a(z, m0, k1, M, K, full, li + t * THREADS);
             }
             for (var t = 0u; t < LOADS_B; t++) {
-                let e = li + t * THREADS;
-                let bn = e % BN;
-                let bk = e / BN;
-                var v = 0.0;
-                if (full || (n0 + bn < N && k1 + bk < K)) {
-                    v = load_b(z, k1 + bk, n0 + bn);
-                }
-                next_b[t] = v;
+                next_b[t] = stage_b(z, n0, k1, N, K, full, li + t * THREADS);
             }
         }
         for (var kk = 0u; kk < BK; kk++) {

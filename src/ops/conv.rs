@@ -76,6 +76,14 @@ pub(crate) fn conv_gemm(
     gemm::record(rec, kernel, &problem, bindings);
 }
 
+/// The override constant `name` of an op (0 where it is not given, as in the shaders).
+fn constant(constants: &[(&'static str, f64)], name: &str) -> usize {
+    constants
+        .iter()
+        .find(|(k, _)| *k == name)
+        .map_or(0, |(_, v)| *v as usize)
+}
+
 /// At least `gemm_k()` of the op file `shader` for this geometry (the packed GEMM
 /// operands are sized by it): taps of the input (three stacked copies for the z^B rule),
 /// output pixels for the weight gradient, and for the transposed convolution the
@@ -86,13 +94,18 @@ fn k_bound(
     g: &ConvGeometry,
     (h, w): (usize, usize),
 ) -> usize {
-    let mode = constants
-        .iter()
-        .find(|(k, _)| *k == "MODE")
-        .map_or(0.0, |(_, v)| *v);
     let (ho, wo) = g.out_hw(h, w);
     match shader {
-        "conv2d_fwd" => g.c_in * g.kh * g.kw * if mode == 2.0 { 3 } else { 1 },
+        "conv2d_fwd" => {
+            g.c_in
+                * g.kh
+                * g.kw
+                * if constant(constants, "MODE") == 2 {
+                    3
+                } else {
+                    1
+                }
+        }
         "conv2d_wgrad" => ho * wo,
         _ => 2 * g.c_out * g.kh.div_ceil(g.stride) * g.kw.div_ceil(g.stride),
     }
@@ -106,12 +119,7 @@ fn k_useful(
     g: &ConvGeometry,
     (h, w): (usize, usize),
 ) -> usize {
-    let constant = |name: &str| {
-        constants
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map_or(0, |(_, v)| *v as usize)
-    };
+    let constant = |name| constant(constants, name);
     match shader {
         "conv2d_dgrad" => {
             let s = g.stride;

@@ -19,7 +19,7 @@ use rsp::gpu::tune::Trial;
 use rsp::gpu::{Autotune, ContextOptions, GpuContext, Precision};
 use rsp::models::gpu::GpuModel;
 use rsp::models::weights::TensorFile;
-use rsp::ops::gemm::{GemmKernel, GemmTile, LargeTile};
+use rsp::ops::gemm::{GemmKernel, Offer};
 use rsp::{Model, Tensor};
 
 /// Variants forced for whole explanations: one unchecked tile and two large tiles (the
@@ -47,26 +47,11 @@ const CHECKED: [&str; 4] = [
     "subgroup-32x32",
 ];
 
-/// Every variant the registry can offer.
+/// Every variant of the registry but the test hook.
 fn all_variants() -> Vec<GemmKernel> {
-    let mut v = Vec::new();
-    for tile in GemmTile::ALL {
-        for unchecked in [false, true] {
-            v.push(GemmKernel::Tiled { tile, unchecked });
-        }
-    }
-    for rows in [4, 8] {
-        for lanes in [8, 16, 32, 64] {
-            v.push(GemmKernel::Direct { rows, lanes });
-        }
-    }
-    v.extend(LargeTile::ALL.map(GemmKernel::Large));
-    v.push(GemmKernel::Subgroup { packed_a: true });
-    v.push(GemmKernel::Subgroup { packed_a: false });
-    v.push(GemmKernel::Coop { split: true });
-    v.push(GemmKernel::Coop { split: false });
-    v.push(GemmKernel::Winograd);
-    v
+    GemmKernel::all()
+        .filter(|k| k.offer != Offer::TestHook)
+        .collect()
 }
 
 /// The matrix-unit variants, each with the precision it is offered in and the bound on

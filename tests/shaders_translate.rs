@@ -25,7 +25,7 @@ use rsp::explain::{explain, Method, Request};
 use rsp::gpu::shaders::{Skeleton, SHADERS};
 use rsp::gpu::{ContextOptions, DType, GpuContext, ModuleSpec, Precision, ShaderRef};
 use rsp::models::gpu::GpuModel;
-use rsp::ops::gemm::{GemmKernel, GemmTile, LargeTile};
+use rsp::ops::gemm::{GemmKernel, GemmTile, Offer, Recording};
 use rsp::{Init, Model};
 
 /// Where the manifest for `node tools/tint/check.mjs DIR` is written.
@@ -33,38 +33,21 @@ fn manifest_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("wgsl-modules")
 }
 
-/// Every kernel variant of the GEMM family.
+/// Every kernel variant of the GEMM family (the test hook builds the 64×64 tiled
+/// kernel's module).
 fn all_variants() -> Vec<GemmKernel> {
-    let mut all: Vec<GemmKernel> = GemmTile::ALL
-        .iter()
-        .flat_map(|&tile| [false, true].map(|unchecked| GemmKernel::Tiled { tile, unchecked }))
-        .collect();
-    for rows in [4, 8] {
-        for lanes in [8, 16, 32, 64] {
-            all.push(GemmKernel::Direct { rows, lanes });
-        }
-    }
-    all.extend(LargeTile::ALL.map(GemmKernel::Large));
-    all.extend([
-        GemmKernel::Subgroup { packed_a: true },
-        GemmKernel::Subgroup { packed_a: false },
-        GemmKernel::Coop { split: true },
-        GemmKernel::Coop { split: false },
-        GemmKernel::Winograd,
-    ]);
-    all
+    GemmKernel::all()
+        .filter(|k| k.offer != Offer::TestHook)
+        .collect()
 }
 
 /// The names of the fallback tile's constants (stripped to find an op's own).
 fn tile_constant_names() -> Vec<&'static str> {
-    GemmKernel::Tiled {
-        tile: GemmTile::LARGE,
-        unchecked: false,
-    }
-    .constants()
-    .iter()
-    .map(|(k, _)| *k)
-    .collect()
+    GemmKernel::tiled(GemmTile::LARGE, false)
+        .constants()
+        .iter()
+        .map(|(k, _)| *k)
+        .collect()
 }
 
 /// The modules `kernel` builds for the GEMM op of `fallback` (a module built on the
@@ -90,8 +73,8 @@ fn variant_modules(kernel: GemmKernel, fallback: &ModuleSpec) -> Vec<ModuleSpec>
         types: fallback.types.clone(),
         constants,
     };
-    match kernel {
-        GemmKernel::Winograd => {
+    match kernel.recording {
+        Recording::Winograd => {
             let constant = |name| own.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
             let mode = constant("MODE").unwrap_or(0.0);
             let applies = op == "conv2d_fwd"
@@ -110,12 +93,9 @@ fn variant_modules(kernel: GemmKernel, fallback: &ModuleSpec) -> Vec<ModuleSpec>
                 ("Z_PER_IMAGE", if mode == 1.0 { 2.0 } else { 1.0 }),
             ];
             for tile in GemmTile::ALL {
-                let gemm = GemmKernel::Tiled {
-                    tile,
-                    unchecked: true,
-                };
+                let gemm = GemmKernel::tiled(tile, true);
                 let mut constants = per_image.to_vec();
-                constants.extend(gemm.constants());
+                constants.extend_from_slice(gemm.constants());
                 out.push(ModuleSpec {
                     shader: gemm.shader("winograd_gemm"),
                     types: Vec::new(),
@@ -124,7 +104,7 @@ fn variant_modules(kernel: GemmKernel, fallback: &ModuleSpec) -> Vec<ModuleSpec>
             }
             out
         }
-        GemmKernel::Subgroup { packed_a } => {
+        Recording::Packed { packed_a } => {
             let pack = ShaderRef {
                 name: op,
                 skeleton: Skeleton::Pack,
@@ -135,10 +115,12 @@ fn variant_modules(kernel: GemmKernel, fallback: &ModuleSpec) -> Vec<ModuleSpec>
                 out.push(module(pack, with(&[("PACK_B", 0.0)])));
             }
             out.push(module(pack, with(&[("PACK_B", 1.0)])));
-            out.push(module(kernel.shader(op), with(&kernel.constants())));
+            out.push(module(kernel.shader(op), with(kernel.constants())));
             out
         }
-        _ => vec![module(kernel.shader(op), with(&kernel.constants()))],
+        Recording::Single | Recording::HalfGrid => {
+            vec![module(kernel.shader(op), with(kernel.constants()))]
+        }
     }
 }
 
@@ -713,16 +695,15 @@ fn forced_variants_build_only_the_derived_modules() {
             ..Default::default()
         });
         for kernel in [
-            GemmKernel::Tiled {
-                tile: GemmTile { wg_x: 16, wg_y: 8 },
-                unchecked: true,
-            },
-            GemmKernel::Large(LargeTile::ALL[0]),
-            GemmKernel::Direct { rows: 8, lanes: 32 },
-            GemmKernel::Subgroup { packed_a: true },
-            GemmKernel::Subgroup { packed_a: false },
-            GemmKernel::Winograd,
-        ] {
+            "tiled-32x64-unchecked",
+            "large-128x128-k16",
+            "direct-8x32",
+            "subgroup-32x32",
+            "subgroup-32x32-packb",
+            "winograd-2x2",
+        ]
+        .map(|name| GemmKernel::parse(name).expect("a variant"))
+        {
             let derived: Vec<ModuleSpec> = fallback
                 .iter()
                 .filter(|s| is_fallback(s))

@@ -6,8 +6,6 @@ import json
 import sys
 from collections import Counter
 
-INEXACT = ("coop", "winograd")
-
 choices = json.load(open(sys.argv[1]))["choices"]
 chosen = Counter()
 rejected = Counter()
@@ -16,9 +14,11 @@ ratios = {}
 for key, c in choices.items():
     mode = "f16" if "precision f16" in key else "f32"
     chosen[(mode, c["variant"])] += 1
-    exact = [t["Timed"] for n, t in c["trials"].items() if not n.startswith(INEXACT) and "Timed" in t]
+    # The registry's verdict, recorded by rsp in each tuned key.
+    inexact = set(c.get("inexact", []))
+    exact = [t["Timed"] for n, t in c["trials"].items() if n not in inexact and "Timed" in t]
     for name, t in c["trials"].items():
-        if not name.startswith(INEXACT):
+        if name not in inexact:
             continue
         if "Rejected" in t:
             rejected[name] += 1

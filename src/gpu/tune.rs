@@ -66,6 +66,18 @@ pub enum Trial {
 pub struct Choice {
     pub variant: String,
     pub trials: BTreeMap<String, Trial>,
+    /// The candidates that do not give the fallback's bits (accepted within a
+    /// tolerance), as the op family's registry says; summaries read it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inexact: Vec<String>,
+}
+
+/// One variant an op family offers for a key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Candidate {
+    pub name: String,
+    /// Gives the fallback's bits.
+    pub exact: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -215,10 +227,10 @@ impl Tuner {
     pub fn choose(
         &self,
         key: &str,
-        candidates: &[String],
+        candidates: &[Candidate],
         mut trial: impl FnMut(&str) -> Trial,
     ) -> String {
-        let fallback = candidates[0].clone();
+        let fallback = candidates[0].name.clone();
         if self.mode == Autotune::Off || candidates.len() == 1 {
             return fallback;
         }
@@ -227,7 +239,7 @@ impl Tuner {
             .expect("tuner lock")
             .insert(key.to_string());
         if let Some(c) = self.get(key) {
-            if candidates.contains(&c.variant) {
+            if candidates.iter().any(|k| k.name == c.variant) {
                 return c.variant;
             }
         }
@@ -241,7 +253,7 @@ impl Tuner {
         self.tick_start();
         let t0 = Instant::now();
         let mut trials = BTreeMap::new();
-        for (i, name) in candidates.iter().enumerate() {
+        for (i, Candidate { name, .. }) in candidates.iter().enumerate() {
             trials.insert(name.clone(), trial(name));
             // After the fallback's trial the whole key is estimated at that trial's cost
             // per candidate, and after every trial the time spent is checked: a key
@@ -279,7 +291,7 @@ impl Tuner {
             // candidate order, so the fallback wins a draw.
             .min_by(|a, b| {
                 a.1.total_cmp(&b.1).then_with(|| {
-                    let pos = |n: &String| candidates.iter().position(|c| c == n);
+                    let pos = |n: &String| candidates.iter().position(|c| &c.name == n);
                     pos(a.0).cmp(&pos(b.0))
                 })
             })
@@ -288,6 +300,11 @@ impl Tuner {
         let choice = Choice {
             variant: best.clone(),
             trials,
+            inexact: candidates
+                .iter()
+                .filter(|c| !c.exact)
+                .map(|c| c.name.clone())
+                .collect(),
         };
         self.choices
             .lock()
@@ -366,7 +383,17 @@ fn read_cache(path: &Path) -> Option<BTreeMap<String, Choice>> {
 mod tests {
     use super::*;
 
-    fn names(v: &[&str]) -> Vec<String> {
+    /// Candidates by name; those named `approx…` are inexact.
+    fn names(v: &[&str]) -> Vec<Candidate> {
+        v.iter()
+            .map(|s| Candidate {
+                name: s.to_string(),
+                exact: !s.starts_with("approx"),
+            })
+            .collect()
+    }
+
+    fn strs(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
     }
 
@@ -375,10 +402,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("autotune.json");
         let t = Tuner::new(Autotune::On, Some(path.clone()), false);
-        let cands = names(&["fallback", "fast-but-wrong", "faster", "slow"]);
+        let cands = names(&["fallback", "approx-but-wrong", "faster", "slow"]);
         let time = |n: &str| match n {
             "fallback" => Trial::Timed(3.0),
-            "fast-but-wrong" => Trial::Rejected("differs".into()),
+            "approx-but-wrong" => Trial::Rejected("differs".into()),
             "faster" => Trial::Timed(1.0),
             _ => Trial::Timed(9.0),
         };
@@ -389,6 +416,8 @@ mod tests {
         let chosen = t2.choose("k", &cands, |_| panic!("re-timed a cached key"));
         assert_eq!(chosen, "faster");
         assert!(t2.measured().is_empty());
+        // The file says which candidates were inexact.
+        assert_eq!(t2.get("k").unwrap().inexact, ["approx-but-wrong"]);
         // Another key written by another tuner survives both tuners' saves.
         let other = Tuner::new(Autotune::On, Some(path.clone()), false);
         assert_eq!(other.choose("other", &cands, time), "faster");
@@ -431,12 +460,12 @@ mod tests {
         }
         // Two keys fit (about 80 ms); the third's estimate passes the budget, so it and
         // every later key run the fallback, unmeasured and unrecorded.
-        assert_eq!(t.measured(), names(&["k1", "k2"]));
+        assert_eq!(t.measured(), strs(&["k1", "k2"]));
         assert_eq!(
             chosen,
-            names(&["b", "b", "fallback", "fallback", "fallback"])
+            strs(&["b", "b", "fallback", "fallback", "fallback"])
         );
-        assert_eq!(t.deferred(), names(&["k3", "k4", "k5"]));
+        assert_eq!(t.deferred(), strs(&["k3", "k4", "k5"]));
         assert!(t.spent() < Duration::from_millis(150), "{:?}", t.spent());
         // The next run measures where this one stopped.
         let next = Tuner::new(Autotune::On, Some(path), false)
@@ -444,7 +473,7 @@ mod tests {
         for key in ["k1", "k2", "k3", "k4", "k5"] {
             next.choose(key, &cands, slow);
         }
-        assert_eq!(next.measured(), names(&["k3", "k4"]));
+        assert_eq!(next.measured(), strs(&["k3", "k4"]));
         // A key whose later candidate alone passes the budget stops there, unrecorded.
         let t =
             Tuner::new(Autotune::Fresh, None, false).with_budget(Some(Duration::from_millis(100)));
@@ -454,7 +483,7 @@ mod tests {
         };
         assert_eq!(t.choose("k", &cands, slow_second), "fallback");
         assert!(t.measured().is_empty());
-        assert_eq!(t.deferred(), names(&["k"]));
+        assert_eq!(t.deferred(), strs(&["k"]));
         // Without a budget everything is measured.
         let all = Tuner::new(Autotune::Fresh, None, false);
         for key in ["k1", "k2", "k3"] {

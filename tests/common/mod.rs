@@ -136,14 +136,14 @@ pub fn gpu_f16_weights() -> &'static GpuContext {
 /// every large-tile variant (`gemm_large.wgsl`, offered on GPUs; forced here on any
 /// adapter whose limits hold it).
 pub fn exact_tile_variants() -> Vec<String> {
-    use rsp::ops::gemm::{GemmKernel, GemmTile, LargeTile};
-    GemmTile::ALL
-        .iter()
-        .map(|&tile| GemmKernel::Tiled {
-            tile,
-            unchecked: false,
+    use rsp::gpu::shaders::Skeleton;
+    use rsp::ops::gemm::{GemmKernel, Recording};
+    GemmKernel::all()
+        .filter(|k| {
+            k.recording == Recording::Single
+                && ((k.skeleton == Skeleton::Tiled && !k.unchecked)
+                    || k.skeleton == Skeleton::Large)
         })
-        .chain(LargeTile::ALL.iter().map(|&t| GemmKernel::Large(t)))
         .map(|k| k.to_string())
         .collect()
 }

@@ -1,0 +1,259 @@
+//! The autotuner's trial of one candidate on one problem: buffers shaped like the
+//! problem's bindings, filled with fixed pseudo-random values; the candidate's output
+//! checked against the fallback's (bit for bit, or within its tolerance); then timed.
+
+use std::time::Instant;
+
+use wgpu::util::DeviceExt;
+
+use super::variants::GemmKernel;
+use super::{record, GemmProblem};
+use crate::gpu::tune::Trial;
+use crate::gpu::{Access, Binding, GpuContext, Recorder};
+
+/// Whether a candidate's output `got` (f32 bit patterns) agrees with the fallback's
+/// `want`: bit for bit, or for an inexact variant within `tolerance` (see
+/// [`GemmKernel::tolerance`]); non-finite outputs must match in kind.
+pub(super) fn agrees(
+    want: &[u32],
+    got: &[u32],
+    tolerance: Option<(f32, f64)>,
+) -> Result<(), String> {
+    let pairs = want
+        .iter()
+        .zip(got)
+        .map(|(a, b)| (f32::from_bits(*a), f32::from_bits(*b)));
+    let Some((rel, fraction)) = tolerance else {
+        let bad = pairs
+            .filter(|(a, b)| !(a == b || (a.is_nan() && b.is_nan())))
+            .count();
+        return match bad {
+            0 => Ok(()),
+            _ => Err(format!(
+                "{bad} of {} outputs differ from the fallback's",
+                want.len()
+            )),
+        };
+    };
+    let mut mags: Vec<f32> = want
+        .iter()
+        .map(|a| f32::from_bits(*a).abs())
+        .filter(|a| a.is_finite())
+        .collect();
+    let median = if mags.is_empty() {
+        0.0
+    } else {
+        let mid = mags.len() / 2;
+        *mags.select_nth_unstable_by(mid, f32::total_cmp).1
+    };
+    let mut far = 0usize;
+    for (a, b) in pairs {
+        if !a.is_finite() || !b.is_finite() {
+            let same_kind = (a.is_nan() && b.is_nan()) || a == b;
+            if !same_kind {
+                return Err(format!("output {b} where the fallback has {a}"));
+            }
+        } else if (a - b).abs() > rel * (a.abs() + median) {
+            far += 1;
+        }
+    }
+    if far as f64 > fraction * want.len() as f64 {
+        return Err(format!(
+            "{far} of {} outputs differ from the fallback's by more than {rel} relative",
+            want.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Buffers shaped like a problem's bindings, filled with fixed pseudo-random values,
+/// on which candidates are timed and compared (the real inputs may not exist yet: they
+/// are outputs of commands recorded but not submitted).
+pub(super) struct TrialBench {
+    buffers: Vec<wgpu::Buffer>,
+    /// The binding the kernel writes, its length in 32-bit words and its element type.
+    out: usize,
+    out_words: usize,
+    out_dtype: crate::gpu::DType,
+    /// The first candidate's (the fallback's) output.
+    reference: Option<Vec<u32>>,
+    /// The fastest median timed so far (ms).
+    best: Option<f64>,
+}
+
+impl TrialBench {
+    pub(super) fn new(ctx: &GpuContext, p: &GemmProblem) -> Self {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        };
+        let mut out = 0;
+        let buffers = p
+            .bindings
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let words = (b.size / 4) as usize;
+                let contents: Vec<u8> = if b.access == Access::ReadWrite {
+                    out = i;
+                    vec![0; b.size as usize]
+                } else if b.dtype == crate::gpu::DType::F16 {
+                    let halves: Vec<half::f16> = (0..2 * words)
+                        .map(|_| half::f16::from_f32(next()))
+                        .collect();
+                    bytemuck::cast_slice(&halves).to_vec()
+                } else {
+                    let v: Vec<f32> = (0..words).map(|_| next()).collect();
+                    bytemuck::cast_slice(&v).to_vec()
+                };
+                ctx.device
+                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: Some("rsp autotune"),
+                        contents: &contents,
+                        usage: wgpu::BufferUsages::STORAGE
+                            | wgpu::BufferUsages::COPY_SRC
+                            | wgpu::BufferUsages::COPY_DST,
+                    })
+            })
+            .collect();
+        TrialBench {
+            buffers,
+            out,
+            out_words: (p.bindings[out].size / 4) as usize,
+            out_dtype: p.bindings[out].dtype,
+            reference: None,
+            best: None,
+        }
+    }
+
+    /// Records `reps` dispatches of `kernel`, submits them and waits.
+    fn run(&self, ctx: &GpuContext, p: &GemmProblem, kernel: GemmKernel, reps: usize) -> f64 {
+        let bindings: Vec<Binding> = p
+            .bindings
+            .iter()
+            .zip(&self.buffers)
+            .map(|(b, buffer)| Binding { buffer, ..*b })
+            .collect();
+        let mut rec = Recorder::detached(ctx);
+        for _ in 0..reps {
+            record(&mut rec, kernel, p, &bindings);
+        }
+        let t = Instant::now();
+        rec.submit();
+        let _ = ctx.synchronize();
+        t.elapsed().as_secs_f64() * 1e3
+    }
+
+    /// Checks `kernel` against the reference output, then times it: the median of
+    /// three submissions, each of enough dispatches to take about 5 ms.
+    pub(super) fn trial(&mut self, ctx: &GpuContext, p: &GemmProblem, kernel: GemmKernel) -> Trial {
+        let out = &self.buffers[self.out];
+        ctx.queue
+            .write_buffer(out, 0, &vec![0u8; self.out_words * 4]);
+        // Compiles the pipeline and warms caches; its output is checked. A variant the
+        // driver cannot build or run (the experimental cooperative matrices most of
+        // all) is rejected here instead of ending the process.
+        let internal = ctx.device.push_error_scope(wgpu::ErrorFilter::Internal);
+        let validation = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        self.run(ctx, p, kernel, 1);
+        let errors = [
+            pollster::block_on(validation.pop()),
+            pollster::block_on(internal.pop()),
+        ];
+        if let Some(e) = errors.into_iter().flatten().next() {
+            return Trial::Rejected(format!("the device refused it: {e}"));
+        }
+        let got = match ctx.read_raw(out, self.out_words) {
+            Ok(v) => as_f32_bits(v, self.out_dtype),
+            Err(e) => return Trial::Rejected(format!("readback failed: {e:#}")),
+        };
+        match &self.reference {
+            None => self.reference = Some(got),
+            Some(want) => {
+                if let Err(why) = agrees(want, &got, kernel.tolerance()) {
+                    return Trial::Rejected(why);
+                }
+            }
+        }
+        let once = self.run(ctx, p, kernel, 1).max(1e-3);
+        // A candidate three times slower than the best in one run cannot win; timing
+        // it properly would only lengthen tuning (slow kernels cost the most).
+        if self.best.is_some_and(|best| once > 3.0 * best) {
+            return Trial::Timed(once);
+        }
+        let reps = ((5.0 / once).ceil() as usize).clamp(1, 64);
+        let mut times: Vec<f64> = (0..3)
+            .map(|_| self.run(ctx, p, kernel, reps) / reps as f64)
+            .collect();
+        times.sort_by(f64::total_cmp);
+        let median = times[1];
+        self.best = Some(self.best.map_or(median, |b| b.min(median)));
+        Trial::Timed(median)
+    }
+}
+
+/// The outputs in `words` (stored as `dtype`) as f32 bit patterns, for [`agrees`].
+fn as_f32_bits(words: Vec<u32>, dtype: crate::gpu::DType) -> Vec<u32> {
+    match dtype {
+        crate::gpu::DType::F32 => words,
+        crate::gpu::DType::F16 => bytemuck::cast_slice::<u32, half::f16>(&words)
+            .iter()
+            .map(|h| h.to_f32().to_bits())
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f16_outputs_are_compared_as_values() {
+        let halves = [1.0f32, -2.5, 0.0, 65504.0].map(half::f16::from_f32);
+        let words = bytemuck::cast_slice::<half::f16, u32>(&halves).to_vec();
+        let f32_bits = as_f32_bits(words, crate::gpu::DType::F16);
+        assert_eq!(f32_bits, bits(&[1.0, -2.5, 0.0, 65504.0]));
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    #[test]
+    fn exact_variants_must_match_bit_for_bit() {
+        let want = bits(&[1.0, -2.0, f32::NAN, 0.5]);
+        assert!(agrees(&want, &want, None).is_ok());
+        let off = bits(&[1.0, -2.0, f32::NAN, 0.5 + f32::EPSILON]);
+        let err = agrees(&want, &off, None).unwrap_err();
+        assert!(err.contains("1 of 4"), "{err}");
+    }
+
+    #[test]
+    fn inexact_variants_are_judged_by_tolerance_and_fraction() {
+        let kernel = |name| GemmKernel::parse(name).expect("a variant");
+        let tol = kernel("coop-64x64-split").tolerance();
+        assert!(tol.is_some() && kernel("coop-64x64-f16").tolerance().is_some());
+        assert!(kernel("tiled-64x64-unchecked").tolerance().is_none());
+        let want: Vec<f32> = (0..4000).map(|i| (i as f32 * 0.37).sin()).collect();
+        // Relative noise of 1e-6: accepted.
+        let close: Vec<f32> = want.iter().map(|v| v * (1.0 + 1e-6)).collect();
+        assert!(agrees(&bits(&want), &bits(&close), tol).is_ok());
+        // Two ill-conditioned outputs far off (0.05% of 4000): within the fraction.
+        let mut two = close.clone();
+        two[10] = 100.0;
+        two[20] = -3.0;
+        assert!(agrees(&bits(&want), &bits(&two), tol).is_ok());
+        // Columns shifted by one (a layout bug): nearly every output is off.
+        let mut shifted = want.clone();
+        shifted.rotate_left(1);
+        let err = agrees(&bits(&want), &bits(&shifted), tol).unwrap_err();
+        assert!(err.contains("by more than"), "{err}");
+        // A NaN where the fallback is finite is never tolerated.
+        let mut nan = close;
+        nan[5] = f32::NAN;
+        assert!(agrees(&bits(&want), &bits(&nan), tol).is_err());
+    }
+}

@@ -9,7 +9,7 @@ use anyhow::{anyhow, bail, Result};
 use super::dtype::{DType, Precision};
 use super::pipelines::PipelineCache;
 use super::pool::BufferPool;
-use super::profiler::Profiler;
+use super::profiler::{PassClock, Profiler};
 use super::tune::{self, Autotune, Tuner};
 
 /// Which wgpu backends to consider (`--backend`).
@@ -283,6 +283,8 @@ pub struct GpuContext {
     pub(crate) placeholder: wgpu::Buffer,
     /// Per-kernel GPU timing, when asked for and supported.
     pub profiler: Option<Profiler>,
+    /// The autotuner's timestamps, where the device has them and tuning is on.
+    pub(crate) clock: Option<PassClock>,
     /// Storage type of uploaded layer weights (`ContextOptions::weights`, or f16 for
     /// [`Precision::F16`]).
     pub weight_dtype: DType,
@@ -399,8 +401,10 @@ impl GpuContext {
                 if opts.limits == DeviceLimits::Adapter { "" } else { " with the requested limits" }
             );
         }
-        let timestamps =
-            opts.profile && adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
+        let has_timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
+        let timestamps = opts.profile && has_timestamps;
+        // The autotuner times its candidates on the device's clock where it can.
+        let clock = has_timestamps && opts.autotune != Autotune::Off;
         if opts.profile && !timestamps {
             eprintln!(
                 "warning: '{}' has no timestamp queries; profiling is off",
@@ -426,7 +430,7 @@ impl GpuContext {
             && summary.fixed_subgroup == Some(32)
             && adapter.features().contains(wgpu::Features::SHADER_F16);
         let mut features = wgpu::Features::empty();
-        if timestamps {
+        if timestamps || clock {
             features |= wgpu::Features::TIMESTAMP_QUERY;
         }
         if half || matrix_units {
@@ -465,6 +469,7 @@ impl GpuContext {
             mapped_at_creation: false,
         });
         let profiler = timestamps.then(|| Profiler::new(&device, &queue));
+        let clock = clock.then(|| PassClock::new(&device, &queue));
         let fill_workgroups = if adapter.get_info().device_type == wgpu::DeviceType::Cpu {
             2 * std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
@@ -484,6 +489,7 @@ impl GpuContext {
             exact_kernels: opts.exact_kernels,
             offer_broken_variant: opts.offer_broken_variant,
             profiler,
+            clock,
             weight_dtype: if half { DType::F16 } else { DType::F32 },
             precision: opts.precision,
             matrix_units,

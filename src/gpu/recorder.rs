@@ -5,6 +5,7 @@
 use super::context::GpuContext;
 use super::dtype::DType;
 use super::pipelines::{Access, ShaderRef};
+use super::profiler::PassClock;
 use super::tensor::GpuTensor;
 
 /// One storage binding of a dispatch.
@@ -63,6 +64,8 @@ pub struct Recorder<'c> {
     _exclusive: Option<std::sync::MutexGuard<'c, ()>>,
     /// Never timed by the profiler (autotuning runs).
     untimed: bool,
+    /// Timestamps around the recording's one pass (the autotuner's GPU clock).
+    clock: Option<&'c PassClock>,
     encoder: Option<wgpu::CommandEncoder>,
     /// Dispatches recorded since creation (for tests and benchmarks).
     pub dispatches: usize,
@@ -87,6 +90,7 @@ impl<'c> Recorder<'c> {
     pub fn new(ctx: &'c GpuContext) -> Self {
         Recorder {
             untimed: false,
+            clock: None,
             ctx,
             _exclusive: Some(ctx.recording.lock().unwrap_or_else(|e| e.into_inner())),
             encoder: None,
@@ -104,6 +108,7 @@ impl<'c> Recorder<'c> {
     pub(crate) fn detached(ctx: &'c GpuContext) -> Self {
         Recorder {
             untimed: true,
+            clock: None,
             ctx,
             _exclusive: None,
             encoder: None,
@@ -113,6 +118,14 @@ impl<'c> Recorder<'c> {
             arena: None,
             pass: None,
         }
+    }
+
+    /// A detached recorder whose one compute pass writes `clock`'s timestamps at its
+    /// beginning and end (resolved at submission).
+    pub(crate) fn detached_clocked(ctx: &'c GpuContext, clock: &'c PassClock) -> Self {
+        let mut rec = Recorder::detached(ctx);
+        rec.clock = Some(clock);
+        rec
     }
 
     /// A placeholder for bindings a kernel's mode does not read.
@@ -201,7 +214,7 @@ impl<'c> Recorder<'c> {
                 });
                 let pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some("rsp"),
-                    timestamp_writes: None,
+                    timestamp_writes: self.clock.map(PassClock::writes),
                 });
                 self.pass = Some(pass.forget_lifetime());
             }
@@ -305,7 +318,10 @@ impl<'c> Recorder<'c> {
         if !self.untimed {
             self.ctx.tuner.finish_progress();
         }
-        if let Some(enc) = self.encoder.take() {
+        if let Some(mut enc) = self.encoder.take() {
+            if let Some(clock) = self.clock {
+                clock.resolve(&mut enc);
+            }
             match &self.ctx.profiler {
                 Some(p) if !self.timed.is_empty() => {
                     let labels = std::mem::take(&mut self.timed);

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use wgpu::util::DeviceExt;
 
-use super::variants::GemmKernel;
+use super::variants::{GemmKernel, Recording};
 use super::{record, GemmProblem};
 use crate::gpu::tune::Trial;
 use crate::gpu::{Access, Binding, GpuContext, Recorder};
@@ -130,6 +130,9 @@ impl TrialBench {
     }
 
     /// Records `reps` dispatches of `kernel`, submits them and waits.
+    /// Records `reps` dispatches of `kernel` on `p` (the whole problem or a slice),
+    /// submits them and waits: milliseconds per dispatch, on the device's clock where
+    /// it has one, else by the wall clock around submission and wait.
     fn run(&self, ctx: &GpuContext, p: &GemmProblem, kernel: GemmKernel, reps: usize) -> f64 {
         let bindings: Vec<Binding> = p
             .bindings
@@ -137,18 +140,30 @@ impl TrialBench {
             .zip(&self.buffers)
             .map(|(b, buffer)| Binding { buffer, ..*b })
             .collect();
-        let mut rec = Recorder::detached(ctx);
+        let mut rec = match &ctx.clock {
+            Some(clock) => Recorder::detached_clocked(ctx, clock),
+            None => Recorder::detached(ctx),
+        };
         for _ in 0..reps {
             record(&mut rec, kernel, p, &bindings);
         }
         let t = Instant::now();
         rec.submit();
         let _ = ctx.synchronize();
-        t.elapsed().as_secs_f64() * 1e3
+        let wall = t.elapsed().as_secs_f64() * 1e3;
+        let ms = match &ctx.clock {
+            Some(clock) => clock.read_ms(&ctx.device).unwrap_or(wall),
+            None => wall,
+        };
+        ms.max(1e-6) / reps as f64
     }
 
-    /// Checks `kernel` against the reference output, then times it: the median of
-    /// three submissions, each of enough dispatches to take about 5 ms.
+    /// Checks `kernel` against the reference output on the whole problem (the run
+    /// that also builds its pipeline), then times it on [`timed_slice`] of the
+    /// problem: samples of enough dispatches to take about 3 ms, the median of five,
+    /// scaled to the whole grid. A candidate whose first two samples are both 1.5×
+    /// the best median so far is dropped early with its faster sample, since it
+    /// cannot win.
     pub(super) fn trial(&mut self, ctx: &GpuContext, p: &GemmProblem, kernel: GemmKernel) -> Trial {
         let out = &self.buffers[self.out];
         ctx.queue
@@ -178,21 +193,61 @@ impl TrialBench {
                 }
             }
         }
-        let once = self.run(ctx, p, kernel, 1).max(1e-3);
-        // A candidate three times slower than the best in one run cannot win; timing
-        // it properly would only lengthen tuning (slow kernels cost the most).
-        if self.best.is_some_and(|best| once > 3.0 * best) {
-            return Trial::Timed(once);
+        let (slice, scale) = timed_slice(ctx.fill_workgroups, p, kernel);
+        let first = self.run(ctx, &slice, kernel, 1) * scale;
+        let reps = ((3.0 / first).ceil() as usize).clamp(1, 64);
+        let mut times = Vec::with_capacity(SAMPLES);
+        for _ in 0..SAMPLES {
+            times.push(self.run(ctx, &slice, kernel, reps) * scale);
+            let fastest = times.iter().copied().fold(f64::INFINITY, f64::min);
+            if times.len() == 2 && self.best.is_some_and(|best| fastest > 1.5 * best) {
+                return Trial::Timed(fastest);
+            }
         }
-        let reps = ((5.0 / once).ceil() as usize).clamp(1, 64);
-        let mut times: Vec<f64> = (0..3)
-            .map(|_| self.run(ctx, p, kernel, reps) / reps as f64)
-            .collect();
         times.sort_by(f64::total_cmp);
-        let median = times[1];
+        let median = times[SAMPLES / 2];
         self.best = Some(self.best.map_or(median, |b| b.min(median)));
         Trial::Timed(median)
     }
+}
+
+/// Timed samples per candidate.
+const SAMPLES: usize = 5;
+
+/// Columns of C a sliced trial covers are a multiple of this: of every block width in
+/// the registry, so each variant's slice holds whole blocks of the same outputs.
+const SLICE_COLUMNS: usize = 1024;
+
+/// The part of `p` a candidate is timed on, and the factor from its time to the whole
+/// problem's. A problem with many columns of C (a convolution over a large image: N is
+/// its pixels) is timed on its first columns only: at least a sixteenth of them and
+/// enough workgroups of the largest block (128×128) to fill the device four times,
+/// scaled by the kernel's own ratio of grid columns. Variants that pack or transform
+/// their operands (their scratch passes cover the whole problem) and problems without
+/// four such slices are timed whole.
+fn timed_slice<'a, 'b>(
+    fill_workgroups: usize,
+    p: &GemmProblem<'a, 'b>,
+    kernel: GemmKernel,
+) -> (GemmProblem<'a, 'b>, f64) {
+    let (m, n, z) = p.mnz;
+    let whole = (*p, 1.0);
+    if !matches!(kernel.recording, Recording::Single | Recording::HalfGrid) {
+        return whole;
+    }
+    let per_128_columns = m.div_ceil(128) * z * p.splits;
+    let to_fill = (4 * fill_workgroups).div_ceil(per_128_columns.max(1)) * 128;
+    let columns = to_fill.max(n.div_ceil(16)).next_multiple_of(SLICE_COLUMNS);
+    if 4 * columns > n {
+        return whole;
+    }
+    let slice = GemmProblem {
+        mnz: (m, columns, z),
+        ..*p
+    };
+    let grid_columns = |q: &GemmProblem| kernel.groups((q.mnz.0, q.mnz.1), z, p.splits)[0];
+    let scale = grid_columns(p) as f64 / grid_columns(&slice) as f64;
+    (slice, scale)
 }
 
 /// The outputs in `words` (stored as `dtype`) as f32 bit patterns, for [`agrees`].
@@ -220,6 +275,38 @@ mod tests {
 
     fn bits(v: &[f32]) -> Vec<u32> {
         v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    #[test]
+    fn large_problems_are_timed_on_a_slice_that_fills_the_device() {
+        let problem = |mnz| GemmProblem {
+            op: "conv2d_fwd",
+            constants: &[],
+            bindings: &[],
+            params: &[],
+            mnz,
+            k_bound: 27,
+            k_useful: 27,
+            splits: 1,
+        };
+        let kernel = |name| GemmKernel::parse(name).expect("a variant");
+        // VGG16's first convolution at 224 px on a 2-core CPU device (fill 4): a
+        // sixteenth of the 50176 pixels, rounded up to whole slices of 1024 columns.
+        let conv1 = problem((64, 50176, 1));
+        let (slice, scale) = timed_slice(4, &conv1, kernel("tiled-64x64-unchecked"));
+        assert_eq!(slice.mnz, (64, 4096, 1));
+        assert_eq!(scale, 784.0 / 64.0);
+        let (_, scale) = timed_slice(4, &conv1, kernel("direct-8x64"));
+        assert_eq!(scale, 196.0 / 16.0);
+        // On a GPU (fill 256) the slice would not fill the device four times.
+        assert_eq!(timed_slice(256, &conv1, kernel("large-128x128-k16")).1, 1.0);
+        // Small images and packed or transformed operands are timed whole.
+        let late = problem((512, 196, 1));
+        assert_eq!(timed_slice(4, &late, kernel("tiled-64x64")).0.mnz, late.mnz);
+        for whole in ["subgroup-32x32", "winograd-2x2"] {
+            let (slice, scale) = timed_slice(4, &conv1, kernel(whole));
+            assert_eq!((slice.mnz, scale), (conv1.mnz, 1.0), "{whole}");
+        }
     }
 
     #[test]

@@ -280,22 +280,25 @@ pub fn gemm(a: &Packed, b: &Packed, scheme: Scheme, order: Order) -> Matrix {
         "gemm: A per rows, B per columns"
     );
     assert!(a.planes.len() >= scheme.planes && b.planes.len() >= scheme.planes);
+    assert!(scheme.max_order <= 2, "gemm: at most three orders");
     let (m, n, k) = (a.rows, b.cols, a.cols);
     let products = scheme.products();
+    // f16 → f32 is exact; converting once keeps the emulation fast.
+    let widen = |p: &Vec<f16>| p.iter().map(|h| h.to_f32()).collect::<Vec<f32>>();
+    let pa: Vec<Vec<f32>> = a.planes.iter().map(widen).collect();
+    let pb: Vec<Vec<f32>> = b.planes.iter().map(widen).collect();
     let mut out = vec![0.0f32; m * n];
     let mut terms = Vec::with_capacity(MMA_K);
     for r in 0..m {
         for c in 0..n {
-            let mut unit = vec![0.0f32; scheme.orders()];
-            let mut outer = vec![0.0f32; scheme.orders()];
+            let mut unit = [0.0f32; 3];
+            let mut outer = [0.0f32; 3];
             for (step, k0) in (0..k).step_by(MMA_K).enumerate() {
                 let k1 = (k0 + MMA_K).min(k);
                 for &(i, j) in &products {
-                    let (pa, pb) = (&a.planes[i], &b.planes[j]);
+                    let (ra, cb) = (&pa[i][r * k..(r + 1) * k], &pb[j]);
                     terms.clear();
-                    terms.extend(
-                        (k0..k1).map(|kk| pa[r * k + kk].to_f32() * pb[kk * n + c].to_f32()),
-                    );
+                    terms.extend((k0..k1).map(|kk| ra[kk] * cb[kk * n + c]));
                     unit[i + j] = unit_step(order.unit, unit[i + j], &terms);
                 }
                 if order.flush > 0 && ((step + 1) % order.flush == 0 || k1 == k) {

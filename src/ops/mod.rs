@@ -10,6 +10,7 @@ pub mod pool;
 pub mod rap;
 pub mod reduce;
 pub mod saliency;
+pub mod split_fp32;
 
 pub use classify::{logit_seed, one_hot, softmax, top_k, ClassIndices, Seed, NO_CLASS};
 pub use conv::{conv2d, conv2d_dgrad, conv2d_wgrad, conv2d_z, GpuConv, Weights};

@@ -191,7 +191,7 @@ fn linear_forward_with_and_without_relu() {
         let in_f: usize = shape[1..].iter().product();
         let l = linear_layer(out_f, in_f, 800 + i as u64);
         let x = common::random(shape, 900 + i as u64);
-        let [plain, relu]: [Tensor; 2] = run(|rec| {
+        let [plain, relu]: [Tensor; 2] = each_tile(&format!("linear {shape:?}"), |rec| {
             let gl = GpuLinear::upload(rec.ctx, &l);
             let xg = rec.ctx.upload(&x);
             vec![
@@ -227,11 +227,13 @@ fn linear_grad_matches_input_gradient() {
     {
         let l = linear_layer(out_f, in_f, 1000 + i as u64);
         let g = common::random(&[rows, out_f], 1100 + i as u64);
-        let out = run1(|rec| {
+        let [out]: [Tensor; 1] = each_tile(&format!("linear_grad {rows} {out_f}"), |rec| {
             let gl = GpuLinear::upload(rec.ctx, &l);
             let gg = rec.ctx.upload(&g);
-            ops::linear_grad(rec, &gg, &gl)
-        });
+            vec![ops::linear_grad(rec, &gg, &gl)]
+        })
+        .try_into()
+        .unwrap();
         let want = cpu::linear_backward_input(&g, &l);
         assert_close(
             &format!("linear_grad [{rows},{out_f}]x[{out_f},{in_f}]"),

@@ -6,8 +6,8 @@ use rsp::gpu::DType;
 
 #[test]
 fn every_gemm_op_validates_with_every_skeleton_and_storage_type() {
-    for (name, _, gemm) in SHADERS {
-        if !gemm {
+    for (name, _, kind) in SHADERS {
+        if !kind.is_gemm() {
             assert!(source_typed(name, &[], Skeleton::Tiled).is_none());
             continue;
         }
@@ -55,7 +55,7 @@ fn every_gemm_op_validates_with_every_skeleton_and_storage_type() {
 /// module validates with all of its typed bindings in f16.
 #[test]
 fn every_tensor_binding_is_typed_and_validates_in_f16() {
-    for (name, src, gemm) in SHADERS {
+    for (name, src, kind) in SHADERS {
         let typed = rsp::gpu::shaders::typed_bindings(name);
         let untyped: Vec<&str> = src
             .lines()
@@ -70,7 +70,7 @@ fn every_tensor_binding_is_typed_and_validates_in_f16() {
             "{name}: untyped tensor bindings {untyped:?}"
         );
         assert!(!typed.is_empty(), "{name}: no typed binding");
-        let skeleton = if *gemm {
+        let skeleton = if kind.is_gemm() {
             Skeleton::Tiled
         } else {
             Skeleton::None

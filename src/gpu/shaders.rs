@@ -78,65 +78,113 @@ impl Skeleton {
 /// Convolution parameters and tap indexing, prepended to each convolution kernel.
 const CONV_COMMON: &str = include_str!("../../shaders/conv_common.wgsl");
 
-/// Every compute shader by name: (name, op source, is an implicit-GEMM convolution).
-pub const SHADERS: &[(&str, &str, bool)] = &[
+/// The split of K, prepended to every GEMM op file.
+const GEMM_COMMON: &str = include_str!("../../shaders/gemm_common.wgsl");
+
+/// What an op file is: a whole module, or a GEMM op that a [`Skeleton`] completes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpKind {
+    /// The file is the whole module.
+    Plain,
+    /// A GEMM op with its own parameters (gemm_m/n/k, loads, store).
+    Gemm,
+    /// A GEMM op over convolution geometry (`conv_common.wgsl` prepended).
+    ConvGemm,
+}
+
+impl OpKind {
+    pub fn is_gemm(self) -> bool {
+        self != OpKind::Plain
+    }
+}
+
+/// Every compute shader by name: (name, op source, kind).
+pub const SHADERS: &[(&str, &str, OpKind)] = &[
     (
         "conv2d_fwd",
         include_str!("../../shaders/conv2d_fwd.wgsl"),
-        true,
+        OpKind::ConvGemm,
     ),
     (
         "conv2d_dgrad",
         include_str!("../../shaders/conv2d_dgrad.wgsl"),
-        true,
+        OpKind::ConvGemm,
     ),
     (
         "conv2d_wgrad",
         include_str!("../../shaders/conv2d_wgrad.wgsl"),
-        true,
+        OpKind::ConvGemm,
     ),
     (
         "winograd_gemm",
         include_str!("../../shaders/winograd_gemm.wgsl"),
-        true,
+        OpKind::ConvGemm,
     ),
     (
         "elementwise",
         include_str!("../../shaders/elementwise.wgsl"),
-        false,
+        OpKind::Plain,
     ),
     (
         "residual_rule",
         include_str!("../../shaders/residual_rule.wgsl"),
-        false,
+        OpKind::Plain,
     ),
-    ("reduce", include_str!("../../shaders/reduce.wgsl"), false),
-    ("maxpool", include_str!("../../shaders/maxpool.wgsl"), false),
-    ("avgpool", include_str!("../../shaders/avgpool.wgsl"), false),
-    ("linear", include_str!("../../shaders/linear.wgsl"), false),
+    (
+        "reduce",
+        include_str!("../../shaders/reduce.wgsl"),
+        OpKind::Plain,
+    ),
+    (
+        "maxpool",
+        include_str!("../../shaders/maxpool.wgsl"),
+        OpKind::Plain,
+    ),
+    (
+        "avgpool",
+        include_str!("../../shaders/avgpool.wgsl"),
+        OpKind::Plain,
+    ),
+    (
+        "linear_fwd",
+        include_str!("../../shaders/linear_fwd.wgsl"),
+        OpKind::Gemm,
+    ),
     (
         "linear_grad",
         include_str!("../../shaders/linear_grad.wgsl"),
-        false,
+        OpKind::Gemm,
     ),
-    ("softmax", include_str!("../../shaders/softmax.wgsl"), false),
-    ("topk", include_str!("../../shaders/topk.wgsl"), false),
+    (
+        "softmax",
+        include_str!("../../shaders/softmax.wgsl"),
+        OpKind::Plain,
+    ),
+    (
+        "topk",
+        include_str!("../../shaders/topk.wgsl"),
+        OpKind::Plain,
+    ),
     (
         "logit_seed",
         include_str!("../../shaders/logit_seed.wgsl"),
-        false,
+        OpKind::Plain,
     ),
-    ("gradcam", include_str!("../../shaders/gradcam.wgsl"), false),
-    ("rap", include_str!("../../shaders/rap.wgsl"), false),
+    (
+        "gradcam",
+        include_str!("../../shaders/gradcam.wgsl"),
+        OpKind::Plain,
+    ),
+    ("rap", include_str!("../../shaders/rap.wgsl"), OpKind::Plain),
     (
         "upsample_bilinear",
         include_str!("../../shaders/upsample_bilinear.wgsl"),
-        false,
+        OpKind::Plain,
     ),
     (
         "rsp_init",
         include_str!("../../shaders/rsp_init.wgsl"),
-        false,
+        OpKind::Plain,
     ),
 ];
 
@@ -179,7 +227,9 @@ pub fn typed_bindings(name: &str) -> &'static [(&'static str, usize)] {
 
 /// Whether shader `name` is a GEMM op file that needs a [`Skeleton`].
 pub fn is_gemm(name: &str) -> bool {
-    SHADERS.iter().any(|(n, _, conv)| *n == name && *conv)
+    SHADERS
+        .iter()
+        .any(|(n, _, kind)| *n == name && kind.is_gemm())
 }
 
 /// The complete WGSL module of shader `name`, every typed binding f32, GEMM ops on
@@ -197,8 +247,8 @@ pub fn source(name: &str) -> Option<String> {
 /// typed bindings, in [`typed_bindings`] order (missing ones are f32), completed by
 /// `skeleton` if it is a GEMM op (`None` when `skeleton` does not fit the shader).
 pub fn source_typed(name: &str, types: &[DType], skeleton: Skeleton) -> Option<String> {
-    let (_, src, conv) = SHADERS.iter().find(|(n, _, _)| *n == name)?;
-    if *conv == (skeleton == Skeleton::None) || !skeleton.fits_op(name) {
+    let (_, src, kind) = SHADERS.iter().find(|(n, _, _)| *n == name)?;
+    if kind.is_gemm() == (skeleton == Skeleton::None) || !skeleton.fits_op(name) {
         return None;
     }
     let typed = typed_bindings(name);
@@ -215,9 +265,12 @@ pub fn source_typed(name: &str, types: &[DType], skeleton: Skeleton) -> Option<S
     for ((alias, _), t) in typed.iter().zip(&types) {
         header.push_str(&format!("alias {alias} = {};\n", t.wgsl()));
     }
-    Some(if *conv {
-        format!("{header}{CONV_COMMON}\n{src}\n{}", skeleton.source())
-    } else {
-        format!("{header}{src}")
+    Some(match kind {
+        OpKind::Plain => format!("{header}{src}"),
+        OpKind::Gemm => format!("{header}{GEMM_COMMON}\n{src}\n{}", skeleton.source()),
+        OpKind::ConvGemm => format!(
+            "{header}{CONV_COMMON}\n{GEMM_COMMON}\n{src}\n{}",
+            skeleton.source()
+        ),
     })
 }

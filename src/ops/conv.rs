@@ -72,8 +72,7 @@ pub(crate) fn conv_gemm(
         k_useful: k_useful(shader, &specialised, g, (h, w)),
         splits: k_splits,
     };
-    let kernel = gemm::select(rec.ctx, &problem);
-    gemm::record(rec, kernel, &problem, bindings);
+    gemm::dispatch(rec, &problem);
 }
 
 /// The override constant `name` of an op (0 where it is not given, as in the shaders).

@@ -1,4 +1,6 @@
-//! Fully connected layers. A weight larger than one storage binding may span
+//! Fully connected layers as GEMM ops (`shaders/linear_fwd.wgsl`,
+//! `shaders/linear_grad.wgsl`), run with the variant `ops::gemm` selects, tuned like
+//! the convolutions. A weight larger than one storage binding may span
 //! (`GpuContext::max_binding`; 128 MiB on many adapters, while VGG16's first classifier
 //! weight is 411 MB) is split into row chunks, each bound and dispatched on its own.
 
@@ -6,6 +8,7 @@ use crate::gpu::{Binding, GpuContext, GpuTensor, Recorder};
 use crate::layers::Linear;
 use crate::ops::conv::Weights;
 use crate::ops::elementwise::{elementwise, ElementwiseOp, Layout};
+use crate::ops::gemm::{self, GemmProblem};
 
 /// One row-range of a linear weight.
 pub struct WeightChunk {
@@ -46,10 +49,6 @@ impl GpuLinear {
             bias: ctx.upload_slice(&[out_f], &l.bias),
         }
     }
-
-    fn params(&self, c: &WeightChunk) -> [u32; 4] {
-        [self.in_features, self.out_features, c.row_offset, c.rows].map(|v| v as u32)
-    }
 }
 
 /// `x W^T + b` for `x` `[N, in]` (any trailing shape that flattens to `in`),
@@ -77,22 +76,41 @@ fn linear_with(
         "linear: input has the wrong feature count"
     );
     let out = rec.ctx.empty(&[n, l.out_features]);
+    let constants = [
+        ("RELU", relu as u8 as f64),
+        ("POS_WEIGHTS", (weights == Weights::Positive) as u8 as f64),
+        ("NEG_WEIGHTS", (weights == Weights::Negative) as u8 as f64),
+    ];
     for c in &l.chunks {
-        rec.dispatch(
-            "linear",
-            &[
-                ("RELU", relu as u8 as f64),
-                ("POS_WEIGHTS", (weights == Weights::Positive) as u8 as f64),
-                ("NEG_WEIGHTS", (weights == Weights::Negative) as u8 as f64),
-            ],
-            &[
-                Binding::read(x),
-                Binding::read(&c.weight),
-                Binding::read(&l.bias),
-                Binding::write(&out),
-            ],
-            &l.params(c),
-            [c.rows as u32, n as u32, 1],
+        let params = [
+            l.in_features,
+            l.out_features,
+            c.row_offset,
+            c.rows,
+            n,
+            0,
+            0,
+            0,
+        ];
+        let bindings = [
+            Binding::read(x),
+            Binding::read(&c.weight),
+            Binding::read(&l.bias),
+            rec.unused(),
+            Binding::write(&out),
+        ];
+        gemm::dispatch(
+            rec,
+            &GemmProblem {
+                op: "linear_fwd",
+                constants: &constants,
+                bindings: &bindings,
+                params: &params.map(|v| v as u32),
+                mnz: (c.rows, n, 1),
+                k_bound: l.in_features,
+                k_useful: l.in_features,
+                splits: 1,
+            },
         );
     }
     out
@@ -137,6 +155,10 @@ pub fn linear_grad_with(
         .collect();
     let total: usize = splits.iter().sum();
     let partial = rec.ctx.empty(&[rows, total, l.in_features]);
+    let constants = [
+        ("POS_WEIGHTS", (weights == Weights::Positive) as u8 as f64),
+        ("NEG_WEIGHTS", (weights == Weights::Negative) as u8 as f64),
+    ];
     let mut base = 0;
     for (c, &n_split) in l.chunks.iter().zip(&splits) {
         let params = [
@@ -144,29 +166,30 @@ pub fn linear_grad_with(
             l.out_features,
             c.row_offset,
             c.rows,
-            per_split,
+            rows,
+            n_split,
             base,
             total,
-            0,
-        ]
-        .map(|v| v as u32);
-        rec.dispatch(
-            "linear_grad",
-            &[
-                ("POS_WEIGHTS", (weights == Weights::Positive) as u8 as f64),
-                ("NEG_WEIGHTS", (weights == Weights::Negative) as u8 as f64),
-            ],
-            &[
-                Binding::read(g),
-                Binding::read(&c.weight),
-                Binding::write(&partial),
-            ],
-            &params,
-            [
-                l.in_features.div_ceil(256) as u32,
-                rows as u32,
-                n_split as u32,
-            ],
+        ];
+        let bindings = [
+            Binding::read(g),
+            Binding::read(&c.weight),
+            rec.unused(),
+            rec.unused(),
+            Binding::write(&partial),
+        ];
+        gemm::dispatch(
+            rec,
+            &GemmProblem {
+                op: "linear_grad",
+                constants: &constants,
+                bindings: &bindings,
+                params: &params.map(|v| v as u32),
+                mnz: (l.in_features, rows, 1),
+                k_bound: c.rows,
+                k_useful: c.rows,
+                splits: n_split,
+            },
         );
         base += n_split;
     }

@@ -96,6 +96,7 @@ pub(crate) fn fits(kernel: GemmKernel, ctx: &GpuContext, p: &GemmProblem) -> boo
 }
 
 /// One GEMM dispatch as the op records it, before a variant is chosen.
+#[derive(Clone, Copy)]
 pub(crate) struct GemmProblem<'a, 'b> {
     pub op: &'static str,
     /// The op's own override constants (mode, kernel size, stride, phase).
@@ -175,6 +176,13 @@ pub(crate) fn record(
         groups,
     );
     rec.note_gemm(m, n, p.k_useful, z);
+}
+
+/// Records `p` with the variant [`select`] picks (forced, autotuned, or the heuristic
+/// tile).
+pub(crate) fn dispatch(rec: &mut Recorder, p: &GemmProblem) {
+    let kernel = select(rec.ctx, p);
+    record(rec, kernel, p, p.bindings);
 }
 
 /// What a tuned choice is remembered by: the adapter and precision, the op with its

@@ -1,0 +1,15 @@
+// Shared by every GEMM op file (prepended after the op's own common part): the split
+// of K. The op file defines gemm_k() and gemm_k_splits().
+
+// Split-K: split `split` of gemm_k_splits() sums K in [lo, hi): chunks of ⌈K / splits⌉
+// rounded up to SPLIT_ALIGN (the tiled skeleton's K tile), the same in every GEMM
+// skeleton, so all of them sum each output over the same ranges in the same order.
+const SPLIT_ALIGN: u32 = 16u;
+
+fn split_k_range(split: u32) -> vec2<u32> {
+    let k_total = gemm_k();
+    let splits = gemm_k_splits();
+    let chunk = ((k_total + splits - 1u) / splits + SPLIT_ALIGN - 1u) / SPLIT_ALIGN * SPLIT_ALIGN;
+    let lo = split * chunk;
+    return vec2<u32>(lo, min(k_total, lo + chunk));
+}

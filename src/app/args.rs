@@ -44,9 +44,10 @@ pub struct DeviceArgs {
     /// tolerance of them.
     #[arg(long, default_value = "on", value_parser = parse_autotune, value_name = "on|off|fresh")]
     pub autotune: Autotune,
-    /// The most seconds one run spends timing kernel variants; problems past it run the
-    /// heuristic kernel and are timed by later runs (`rsp tune` times them all at once,
-    /// without a budget). 0: no limit.
+    /// The most seconds one run spends timing kernel variants; problems past it run an
+    /// untimed default (the device class's usual winner, else the heuristic kernel) and
+    /// are timed by later runs (`rsp tune` times them all at once, without a budget). 0:
+    /// no limit.
     #[arg(long, default_value_t = 10.0, value_name = "SECONDS", value_parser = parse_budget, allow_hyphen_values = true)]
     pub autotune_budget: f64,
 }
@@ -76,7 +77,7 @@ pub fn note_deferred_tuning(ctx: &GpuContext) {
     if deferred > 0 {
         eprintln!(
             "note: autotuning timed {} kernel problems in {:.1} s (--autotune-budget); {deferred} \
-             more ran the heuristic kernel and are timed by later runs, or all at once by \
+             more ran an untimed default kernel and are timed by later runs, or all at once by \
              `rsp tune --weights FILE --size S --batch B` (this run's model, size and batch)",
             ctx.tuner.measured().len(),
             ctx.tuner.spent().as_secs_f64()

@@ -12,7 +12,8 @@
 //!
 //! A run may bound its tuning ([`Tuner::with_budget`], the CLI's `--autotune-budget`):
 //! once the time spent measuring would pass the budget, the problems not yet measured
-//! run the fallback and stay unmeasured, for later runs (or `rsp tune`) to measure, so
+//! run the candidate the op family marks as its usual winner ([`Candidate::untuned`],
+//! else the fallback) and stay unmeasured, for later runs (or `rsp tune`) to measure, so
 //! a first run costs at most the budget more than a warm one.
 
 use std::collections::BTreeMap;
@@ -78,6 +79,10 @@ pub struct Candidate {
     pub name: String,
     /// Gives the fallback's bits.
     pub exact: bool,
+    /// Run (the first such candidate) while the key stays unmeasured because the budget
+    /// is spent: the op family's usual winner on this device, which spares a first run
+    /// the fallback's slowness on the problems it cannot afford to time.
+    pub untuned: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -243,12 +248,17 @@ impl Tuner {
                 return c.variant;
             }
         }
+        let untuned = candidates
+            .iter()
+            .find(|c| c.untuned)
+            .map_or(&fallback, |c| &c.name)
+            .clone();
         if self.spent.lock().expect("tuner lock").1 {
             self.deferred
                 .lock()
                 .expect("tuner lock")
                 .insert(key.to_string());
-            return fallback;
+            return untuned;
         }
         self.tick_start();
         let t0 = Instant::now();
@@ -276,7 +286,7 @@ impl Tuner {
                         .lock()
                         .expect("tuner lock")
                         .insert(key.to_string());
-                    return fallback;
+                    return untuned;
                 }
             }
         }
@@ -383,12 +393,13 @@ fn read_cache(path: &Path) -> Option<BTreeMap<String, Choice>> {
 mod tests {
     use super::*;
 
-    /// Candidates by name; those named `approx…` are inexact.
+    /// Candidates by name; those named `approx…` are inexact, `usual…` run untuned.
     fn names(v: &[&str]) -> Vec<Candidate> {
         v.iter()
             .map(|s| Candidate {
                 name: s.to_string(),
                 exact: !s.starts_with("approx"),
+                untuned: s.starts_with("usual"),
             })
             .collect()
     }
@@ -446,7 +457,7 @@ mod tests {
     fn a_budget_defers_the_keys_it_cannot_afford_to_later_runs() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("autotune.json");
-        let cands = names(&["fallback", "a", "b", "c"]);
+        let cands = names(&["fallback", "a", "b", "usual"]);
         // Each trial takes 10 ms, so a key costs about 40 ms.
         let slow = |n: &str| {
             std::thread::sleep(Duration::from_millis(10));
@@ -459,12 +470,9 @@ mod tests {
             chosen.push(t.choose(key, &cands, slow));
         }
         // Two keys fit (about 80 ms); the third's estimate passes the budget, so it and
-        // every later key run the fallback, unmeasured and unrecorded.
+        // every later key run the candidate marked for unmeasured keys, unrecorded.
         assert_eq!(t.measured(), strs(&["k1", "k2"]));
-        assert_eq!(
-            chosen,
-            strs(&["b", "b", "fallback", "fallback", "fallback"])
-        );
+        assert_eq!(chosen, strs(&["b", "b", "usual", "usual", "usual"]));
         assert_eq!(t.deferred(), strs(&["k3", "k4", "k5"]));
         assert!(t.spent() < Duration::from_millis(150), "{:?}", t.spent());
         // The next run measures where this one stopped.
@@ -481,9 +489,12 @@ mod tests {
             std::thread::sleep(Duration::from_millis(if n == "a" { 150 } else { 5 }));
             Trial::Timed(1.0)
         };
-        assert_eq!(t.choose("k", &cands, slow_second), "fallback");
+        assert_eq!(t.choose("k", &cands, slow_second), "usual");
         assert!(t.measured().is_empty());
-        assert_eq!(t.deferred(), strs(&["k"]));
+        // Without such a candidate an unmeasured key runs the fallback.
+        let plain = names(&["fallback", "a"]);
+        assert_eq!(t.choose("k6", &plain, slow), "fallback");
+        assert_eq!(t.deferred(), strs(&["k", "k6"]));
         // Without a budget everything is measured.
         let all = Tuner::new(Autotune::Fresh, None, false);
         for key in ["k1", "k2", "k3"] {

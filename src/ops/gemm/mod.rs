@@ -253,6 +253,7 @@ pub(crate) fn select(ctx: &GpuContext, p: &GemmProblem) -> GemmKernel {
         .map(|k| Candidate {
             name: k.to_string(),
             exact: k.exact(),
+            untuned: k.untuned,
         })
         .collect();
     let key = TuneKey::of(ctx, p).to_string();

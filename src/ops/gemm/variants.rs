@@ -176,6 +176,9 @@ pub struct Variant {
     pub offer: Offer,
     pub accuracy: Accuracy,
     pub recording: Recording,
+    /// Run, on the devices it is offered to, for a problem the autotuner left
+    /// unmeasured because the run's budget was spent: its device class's usual winner.
+    pub untuned: bool,
 }
 
 /// Accuracy of the variants whose rounding differs only in the order of f32 sums
@@ -227,6 +230,7 @@ impl Variant {
             offer: Offer::Forced,
             accuracy: Accuracy::Exact,
             recording: Recording::Single,
+            untuned: false,
         }
     }
 
@@ -320,10 +324,12 @@ pub static VARIANTS: [Variant; 38] = [
     Variant::direct("direct-8x32", 8, 32).offered(Offer::Cpu),
     Variant::direct("direct-8x64", 8, 64),
     // One 8-lane subgroup per workgroup computing 32×32 from vec4 loads of the packed
-    // operands and subgroup broadcasts; on lavapipe these won nearly every problem.
+    // operands and subgroup broadcasts; on lavapipe these won nearly every problem, so
+    // they also run the problems a first run cannot afford to time.
     Variant {
         needs: Needs::Subgroup8,
         recording: Recording::Packed { packed_a: true },
+        untuned: true,
         ..Variant::new(
             "subgroup-32x32",
             Skeleton::Subgroup,
@@ -338,6 +344,7 @@ pub static VARIANTS: [Variant; 38] = [
     Variant {
         needs: Needs::Subgroup8,
         recording: Recording::Packed { packed_a: false },
+        untuned: true,
         ..Variant::new(
             "subgroup-32x32-packb",
             Skeleton::Subgroup,

@@ -6,6 +6,9 @@
 # default 510) is nearly spent:
 #   1. the GPU test suites on the real adapter, in parallel (the matrix-unit variants'
 #      tolerance tests run only where the adapter has cooperative matrices);
+#   1b. the first `rsp IMAGE` of a VGG16 (random weights) at 224 px with an empty
+#      autotune cache against the warm run that follows (the issue's bound: at most 10 s
+#      more);
 #   2. VGG16 and ResNet50 at 224 px, batch 1: `rsp tune` (timed) and `rsp bench
 #      --profile` in the default precision (matrix units and the large-tile variants
 #      offered), then the PyTorch RSP (benches/torch_rsp.py, float32, TF32 off and on:
@@ -83,6 +86,20 @@ for f in /tmp/testlogs/*.log; do
 done
 grep -h -E "vs fallback|map [01] \[|winograd-2x2 \[" /tmp/testlogs/autotune_gpu*.log | head -20
 cat /tmp/testlogs/*.log >"$OUT/tests.log"
+
+echo "== 1b. first run (empty autotune cache) vs warm, VGG16 random weights, $SIZE px ($(left) s left)"
+step 60 python3 -c "
+import torch, torchvision
+from safetensors.torch import save_file
+torch.manual_seed(0)
+m = torchvision.models.vgg16(weights=None).eval()
+save_file({k: v.contiguous() for k, v in m.state_dict().items()}, '/tmp/vgg16_random.safetensors')
+"
+mkdir -p /tmp/first-run
+for run in first warm; do
+    RSP_CACHE_DIR=/tmp/first-run step 120 /usr/bin/time -f "$run run: %e s" ./devrun/rsp docs/synth/ring_star.jpg \
+        --weights /tmp/vgg16_random.safetensors --size "$SIZE" --out /tmp/first-run/out 2>&1 | grep -E "run:|^note|error"
+done
 
 bench() { # model batch flags...: the timing lines and, with --profile, the 25 costliest
     # kernels (the whole output, kernel choices included, goes to $OUT/bench.log).

@@ -154,7 +154,8 @@ fn conv2d_wgrad_split_k_matches_reference() {
         let conv = conv_layer(case, 800 + i as u64, false);
         let g = conv.geometry();
         let (ho, wo) = g.out_hw(h, w);
-        let splits = rsp::ops::conv::wgrad_splits(&g, (h, w), n, u64::MAX);
+        let fill = common::gpu().fill_workgroups;
+        let splits = rsp::ops::conv::wgrad_splits(&g, (h, w), n, fill, u64::MAX);
         assert!(splits > 1, "{case:?} should exercise split-K, got {splits}");
         let x = common::random(&[n, ci, h, w], 900 + i as u64);
         let s = common::random(&[n, co, ho, wo], 950 + i as u64);

@@ -172,22 +172,22 @@ pub(crate) fn dgrad_gemm(
     }
 }
 
-/// Workgroups a GEMM should offer to keep a large GPU busy.
-const TARGET_WORKGROUPS: usize = 1024;
-
 /// Split-K factor for a weight-gradient GEMM: its K (all output pixels) is long and its
-/// tile grid (C_out × taps) small in early layers, which would leave most of the GPU
-/// idle. Each split keeps at least 512 values of K, and the partials fit one binding.
+/// tile grid (C_out × taps) small in early layers, which would leave most of the device
+/// idle. Enough splits that even the largest tiles (128×128) fill the device
+/// (`fill_workgroups`, the adapter's [`GpuContext::fill_workgroups`]) four times; each
+/// split keeps at least 512 values of K, and the partials fit one binding.
 pub fn wgrad_splits(
     g: &ConvGeometry,
     (h, w): (usize, usize),
     problems: usize,
+    fill_workgroups: usize,
     max_binding: u64,
 ) -> usize {
     let (ho, wo) = g.out_hw(h, w);
-    let tiles = g.c_out.div_ceil(64) * (g.c_in * g.kh * g.kw).div_ceil(64) * problems;
+    let tiles = g.c_out.div_ceil(128) * (g.c_in * g.kh * g.kw).div_ceil(128) * problems;
     let map_bytes = (problems * g.c_out * g.c_in * g.kh * g.kw * 4) as u64;
-    TARGET_WORKGROUPS
+    (4 * fill_workgroups)
         .div_ceil(tiles)
         .min((ho * wo / 512).max(1))
         .min((max_binding / map_bytes.max(1)) as usize)
@@ -208,7 +208,8 @@ pub(crate) fn wgrad_gemm(
     let (h, w) = (x.shape[2], x.shape[3]);
     let taps = g.c_in * g.kh * g.kw;
     let shape = [problems, g.c_out, g.c_in, g.kh, g.kw];
-    let splits = wgrad_splits(g, (h, w), problems, rec.ctx.max_binding);
+    let ctx = rec.ctx;
+    let splits = wgrad_splits(g, (h, w), problems, ctx.fill_workgroups, ctx.max_binding);
     let partial = rec
         .ctx
         .empty(&[problems * splits, g.c_out, g.c_in, g.kh, g.kw]);

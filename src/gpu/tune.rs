@@ -85,10 +85,15 @@ pub struct Candidate {
     pub untuned: bool,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Default, Serialize, Deserialize)]
 struct CacheFile {
     stamp: String,
     choices: BTreeMap<String, Choice>,
+    /// Keys a bounded run found too costly to measure within its budget, with the
+    /// estimated seconds: later bounded runs skip those that cannot fit what is left of
+    /// theirs without paying a trial, and measure the others (`rsp tune` measures all).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    costly: BTreeMap<String, f64>,
 }
 
 /// The cache stamp: crate version plus a hash of every shader source, so a build with
@@ -139,6 +144,8 @@ pub struct Tuner {
     spent: Mutex<(Duration, bool)>,
     /// Keys left unmeasured because the budget ran out.
     deferred: Mutex<std::collections::BTreeSet<String>>,
+    /// Estimated seconds of the keys too costly for a bounded run (file and process).
+    costly: Mutex<BTreeMap<String, f64>>,
 }
 
 impl Tuner {
@@ -146,10 +153,11 @@ impl Tuner {
     /// file is read now unless the mode is `Fresh`; a missing, unreadable, corrupt or
     /// stale file is treated as empty.
     pub fn new(mode: Autotune, path: Option<PathBuf>, progress: bool) -> Tuner {
-        let choices = match (&path, mode) {
+        let file = match (&path, mode) {
             (Some(p), Autotune::On) => read_cache(p).unwrap_or_default(),
-            _ => BTreeMap::new(),
+            _ => CacheFile::default(),
         };
+        let (choices, costly) = (file.choices, file.costly);
         Tuner {
             mode,
             path,
@@ -173,6 +181,7 @@ impl Tuner {
             budget: None,
             spent: Mutex::new((Duration::ZERO, false)),
             deferred: Mutex::new(Default::default()),
+            costly: Mutex::new(costly),
         }
     }
 
@@ -253,7 +262,13 @@ impl Tuner {
             .find(|c| c.untuned)
             .map_or(&fallback, |c| &c.name)
             .clone();
-        if self.spent.lock().expect("tuner lock").1 {
+        let (spent, exhausted) = *self.spent.lock().expect("tuner lock");
+        let known_costly = self.costly.lock().expect("tuner lock").get(key).copied();
+        let unaffordable = match (self.budget, known_costly) {
+            (Some(budget), Some(secs)) => spent.as_secs_f64() + secs > budget.as_secs_f64(),
+            _ => false,
+        };
+        if exhausted || unaffordable {
             self.deferred
                 .lock()
                 .expect("tuner lock")
@@ -267,9 +282,11 @@ impl Tuner {
             trials.insert(name.clone(), trial(name));
             // After the fallback's trial the whole key is estimated at that trial's cost
             // per candidate, and after every trial the time spent is checked: a key
-            // that would pass the budget, or did, is left for later runs, unrecorded
-            // (this run keeps the fallback for it), so the budget is passed by at most
-            // one candidate's trial.
+            // that would pass the budget, or did, is left for later runs, unmeasured
+            // (this run runs the untuned default for it), so the budget is passed by at
+            // most one candidate's trial. Its estimate is remembered, so later bounded
+            // runs skip it while it cannot fit and measure cheaper keys meanwhile; the
+            // run goes on with other keys until the budget is spent.
             if let Some(budget) = self.budget {
                 let left = candidates.len() - i - 1;
                 let estimate = if i == 0 {
@@ -280,12 +297,19 @@ impl Tuner {
                 let mut spent = self.spent.lock().expect("tuner lock");
                 if left > 0 && spent.0 + estimate > budget {
                     spent.0 += t0.elapsed();
-                    spent.1 = true;
+                    spent.1 = spent.0 >= budget;
                     drop(spent);
+                    self.costly
+                        .lock()
+                        .expect("tuner lock")
+                        .insert(key.to_string(), estimate.as_secs_f64());
                     self.deferred
                         .lock()
                         .expect("tuner lock")
                         .insert(key.to_string());
+                    if let Err(e) = self.save() {
+                        eprintln!("warning: autotune cache not written: {e:#}");
+                    }
                     return untuned;
                 }
             }
@@ -367,12 +391,14 @@ impl Tuner {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         // Keys another process (or another model, or a `fresh` run's untouched
         // entries) wrote since this tuner read the file are kept; ours win.
-        let mut choices = read_cache(path).unwrap_or_default();
-        choices.extend(self.choices.lock().expect("tuner lock").clone());
-        let file = CacheFile {
-            stamp: cache_stamp(),
-            choices,
-        };
+        let mut file = read_cache(path).unwrap_or_default();
+        file.choices
+            .extend(self.choices.lock().expect("tuner lock").clone());
+        file.costly
+            .extend(self.costly.lock().expect("tuner lock").clone());
+        let choices = &file.choices;
+        file.costly.retain(|key, _| !choices.contains_key(key));
+        file.stamp = cache_stamp();
         let mut tmp = tempfile::NamedTempFile::new_in(dir)
             .with_context(|| format!("cannot write in {}", dir.display()))?;
         serde_json::to_writer_pretty(&mut tmp, &file)?;
@@ -383,10 +409,10 @@ impl Tuner {
 }
 
 /// The choices in `path` if it is a readable cache file of this build.
-fn read_cache(path: &Path) -> Option<BTreeMap<String, Choice>> {
+fn read_cache(path: &Path) -> Option<CacheFile> {
     let text = std::fs::read_to_string(path).ok()?;
     let file: CacheFile = serde_json::from_str(&text).ok()?;
-    (file.stamp == cache_stamp()).then_some(file.choices)
+    (file.stamp == cache_stamp()).then_some(file)
 }
 
 #[cfg(test)]
@@ -502,6 +528,45 @@ mod tests {
         }
         assert_eq!(all.measured().len(), 3);
         assert!(all.deferred().is_empty());
+    }
+
+    #[test]
+    fn a_key_too_costly_for_the_budget_is_remembered_and_skipped_for_cheaper_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("autotune.json");
+        let cands = names(&["fallback", "a", "b", "usual"]);
+        let trials = std::cell::Cell::new(0);
+        // "big" costs 60 ms a trial (about 240 ms a key), "small…" 5 ms (about 20 ms).
+        let timed = |key: &'static str| {
+            let trials = &trials;
+            move |_: &str| {
+                trials.set(trials.get() + 1);
+                let ms = if key == "big" { 60 } else { 5 };
+                std::thread::sleep(Duration::from_millis(ms));
+                Trial::Timed(1.0)
+            }
+        };
+        let budget = Some(Duration::from_millis(100));
+        let t = Tuner::new(Autotune::On, Some(path.clone()), false).with_budget(budget);
+        assert_eq!(t.choose("big", &cands, timed("big")), "usual");
+        assert_eq!(trials.get(), 1, "only the fallback's trial was paid");
+        // The run goes on: a cheap key after the costly one is still measured.
+        assert_eq!(t.choose("small1", &cands, timed("small1")), "fallback");
+        assert_eq!(t.measured(), strs(&["small1"]));
+        // The next run skips the costly key without a trial and measures cheap ones.
+        let next = Tuner::new(Autotune::On, Some(path.clone()), false).with_budget(budget);
+        trials.set(0);
+        assert_eq!(next.choose("big", &cands, timed("big")), "usual");
+        assert_eq!(trials.get(), 0);
+        next.choose("small2", &cands, timed("small2"));
+        assert_eq!(next.measured(), strs(&["small2"]));
+        assert_eq!(next.deferred(), strs(&["big"]));
+        // An unbounded run (rsp tune) measures it, and the file forgets its estimate.
+        let all = Tuner::new(Autotune::On, Some(path.clone()), false);
+        all.choose("big", &cands, timed("big"));
+        assert_eq!(all.measured(), strs(&["big"]));
+        let file = read_cache(&path).unwrap();
+        assert!(file.costly.is_empty() && file.choices.contains_key("big"));
     }
 
     #[test]

@@ -25,7 +25,7 @@ each of --large-sizes):
    gives rsp's distance to that and the peer's own float32-vs-float64 distance (how
    well conditioned the map is), plus for LRP the map sums and the target logit.
 
-Which definition each comparison follows (README "Baselines", docs/method.md sections
+Which definition each comparison follows (docs/baselines.md, docs/method.md sections
 2 and 6):
 
 - gradient: d y_t / d x, signed, [N,3,H,W] (Simonyan et al.); peer Captum
@@ -108,7 +108,7 @@ LARGE = ["vgg16", "resnet50"]
 ALL_METHODS = ["gradient", "gradxinput", "gradcam", "lrp-eps", "lrp-ab"]
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
-EPS_RSP = 0.25  # README "Baselines": lrp-eps uses eps = 0.25
+EPS_RSP = 0.25  # docs/baselines.md: lrp-eps uses eps = 0.25
 FLIP_DELTA = 1e-6
 
 

@@ -264,7 +264,7 @@ fn methods() -> Vec<(String, Request)> {
 
 /// `--precision f16` (weights, activations and RSP's relevance stored in f16) on the
 /// in-repository cases. The bounds on the map's relative L2 distance from f32 are
-/// about 4× what was measured on lavapipe (README, Precision); the gradient methods
+/// about 4× what was measured on lavapipe (docs/precision.md); the gradient methods
 /// move most, through ReLU and max-pool decisions on f16 activations.
 #[test]
 fn f16_precision_stays_close_to_the_f32_explanation() {

@@ -87,7 +87,7 @@ class Explainer:
     ``precision``: ``f32`` (default; parity with the authors' code) or ``f16``
     (weights, activations and RSP's relevance stored in f16, arithmetic in f32, and on
     GPUs with matrix units f16 products accumulated in f32; maps drift from ``f32`` by
-    the amounts the README gives).
+    the amounts docs/precision.md gives).
     """
 
     def __init__(self, model: Optional[str] = None, weights: Optional[Union[str, PathLike]] = None,

@@ -24,7 +24,7 @@ pub struct DeviceArgs {
     /// Arithmetic: f32 (default; parity with the authors' code), or f16 (weights,
     /// activations and RSP's relevance stored in f16, arithmetic in f32, and on GPUs
     /// with matrix units convolution operands rounded to f16 with f32 accumulation;
-    /// maps drift from f32 by the amounts in the README; needs shader f16).
+    /// maps drift from f32 by the amounts in docs/precision.md; needs shader f16).
     #[arg(long, value_enum, default_value_t = Precision::F32, value_name = "f32|f16")]
     pub precision: Precision,
     /// Never use the GPU's matrix units (cooperative matrices), even where the adapter

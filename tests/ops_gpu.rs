@@ -245,6 +245,37 @@ fn linear_grad_matches_input_gradient() {
     }
 }
 
+/// The tree-sum kernel (`tree-256`, inexact: a fixed tree instead of ascending K)
+/// forced on the linear layers stays within the reference tolerance of the CPU.
+#[test]
+fn linear_layers_on_the_tree_kernel_match_the_reference() {
+    let ctx = GpuContext::new(&ContextOptions {
+        gemm_kernel: Some("tree-256".into()),
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e:#}"));
+    let (rows, out_f, in_f) = (2, 70, 637);
+    let l = linear_layer(out_f, in_f, 1300);
+    let x = common::random(&[rows, in_f], 1301);
+    let g = common::random(&[rows, out_f], 1302);
+    let gl = GpuLinear::upload(&ctx, &l);
+    let mut rec = Recorder::new(&ctx);
+    let (xg, gg) = (ctx.upload(&x), ctx.upload(&g));
+    let y = ops::linear(&mut rec, &xg, &gl, true);
+    let gx = ops::linear_grad(&mut rec, &gg, &gl);
+    rec.submit();
+    drop(rec);
+    let want = cpu::relu(&cpu::linear(&x, &l));
+    assert_close("linear on tree-256", &ctx.read(&y).unwrap(), &want, REL_TOL);
+    let want = cpu::linear_backward_input(&g, &l);
+    assert_close(
+        "linear_grad on tree-256",
+        &ctx.read(&gx).unwrap(),
+        &want,
+        REL_TOL,
+    );
+}
+
 /// A linear layer whose weight is split into row chunks (a context whose storage
 /// bindings are capped at 4 KiB) gives the result of the unsplit layer.
 #[test]

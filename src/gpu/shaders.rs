@@ -28,6 +28,11 @@ pub enum Skeleton {
     /// into f32 accumulators (`Features::EXPERIMENTAL_COOPERATIVE_MATRIX`, 16×16×16
     /// f16 → f32, 32-lane subgroups).
     Coop,
+    /// `gemm_dot.wgsl`: one invocation per output, ascending K (few columns of C).
+    Dot,
+    /// `gemm_tree.wgsl`: one workgroup per output, strided K and a tree sum (few
+    /// columns of C, long K; not bit-identical).
+    Tree,
     /// `gemm_winograd.wgsl`: the transforms of a Winograd F(2×2, 3×3) convolution
     /// around the GEMMs of `winograd_gemm.wgsl` (only for `conv2d_fwd`).
     Winograd,
@@ -45,6 +50,8 @@ impl Skeleton {
             Skeleton::Subgroup => include_str!("../../shaders/gemm_subgroup.wgsl"),
             Skeleton::Coop => include_str!("../../shaders/gemm_coop.wgsl"),
             Skeleton::Winograd => include_str!("../../shaders/gemm_winograd.wgsl"),
+            Skeleton::Dot => include_str!("../../shaders/gemm_dot.wgsl"),
+            Skeleton::Tree => include_str!("../../shaders/gemm_tree.wgsl"),
         }
     }
 
@@ -65,10 +72,12 @@ impl Skeleton {
     }
 
     /// Every GEMM skeleton (for validation tests).
-    pub const GEMM: [Skeleton; 7] = [
+    pub const GEMM: [Skeleton; 9] = [
         Skeleton::Tiled,
         Skeleton::Large,
         Skeleton::Direct,
+        Skeleton::Dot,
+        Skeleton::Tree,
         Skeleton::Pack,
         Skeleton::Subgroup,
         Skeleton::Coop,

@@ -134,7 +134,7 @@ pub fn gpu_f16_weights() -> &'static GpuContext {
 /// The exact kernel variants every convolution op and conv rule is run with, each
 /// required to give the same bits: the checked tiled kernel of every tile shape, then
 /// every large-tile variant (`gemm_large.wgsl`, offered on GPUs; forced here on any
-/// adapter whose limits hold it).
+/// adapter whose limits hold it) and the dot-product kernel (`gemm_dot.wgsl`).
 pub fn exact_tile_variants() -> Vec<String> {
     use rsp::gpu::shaders::Skeleton;
     use rsp::ops::gemm::{GemmKernel, Recording};

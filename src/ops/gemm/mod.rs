@@ -43,6 +43,7 @@ pub(crate) fn candidates(ctx: &GpuContext, p: &GemmProblem) -> Vec<GemmKernel> {
         Offer::Gpu => !cpu,
         Offer::GpuHalfFilled => !cpu && 2 * m >= k.block.0 && 2 * n >= k.block.1,
         Offer::Cpu => cpu,
+        Offer::FewColumns => n <= variants::FEW_COLUMNS,
         Offer::Everywhere => true,
         Offer::AtPrecision(precision) => ctx.precision == precision,
         Offer::TestHook => ctx.offer_broken_variant,

@@ -120,6 +120,10 @@ pub enum Offer {
     GpuHalfFilled,
     /// On CPU devices (lavapipe, WARP, SwiftShader).
     Cpu,
+    /// On every device, for problems with at most [`FEW_COLUMNS`] columns of C (the
+    /// fully connected layers at small batch, where the tiles of the other skeletons
+    /// are mostly padding).
+    FewColumns,
     /// Wherever it fits.
     Everywhere,
     /// Wherever it fits, in runs of this precision.
@@ -288,7 +292,7 @@ impl Variant {
 
 /// Every variant. The order is the candidates' order after the fallback pair (ties
 /// in tuning go to the earlier one).
-pub static VARIANTS: [Variant; 38] = [
+pub static VARIANTS: [Variant; 40] = [
     Variant::tiled("tiled-16x16", 16, 16, false),
     Variant::tiled("tiled-16x16-unchecked", 16, 16, true),
     Variant::tiled("tiled-16x32", 16, 32, false),
@@ -323,6 +327,18 @@ pub static VARIANTS: [Variant; 38] = [
     Variant::direct("direct-8x16", 8, 16),
     Variant::direct("direct-8x32", 8, 32).offered(Offer::Cpu),
     Variant::direct("direct-8x64", 8, 64),
+    // Few columns of C: one invocation per output in ascending K (exact; before the
+    // subgroup kernels, so that it is the untuned default of such problems), or one
+    // workgroup per output with a tree sum (coalesced loads along K).
+    Variant {
+        untuned: true,
+        ..Variant::new("dot-64", Skeleton::Dot, [], (64, 1), (64, 0)).offered(Offer::FewColumns)
+    },
+    Variant {
+        accuracy: F32_LEVEL,
+        ..Variant::new("tree-256", Skeleton::Tree, [], (1, 1), (256, 1024))
+            .offered(Offer::FewColumns)
+    },
     // One 8-lane subgroup per workgroup computing 32×32 from vec4 loads of the packed
     // operands and subgroup broadcasts; on lavapipe these won nearly every problem, so
     // they also run the problems a first run cannot afford to time.
@@ -403,6 +419,9 @@ pub static VARIANTS: [Variant; 38] = [
         ..Variant::tiled("broken-for-tests", 64, 64, true).offered(Offer::TestHook)
     },
 ];
+
+/// Columns of C up to which [`Offer::FewColumns`] variants are offered.
+pub const FEW_COLUMNS: usize = 8;
 
 /// Invocations per workgroup of the Winograd transforms (in `grid_1d`'s layout).
 pub(crate) const WINOGRAD_GROUP: usize = 256;
@@ -552,6 +571,8 @@ mod tests {
                     format!("coop-{rows}x{cols}-{}", if split { "split" } else { "f16" })
                 }
                 (Skeleton::Winograd, _) => "winograd-2x2".to_string(),
+                (Skeleton::Dot, _) => format!("dot-{}", k.threads),
+                (Skeleton::Tree, _) => format!("tree-{}", k.threads),
                 other => panic!("{}: unexpected {other:?}", k.name),
             };
             assert_eq!(k.name, want);

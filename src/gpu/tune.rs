@@ -146,6 +146,9 @@ pub struct Tuner {
     deferred: Mutex<std::collections::BTreeSet<String>>,
     /// Estimated seconds of the keys too costly for a bounded run (file and process).
     costly: Mutex<BTreeMap<String, f64>>,
+    /// Seconds of tuning per unit of a key's work, as last measured in this process:
+    /// predicts a new key's cost before paying any trial for it.
+    seconds_per_work: Mutex<Option<f64>>,
 }
 
 impl Tuner {
@@ -182,6 +185,7 @@ impl Tuner {
             spent: Mutex::new((Duration::ZERO, false)),
             deferred: Mutex::new(Default::default()),
             costly: Mutex::new(costly),
+            seconds_per_work: Mutex::new(None),
         }
     }
 
@@ -238,10 +242,15 @@ impl Tuner {
     /// choice if it is still a candidate, else every candidate is measured with
     /// `trial` (which times it and checks its output against the fallback's) and the
     /// fastest that passed is chosen, remembered and written to the cache file.
+    ///
+    /// `work` is the key's size in any unit proportional to the cost of its trials
+    /// (the GEMM family passes its flops): a bounded run predicts from the keys it has
+    /// measured whether a new key can fit the budget before paying any trial for it.
     pub fn choose(
         &self,
         key: &str,
         candidates: &[Candidate],
+        work: f64,
         mut trial: impl FnMut(&str) -> Trial,
     ) -> String {
         let fallback = candidates[0].name.clone();
@@ -263,7 +272,18 @@ impl Tuner {
             .map_or(&fallback, |c| &c.name)
             .clone();
         let (spent, exhausted) = *self.spent.lock().expect("tuner lock");
-        let known_costly = self.costly.lock().expect("tuner lock").get(key).copied();
+        let predicted = self
+            .seconds_per_work
+            .lock()
+            .expect("tuner lock")
+            .map(|rate| rate * work);
+        let known_costly = self
+            .costly
+            .lock()
+            .expect("tuner lock")
+            .get(key)
+            .copied()
+            .or(predicted);
         let unaffordable = match (self.budget, known_costly) {
             (Some(budget), Some(secs)) => spent.as_secs_f64() + secs > budget.as_secs_f64(),
             _ => false,
@@ -294,6 +314,10 @@ impl Tuner {
                 } else {
                     t0.elapsed()
                 };
+                if i == 0 && work > 0.0 {
+                    *self.seconds_per_work.lock().expect("tuner lock") =
+                        Some(estimate.as_secs_f64() / work);
+                }
                 let mut spent = self.spent.lock().expect("tuner lock");
                 if left > 0 && spent.0 + estimate > budget {
                     spent.0 += t0.elapsed();
@@ -315,6 +339,10 @@ impl Tuner {
             }
         }
         self.spent.lock().expect("tuner lock").0 += t0.elapsed();
+        if work > 0.0 {
+            *self.seconds_per_work.lock().expect("tuner lock") =
+                Some(t0.elapsed().as_secs_f64() / work);
+        }
         let best = trials
             .iter()
             .filter_map(|(name, t)| match t {
@@ -446,21 +474,21 @@ mod tests {
             "faster" => Trial::Timed(1.0),
             _ => Trial::Timed(9.0),
         };
-        assert_eq!(t.choose("k", &cands, time), "faster");
+        assert_eq!(t.choose("k", &cands, 1.0, time), "faster");
         assert_eq!(t.measured(), vec!["k".to_string()]);
         // A second tuner on the same file does not measure again.
         let t2 = Tuner::new(Autotune::On, Some(path.clone()), false);
-        let chosen = t2.choose("k", &cands, |_| panic!("re-timed a cached key"));
+        let chosen = t2.choose("k", &cands, 1.0, |_| panic!("re-timed a cached key"));
         assert_eq!(chosen, "faster");
         assert!(t2.measured().is_empty());
         // The file says which candidates were inexact.
         assert_eq!(t2.get("k").unwrap().inexact, ["approx-but-wrong"]);
         // Another key written by another tuner survives both tuners' saves.
         let other = Tuner::new(Autotune::On, Some(path.clone()), false);
-        assert_eq!(other.choose("other", &cands, time), "faster");
+        assert_eq!(other.choose("other", &cands, 1.0, time), "faster");
         // Fresh ignores the file's choices but keeps the keys it does not re-time.
         let t3 = Tuner::new(Autotune::Fresh, Some(path.clone()), false);
-        assert_eq!(t3.choose("k", &cands, time), "faster");
+        assert_eq!(t3.choose("k", &cands, 1.0, time), "faster");
         assert_eq!(t3.measured().len(), 1);
         let t5 = Tuner::new(Autotune::On, Some(path.clone()), false);
         assert!(t5.get("other").is_some() && t5.get("k").is_some());
@@ -471,12 +499,15 @@ mod tests {
         ] {
             std::fs::write(&path, text).unwrap();
             let t4 = Tuner::new(Autotune::On, Some(path.clone()), false);
-            assert_eq!(t4.choose("k", &cands, time), "faster");
+            assert_eq!(t4.choose("k", &cands, 1.0, time), "faster");
             assert_eq!(t4.measured().len(), 1);
         }
         // Off never measures.
         let off = Tuner::new(Autotune::Off, None, false);
-        assert_eq!(off.choose("k", &cands, |_| panic!("measured")), "fallback");
+        assert_eq!(
+            off.choose("k", &cands, 1.0, |_| panic!("measured")),
+            "fallback"
+        );
     }
 
     #[test]
@@ -493,7 +524,7 @@ mod tests {
             .with_budget(Some(Duration::from_millis(100)));
         let mut chosen = Vec::new();
         for key in ["k1", "k2", "k3", "k4", "k5"] {
-            chosen.push(t.choose(key, &cands, slow));
+            chosen.push(t.choose(key, &cands, 1.0, slow));
         }
         // Two keys fit (about 80 ms); the third's estimate passes the budget, so it and
         // every later key run the candidate marked for unmeasured keys, unrecorded.
@@ -505,7 +536,7 @@ mod tests {
         let next = Tuner::new(Autotune::On, Some(path), false)
             .with_budget(Some(Duration::from_millis(100)));
         for key in ["k1", "k2", "k3", "k4", "k5"] {
-            next.choose(key, &cands, slow);
+            next.choose(key, &cands, 1.0, slow);
         }
         assert_eq!(next.measured(), strs(&["k3", "k4"]));
         // A key whose later candidate alone passes the budget stops there, unrecorded.
@@ -515,16 +546,16 @@ mod tests {
             std::thread::sleep(Duration::from_millis(if n == "a" { 150 } else { 5 }));
             Trial::Timed(1.0)
         };
-        assert_eq!(t.choose("k", &cands, slow_second), "usual");
+        assert_eq!(t.choose("k", &cands, 1.0, slow_second), "usual");
         assert!(t.measured().is_empty());
         // Without such a candidate an unmeasured key runs the fallback.
         let plain = names(&["fallback", "a"]);
-        assert_eq!(t.choose("k6", &plain, slow), "fallback");
+        assert_eq!(t.choose("k6", &plain, 1.0, slow), "fallback");
         assert_eq!(t.deferred(), strs(&["k", "k6"]));
         // Without a budget everything is measured.
         let all = Tuner::new(Autotune::Fresh, None, false);
         for key in ["k1", "k2", "k3"] {
-            all.choose(key, &cands, slow);
+            all.choose(key, &cands, 1.0, slow);
         }
         assert_eq!(all.measured().len(), 3);
         assert!(all.deferred().is_empty());
@@ -548,22 +579,27 @@ mod tests {
         };
         let budget = Some(Duration::from_millis(100));
         let t = Tuner::new(Autotune::On, Some(path.clone()), false).with_budget(budget);
-        assert_eq!(t.choose("big", &cands, timed("big")), "usual");
+        // Work: "big" 12 units, "small…" 1 (the GEMM family passes flops).
+        assert_eq!(t.choose("big", &cands, 12.0, timed("big")), "usual");
         assert_eq!(trials.get(), 1, "only the fallback's trial was paid");
-        // The run goes on: a cheap key after the costly one is still measured.
-        assert_eq!(t.choose("small1", &cands, timed("small1")), "fallback");
+        // Another key as large is predicted from the first one's cost: no trial.
+        assert_eq!(t.choose("big2", &cands, 12.0, timed("big")), "usual");
+        assert_eq!(trials.get(), 1);
+        // The run goes on: a cheap key after the costly ones is still measured.
+        assert_eq!(t.choose("small1", &cands, 1.0, timed("small1")), "fallback");
         assert_eq!(t.measured(), strs(&["small1"]));
-        // The next run skips the costly key without a trial and measures cheap ones.
+        // The next run skips the key known to be costly without a trial and measures
+        // cheap ones.
         let next = Tuner::new(Autotune::On, Some(path.clone()), false).with_budget(budget);
         trials.set(0);
-        assert_eq!(next.choose("big", &cands, timed("big")), "usual");
+        assert_eq!(next.choose("big", &cands, 12.0, timed("big")), "usual");
         assert_eq!(trials.get(), 0);
-        next.choose("small2", &cands, timed("small2"));
+        next.choose("small2", &cands, 1.0, timed("small2"));
         assert_eq!(next.measured(), strs(&["small2"]));
         assert_eq!(next.deferred(), strs(&["big"]));
         // An unbounded run (rsp tune) measures it, and the file forgets its estimate.
         let all = Tuner::new(Autotune::On, Some(path.clone()), false);
-        all.choose("big", &cands, timed("big"));
+        all.choose("big", &cands, 12.0, timed("big"));
         assert_eq!(all.measured(), strs(&["big"]));
         let file = read_cache(&path).unwrap();
         assert!(file.costly.is_empty() && file.choices.contains_key("big"));
@@ -573,7 +609,7 @@ mod tests {
     fn all_rejected_keeps_the_fallback_and_ties_prefer_it() {
         let t = Tuner::new(Autotune::On, None, false);
         let cands = names(&["fallback", "a", "b"]);
-        let chosen = t.choose("k", &cands, |n| {
+        let chosen = t.choose("k", &cands, 1.0, |n| {
             if n == "fallback" {
                 Trial::Timed(2.0)
             } else {
@@ -581,6 +617,9 @@ mod tests {
             }
         });
         assert_eq!(chosen, "fallback");
-        assert_eq!(t.choose("k2", &cands, |_| Trial::Timed(1.0)), "fallback");
+        assert_eq!(
+            t.choose("k2", &cands, 1.0, |_| Trial::Timed(1.0)),
+            "fallback"
+        );
     }
 }

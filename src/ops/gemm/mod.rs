@@ -259,7 +259,9 @@ pub(crate) fn select(ctx: &GpuContext, p: &GemmProblem) -> GemmKernel {
         .collect();
     let key = TuneKey::of(ctx, p).to_string();
     let mut bench: Option<TrialBench> = None;
-    let chosen = ctx.tuner.choose(&key, &names, |name| {
+    let (m, n, z) = p.mnz;
+    let flops = 2.0 * m as f64 * n as f64 * p.k_useful as f64 * z as f64;
+    let chosen = ctx.tuner.choose(&key, &names, flops, |name| {
         let kernel = GemmKernel::parse(name).expect("candidate names parse");
         bench
             .get_or_insert_with(|| TrialBench::new(ctx, p))

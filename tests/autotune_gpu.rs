@@ -25,9 +25,11 @@ use rsp::{Model, Tensor};
 /// Variants forced for whole explanations: one unchecked tile and two large tiles (the
 /// tile shapes themselves are compared kernel by kernel in ops_gpu.rs and
 /// rules_gpu.rs), direct
-/// kernels of both block heights at the narrowest and widest lane counts, and the
-/// subgroup kernel (where the adapter has 8-wide subgroups).
-const FORCED: [&str; 8] = [
+/// kernels of both block heights at the narrowest and widest lane counts, the
+/// subgroup kernel (where the adapter has 8-wide subgroups) and the dot-product kernel
+/// (one output per invocation; the inexact tree-sum kernel is forced in the extra
+/// golden test below, against the golden tolerance).
+const FORCED: [&str; 9] = [
     "tiled-64x16-unchecked",
     "large-128x128-k16",
     "large-64x128-k32",
@@ -36,15 +38,17 @@ const FORCED: [&str; 8] = [
     "direct-8x16",
     "subgroup-32x32",
     "subgroup-32x32-packb",
+    "dot-64",
 ];
 
 /// Forced variants also run with naga's runtime checks: one per skeleton (the
 /// subgroup kernel runs the packing skeleton too).
-const CHECKED: [&str; 4] = [
+const CHECKED: [&str; 5] = [
     "tiled-64x16-unchecked",
     "large-128x128-k16",
     "direct-8x16",
     "subgroup-32x32",
+    "dot-64",
 ];
 
 /// Every variant of the registry but the test hook.
@@ -170,7 +174,7 @@ fn extra_resnet_tiny_golden_parity_autotuned_and_forced() {
         ..Default::default()
     });
     let mut close = vec![("autotuned with inexact variants", maps_of(&inexact, &f))];
-    let mut forced = vec!["winograd-2x2"];
+    let mut forced = vec!["winograd-2x2", "tree-256"];
     if inexact.matrix_units {
         forced.push("coop-64x64-split");
     }

@@ -5,6 +5,7 @@ pub mod app;
 pub mod compare;
 pub mod eval;
 pub mod explain;
+pub mod files;
 pub mod gpu;
 pub mod layers;
 pub mod models;

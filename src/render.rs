@@ -172,24 +172,6 @@ pub fn overlay(photo: &RgbImage, map: &Tensor, cmap: ColorMap, alpha: f32) -> Rg
     })
 }
 
-/// Writes `bytes` to `path` atomically.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("cannot write {}", path.display())
-    })
-}
-
 /// Encodes and writes a PNG atomically.
 pub fn save_png(path: &Path, img: &RgbImage) -> Result<()> {
     let mut bytes = Vec::new();
@@ -198,7 +180,7 @@ pub fn save_png(path: &Path, img: &RgbImage) -> Result<()> {
         image::ImageFormat::Png,
     )
     .context("PNG encoding failed")?;
-    write_atomic(path, &bytes)
+    crate::files::write_atomic(path, &bytes)
 }
 
 #[cfg(test)]

@@ -15,13 +15,14 @@ use super::inputs::Input;
 use super::output::check_output_dir;
 use super::synth::SynthArgs;
 use crate::explain::{explain, Method, Request, Smooth, NO_TARGET};
+use crate::files::write_atomic;
 use crate::gpu::{list_adapters, Backend, GpuContext};
 use crate::models::gpu::GpuModel;
 use crate::models::hub::{self, WeightSources};
 use crate::models::weights::{to_safetensors_bytes, TensorFile};
 use crate::models::Readout;
 use crate::preprocess::{load_image, preprocess};
-use crate::render::{heatmap_image, overlay, save_png, write_atomic, ColorMap};
+use crate::render::{heatmap_image, overlay, save_png, ColorMap};
 use crate::tensor::top_k;
 use crate::{Explanation, Init, Model, Tensor};
 

@@ -28,9 +28,10 @@ use crate::eval::miou::{self, IouPair, MiouScores, Threshold};
 use crate::eval::pointing::{saliency_point, PointingGame, PointingPair, PointingScores};
 use crate::eval::results::{Record, ResultsLog};
 use crate::eval::similarity;
-use crate::eval::table::{write_atomically, ResultTable};
+use crate::eval::table::ResultTable;
 use crate::eval::voc::{VocDataset, VocGroundTruth};
 use crate::explain::Method;
+use crate::files::write_atomic;
 use crate::gpu::GpuContext;
 use crate::models::gpu::GpuModel;
 use crate::models::randomize::{cascade_order, reinitialise};
@@ -1246,8 +1247,8 @@ fn write_sensitivity_tables(
     }
     let csv_path = out.join(format!("{stem}.csv"));
     let md_path = out.join(format!("{stem}.md"));
-    write_atomically(&csv_path, csv.as_bytes())?;
-    write_atomically(&md_path, md.as_bytes())?;
+    write_atomic(&csv_path, csv.as_bytes())?;
+    write_atomic(&md_path, md.as_bytes())?;
     print!("{md}");
     println!("table: {} and {}", csv_path.display(), md_path.display());
     Ok(())

@@ -9,13 +9,13 @@
 //! text and Markdown and left empty in CSV. Files are written atomically (a temporary
 //! file in the same directory, then a rename), so a reader never sees half a table.
 
-use std::io::Write;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::miou::MiouScores;
 use super::pointing::PointingScores;
+use crate::files::write_atomic;
 
 /// A method × setting table of scores.
 #[derive(Clone, Debug, PartialEq)]
@@ -220,12 +220,12 @@ impl ResultTable {
 
     /// Writes [`ResultTable::to_csv`] to `path` atomically.
     pub fn write_csv(&self, path: &Path) -> Result<()> {
-        write_atomically(path, self.to_csv().as_bytes())
+        write_atomic(path, self.to_csv().as_bytes())
     }
 
     /// Writes [`ResultTable::to_markdown`] to `path` atomically.
     pub fn write_markdown(&self, path: &Path) -> Result<()> {
-        write_atomically(path, self.to_markdown().as_bytes())
+        write_atomic(path, self.to_markdown().as_bytes())
     }
 }
 
@@ -253,25 +253,6 @@ fn csv_field(cell: &str) -> String {
 
 fn markdown_cell(cell: &str) -> String {
     cell.replace('|', "\\|").replace('\n', " ")
-}
-
-/// Writes `contents` to `path` through a temporary file in the same directory, synced
-/// and then renamed over `path`, so `path` holds either the old or the new contents.
-pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<()> {
-    let directory = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let mut temporary = tempfile::NamedTempFile::new_in(directory)
-        .with_context(|| format!("creating a temporary file in {}", directory.display()))?;
-    temporary
-        .write_all(contents)
-        .and_then(|()| temporary.as_file().sync_all())
-        .with_context(|| format!("writing a temporary file for {}", path.display()))?;
-    temporary
-        .persist(path)
-        .with_context(|| format!("replacing {}", path.display()))?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -427,12 +427,7 @@ impl Tuner {
         let choices = &file.choices;
         file.costly.retain(|key, _| !choices.contains_key(key));
         file.stamp = cache_stamp();
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)
-            .with_context(|| format!("cannot write in {}", dir.display()))?;
-        serde_json::to_writer_pretty(&mut tmp, &file)?;
-        tmp.persist(path)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(())
+        crate::files::write_atomic(path, &serde_json::to_vec_pretty(&file)?)
     }
 }
 

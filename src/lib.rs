@@ -13,6 +13,7 @@ pub mod ops;
 pub mod preprocess;
 pub mod reference;
 pub mod render;
+pub mod rng;
 pub mod tensor;
 
 pub use explain::{Explanation, Init};

@@ -51,6 +51,8 @@ use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::PngEncoder;
 use image::{ExtendedColorType, ImageEncoder};
 
+use crate::rng::{mix64, SplitMix64};
+
 /// Object classes in index order (segmentation value = index + 1).
 pub const CLASSES: [&str; 6] = ["disc", "square", "triangle", "star", "cross", "ring"];
 
@@ -416,28 +418,22 @@ pub fn annotation_xml(id: &str, img: &SynthImage) -> String {
 // ---------------------------------------------------------------------------------
 // Deterministic randomness and trigonometry.
 
-/// SplitMix64 (Steele, Lea, Flood 2014): a fixed, portable generator.
-struct Rng(u64);
-
-fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+/// The library's SplitMix64 ([`crate::rng`]) seeded per image, with the draws the
+/// generator needs.
+struct Rng(SplitMix64);
 
 impl Rng {
     fn for_image(seed: u64, split: Split, index: usize, size: u32) -> Rng {
         let s = mix64(seed ^ 0x5EED_5EED_0000_0000);
         let s = mix64(s ^ ((split as u64) << 56) ^ index as u64);
-        Rng(mix64(s ^ ((size as u64) << 32)))
+        Rng(SplitMix64(mix64(s ^ ((size as u64) << 32))))
     }
     fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        mix64(self.0)
+        self.0.next_u64()
     }
     /// Uniform in [0, 1).
     fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+        self.0.unit_f64()
     }
     /// Uniform in [lo, hi).
     fn range(&mut self, lo: f64, hi: f64) -> f64 {

@@ -7,28 +7,7 @@ use super::{Model, BN_EPS};
 use crate::layers::{BatchNorm2d, Conv2d, Linear, MaxPool2d};
 use crate::tensor::Tensor;
 
-/// Deterministic generator (SplitMix64) with a Box–Muller normal.
-pub(crate) struct Rng(pub(crate) u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn uniform(&mut self) -> f32 {
-        ((self.next_u64() >> 40) as f32 + 0.5) / (1u64 << 24) as f32
-    }
-    pub(crate) fn normal(&mut self) -> f32 {
-        let (u, v) = (self.uniform(), self.uniform());
-        (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
-    }
-    pub(crate) fn fill(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.normal() * scale).collect()
-    }
-}
+pub(crate) use crate::rng::SplitMix64 as Rng;
 
 /// A tensor of uniform values in `[lo, hi)` from `seed` (deterministic).
 pub fn random_tensor(shape: &[usize], seed: u64, lo: f32, hi: f32) -> Tensor {
@@ -36,7 +15,7 @@ pub fn random_tensor(shape: &[usize], seed: u64, lo: f32, hi: f32) -> Tensor {
     let n = shape.iter().product();
     Tensor::new(
         shape.to_vec(),
-        (0..n).map(|_| lo + (hi - lo) * rng.uniform()).collect(),
+        (0..n).map(|_| lo + (hi - lo) * rng.unit_f32()).collect(),
     )
 }
 
@@ -60,10 +39,10 @@ fn conv(
 
 fn bn(rng: &mut Rng, c: usize) -> BatchNorm2d {
     BatchNorm2d {
-        gamma: (0..c).map(|_| 0.5 + rng.uniform()).collect(),
-        beta: (0..c).map(|_| 0.2 * (rng.uniform() - 0.5)).collect(),
-        running_mean: (0..c).map(|_| 0.2 * (rng.uniform() - 0.5)).collect(),
-        running_var: (0..c).map(|_| 0.5 + 1.5 * rng.uniform()).collect(),
+        gamma: (0..c).map(|_| 0.5 + rng.unit_f32()).collect(),
+        beta: (0..c).map(|_| 0.2 * (rng.unit_f32() - 0.5)).collect(),
+        running_mean: (0..c).map(|_| 0.2 * (rng.unit_f32() - 0.5)).collect(),
+        running_var: (0..c).map(|_| 0.5 + 1.5 * rng.unit_f32()).collect(),
         eps: BN_EPS,
     }
 }

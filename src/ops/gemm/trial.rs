@@ -10,6 +10,7 @@ use super::variants::{GemmKernel, Recording};
 use super::{record, GemmProblem};
 use crate::gpu::tune::Trial;
 use crate::gpu::{Access, Binding, GpuContext, Recorder};
+use crate::rng::SplitMix64;
 
 /// Whether a candidate's output `got` (f32 bit patterns) agrees with the fallback's
 /// `want`: bit for bit, or for an inexact variant within `tolerance` (see
@@ -83,13 +84,8 @@ pub(super) struct TrialBench {
 
 impl TrialBench {
     pub(super) fn new(ctx: &GpuContext, p: &GemmProblem) -> Self {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-        };
+        let mut rng = SplitMix64(0x9e37_79b9_7f4a_7c15);
+        let mut next = move || rng.unit_f32() * 2.0 - 1.0;
         let mut out = 0;
         let buffers = p
             .bindings

@@ -125,38 +125,28 @@ impl Profiler {
 /// The GPU's own clock around one compute pass: the autotuner's timing of a candidate
 /// where the device has timestamp queries (begin and end of the pass that holds all
 /// of a trial's dispatches), so what is measured is the kernels' time on the device,
-/// not the submission, driver and wake-up around it.
+/// not the submission, driver and wake-up around it. The resolved timestamps are read
+/// back like any buffer (`GpuContext::read_raw` on [`PassClock::resolved`]).
 pub(crate) struct PassClock {
     query_set: wgpu::QuerySet,
     resolve: wgpu::Buffer,
-    staging: wgpu::Buffer,
     period_ns: f64,
 }
 
 impl PassClock {
     pub(crate) fn new(device: &wgpu::Device, queue: &wgpu::Queue) -> Self {
-        let buffer = |label, usage| {
-            device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size: 16,
-                usage,
-                mapped_at_creation: false,
-            })
-        };
         PassClock {
             query_set: device.create_query_set(&wgpu::QuerySetDescriptor {
                 label: Some("rsp autotune clock"),
                 ty: wgpu::QueryType::Timestamp,
                 count: 2,
             }),
-            resolve: buffer(
-                "rsp autotune clock resolve",
-                wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-            ),
-            staging: buffer(
-                "rsp autotune clock readback",
-                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            ),
+            resolve: device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("rsp autotune clock resolve"),
+                size: 16,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            }),
             period_ns: queue.get_timestamp_period() as f64,
         }
     }
@@ -173,31 +163,18 @@ impl PassClock {
     /// Records the resolve of both timestamps after the pass.
     pub(crate) fn resolve(&self, encoder: &mut wgpu::CommandEncoder) {
         encoder.resolve_query_set(&self.query_set, 0..2, &self.resolve, 0);
-        encoder.copy_buffer_to_buffer(&self.resolve, 0, &self.staging, 0, 16);
     }
 
-    /// Milliseconds between the two timestamps of the last submitted pass (waits for
-    /// the device).
-    pub(crate) fn read_ms(&self, device: &wgpu::Device) -> Result<f64> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        self.staging.map_async(wgpu::MapMode::Read, .., move |r| {
-            let _ = tx.send(r);
-        });
-        device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| anyhow!("GPU poll failed: {e}"))?;
-        rx.recv()
-            .map_err(|_| anyhow!("clock readback dropped"))?
-            .map_err(|e| anyhow!("clock readback failed: {e}"))?;
-        let ticks = {
-            let view = self
-                .staging
-                .get_mapped_range(..)
-                .map_err(|e| anyhow!("clock mapping failed: {e:?}"))?;
-            let stamps: &[u64] = bytemuck::cast_slice(&view);
-            stamps[1].saturating_sub(stamps[0])
-        };
-        self.staging.unmap();
-        Ok(ticks as f64 * self.period_ns / 1e6)
+    /// The buffer holding the last pass's two timestamps (four 32-bit words).
+    pub(crate) fn resolved(&self) -> &wgpu::Buffer {
+        &self.resolve
+    }
+
+    /// Milliseconds between the two timestamps in `words` (read from
+    /// [`PassClock::resolved`]).
+    pub(crate) fn elapsed_ms(&self, words: &[u32]) -> f64 {
+        // Two little-endian u64s in four words (a Vec<u32> is not 8-byte aligned).
+        let stamp = |i: usize| words[2 * i] as u64 | (words[2 * i + 1] as u64) << 32;
+        stamp(1).saturating_sub(stamp(0)) as f64 * self.period_ns / 1e6
     }
 }

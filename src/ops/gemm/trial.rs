@@ -148,7 +148,9 @@ impl TrialBench {
         let _ = ctx.synchronize();
         let wall = t.elapsed().as_secs_f64() * 1e3;
         let ms = match &ctx.clock {
-            Some(clock) => clock.read_ms(&ctx.device).unwrap_or(wall),
+            Some(clock) => ctx
+                .read_raw(clock.resolved(), 4)
+                .map_or(wall, |words| clock.elapsed_ms(&words)),
             None => wall,
         };
         ms.max(1e-6) / reps as f64

@@ -61,9 +61,10 @@ fn all_variants() -> Vec<GemmKernel> {
 /// The matrix-unit variants, each with the precision it is offered in and the bound on
 /// `‖map − map_fallback‖₂ / ‖map_fallback‖₂` it must hold besides (split-fp32 must
 /// also hold the golden tolerance).
-const MATRIX_UNIT_VARIANTS: [(&str, Precision, f64); 2] = [
-    ("coop-64x64-split", Precision::F32, 1e-4),
-    ("coop-64x64-f16", Precision::F16, 5e-2),
+const MATRIX_UNIT_VARIANTS: [(&str, Precision, f64); 3] = [
+    ("coop-128x64-split", Precision::F32, 1e-4),
+    ("coop-128x128-f16", Precision::F16, 5e-2),
+    ("coop-128x64-f16", Precision::F16, 5e-2),
 ];
 
 /// RSP maps (Grad-CAM init) and an LRP-α1β0 map, which together run every GEMM kernel
@@ -176,7 +177,7 @@ fn extra_resnet_tiny_golden_parity_autotuned_and_forced() {
     let mut close = vec![("autotuned with inexact variants", maps_of(&inexact, &f))];
     let mut forced = vec!["winograd-2x2", "tree-256"];
     if inexact.matrix_units {
-        forced.push("coop-64x64-split");
+        forced.push("coop-128x64-split");
     }
     for name in forced {
         let ctx = context(ContextOptions {

@@ -118,6 +118,29 @@ fn variant_modules(kernel: GemmKernel, fallback: &ModuleSpec) -> Vec<ModuleSpec>
             out.push(module(kernel.shader(op), with(kernel.constants())));
             out
         }
+        Recording::Planes => {
+            let planes = ShaderRef {
+                name: op,
+                skeleton: Skeleton::Planes,
+                unchecked: true,
+            };
+            let mut out = Vec::new();
+            for pack_b in [0.0, 1.0] {
+                for pass in [0.0, 1.0] {
+                    out.push(module(
+                        planes,
+                        with(&[
+                            ("PACK_B", pack_b),
+                            ("PASS", pass),
+                            ("SPLIT", kernel.split_planes() as u8 as f64),
+                            ("COL_PAD", kernel.block.1 as f64),
+                        ]),
+                    ));
+                }
+            }
+            out.push(module(kernel.shader(op), with(kernel.constants())));
+            out
+        }
         Recording::Single | Recording::HalfGrid => {
             vec![module(kernel.shader(op), with(kernel.constants()))]
         }
@@ -294,7 +317,9 @@ fn specialise(spec: &ModuleSpec) -> Result<Specialised, String> {
     let features = spec.features();
     let mut caps = Capabilities::empty();
     if features.contains(wgpu::Features::SHADER_F16) {
-        caps |= Capabilities::SHADER_FLOAT16;
+        // wgpu grants pack2x16float and unpack2x16float (`DownlevelFlags::
+        // SHADER_F16_IN_F32`) on every backend, on Mesa's Vulkan drivers only with f16.
+        caps |= Capabilities::SHADER_FLOAT16 | Capabilities::SHADER_FLOAT16_IN_FLOAT32;
     }
     if features.contains(wgpu::Features::SUBGROUP) {
         caps |= Capabilities::SUBGROUP;

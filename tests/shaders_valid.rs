@@ -25,7 +25,8 @@ fn every_gemm_op_validates_with_every_skeleton_and_storage_type() {
                         e.emit_to_string(&src)
                     )
                 });
-                let mut caps = naga::valid::Capabilities::SHADER_FLOAT16;
+                let mut caps = naga::valid::Capabilities::SHADER_FLOAT16
+                    | naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32;
                 if skeleton.needs_subgroups() {
                     caps |= naga::valid::Capabilities::SUBGROUP;
                 }

@@ -17,7 +17,10 @@ mod common;
 
 use half::f16;
 
+use rsp::gpu::GpuContext;
+use rsp::layers::Conv2d;
 use rsp::models::graph::Layer;
+use rsp::ops::conv::{conv2d_planes, GemmKernel, GpuConv};
 use rsp::ops::split_fp32::{gemm, gemm_f32, gemm_f64, pack, Axis, Matrix, Order, Scheme, UnitSum};
 use rsp::reference::model as refmodel;
 use rsp::{Model, Tensor};
@@ -103,7 +106,7 @@ fn problems(case: &str) -> Vec<Problem> {
     out
 }
 
-/// `shaders/gemm_coop.wgsl` as it stands, emulated: 64×64×32 tiles, a scale per tile
+/// The first `shaders/gemm_coop.wgsl` (replaced after commit 1bcda6a), emulated: 64×64×32 tiles, a scale per tile
 /// and K step putting the tile's maximum in [2^14, 2^15), hi = the scaled value cut to
 /// 11 significant bits (then f16), lo = f16(remainder · 2^11); per 32-deep step hi·hi
 /// and (hi·lo, lo·hi per 16-step) in two zeroed accumulators, `t + u·2^-11`, unscaled
@@ -476,4 +479,135 @@ fn one_scale_per_matrix_loses_blocks_far_below_the_maximum() {
     );
     assert!(per64 <= 4.0 * f32_worst && per64 <= 1e-5);
     assert!(per_matrix > 1e-3);
+}
+
+/// One operand as `gemm_planes.wgsl` wrote it: the block exponents and the planes of
+/// problem 0, unpadded to `rows × cols`, and whether every padding element is zero.
+struct GpuPlanes {
+    exps: Vec<i32>,
+    planes: Vec<Vec<u16>>,
+    padding_zero: bool,
+}
+
+/// Decodes the words of one operand (one problem): `lines` scale blocks' worth of
+/// header, then `planes` planes of `prows × pcols` f16, of which `rows × cols` hold
+/// the matrix.
+fn decode_planes(
+    words: &[u32],
+    (rows, cols): (usize, usize),
+    (prows, pcols): (usize, usize),
+    blocks: usize,
+    planes: usize,
+) -> GpuPlanes {
+    let header = blocks.next_multiple_of(4);
+    let half = |i: usize| (words[header + i / 2] >> (16 * (i % 2))) as u16;
+    let mut padding_zero = true;
+    let mut out = vec![Vec::with_capacity(rows * cols); planes];
+    for (p, plane) in out.iter_mut().enumerate() {
+        for r in 0..prows {
+            for c in 0..pcols {
+                let h = half(p * prows * pcols + r * pcols + c);
+                if r < rows && c < cols {
+                    plane.push(h);
+                } else if h != 0 {
+                    padding_zero = false;
+                }
+            }
+        }
+    }
+    GpuPlanes {
+        exps: words[..blocks].iter().map(|&w| w as i32).collect(),
+        planes: out,
+        padding_zero,
+    }
+}
+
+fn assert_planes_match(name: &str, gpu: &GpuPlanes, cpu: &rsp::ops::split_fp32::Packed) {
+    let blocks = cpu.exps.len();
+    assert_eq!(gpu.exps[..blocks], cpu.exps[..], "{name}: block exponents");
+    assert!(
+        gpu.exps[blocks..].iter().all(|&e| e == 0),
+        "{name}: padding blocks scaled"
+    );
+    assert!(gpu.padding_zero, "{name}: nonzero padding");
+    for (p, (g, c)) in gpu.planes.iter().zip(&cpu.planes).enumerate() {
+        let differ = g.iter().zip(c).filter(|(g, c)| **g != c.to_bits()).count();
+        assert_eq!(
+            differ,
+            0,
+            "{name}: plane {p}: {differ} of {} f16 differ",
+            c.len()
+        );
+    }
+}
+
+/// Checks the GPU pack pass of `kernel` on `conv(x)` against `split_fp32::pack`.
+fn check_pack_pass(ctx: &GpuContext, name: &str, conv: &Conv2d, x: &Tensor, kernel: GemmKernel) {
+    let gpu_conv = GpuConv::upload(ctx, conv);
+    let (a_words, b_words) = conv2d_planes(ctx, &ctx.upload(x), &gpu_conv, kernel)
+        .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+    let (kh, kw) = conv.kernel();
+    let a = Matrix::new(
+        conv.out_channels(),
+        conv.in_channels() * kh * kw,
+        conv.weight.data.clone(),
+    );
+    let b = im2col(x, kh, kw, conv.stride, conv.padding);
+    let planes = if kernel.split_planes() { 2 } else { 1 };
+    let (rows, cols) = kernel.block;
+    let kp = a.cols.next_multiple_of(32);
+    let mp = a.rows.next_multiple_of(rows);
+    let np = b.cols.next_multiple_of(cols);
+    let gpu_a = decode_planes(&a_words, (a.rows, a.cols), (mp, kp), mp / 64, planes);
+    let gpu_b = decode_planes(&b_words, (b.rows, b.cols), (kp, np), np / 64, planes);
+    assert_planes_match(
+        &format!("{name} A"),
+        &gpu_a,
+        &pack(&a, Axis::Rows, 64, planes),
+    );
+    assert_planes_match(
+        &format!("{name} B"),
+        &gpu_b,
+        &pack(&b, Axis::Cols, 64, planes),
+    );
+}
+
+/// The pack pass of the cooperative-matrix kernels (`gemm_planes.wgsl`) runs on any
+/// adapter: on this one it must write the specification's block exponents and f16
+/// planes bit for bit (both roundings through `pack2x16float`), with zero padding, for
+/// the first convolution of every golden case and for an input whose 64-pixel blocks
+/// lie 2^10 apart (so that the blocks' scales differ), in both plane layouts (split:
+/// hi and lo, 64-column tiles; f16: hi only, 128-column tiles).
+#[test]
+fn gpu_pack_pass_writes_the_specified_planes() {
+    let ctx = common::gpu();
+    for kernel in ["coop-128x64-split", "coop-128x128-f16"] {
+        let kernel = GemmKernel::parse(kernel).expect("a cooperative-matrix variant");
+        for case in common::GOLDEN_CASES {
+            let file = common::golden(case);
+            let model = Model::from_tensors(&file).expect("golden model");
+            let input = file.get("input").expect("golden input");
+            let conv = model.graph.nodes[..model.graph.forward_len()]
+                .iter()
+                .find_map(|node| match &node.layer {
+                    Layer::Conv { conv, .. } => Some(conv),
+                    _ => None,
+                })
+                .expect("a convolution");
+            check_pack_pass(ctx, &format!("{kernel} {case}"), conv, input, kernel);
+            let mut spread = input.clone();
+            let (h, w) = (spread.shape[2], spread.shape[3]);
+            for (i, v) in spread.data.iter_mut().enumerate() {
+                let pixel = i % (h * w);
+                *v *= 2f32.powi(-10 * ((pixel / 64) % 4) as i32);
+            }
+            check_pack_pass(
+                ctx,
+                &format!("{kernel} {case} spread"),
+                conv,
+                &spread,
+                kernel,
+            );
+        }
+    }
 }

@@ -21,7 +21,7 @@ mkdir -p "$stage/devrun/tests" "$stage/devrun/golden"
 cp target/release/rsp "$stage/devrun/rsp"
 # The GPU suites among cargo's "Executable tests/NAME.rs (PATH)" lines (all of them
 # would not fit the 64 MiB that may travel).
-for suite in shaders_valid ops_gpu rules_gpu models_gpu golden_gpu baselines_gpu autotune_gpu winograd_gpu cli; do
+for suite in shaders_valid ops_gpu rules_gpu models_gpu golden_gpu baselines_gpu autotune_gpu winograd_gpu split_fp32 cli; do
     bin=$(grep -o "Executable tests/$suite\.rs ([^)]*)" /tmp/rsp-test-build.log | sed 's/.*(\(.*\))/\1/')
     cp "$bin" "$stage/devrun/tests/"
 done

@@ -4,7 +4,8 @@
 #   run(command="bash tools/device_check.sh", carry=[".gl", "devrun"], timeout_s=560)
 # In order of importance, each step skipped once the time budget ($BUDGET seconds,
 # default 510) is nearly spent:
-#   1. the GPU test suites on the real adapter, in parallel (the matrix-unit variants'
+#   1. the GPU test suites on the real adapter, in parallel (split_fp32 checks the matrix
+#      units' pack pass against its CPU specification bit for bit; the matrix-unit variants'
 #      tolerance tests run only where the adapter has cooperative matrices);
 #   1b. the first `rsp IMAGE` of a VGG16 (random weights) at 224 px with an empty
 #      autotune cache against the warm run that follows (the issue's bound: at most 10 s

@@ -55,7 +55,7 @@ pub struct BenchArgs {
     /// runtime checks), large-RxC-kK (128x128, 128x64 or 64x128 tiles, K tile 16 or
     /// 32; GPUs), direct-RxL (R = 4 or 8 rows, L = 8, 16, 32 or 64 lanes),
     /// subgroup-32x32[-packb], winograd-2x2 (3×3 stride-1 forward convolutions) or
-    /// coop-64x64-split|f16 (matrix units). Where a variant does not apply to a layer,
+    /// coop-128x64-split, coop-128x128-f16 or coop-128x64-f16 (matrix units). Where a variant does not apply to a layer,
     /// that layer runs the heuristic tile.
     #[arg(long, default_value = "auto", value_name = "auto|VARIANT")]
     pub kernel: String,
@@ -167,7 +167,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                         "--kernel '{s}': expected auto, tiled-RxC (R, C in 16, 32, 64; \
                          optionally -unchecked), large-RxC-kK (128x128|128x64|64x128, K 16|32), \
                          direct-RxL (R 4 or 8, L 8..64), subgroup-32x32[-packb], \
-                         winograd-2x2 or coop-64x64-split|f16"
+                         winograd-2x2, coop-128x64-split, coop-128x128-f16 or coop-128x64-f16"
                     )
                 })?
                 .to_string(),

@@ -76,7 +76,7 @@ impl ModuleSpec {
     pub fn features(&self) -> wgpu::Features {
         let mut f = wgpu::Features::empty();
         let skeleton = self.shader.skeleton;
-        if self.types.contains(&DType::F16) || skeleton.needs_cooperative_matrix() {
+        if self.types.contains(&DType::F16) || skeleton.needs_f16() {
             f |= wgpu::Features::SHADER_F16;
         }
         if skeleton.needs_subgroups() {

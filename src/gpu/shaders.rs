@@ -21,6 +21,9 @@ pub enum Skeleton {
     Direct,
     /// `gemm_pack.wgsl`: writes the op's A or B operand as a plain padded matrix.
     Pack,
+    /// `gemm_planes.wgsl`: writes the op's A or B operand as f16 planes with block
+    /// scales for the cooperative-matrix kernel.
+    Planes,
     /// `gemm_subgroup.wgsl`: vec4 loads of the packed operands and subgroup
     /// broadcasts (devices with 8-wide subgroups and `Features::SUBGROUP`).
     Subgroup,
@@ -47,6 +50,7 @@ impl Skeleton {
             Skeleton::Large => include_str!("../../shaders/gemm_large.wgsl"),
             Skeleton::Direct => include_str!("../../shaders/gemm_direct.wgsl"),
             Skeleton::Pack => include_str!("../../shaders/gemm_pack.wgsl"),
+            Skeleton::Planes => include_str!("../../shaders/gemm_planes.wgsl"),
             Skeleton::Subgroup => include_str!("../../shaders/gemm_subgroup.wgsl"),
             Skeleton::Coop => include_str!("../../shaders/gemm_coop.wgsl"),
             Skeleton::Winograd => include_str!("../../shaders/gemm_winograd.wgsl"),
@@ -58,6 +62,13 @@ impl Skeleton {
     /// Whether the skeleton's module needs `wgpu::Features::SUBGROUP`.
     pub fn needs_subgroups(self) -> bool {
         matches!(self, Skeleton::Subgroup | Skeleton::Coop)
+    }
+
+    /// Whether the skeleton's module needs `wgpu::Features::SHADER_F16`: f16 types, or
+    /// `pack2x16float`/`unpack2x16float`, which Mesa's Vulkan drivers offer only with
+    /// it.
+    pub fn needs_f16(self) -> bool {
+        matches!(self, Skeleton::Planes | Skeleton::Coop)
     }
 
     /// Whether the skeleton's module needs cooperative matrices (and f16).
@@ -72,13 +83,14 @@ impl Skeleton {
     }
 
     /// Every GEMM skeleton (for validation tests).
-    pub const GEMM: [Skeleton; 9] = [
+    pub const GEMM: [Skeleton; 10] = [
         Skeleton::Tiled,
         Skeleton::Large,
         Skeleton::Direct,
         Skeleton::Dot,
         Skeleton::Tree,
         Skeleton::Pack,
+        Skeleton::Planes,
         Skeleton::Subgroup,
         Skeleton::Coop,
         Skeleton::Winograd,

@@ -50,10 +50,35 @@ pub(crate) fn conv_gemm(
     constants: &[(&'static str, f64)],
     bindings: &[Binding; 5],
     g: &ConvGeometry,
+    hw: (usize, usize),
+    mnz: (usize, usize, usize),
+    k_splits: usize,
+) {
+    with_problem(
+        shader,
+        constants,
+        bindings,
+        g,
+        hw,
+        mnz,
+        k_splits,
+        |problem| gemm::dispatch(rec, problem),
+    );
+}
+
+/// Calls `f` with the GEMM problem of one convolution kernel dispatch (see
+/// [`conv_gemm`]).
+#[allow(clippy::too_many_arguments)]
+fn with_problem<R>(
+    shader: &'static str,
+    constants: &[(&'static str, f64)],
+    bindings: &[Binding; 5],
+    g: &ConvGeometry,
     (h, w): (usize, usize),
     (m, n, z): (usize, usize, usize),
     k_splits: usize,
-) {
+    f: impl FnOnce(&GemmProblem) -> R,
+) -> R {
     let params = conv_params(g, h, w, k_splits);
     // Kernel size and stride specialise the pipeline; the variant adds its shape.
     let mut specialised = constants.to_vec();
@@ -62,7 +87,7 @@ pub(crate) fn conv_gemm(
         ("KW", g.kw as f64),
         ("STRIDE", g.stride as f64),
     ]);
-    let problem = GemmProblem {
+    f(&GemmProblem {
         op: shader,
         constants: &specialised,
         bindings,
@@ -71,8 +96,7 @@ pub(crate) fn conv_gemm(
         k_bound: k_bound(shader, constants, g, (h, w)),
         k_useful: k_useful(shader, &specialised, g, (h, w)),
         splits: k_splits,
-    };
-    gemm::dispatch(rec, &problem);
+    })
 }
 
 /// The override constant `name` of an op (0 where it is not given, as in the shaders).
@@ -298,12 +322,7 @@ fn conv2d_with(
     conv_gemm(
         rec,
         "conv2d_fwd",
-        &[
-            ("MODE", 0.0),
-            ("RELU", relu as u8 as f64),
-            ("POS_WEIGHTS", (weights == Weights::Positive) as u8 as f64),
-            ("NEG_WEIGHTS", (weights == Weights::Negative) as u8 as f64),
-        ],
+        &forward_constants(relu, weights),
         &[
             Binding::read(x),
             Binding::read(&conv.weight),
@@ -317,6 +336,55 @@ fn conv2d_with(
         1,
     );
     out
+}
+
+fn forward_constants(relu: bool, weights: Weights) -> [(&'static str, f64); 4] {
+    [
+        ("MODE", 0.0),
+        ("RELU", relu as u8 as f64),
+        ("POS_WEIGHTS", (weights == Weights::Positive) as u8 as f64),
+        ("NEG_WEIGHTS", (weights == Weights::Negative) as u8 as f64),
+    ]
+}
+
+/// The scale headers and f16 planes of A (the weights) and B (the im2col of `x`) that
+/// the cooperative-matrix `kernel` reads for `conv2d(x, conv)`, as u32 words in
+/// `gemm_planes.wgsl`'s layout. The pack pass runs on any adapter with
+/// `pack2x16float`, so tests check it against `split_fp32::pack` where the adapter
+/// has no matrix units.
+#[doc(hidden)]
+pub fn conv2d_planes(
+    ctx: &GpuContext,
+    x: &GpuTensor,
+    conv: &GpuConv,
+    kernel: GemmKernel,
+) -> anyhow::Result<(Vec<u32>, Vec<u32>)> {
+    let (n, _, h, w) = dims4(x);
+    let g = &conv.geom;
+    let (ho, wo) = g.out_hw(h, w);
+    let out = ctx.empty_activation(&[n, g.c_out, ho, wo]);
+    let mut rec = Recorder::new(ctx);
+    let bindings = [
+        Binding::read(x),
+        Binding::read(&conv.weight),
+        Binding::read(&conv.bias),
+        rec.unused(),
+        Binding::write(&out),
+    ];
+    let (a, b) = with_problem(
+        "conv2d_fwd",
+        &forward_constants(false, Weights::Signed),
+        &bindings,
+        g,
+        (h, w),
+        (g.c_out, ho * wo, n),
+        1,
+        |p| gemm::record_operand_planes(&mut rec, kernel, p, &bindings),
+    );
+    rec.submit();
+    let mut words = ctx.read_buffers(&[(a.buffer(), a.words()), (b.buffer(), b.words())])?;
+    let b = words.pop().expect("two buffers read");
+    Ok((words.pop().expect("two buffers read"), b))
 }
 
 /// Transposed convolution `convT(S, W)` (or `convT(S, pos(W))`): the adjoint of

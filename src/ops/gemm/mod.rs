@@ -5,7 +5,8 @@
 //! heuristic tile, checked) and [`record`] records it.
 //!
 //! - `variants`: the registry, one table entry per variant ([`VARIANTS`]).
-//! - `scratch`: the recordings that need scratch (Winograd, packed operands).
+//! - `scratch`: the recordings that need scratch (Winograd, packed operands, f16
+//!   planes).
 //! - `trial`: the autotuner's check and timing of one candidate.
 //!
 //! The exact variants sum each output element in ascending K order with one fma per
@@ -22,7 +23,10 @@ mod variants;
 
 pub use variants::{Accuracy, GemmKernel, GemmTile, Needs, Offer, Recording, Variant, VARIANTS};
 
-use scratch::{record_winograd, PackedSizes, WinogradSizes, MAX_PACKED_BYTES};
+pub(crate) use scratch::record_operand_planes;
+use scratch::{
+    record_planes, record_winograd, PackedSizes, PlaneSizes, WinogradSizes, MAX_PACKED_BYTES,
+};
 use trial::TrialBench;
 
 use crate::gpu::shaders::Skeleton;
@@ -65,7 +69,7 @@ pub(crate) fn candidates(ctx: &GpuContext, p: &GemmProblem) -> Vec<GemmKernel> {
 }
 
 /// Whether the adapter can run `kernel` on `p`: [`GemmKernel::supported`]; for packed
-/// operands, scratch and grids within the limits; for Winograd, a 3×3 stride-1 forward
+/// operands and f16 planes, scratch and grids within the limits; for Winograd, a 3×3 stride-1 forward
 /// convolution whose scratch and grid fit.
 pub(crate) fn fits(kernel: GemmKernel, ctx: &GpuContext, p: &GemmProblem) -> bool {
     if !kernel.supported(ctx) {
@@ -84,6 +88,11 @@ pub(crate) fn fits(kernel: GemmKernel, ctx: &GpuContext, p: &GemmProblem) -> boo
             let packed = PackedSizes::of(p, kernel.block);
             let bytes = 4 * packed.a_len().max(packed.b_len()) as u64;
             (bytes, vec![packed.pack_a_groups(), packed.pack_b_groups()])
+        }
+        Recording::Planes => {
+            let sizes = PlaneSizes::of(p, kernel);
+            let bytes = 4 * sizes.a_words().max(sizes.b_words()) as u64;
+            (bytes, sizes.grids().to_vec())
         }
     };
     let own = kernel.groups((p.mnz.0, p.mnz.1), p.mnz.2, p.splits);
@@ -122,7 +131,8 @@ fn fallback(ctx: &GpuContext, p: &GemmProblem) -> GemmKernel {
 }
 
 /// Records `kernel` for `p` with the op's `bindings`: one dispatch; for packed
-/// operands the packing passes into scratch and the GEMM over them; for Winograd the
+/// operands the packing passes into scratch and the GEMM over them (for the matrix
+/// units, [`record_planes`]); for Winograd the
 /// transforms, the 16 GEMMs and the output transform ([`record_winograd`]).
 pub(crate) fn record(
     rec: &mut Recorder,
@@ -136,6 +146,7 @@ pub(crate) fn record(
     let groups = kernel.groups((m, n), z, p.splits);
     let packed_a = match kernel.recording {
         Recording::Winograd => return record_winograd(rec, p, bindings),
+        Recording::Planes => return record_planes(rec, kernel, p, bindings),
         Recording::Single | Recording::HalfGrid => {
             rec.dispatch(kernel.shader(p.op), &constants, bindings, p.params, groups);
             rec.note_gemm(m, n, p.k_useful, z);

@@ -1,11 +1,12 @@
 //! The recordings of the variants that need scratch: Winograd's transforms around
-//! its 16 GEMMs, and the padded operands the subgroup kernel reads (`gemm_pack.wgsl`),
+//! its 16 GEMMs, the padded operands the subgroup kernel reads (`gemm_pack.wgsl`) and
+//! the f16 planes the cooperative-matrix kernel reads (`gemm_planes.wgsl`),
 //! with the sizes that decide whether a problem fits them.
 
-use super::variants::{GemmKernel, GemmTile};
+use super::variants::{GemmKernel, GemmTile, Recording};
 use super::{record, GemmProblem};
 use crate::gpu::shaders::Skeleton;
-use crate::gpu::{grid_1d, Access, Binding, Recorder, ShaderRef};
+use crate::gpu::{grid_1d, Access, Binding, GpuTensor, Recorder, ShaderRef};
 
 /// The scratch of a Winograd convolution (f32 elements): transformed weights
 /// `[sets][16][c_out][c_in]`, transformed input tiles `[images][16][c_in][tiles]` and
@@ -205,4 +206,126 @@ impl PackedSizes {
             self.z as u32,
         ]
     }
+}
+
+/// The buffers `gemm_planes.wgsl` writes and `gemm_coop.wgsl` reads for one problem,
+/// in u32 words (two f16 per word): per operand a header of block scales padded to 4
+/// words, the hi planes of every problem, then (split-fp32) the lo planes. A is
+/// `[z][mp][kp]` with one scale per 64 rows, B `[z][kp][np]` with one per 64 columns.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct PlaneSizes {
+    z: usize,
+    mp: usize,
+    kp: usize,
+    np: usize,
+    planes: usize,
+}
+
+/// Rows of A and columns of B per block scale (`SCALE_BLOCK` in the shaders).
+const SCALE_BLOCK: usize = 64;
+
+impl PlaneSizes {
+    /// The sizes for `p` run by the cooperative-matrix `kernel`: M padded to its tile
+    /// rows (128), K to its K step (32), N to its tile columns.
+    pub(super) fn of(p: &GemmProblem, kernel: GemmKernel) -> PlaneSizes {
+        let (m, n, z) = p.mnz;
+        let (rows, cols) = kernel.block;
+        PlaneSizes {
+            z,
+            mp: m.next_multiple_of(rows),
+            kp: p.k_bound.next_multiple_of(32),
+            np: n.next_multiple_of(cols),
+            planes: if kernel.split_planes() { 2 } else { 1 },
+        }
+    }
+
+    fn words(&self, lines: usize, plane: usize) -> usize {
+        (self.z * lines / SCALE_BLOCK).next_multiple_of(4) + self.planes * self.z * plane / 2
+    }
+
+    pub(super) fn a_words(&self) -> usize {
+        self.words(self.mp, self.mp * self.kp)
+    }
+
+    pub(super) fn b_words(&self) -> usize {
+        self.words(self.np, self.kp * self.np)
+    }
+
+    /// The grids of A's two passes (block scales: one workgroup per block; planes:
+    /// one invocation per word, 256 per workgroup), then B's.
+    pub(super) fn grids(&self) -> [[u32; 3]; 4] {
+        let z = self.z as u32;
+        [
+            [(self.mp / SCALE_BLOCK) as u32, 1, z],
+            [(self.kp / 2).div_ceil(256) as u32, self.mp as u32, z],
+            [(self.np / SCALE_BLOCK) as u32, 1, z],
+            [(self.np / 2).div_ceil(256) as u32, self.kp as u32, z],
+        ]
+    }
+}
+
+/// Records the cooperative-matrix GEMM: A's and B's block scales and f16 planes into
+/// scratch ([`record_operand_planes`]), then `kernel` over them.
+pub(super) fn record_planes(
+    rec: &mut Recorder,
+    kernel: GemmKernel,
+    p: &GemmProblem,
+    bindings: &[Binding],
+) {
+    let (a, b) = record_operand_planes(rec, kernel, p, bindings);
+    let (m, n, z) = p.mnz;
+    let mut constants = p.constants.to_vec();
+    constants.extend_from_slice(kernel.constants());
+    rec.dispatch_with_extra(
+        kernel.shader(p.op),
+        &constants,
+        bindings,
+        p.params,
+        &[Binding::read(&a), Binding::read(&b)],
+        kernel.groups((m, n), z, p.splits),
+    );
+    rec.note_gemm(m, n, p.k_useful, z);
+}
+
+/// Records `gemm_planes.wgsl`'s two passes (block scales, then planes) for A and for
+/// B of `p` as the cooperative-matrix `kernel` reads them; returns the two buffers.
+pub(crate) fn record_operand_planes(
+    rec: &mut Recorder,
+    kernel: GemmKernel,
+    p: &GemmProblem,
+    bindings: &[Binding],
+) -> (GpuTensor, GpuTensor) {
+    assert_eq!(
+        kernel.recording,
+        Recording::Planes,
+        "{kernel} reads no planes"
+    );
+    let sizes = PlaneSizes::of(p, kernel);
+    let ctx = rec.ctx;
+    let a = ctx.empty(&[sizes.a_words()]);
+    let b = ctx.empty(&[sizes.b_words()]);
+    let shader = ShaderRef {
+        name: p.op,
+        skeleton: Skeleton::Planes,
+        unchecked: true,
+    };
+    for (i, grid) in sizes.grids().into_iter().enumerate() {
+        let (operand, pack_b) = if i < 2 { (&a, 0.0) } else { (&b, 1.0) };
+        let mut constants = p.constants.to_vec();
+        constants.extend([
+            ("PACK_B", pack_b),
+            ("PASS", (i % 2) as f64),
+            ("SPLIT", kernel.split_planes() as u8 as f64),
+            ("COL_PAD", kernel.block.1 as f64),
+        ]);
+        rec.dispatch_with_extra(
+            shader,
+            &constants,
+            bindings,
+            p.params,
+            &[Binding::write(operand)],
+            grid,
+        );
+    }
+    (a, b)
 }

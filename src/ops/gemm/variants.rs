@@ -156,6 +156,9 @@ pub enum Recording {
     /// Winograd F(2×2, 3×3): weight and input transforms, 16 GEMMs per problem on the
     /// heuristic tile, the output transform into the op's epilogue.
     Winograd,
+    /// Two `gemm_planes.wgsl` passes per operand (block scales, then the f16 planes)
+    /// into scratch, then the cooperative-matrix GEMM over them.
+    Planes,
     /// The test hook: one dispatch over half of the grid's columns.
     HalfGrid,
 }
@@ -292,7 +295,7 @@ impl Variant {
 
 /// Every variant. The order is the candidates' order after the fallback pair (ties
 /// in tuning go to the earlier one).
-pub static VARIANTS: [Variant; 40] = [
+pub static VARIANTS: [Variant; 41] = [
     Variant::tiled("tiled-16x16", 16, 16, false),
     Variant::tiled("tiled-16x16-unchecked", 16, 16, true),
     Variant::tiled("tiled-16x32", 16, 32, false),
@@ -370,30 +373,46 @@ pub static VARIANTS: [Variant; 40] = [
         )
         .offered(Offer::Cpu)
     },
-    // Matrix units on 64×64 tiles: the f32 stage of 64×64 plus hi and lo f16 copies of
-    // both operand tiles (64×32 each), and four atomics. Split-fp32 offered in f32
-    // runs, plain f16 operands only where the run asked for half precision.
+    // Matrix units on 128-row tiles over f16 planes (`gemm_planes.wgsl`), 8 subgroups
+    // of 32. Split-fp32 (two planes, three products) on 128×64, whose 16 accumulators
+    // per subgroup still fit the registers; plain f16 operands, only where the run
+    // asked for half precision, on 128×128 and 128×64.
     Variant {
         needs: Needs::MatrixUnits,
         accuracy: F32_LEVEL,
+        recording: Recording::Planes,
         ..Variant::new(
-            "coop-64x64-split",
+            "coop-128x64-split",
             Skeleton::Coop,
-            [("SPLIT", 1.0)],
-            (64, 64),
-            (128, 4 * 4096 + 4 * 2 * 2048 + 16),
+            [("SPLIT", 1.0), ("BN", 64.0)],
+            (128, 64),
+            (256, COOP_WORKGROUP_BYTES),
         )
         .offered(Offer::AtPrecision(Precision::F32))
     },
     Variant {
         needs: Needs::MatrixUnits,
         accuracy: F16_LEVEL,
+        recording: Recording::Planes,
         ..Variant::new(
-            "coop-64x64-f16",
+            "coop-128x128-f16",
             Skeleton::Coop,
-            [("SPLIT", 0.0)],
-            (64, 64),
-            (128, 4 * 4096 + 4 * 2 * 2048 + 16),
+            [("SPLIT", 0.0), ("BN", 128.0)],
+            (128, 128),
+            (256, COOP_WORKGROUP_BYTES),
+        )
+        .offered(Offer::AtPrecision(Precision::F16))
+    },
+    Variant {
+        needs: Needs::MatrixUnits,
+        accuracy: F16_LEVEL,
+        recording: Recording::Planes,
+        ..Variant::new(
+            "coop-128x64-f16",
+            Skeleton::Coop,
+            [("SPLIT", 0.0), ("BN", 64.0)],
+            (128, 64),
+            (256, COOP_WORKGROUP_BYTES),
         )
         .offered(Offer::AtPrecision(Precision::F16))
     },
@@ -419,6 +438,10 @@ pub static VARIANTS: [Variant; 40] = [
         ..Variant::tiled("broken-for-tests", 64, 64, true).offered(Offer::TestHook)
     },
 ];
+
+/// Workgroup memory of `gemm_coop.wgsl`: hi and lo f16 tiles of A (128 rows of 32 + 8)
+/// and B (32 rows of 128 + 8), and one f32 16×16 block per subgroup for the store.
+const COOP_WORKGROUP_BYTES: u32 = 2 * 2 * (128 * 40 + 32 * 136) + 4 * 8 * 256;
 
 /// Columns of C up to which [`Offer::FewColumns`] variants are offered.
 pub const FEW_COLUMNS: usize = 8;
@@ -488,6 +511,14 @@ impl GemmKernel {
         needs
             && self.threads <= ctx.limits.max_compute_invocations_per_workgroup
             && self.workgroup_bytes <= ctx.limits.max_compute_workgroup_storage_size
+    }
+
+    /// Whether a cooperative-matrix variant multiplies split-fp32 operands (hi and lo
+    /// f16 planes) rather than plain f16 ones.
+    pub fn split_planes(self) -> bool {
+        self.constants()
+            .iter()
+            .any(|&(name, v)| name == "SPLIT" && v == 1.0)
     }
 
     /// Whether the variant gives the same bits as the f32 fallback.
@@ -567,6 +598,8 @@ mod tests {
                 }
                 (Skeleton::Coop, _) => {
                     let split = c("SPLIT") == 1;
+                    assert_eq!(c("BN"), cols, "{}", k.name);
+                    assert_eq!(k.recording, Recording::Planes, "{}", k.name);
                     assert_eq!(k.accuracy == F32_LEVEL, split, "{}", k.name);
                     format!("coop-{rows}x{cols}-{}", if split { "split" } else { "f16" })
                 }

@@ -9,11 +9,11 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-use rsp::explain::rsp::rsp_conv_rule;
 use rsp::gpu::{ContextOptions, GpuContext, Recorder};
 use rsp::layers::{Conv2d, MaxPool2d};
 use rsp::models::gpu::GpuModel;
 use rsp::models::zoo;
+use rsp::ops::rsp::sectional_conv;
 use rsp::ops::{conv2d, conv2d_dgrad, conv2d_wgrad, max_pool2d_route, GpuConv, Weights};
 use rsp::Tensor;
 
@@ -66,7 +66,7 @@ fn bench_conv(c: &mut Criterion) {
     // The RSP rule is 2 wgrad + 2 conv + 2 convT (6 GEMMs of this size) plus the shift.
     group.throughput(Throughput::Elements(12 * macs));
     run(&mut group, "rsp_conv_rule (6 GEMMs)", &|rec| {
-        rsp_conv_rule(rec, &x, &r, &g);
+        sectional_conv(rec, &x, &r, &g);
     });
     group.finish();
 }

@@ -75,7 +75,7 @@ fn phase_tap(t: u32) -> vec3<u32> {
 }
 
 fn gemm_m() -> u32 {
-    if (MODE == 2u) {
+    if (MODE == MODE_ZBOX) {
         return 3u * p.c_in;
     }
     return p.c_in;
@@ -86,7 +86,7 @@ fn gemm_n() -> u32 {
 }
 
 fn gemm_k() -> u32 {
-    if (MODE == 1u) {
+    if (MODE == MODE_SECTIONS) {
         return 2u * phase_taps();
     }
     return phase_taps();
@@ -103,7 +103,7 @@ struct KTap {
 
 fn k_tap(z: u32, k: u32) -> KTap {
     var section = 0u;
-    if (MODE == 1u) {
+    if (MODE == MODE_SECTIONS) {
         section = k / phase_taps();
     }
     let tap = phase_tap(k % phase_taps());
@@ -124,14 +124,14 @@ fn column(z: u32, n: u32) -> Column {
 fn load_a_at(z: u32, m: u32, kt: KTap) -> f32 {
     let kk = KH * KW;
     let uv = kt.u * KW + kt.v;
-    if (MODE == 1u) {
+    if (MODE == MODE_SECTIONS) {
         let g = f32(w[((z * 2u + kt.section) * p.c_out + kt.o) * taps_in() + m * kk + uv]);
         if (kt.section == 0u) {
             return g;
         }
         return -g;
     }
-    if (MODE == 2u) {
+    if (MODE == MODE_ZBOX) {
         let section = m / p.c_in;
         let v = f32(w[kt.o * taps_in() + (m % p.c_in) * kk + uv]);
         if (section == 0u) {
@@ -165,7 +165,7 @@ fn load_b_at(z: u32, kt: KTap, col: Column) -> f32 {
         return 0.0;
     }
     var row = z;
-    if (MODE == 1u) {
+    if (MODE == MODE_SECTIONS) {
         row = row * 2u + kt.section;
     }
     return f32(s[row * p.c_out * p.ho * p.wo + (kt.o * p.ho + oy) * p.wo + ox]);
@@ -183,11 +183,11 @@ fn store_c(z: u32, split: u32, m: u32, n: u32, acc: f32) {
     let hw = p.h * p.w;
     let img = z;
     let pix = phase_pixel(n);
-    if (MODE == 0u) {
+    if (MODE == MODE_PLAIN) {
         out[(img * p.c_in + m) * hw + pix] = out_t(acc);
         return;
     }
-    if (MODE == 1u) {
+    if (MODE == MODE_SECTIONS) {
         let xv = max(f32(x[(img * p.c_in + m) * hw + pix]), 0.0);
         out[(img * p.c_in + m) * hw + pix] = out_t(FACTOR * (xv * acc));
         return;

@@ -22,7 +22,7 @@ override NEG_WEIGHTS: bool = false;
 @group(0) @binding(4) var<storage, read_write> out: array<out_t>;
 
 fn image_of(z: u32) -> u32 {
-    if (MODE == 1u) {
+    if (MODE == MODE_SECTIONS) {
         return z / 2u;
     }
     return z;
@@ -37,7 +37,7 @@ fn gemm_n() -> u32 {
 }
 
 fn gemm_k() -> u32 {
-    if (MODE == 2u) {
+    if (MODE == MODE_ZBOX) {
         return 3u * taps_in();
     }
     return taps_in();
@@ -56,7 +56,7 @@ struct KTap {
 fn k_tap(z: u32, k: u32) -> KTap {
     var t = k;
     var section = 0u;
-    if (MODE == 2u) {
+    if (MODE == MODE_ZBOX) {
         section = k / taps_in();
         t = k % taps_in();
     }
@@ -78,11 +78,11 @@ fn column(z: u32, n: u32) -> Column {
 }
 
 fn load_a_at(z: u32, m: u32, kt: KTap) -> f32 {
-    if (MODE == 1u) {
+    if (MODE == MODE_SECTIONS) {
         return f32(w[(z * p.c_out + m) * taps_in() + kt.t]);
     }
     let v = f32(w[m * taps_in() + kt.t]);
-    if (MODE == 2u) {
+    if (MODE == MODE_ZBOX) {
         if (kt.section == 0u) {
             return v;
         }
@@ -107,7 +107,7 @@ fn load_input(img: u32, c: u32, iy: i32, ix: i32) -> f32 {
         return 0.0;
     }
     let v = f32(x[((img * p.c_in + c) * p.h + u32(iy)) * p.w + u32(ix)]);
-    if (MODE == 1u) {
+    if (MODE == MODE_SECTIONS) {
         return max(v, 0.0);
     }
     return v;
@@ -116,7 +116,7 @@ fn load_input(img: u32, c: u32, iy: i32, ix: i32) -> f32 {
 fn load_b_at(z: u32, kt: KTap, col: Column) -> f32 {
     let iy = col.iy0 + i32(kt.u);
     let ix = col.ix0 + i32(kt.v);
-    if (MODE == 2u && kt.section > 0u) {
+    if (MODE == MODE_ZBOX && kt.section > 0u) {
         if (iy < 0 || ix < 0 || iy >= i32(p.h) || ix >= i32(p.w)) {
             return 0.0;
         }
@@ -136,7 +136,7 @@ fn load_b(z: u32, k: u32, n: u32) -> f32 {
 fn store_c(z: u32, split: u32, m: u32, n: u32, acc: f32) {
     let hw = p.ho * p.wo;
     let dst = (z * p.c_out + m) * hw + n;
-    if (MODE == 0u) {
+    if (MODE == MODE_PLAIN) {
         var v = acc;
         if (!POS_WEIGHTS && !NEG_WEIGHTS) {
             v += f32(bias_or_r[m]);
@@ -148,7 +148,7 @@ fn store_c(z: u32, split: u32, m: u32, n: u32, acc: f32) {
         return;
     }
     var r = f32(bias_or_r[(image_of(z) * p.c_out + m) * hw + n]);
-    if (MODE == 1u) {
+    if (MODE == MODE_SECTIONS) {
         if (z % 2u == 0u) {
             r = max(r, 0.0);
         } else {

@@ -16,7 +16,7 @@ override MODE: u32 = 0u;
 @group(0) @binding(4) var<storage, read_write> out: array<out_t>;
 
 fn image_of(z: u32) -> u32 {
-    if (MODE == 1u) {
+    if (MODE == MODE_SECTIONS) {
         return z / 2u;
     }
     return z;
@@ -60,7 +60,7 @@ fn column(z: u32, n: u32) -> Column {
 
 fn load_a_at(z: u32, m: u32, kt: KTap) -> f32 {
     let r = f32(s[(image_of(z) * p.c_out + m) * p.ho * p.wo + kt.k]);
-    if (MODE == 1u) {
+    if (MODE == MODE_SECTIONS) {
         if (z % 2u == 0u) {
             return max(r, 0.0);
         }
@@ -76,7 +76,7 @@ fn load_b_at(z: u32, kt: KTap, col: Column) -> f32 {
         return 0.0;
     }
     let v = f32(x[((col.img * p.c_in + col.c) * p.h + u32(iy)) * p.w + u32(ix)]);
-    if (MODE == 1u) {
+    if (MODE == MODE_SECTIONS) {
         return max(v, 0.0);
     }
     return v;

@@ -4,6 +4,12 @@
 // Kernel size and stride are pipeline constants, so the index arithmetic of the
 // implicit GEMM divides by compile-time values (the uniform copies are informational).
 
+// The convolution op files' MODE (`ops::gemm::ConvMode` in Rust): a plain convolution,
+// RSP's sections (two problems per image), the z^B rule's bounded input.
+const MODE_PLAIN: u32 = 0u;
+const MODE_SECTIONS: u32 = 1u;
+const MODE_ZBOX: u32 = 2u;
+
 override KH: u32 = 3u;
 override KW: u32 = 3u;
 override STRIDE: u32 = 1u;

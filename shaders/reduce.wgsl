@@ -3,10 +3,15 @@
 // partial sums per thread, then a tree) into a partial pair; stage 2 (FINAL = true)
 // has one workgroup per image reducing its partial pairs in the same fixed way. The
 // order never depends on timing, so results are bit-identical from run to run.
-// MODE 0: out[2n] = Σ a[n], out[2n+1] = #{b[n] ≠ 0}   (RSP shift statistics; a and b
-//         may differ in size: per_image_a and per_image_b elements per image)
-// MODE 1: out[2n] = min a[n], out[2n+1] = max a[n]     (z^B bounds L and H)
-// MODE 2: out[2n] = Σ a[n], out[2n+1] = Σ |a[n]|        (RAP's top normalisation)
+// MODE (`ops::reduce::Reduction` in Rust):
+// SUM_AND_COUNT_NONZERO: out[2n] = Σ a[n], out[2n+1] = #{b[n] ≠ 0} (RSP shift
+//         statistics; a and b may differ in size: per_image_a and per_image_b elements
+//         per image)
+// MIN_MAX: out[2n] = min a[n], out[2n+1] = max a[n]     (z^B bounds L and H)
+// SUM_AND_ABS_SUM: out[2n] = Σ a[n], out[2n+1] = Σ |a[n]| (RAP's top normalisation)
+const SUM_AND_COUNT_NONZERO: u32 = 0u;
+const MIN_MAX: u32 = 1u;
+const SUM_AND_ABS_SUM: u32 = 2u;
 
 override MODE: u32 = 0u;
 override FINAL: bool = false;
@@ -27,14 +32,14 @@ var<workgroup> red0: array<f32, 256>;
 var<workgroup> red1: array<f32, 256>;
 
 fn combine0(x: f32, y: f32) -> f32 {
-    if (MODE != 1u) {
+    if (MODE != MIN_MAX) {
         return x + y;
     }
     return min(x, y);
 }
 
 fn combine1(x: f32, y: f32) -> f32 {
-    if (MODE != 1u) {
+    if (MODE != MIN_MAX) {
         return x + y;
     }
     return max(x, y);
@@ -44,7 +49,7 @@ fn combine1(x: f32, y: f32) -> f32 {
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     var s0 = 0.0;
     var s1 = 0.0;
-    if (MODE == 1u) {
+    if (MODE == MIN_MAX) {
         s0 = 3.0e38;
         s1 = -3.0e38;
     }
@@ -65,13 +70,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         for (var i = c * len_a + lid; i < end_a; i += 256u) {
             let v = f32(a[n * p.per_image_a + i]);
             s0 = combine0(s0, v);
-            if (MODE == 1u) {
+            if (MODE == MIN_MAX) {
                 s1 = max(s1, v);
-            } else if (MODE == 2u) {
+            } else if (MODE == SUM_AND_ABS_SUM) {
                 s1 += abs(v);
             }
         }
-        if (MODE == 0u) {
+        if (MODE == SUM_AND_COUNT_NONZERO) {
             let len_b = (p.per_image_b + p.chunks - 1u) / p.chunks;
             let end_b = min(p.per_image_b, (c + 1u) * len_b);
             for (var i = c * len_b + lid; i < end_b; i += 256u) {

@@ -1,11 +1,15 @@
 // RSP initial relevance at the explanation layer (spec §2), one workgroup per image.
 // `grad` holds k gradient rows per image (∂y_class/∂A for the classes chosen by topk,
 // target first); `cams` is scratch of the same shape.
-// MODE 0 (gradcam): R = cam / (max(cam) + 1e-9), cam = A · mean_hw(g) per channel;
+// GRAD_CAM: R = cam / (max(cam) + 1e-9), cam = A · mean_hw(g) per channel;
 //         if max(cam) ≤ 0 it divides by max|cam| instead.
-// MODE 1 (comparative): relative split of the k max-normalised cams (spec §2b), each
+// COMPARATIVE: relative split of the k max-normalised cams (spec §2b), each
 //         normalised like the Grad-CAM one (same fallback).
 // Every sum runs in a fixed order, so the result is deterministic.
+
+// MODE (`ops::rsp::InitialRelevance` in Rust).
+const GRAD_CAM: u32 = 0u;
+const COMPARATIVE: u32 = 1u;
 
 override MODE: u32 = 0u;
 
@@ -91,7 +95,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let n = wg.x;
     let len = p.channels * p.hw;
     let base = n * len;
-    if (MODE == 0u) {
+    if (MODE == GRAD_CAM) {
         let denom = cam_denominator(build_cam(n, n * p.k, lid));
         for (var e = lid; e < len; e += 256u) {
             var v = 0.0;

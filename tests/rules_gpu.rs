@@ -1,4 +1,4 @@
-//! The GPU RSP rules (`rsp::explain::rsp`) against the CPU reference rules
+//! The GPU RSP rules (`rsp::ops::rsp`, `rsp::ops::zbox`, `rsp::explain::rsp`) against the CPU reference rules
 //! (`rsp::reference::rsp`) on awkward shapes, with post-ReLU-like inputs (many exact
 //! zeros, including whole zero windows) and signed relevance with exact zeros; plus
 //! conservation of relevance (Σ R_in = Σ R) measured on the GPU's own output.
@@ -9,11 +9,10 @@
 mod common;
 mod support;
 
-use rsp::explain::rsp::{
-    rsp_batchnorm_rule, rsp_conv_rule, rsp_first_conv_rule, rsp_maxpool_rule, rsp_residual_rule,
-};
+use rsp::explain::rsp::{rsp_maxpool_rule, rsp_residual_rule};
 use rsp::layers::{BatchNorm2d, Conv2d, ConvGeometry, MaxPool2d};
-use rsp::ops::{GpuBatchNorm, GpuConv};
+use rsp::ops::rsp::sectional_conv;
+use rsp::ops::{live_mask_batch_norm, zbox_first_conv, GpuBatchNorm, GpuConv};
 use rsp::reference::rsp as cpu;
 use rsp::Tensor;
 
@@ -97,7 +96,7 @@ fn conv_rule_matches_reference() {
             let out = each_tile(&name, |rec| {
                 let xg = rec.ctx.upload(&x);
                 let rg = rec.ctx.upload(&r);
-                vec![rsp_conv_rule(rec, &xg, &rg, &g)]
+                vec![sectional_conv(rec, &xg, &rg, &g)]
             })
             .remove(0);
             let want = cpu::conv_rule(&x, &r, &g);
@@ -150,7 +149,7 @@ fn conv_rule_conserves_relevance_on_gpu() {
         let out = run1(|rec| {
             let xg = rec.ctx.upload(&x);
             let rg = rec.ctx.upload(&r);
-            rsp_conv_rule(rec, &xg, &rg, &g)
+            sectional_conv(rec, &xg, &rg, &g)
         });
         assert_conserved(&format!("conv_rule {case:?}"), &r, &out);
     }
@@ -185,7 +184,7 @@ fn first_conv_rule_matches_reference() {
             let gc = GpuConv::upload(rec.ctx, &conv);
             let xg = rec.ctx.upload(&x);
             let rg = rec.ctx.upload(&r);
-            vec![rsp_first_conv_rule(rec, &xg, &rg, &gc)]
+            vec![zbox_first_conv(rec, &xg, &rg, &gc)]
         })
         .remove(0);
         let want = cpu::first_conv_rule(&x, &r, &conv);
@@ -201,7 +200,7 @@ fn first_conv_rule_matches_reference() {
             let gc = GpuConv::upload(rec.ctx, &conv);
             let xg = rec.ctx.upload(&x);
             let rg = rec.ctx.upload(&r_net);
-            rsp_first_conv_rule(rec, &xg, &rg, &gc)
+            zbox_first_conv(rec, &xg, &rg, &gc)
         });
         assert_conserved(&format!("first_conv_rule k{k} s{s} p{p}"), &r_net, &out);
     }
@@ -263,7 +262,7 @@ fn batchnorm_rule_matches_reference() {
         let gb = GpuBatchNorm::upload(rec.ctx, &bn);
         let xg = rec.ctx.upload(&bn_input);
         let rg = rec.ctx.upload(&r);
-        rsp_batchnorm_rule(rec, &xg, &rg, &gb)
+        live_mask_batch_norm(rec, &xg, &rg, &gb)
     });
     let want = cpu::batchnorm_rule(&bn_input, &r, &bn);
     // A mask: exact.

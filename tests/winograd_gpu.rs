@@ -12,9 +12,9 @@ mod support;
 
 use std::sync::OnceLock;
 
-use rsp::explain::rsp::rsp_conv_rule;
 use rsp::gpu::{ContextOptions, GpuContext, Recorder};
 use rsp::layers::{Conv2d, ConvGeometry};
+use rsp::ops::rsp::sectional_conv;
 use rsp::ops::{self, GpuConv};
 use rsp::reference::ops as cpu_ops;
 use rsp::reference::rsp as cpu_rules;
@@ -111,7 +111,7 @@ fn winograd_rsp_conv_rule_matches_the_reference() {
         let (got, fallback) = both(|rec| {
             let xg = rec.ctx.upload(&x);
             let rg = rec.ctx.upload(&r);
-            vec![rsp_conv_rule(rec, &xg, &rg, &g)]
+            vec![sectional_conv(rec, &xg, &rg, &g)]
         });
         let want = cpu_rules::conv_rule(&x, &r, &g);
         let name = format!("winograd conv rule {:?}", CASES[i]);

@@ -13,7 +13,6 @@
 //! | RAP | one-hot | [`RapRules`] | |
 
 use super::propagate::{walk, LayerRules};
-use super::rsp::{rsp_batchnorm_rule, rsp_first_conv_rule};
 use super::{Method, PassOutputs};
 use crate::gpu::{GpuTensor, Recorder};
 use crate::layers::MaxPool2d;
@@ -119,7 +118,7 @@ impl LayerRules for LrpRules {
         first: bool,
     ) -> GpuTensor {
         if first {
-            return rsp_first_conv_rule(rec, x, r, c);
+            return ops::zbox_first_conv(rec, x, r, c);
         }
         let z = ops::conv2d_z(rec, x, c, self.weights());
         let s = ops::stab_div(rec, r, &z, self.eps());
@@ -206,7 +205,7 @@ impl LayerRules for RapRules {
         first: bool,
     ) -> GpuTensor {
         if first {
-            return rsp_first_conv_rule(rec, x, r, c);
+            return ops::zbox_first_conv(rec, x, r, c);
         }
         let hw = (x.shape[2], x.shape[3]);
         rap_hidden(
@@ -275,7 +274,7 @@ impl LayerRules for RapRules {
         r: &GpuTensor,
         bn: &GpuBatchNorm,
     ) -> GpuTensor {
-        rsp_batchnorm_rule(rec, x, r, bn)
+        ops::live_mask_batch_norm(rec, x, r, bn)
     }
     fn residual(
         &self,

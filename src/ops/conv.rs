@@ -5,7 +5,7 @@
 
 use super::elementwise::{elementwise, ElementwiseOp, Layout};
 use super::gemm::{self, GemmProblem};
-pub use super::gemm::{GemmKernel, GemmTile};
+pub use super::gemm::{ConvMode, ConvShape, GemmKernel, GemmOp, GemmTile, Weights};
 use crate::gpu::{Binding, GpuContext, GpuTensor, Recorder};
 use crate::layers::{Conv2d, ConvGeometry};
 
@@ -30,144 +30,59 @@ impl GpuConv {
     }
 }
 
-/// Uniform block of the convolution kernels (`ConvParams` in conv_common.wgsl).
-pub(crate) fn conv_params(g: &ConvGeometry, h: usize, w: usize, k_splits: usize) -> [u32; 12] {
-    let (ho, wo) = g.out_hw(h, w);
-    [
-        g.c_in, h, w, g.c_out, ho, wo, g.kh, g.kw, g.stride, g.padding, k_splits, 0,
-    ]
-    .map(|v| v as u32)
-}
-
-/// Records one implicit-GEMM convolution kernel over an `m × n` output tile grid for
-/// `z` independent problems (images, or image × section), each split `k_splits` ways
-/// along K, with the kernel variant [`gemm::select`] picks (forced, autotuned, or the
-/// heuristic tile).
-#[allow(clippy::too_many_arguments)]
+/// Records one implicit-GEMM convolution `op` over an `m × n` output tile grid for `z`
+/// independent problems (images, or image × section), split `k_splits` ways along K,
+/// with the kernel variant [`gemm::select`] picks (forced, autotuned, or the heuristic
+/// tile).
 pub(crate) fn conv_gemm(
     rec: &mut Recorder,
-    shader: &'static str,
-    constants: &[(&'static str, f64)],
+    op: GemmOp,
     bindings: &[Binding; 5],
-    g: &ConvGeometry,
-    hw: (usize, usize),
     mnz: (usize, usize, usize),
     k_splits: usize,
 ) {
-    with_problem(
-        shader,
-        constants,
-        bindings,
-        g,
-        hw,
-        mnz,
-        k_splits,
-        |problem| gemm::dispatch(rec, problem),
-    );
+    with_problem(op, bindings, mnz, k_splits, |problem| {
+        gemm::dispatch(rec, problem)
+    });
 }
 
-/// Calls `f` with the GEMM problem of one convolution kernel dispatch (see
-/// [`conv_gemm`]).
-#[allow(clippy::too_many_arguments)]
+/// Calls `f` with the GEMM problem of one convolution dispatch (see [`conv_gemm`]).
 fn with_problem<R>(
-    shader: &'static str,
-    constants: &[(&'static str, f64)],
+    op: GemmOp,
     bindings: &[Binding; 5],
-    g: &ConvGeometry,
-    (h, w): (usize, usize),
-    (m, n, z): (usize, usize, usize),
+    mnz: (usize, usize, usize),
     k_splits: usize,
     f: impl FnOnce(&GemmProblem) -> R,
 ) -> R {
-    let params = conv_params(g, h, w, k_splits);
-    // Kernel size and stride specialise the pipeline; the variant adds its shape.
-    let mut specialised = constants.to_vec();
-    specialised.extend([
-        ("KH", g.kh as f64),
-        ("KW", g.kw as f64),
-        ("STRIDE", g.stride as f64),
-    ]);
+    let shape = match op {
+        GemmOp::ConvForward { shape, .. }
+        | GemmOp::ConvData { shape, .. }
+        | GemmOp::ConvWeights { shape, .. } => shape,
+        _ => unreachable!("{} is not a convolution", op.shader()),
+    };
     f(&GemmProblem {
-        op: shader,
-        constants: &specialised,
+        op,
         bindings,
-        params: &params,
-        mnz: (m, n, z),
-        k_bound: k_bound(shader, constants, g, (h, w)),
-        k_useful: k_useful(shader, &specialised, g, (h, w)),
+        params: &shape.params(k_splits),
+        mnz,
         splits: k_splits,
     })
 }
 
-/// The override constant `name` of an op (0 where it is not given, as in the shaders).
-fn constant(constants: &[(&'static str, f64)], name: &str) -> usize {
-    constants
-        .iter()
-        .find(|(k, _)| *k == name)
-        .map_or(0, |(_, v)| *v as usize)
-}
-
-/// At least `gemm_k()` of the op file `shader` for this geometry (the packed GEMM
-/// operands are sized by it): taps of the input (three stacked copies for the z^B rule),
-/// output pixels for the weight gradient, and for the transposed convolution the
-/// output channels times the taps of one stride phase (two sections in RSP mode).
-fn k_bound(
-    shader: &str,
-    constants: &[(&'static str, f64)],
-    g: &ConvGeometry,
-    (h, w): (usize, usize),
-) -> usize {
-    let (ho, wo) = g.out_hw(h, w);
-    match shader {
-        "conv2d_fwd" => {
-            g.c_in
-                * g.kh
-                * g.kw
-                * if constant(constants, "MODE") == 2 {
-                    3
-                } else {
-                    1
-                }
-        }
-        "conv2d_wgrad" => ho * wo,
-        _ => 2 * g.c_out * g.kh.div_ceil(g.stride) * g.kw.div_ceil(g.stride),
-    }
-}
-
-/// `gemm_k()` of the op file `shader` exactly: the products each output sums (for the
-/// transposed convolution, the taps of this dispatch's stride phase).
-fn k_useful(
-    shader: &str,
-    constants: &[(&'static str, f64)],
-    g: &ConvGeometry,
-    (h, w): (usize, usize),
-) -> usize {
-    let constant = |name| constant(constants, name);
-    match shader {
-        "conv2d_dgrad" => {
-            let s = g.stride;
-            let taps = |k: usize, phase: usize| (k + s - 1 - phase) / s;
-            let sections = if constant("MODE") == 1 { 2 } else { 1 };
-            sections * g.c_out * taps(g.kh, constant("PHASE_Y")) * taps(g.kw, constant("PHASE_X"))
-        }
-        _ => k_bound(shader, constants, g, (h, w)),
-    }
-}
-
-/// Records the transposed-convolution kernel (`conv2d_dgrad.wgsl`, in the given mode)
-/// for `problems` images with `m` output rows: one dispatch per stride phase (the
-/// residues of y + pad and x + pad modulo the stride), each a GEMM over that phase's
-/// input pixels and kernel taps. Phases that meet no tap still run, to write zeros.
-#[allow(clippy::too_many_arguments)]
+/// Records the transposed-convolution kernel (`conv2d_dgrad.wgsl`, in `mode`) for
+/// `problems` images with `m` output rows: one dispatch per stride phase (the residues
+/// of y + pad and x + pad modulo the stride), each a GEMM over that phase's input
+/// pixels and kernel taps. Phases that meet no tap still run, to write zeros.
 pub(crate) fn dgrad_gemm(
     rec: &mut Recorder,
-    constants: &[(&'static str, f64)],
+    (mode, weights): (ConvMode, Weights),
     bindings: &[Binding; 5],
-    g: &ConvGeometry,
-    (h, w): (usize, usize),
+    shape: ConvShape,
     m: usize,
     problems: usize,
 ) {
+    let g = shape.geom;
+    let (h, w) = shape.hw;
     let s = g.stride;
     // Pixels y in 0..len with (y + pad) mod s = r.
     let phase_len = |r: usize, len: usize| {
@@ -180,18 +95,13 @@ pub(crate) fn dgrad_gemm(
             if pixels == 0 {
                 continue;
             }
-            let mut specialised = constants.to_vec();
-            specialised.extend([("PHASE_Y", py as f64), ("PHASE_X", px as f64)]);
-            conv_gemm(
-                rec,
-                "conv2d_dgrad",
-                &specialised,
-                bindings,
-                g,
-                (h, w),
-                (m, pixels, problems),
-                1,
-            );
+            let op = GemmOp::ConvData {
+                mode,
+                weights,
+                phase: (py, px),
+                shape,
+            };
+            conv_gemm(rec, op, bindings, (m, pixels, problems), 1);
         }
     }
 }
@@ -219,11 +129,11 @@ pub fn wgrad_splits(
 }
 
 /// The weight-shaped correlation of `x` with `s` for `problems` (z) at once, by the
-/// wgrad kernel in `mode` (0: gradient per image; 1: RSP sections, z = 2·image +
+/// wgrad kernel in `mode` (plain: gradient per image; sections: z = 2·image +
 /// section), split along K when that helps and summed in split order.
 pub(crate) fn wgrad_gemm(
     rec: &mut Recorder,
-    mode: u32,
+    mode: ConvMode,
     x: &GpuTensor,
     s: &GpuTensor,
     g: &ConvGeometry,
@@ -238,10 +148,13 @@ pub(crate) fn wgrad_gemm(
         .ctx
         .empty(&[problems * splits, g.c_out, g.c_in, g.kh, g.kw]);
     let unused = rec.unused();
+    let conv = ConvShape {
+        geom: *g,
+        hw: (h, w),
+    };
     conv_gemm(
         rec,
-        "conv2d_wgrad",
-        &[("MODE", mode as f64)],
+        GemmOp::ConvWeights { mode, shape: conv },
         &[
             Binding::read(x),
             Binding::read(s),
@@ -249,8 +162,6 @@ pub(crate) fn wgrad_gemm(
             unused,
             Binding::write(&partial),
         ],
-        g,
-        (h, w),
         (g.c_out, taps, problems),
         splits,
     );
@@ -282,17 +193,6 @@ fn dims4(t: &GpuTensor) -> (usize, usize, usize, usize) {
     (t.shape[0], t.shape[1], t.shape[2], t.shape[3])
 }
 
-/// Which weights a convolution or linear layer applies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Weights {
-    /// The layer's own weights and bias.
-    Signed,
-    /// `pos(W)` and no bias: the z⁺ of LRP-α1β0 (its inputs are non-negative).
-    Positive,
-    /// `min(W, 0)` and no bias: the negative contributions (RAP).
-    Negative,
-}
-
 /// `conv(x, W) + b`, optionally followed by ReLU. `x`: `[N, C_in, H, W]`.
 pub fn conv2d(rec: &mut Recorder, x: &GpuTensor, conv: &GpuConv, relu: bool) -> GpuTensor {
     conv2d_with(rec, x, conv, relu, Weights::Signed)
@@ -321,8 +221,7 @@ fn conv2d_with(
     let out = rec.ctx.empty_activation(&[n, g.c_out, ho, wo]);
     conv_gemm(
         rec,
-        "conv2d_fwd",
-        &forward_constants(relu, weights),
+        forward(relu, weights, g, (h, w)),
         &[
             Binding::read(x),
             Binding::read(&conv.weight),
@@ -330,21 +229,20 @@ fn conv2d_with(
             rec.unused(),
             Binding::write(&out),
         ],
-        g,
-        (h, w),
         (g.c_out, ho * wo, n),
         1,
     );
     out
 }
 
-fn forward_constants(relu: bool, weights: Weights) -> [(&'static str, f64); 4] {
-    [
-        ("MODE", 0.0),
-        ("RELU", relu as u8 as f64),
-        ("POS_WEIGHTS", (weights == Weights::Positive) as u8 as f64),
-        ("NEG_WEIGHTS", (weights == Weights::Negative) as u8 as f64),
-    ]
+/// A plain forward convolution.
+fn forward(relu: bool, weights: Weights, g: &ConvGeometry, hw: (usize, usize)) -> GemmOp {
+    GemmOp::ConvForward {
+        mode: ConvMode::Plain,
+        relu,
+        weights,
+        shape: ConvShape { geom: *g, hw },
+    }
 }
 
 /// The scale headers and f16 planes of A (the weights) and B (the im2col of `x`) that
@@ -372,11 +270,8 @@ pub fn conv2d_planes(
         Binding::write(&out),
     ];
     let (a, b) = with_problem(
-        "conv2d_fwd",
-        &forward_constants(false, Weights::Signed),
+        forward(false, Weights::Signed, g, (h, w)),
         &bindings,
-        g,
-        (h, w),
         (g.c_out, ho * wo, n),
         1,
         |p| gemm::record_operand_planes(&mut rec, kernel, p, &bindings),
@@ -407,19 +302,11 @@ pub fn conv2d_dgrad(
         rec.unused(),
         Binding::write(&out),
     ];
-    dgrad_gemm(
-        rec,
-        &[
-            ("MODE", 0.0),
-            ("POS_WEIGHTS", (weights == Weights::Positive) as u8 as f64),
-            ("NEG_WEIGHTS", (weights == Weights::Negative) as u8 as f64),
-        ],
-        &bindings,
-        g,
-        in_hw,
-        g.c_in,
-        n,
-    );
+    let shape = ConvShape {
+        geom: *g,
+        hw: in_hw,
+    };
+    dgrad_gemm(rec, (ConvMode::Plain, weights), &bindings, shape, g.c_in, n);
     out
 }
 
@@ -430,7 +317,7 @@ pub fn conv2d_wgrad(
     s: &GpuTensor,
     g: &ConvGeometry,
 ) -> GpuTensor {
-    wgrad_gemm(rec, 0, x, s, g, x.shape[0])
+    wgrad_gemm(rec, ConvMode::Plain, x, s, g, x.shape[0])
 }
 
 #[cfg(test)]

@@ -5,14 +5,15 @@
 use crate::gpu::{grid_1d, Binding, DType, GpuContext, GpuTensor, Recorder};
 use crate::layers::BatchNorm2d;
 
-/// Operation selector of elementwise.wgsl (its `OP` override).
+/// Operation selector of elementwise.wgsl (its `OP` override), each value named there
+/// `OP_` + the variant's name in upper snake case (a test checks both agree).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ElementwiseOp {
     Relu = 0,
     Add = 1,
     BatchNorm = 2,
     ReluGrad = 3,
-    RspBatchNorm = 4,
+    LiveMaskBatchNorm = 4,
     ZbSum = 5,
     RspShift = 6,
     SplitSum = 7,
@@ -24,6 +25,26 @@ pub(crate) enum ElementwiseOp {
 }
 
 impl ElementwiseOp {
+    #[cfg(test)]
+    const ALL: [ElementwiseOp; 13] = {
+        use ElementwiseOp::*;
+        [
+            Relu,
+            Add,
+            BatchNorm,
+            ReluGrad,
+            LiveMaskBatchNorm,
+            ZbSum,
+            RspShift,
+            SplitSum,
+            StabDiv,
+            Mul,
+            LrpBatchNormEps,
+            LrpBatchNormPos,
+            BatchNormGrad,
+        ]
+    };
+
     /// Whether the result is stored in the element type of the first input: an
     /// activation (forward), or the relevance or gradient a backward step receives
     /// (so a walk keeps its seed's type; under `--precision f16` RSP's relevance is
@@ -32,7 +53,7 @@ impl ElementwiseOp {
     fn stores_like_its_input(self) -> bool {
         use ElementwiseOp::*;
         match self {
-            Relu | Add | BatchNorm | ReluGrad | RspBatchNorm | RspShift | LrpBatchNormEps
+            Relu | Add | BatchNorm | ReluGrad | LiveMaskBatchNorm | RspShift | LrpBatchNormEps
             | LrpBatchNormPos | BatchNormGrad => true,
             ZbSum | SplitSum | StabDiv | Mul => false,
         }
@@ -309,4 +330,79 @@ pub fn residual_split(
         grid_1d(numel),
     );
     (ra, rb)
+}
+
+/// The batch-norm rule of RSP and LRP: the relevance passes where the BN input is live
+/// (`x · scale ≠ 0`) and is 0 elsewhere.
+pub fn live_mask_batch_norm(
+    rec: &mut Recorder,
+    bn_input: &GpuTensor,
+    r: &GpuTensor,
+    bn: &GpuBatchNorm,
+) -> GpuTensor {
+    elementwise(
+        rec,
+        ElementwiseOp::LiveMaskBatchNorm,
+        false,
+        &r.shape,
+        [Some(r), Some(bn_input), Some(&bn.scale_shift)],
+        Layout::nchw(r),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ElementwiseOp;
+    use crate::ops::reduce::Reduction;
+    use crate::ops::rsp::InitialRelevance;
+
+    /// `BatchNormGrad` → `BATCH_NORM_GRAD`.
+    fn upper_snake(camel: &str) -> String {
+        let mut out = String::new();
+        for (i, ch) in camel.chars().enumerate() {
+            if ch.is_uppercase() && i > 0 {
+                out.push('_');
+            }
+            out.push(ch.to_ascii_uppercase());
+        }
+        out
+    }
+
+    /// Every selector is named in the shader with the Rust value, so that grep finds
+    /// an op in both languages by one name.
+    #[test]
+    fn selectors_are_named_alike_in_rust_and_wgsl() {
+        let wgsl = include_str!("../../shaders/elementwise.wgsl");
+        for op in ElementwiseOp::ALL {
+            let line = format!(
+                "const OP_{}: u32 = {}u;",
+                upper_snake(&format!("{op:?}")),
+                op as u32
+            );
+            assert!(wgsl.contains(&line), "elementwise.wgsl lacks `{line}`");
+        }
+        let wgsl = include_str!("../../shaders/reduce.wgsl");
+        for mode in Reduction::ALL {
+            let line = format!(
+                "const {}: u32 = {}u;",
+                upper_snake(&format!("{mode:?}")),
+                mode as u32
+            );
+            assert!(wgsl.contains(&line), "reduce.wgsl lacks `{line}`");
+        }
+        let wgsl = include_str!("../../shaders/rsp_init.wgsl");
+        for init in [InitialRelevance::GradCam, InitialRelevance::Comparative] {
+            let line = format!(
+                "const {}: u32 = {}u;",
+                upper_snake(&format!("{init:?}")),
+                init as u32
+            );
+            assert!(wgsl.contains(&line), "rsp_init.wgsl lacks `{line}`");
+        }
+        let wgsl = include_str!("../../shaders/conv_common.wgsl");
+        for (mode, name) in crate::ops::gemm::ConvMode::NAMES {
+            let line = format!("const MODE_{name}: u32 = {}u;", mode.constant() as u32);
+            assert!(wgsl.contains(&line), "conv_common.wgsl lacks `{line}`");
+        }
+    }
 }

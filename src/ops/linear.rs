@@ -6,9 +6,9 @@
 
 use crate::gpu::{Binding, GpuContext, GpuTensor, Recorder};
 use crate::layers::Linear;
-use crate::ops::conv::Weights;
+
 use crate::ops::elementwise::{elementwise, ElementwiseOp, Layout};
-use crate::ops::gemm::{self, GemmProblem};
+use crate::ops::gemm::{self, GemmOp, GemmProblem, Weights};
 
 /// One row-range of a linear weight.
 pub struct WeightChunk {
@@ -76,11 +76,6 @@ fn linear_with(
         "linear: input has the wrong feature count"
     );
     let out = rec.ctx.empty(&[n, l.out_features]);
-    let constants = [
-        ("RELU", relu as u8 as f64),
-        ("POS_WEIGHTS", (weights == Weights::Positive) as u8 as f64),
-        ("NEG_WEIGHTS", (weights == Weights::Negative) as u8 as f64),
-    ];
     for c in &l.chunks {
         let params = [
             l.in_features,
@@ -102,13 +97,14 @@ fn linear_with(
         gemm::dispatch(
             rec,
             &GemmProblem {
-                op: "linear_fwd",
-                constants: &constants,
+                op: GemmOp::LinearForward {
+                    relu,
+                    weights,
+                    in_features: l.in_features,
+                },
                 bindings: &bindings,
                 params: &params.map(|v| v as u32),
                 mnz: (c.rows, n, 1),
-                k_bound: l.in_features,
-                k_useful: l.in_features,
                 splits: 1,
             },
         );
@@ -155,10 +151,6 @@ pub fn linear_grad_with(
         .collect();
     let total: usize = splits.iter().sum();
     let partial = rec.ctx.empty(&[rows, total, l.in_features]);
-    let constants = [
-        ("POS_WEIGHTS", (weights == Weights::Positive) as u8 as f64),
-        ("NEG_WEIGHTS", (weights == Weights::Negative) as u8 as f64),
-    ];
     let mut base = 0;
     for (c, &n_split) in l.chunks.iter().zip(&splits) {
         let params = [
@@ -181,13 +173,13 @@ pub fn linear_grad_with(
         gemm::dispatch(
             rec,
             &GemmProblem {
-                op: "linear_grad",
-                constants: &constants,
+                op: GemmOp::LinearGrad {
+                    weights,
+                    rows: c.rows,
+                },
                 bindings: &bindings,
                 params: &params.map(|v| v as u32),
                 mnz: (l.in_features, rows, 1),
-                k_bound: c.rows,
-                k_useful: c.rows,
                 splits: n_split,
             },
         );

@@ -6,7 +6,24 @@ use crate::gpu::{Binding, GpuTensor, Recorder};
 /// Elements one stage-1 workgroup reduces (at least).
 const CHUNK: usize = 16384;
 
-fn reduce(rec: &mut Recorder, mode: u32, a: &GpuTensor, b: Option<&GpuTensor>) -> GpuTensor {
+/// The reductions of reduce.wgsl (its `MODE`), named alike there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reduction {
+    SumAndCountNonzero = 0,
+    MinMax = 1,
+    SumAndAbsSum = 2,
+}
+
+impl Reduction {
+    #[cfg(test)]
+    pub(crate) const ALL: [Reduction; 3] = [
+        Reduction::SumAndCountNonzero,
+        Reduction::MinMax,
+        Reduction::SumAndAbsSum,
+    ];
+}
+
+fn reduce(rec: &mut Recorder, mode: Reduction, a: &GpuTensor, b: Option<&GpuTensor>) -> GpuTensor {
     let n = a.shape[0];
     let (len_a, len_b) = (a.numel() / n, b.map_or(0, |b| b.numel() / n));
     let chunks = (len_a.max(len_b) / CHUNK).clamp(1, 1024);
@@ -15,7 +32,7 @@ fn reduce(rec: &mut Recorder, mode: u32, a: &GpuTensor, b: Option<&GpuTensor>) -
     let bb = b.map(Binding::read).unwrap_or(rec.unused());
     rec.dispatch(
         "reduce",
-        &[("MODE", mode as f64), ("FINAL", 0.0)],
+        &[("MODE", mode as u32 as f64), ("FINAL", 0.0)],
         &[Binding::read(a), bb, Binding::write(&partial)],
         &params,
         [chunks as u32, n as u32, 1],
@@ -24,7 +41,7 @@ fn reduce(rec: &mut Recorder, mode: u32, a: &GpuTensor, b: Option<&GpuTensor>) -
     let unused = rec.unused();
     rec.dispatch(
         "reduce",
-        &[("MODE", mode as f64), ("FINAL", 1.0)],
+        &[("MODE", mode as u32 as f64), ("FINAL", 1.0)],
         &[Binding::read(&partial), unused, Binding::write(&out)],
         &params,
         [n as u32, 1, 1],
@@ -34,15 +51,15 @@ fn reduce(rec: &mut Recorder, mode: u32, a: &GpuTensor, b: Option<&GpuTensor>) -
 
 /// Per image: `[Σ a, #{b ≠ 0}]`.
 pub fn sum_and_count_nonzero(rec: &mut Recorder, a: &GpuTensor, b: &GpuTensor) -> GpuTensor {
-    reduce(rec, 0, a, Some(b))
+    reduce(rec, Reduction::SumAndCountNonzero, a, Some(b))
 }
 
 /// Per image: `[Σ a, Σ |a|]`.
 pub fn sum_and_abs_sum(rec: &mut Recorder, a: &GpuTensor) -> GpuTensor {
-    reduce(rec, 2, a, None)
+    reduce(rec, Reduction::SumAndAbsSum, a, None)
 }
 
 /// Per image: `[min a, max a]`.
 pub fn min_max(rec: &mut Recorder, a: &GpuTensor) -> GpuTensor {
-    reduce(rec, 1, a, None)
+    reduce(rec, Reduction::MinMax, a, None)
 }

@@ -4,6 +4,7 @@
 //! [`GemmProblem`]; [`select`] picks the variant (forced, tuned or the fallback: the
 //! heuristic tile, checked) and [`record`] records it.
 //!
+//! - `op`: what a problem computes, typed ([`GemmOp`]).
 //! - `variants`: the registry, one table entry per variant ([`VARIANTS`]).
 //! - `scratch`: the recordings that need scratch (Winograd, packed operands, f16
 //!   planes).
@@ -17,9 +18,12 @@
 
 use std::fmt;
 
+mod op;
 mod scratch;
 mod trial;
 mod variants;
+
+pub use op::{ConvMode, ConvShape, GemmOp, Weights};
 
 pub use variants::{Accuracy, GemmKernel, GemmTile, Needs, Offer, Recording, Variant, VARIANTS};
 
@@ -108,17 +112,19 @@ pub(crate) fn fits(kernel: GemmKernel, ctx: &GpuContext, p: &GemmProblem) -> boo
 /// One GEMM dispatch as the op records it, before a variant is chosen.
 #[derive(Clone, Copy)]
 pub(crate) struct GemmProblem<'a, 'b> {
-    pub op: &'static str,
-    /// The op's own override constants (mode, kernel size, stride, phase).
-    pub constants: &'a [(&'static str, f64)],
+    pub op: GemmOp,
     pub bindings: &'a [Binding<'b>],
+    /// The op file's uniform block.
     pub params: &'a [u32],
     pub mnz: (usize, usize, usize),
-    /// At least the op's K (`gemm_k()`), for sizing packed operands.
-    pub k_bound: usize,
-    /// The op's K exactly (the products each output sums), for the profile's flops.
-    pub k_useful: usize,
     pub splits: usize,
+}
+
+impl GemmProblem<'_, '_> {
+    /// The op's own override constants, before the variant's.
+    fn constants(&self) -> Vec<(&'static str, f64)> {
+        self.op.constants()
+    }
 }
 
 /// The fallback: the heuristic tile with runtime checks.
@@ -141,15 +147,21 @@ pub(crate) fn record(
     bindings: &[Binding],
 ) {
     let (m, n, z) = p.mnz;
-    let mut constants = p.constants.to_vec();
+    let mut constants = p.constants();
     constants.extend_from_slice(kernel.constants());
     let groups = kernel.groups((m, n), z, p.splits);
     let packed_a = match kernel.recording {
         Recording::Winograd => return record_winograd(rec, p, bindings),
         Recording::Planes => return record_planes(rec, kernel, p, bindings),
         Recording::Single | Recording::HalfGrid => {
-            rec.dispatch(kernel.shader(p.op), &constants, bindings, p.params, groups);
-            rec.note_gemm(m, n, p.k_useful, z);
+            rec.dispatch(
+                kernel.shader(p.op.shader()),
+                &constants,
+                bindings,
+                p.params,
+                groups,
+            );
+            rec.note_gemm(m, n, p.op.k_useful(), z);
             return;
         }
         Recording::Packed { packed_a } => packed_a,
@@ -159,7 +171,7 @@ pub(crate) fn record(
     let a = ctx.empty(&[if packed_a { packed.a_len() } else { 0 }]);
     let b = ctx.empty(&[packed.b_len()]);
     let pack = ShaderRef {
-        name: p.op,
+        name: p.op.shader(),
         skeleton: Skeleton::Pack,
         unchecked: true,
     };
@@ -168,7 +180,7 @@ pub(crate) fn record(
         passes.insert(0, (&a, 0.0, packed.pack_a_groups()));
     }
     for (operand, pack_b, grid) in passes {
-        let mut c = p.constants.to_vec();
+        let mut c = p.constants();
         c.push(("PACK_B", pack_b));
         rec.dispatch_with_extra(
             pack,
@@ -180,14 +192,14 @@ pub(crate) fn record(
         );
     }
     rec.dispatch_with_extra(
-        kernel.shader(p.op),
+        kernel.shader(p.op.shader()),
         &constants,
         bindings,
         p.params,
         &[Binding::read(&a), Binding::read(&b)],
         groups,
     );
-    rec.note_gemm(m, n, p.k_useful, z);
+    rec.note_gemm(m, n, p.op.k_useful(), z);
 }
 
 /// Records `p` with the variant [`select`] picks (forced, autotuned, or the heuristic
@@ -219,9 +231,9 @@ impl TuneKey {
         TuneKey {
             adapter: ctx.adapter_key(),
             precision: ctx.precision,
-            op: p.op,
-            constants: p.constants.to_vec(),
-            sizes: [m, n, p.k_bound, z, p.splits].map(usize::next_power_of_two),
+            op: p.op.shader(),
+            constants: p.constants(),
+            sizes: [m, n, p.op.k_bound(), z, p.splits].map(usize::next_power_of_two),
             dtypes: p.bindings.iter().map(|b| b.dtype.wgsl()).collect(),
         }
     }
@@ -271,7 +283,7 @@ pub(crate) fn select(ctx: &GpuContext, p: &GemmProblem) -> GemmKernel {
     let key = TuneKey::of(ctx, p).to_string();
     let mut bench: Option<TrialBench> = None;
     let (m, n, z) = p.mnz;
-    let flops = 2.0 * m as f64 * n as f64 * p.k_useful as f64 * z as f64;
+    let flops = 2.0 * m as f64 * n as f64 * p.op.k_useful() as f64 * z as f64;
     let chosen = ctx.tuner.choose(&key, &names, flops, |name| {
         let kernel = GemmKernel::parse(name).expect("candidate names parse");
         bench

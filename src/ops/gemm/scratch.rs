@@ -4,7 +4,7 @@
 //! with the sizes that decide whether a problem fits them.
 
 use super::variants::{GemmKernel, GemmTile, Recording};
-use super::{record, GemmProblem};
+use super::{record, GemmOp, GemmProblem};
 use crate::gpu::shaders::Skeleton;
 use crate::gpu::{grid_1d, Access, Binding, GpuTensor, Recorder, ShaderRef};
 
@@ -13,7 +13,8 @@ use crate::gpu::{grid_1d, Access, Binding, GpuTensor, Recorder, ShaderRef};
 /// the GEMMs' products `[z][16][c_out][tiles]`.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct WinogradSizes {
-    mode: u32,
+    /// RSP's sections: weights per problem, two problems per image.
+    sections: bool,
     c_in: usize,
     c_out: usize,
     tiles: usize,
@@ -23,42 +24,20 @@ pub(super) struct WinogradSizes {
 }
 
 impl WinogradSizes {
-    /// The sizes for `p` if Winograd applies to it: `conv2d_fwd` in mode 0 or 1
-    /// (mode 2 stacks three weight copies on K), a 3×3 kernel, stride 1, no split-K.
+    /// The sizes for `p` if Winograd applies to it ([`GemmOp::winograd`]).
     pub(super) fn of(p: &GemmProblem) -> Option<WinogradSizes> {
-        let constant = |name: &str| {
-            p.constants
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| *v)
-        };
-        let mode = constant("MODE").unwrap_or(0.0);
-        let applies = p.op == "conv2d_fwd"
-            && (mode == 0.0 || mode == 1.0)
-            && constant("KH") == Some(3.0)
-            && constant("KW") == Some(3.0)
-            && constant("STRIDE") == Some(1.0)
-            && p.splits == 1
-            && p.params.len() == 12;
-        if !applies {
-            return None;
-        }
-        let (c_in, c_out, ho, wo) = (
-            p.params[0] as usize,
-            p.params[3] as usize,
-            p.params[4] as usize,
-            p.params[5] as usize,
-        );
+        let (shape, sections) = p.op.winograd(p.splits)?;
+        let g = shape.geom;
+        let (ho, wo) = g.out_hw(shape.hw.0, shape.hw.1);
         let z = p.mnz.2;
-        let mode = mode as u32;
         Some(WinogradSizes {
-            mode,
-            c_in,
-            c_out,
+            sections,
+            c_in: g.c_in,
+            c_out: g.c_out,
             tiles: ho.div_ceil(2) * wo.div_ceil(2),
             z,
-            sets: if mode == 1 { z } else { 1 },
-            images: if mode == 1 { z / 2 } else { z },
+            sets: if sections { z } else { 1 },
+            images: if sections { z / 2 } else { z },
         })
     }
 
@@ -89,12 +68,12 @@ pub(super) fn record_winograd(rec: &mut Recorder, p: &GemmProblem, bindings: &[B
     let v = ctx.empty(&[sizes.v_len()]);
     let m = ctx.empty(&[sizes.m_len()]);
     let transforms = ShaderRef {
-        name: p.op,
+        name: p.op.shader(),
         skeleton: Skeleton::Winograd,
         unchecked: false,
     };
     let pass = |rec: &mut Recorder, pass: u32, count: usize, items: usize, scratch| {
-        let mut constants = p.constants.to_vec();
+        let mut constants = p.constants();
         constants.push(("PASS", pass as f64));
         let mut params = p.params.to_vec();
         params[11] = count as u32;
@@ -129,18 +108,14 @@ pub(super) fn record_winograd(rec: &mut Recorder, p: &GemmProblem, bindings: &[B
         placeholder,
         Binding::write(&m),
     ];
-    let gemm_constants = [
-        ("PER_Z_WEIGHTS", (sizes.mode == 1) as u8 as f64),
-        ("Z_PER_IMAGE", if sizes.mode == 1 { 2.0 } else { 1.0 }),
-    ];
     let gemm = GemmProblem {
-        op: "winograd_gemm",
-        constants: &gemm_constants,
+        op: GemmOp::WinogradGemm {
+            sections: sizes.sections,
+            c_in: sizes.c_in,
+        },
         bindings: &gemm_bindings,
         params: p.params,
         mnz: (sizes.c_out, sizes.tiles, 16 * sizes.z),
-        k_bound: sizes.c_in,
-        k_useful: sizes.c_in,
         splits: 1,
     };
     let tile = GemmKernel::tiled(
@@ -177,7 +152,7 @@ impl PackedSizes {
         PackedSizes {
             z,
             mp: m.next_multiple_of(rows),
-            kp: p.k_bound.next_multiple_of(4),
+            kp: p.op.k_bound().next_multiple_of(4),
             np: n.next_multiple_of(cols),
         }
     }
@@ -233,7 +208,7 @@ impl PlaneSizes {
         PlaneSizes {
             z,
             mp: m.next_multiple_of(rows),
-            kp: p.k_bound.next_multiple_of(32),
+            kp: p.op.k_bound().next_multiple_of(32),
             np: n.next_multiple_of(cols),
             planes: if kernel.split_planes() { 2 } else { 1 },
         }
@@ -274,17 +249,17 @@ pub(super) fn record_planes(
 ) {
     let (a, b) = record_operand_planes(rec, kernel, p, bindings);
     let (m, n, z) = p.mnz;
-    let mut constants = p.constants.to_vec();
+    let mut constants = p.constants();
     constants.extend_from_slice(kernel.constants());
     rec.dispatch_with_extra(
-        kernel.shader(p.op),
+        kernel.shader(p.op.shader()),
         &constants,
         bindings,
         p.params,
         &[Binding::read(&a), Binding::read(&b)],
         kernel.groups((m, n), z, p.splits),
     );
-    rec.note_gemm(m, n, p.k_useful, z);
+    rec.note_gemm(m, n, p.op.k_useful(), z);
 }
 
 /// Records `gemm_planes.wgsl`'s two passes (block scales, then planes) for A and for
@@ -305,13 +280,13 @@ pub(crate) fn record_operand_planes(
     let a = ctx.empty(&[sizes.a_words()]);
     let b = ctx.empty(&[sizes.b_words()]);
     let shader = ShaderRef {
-        name: p.op,
+        name: p.op.shader(),
         skeleton: Skeleton::Planes,
         unchecked: true,
     };
     for (i, grid) in sizes.grids().into_iter().enumerate() {
         let (operand, pack_b) = if i < 2 { (&a, 0.0) } else { (&b, 1.0) };
-        let mut constants = p.constants.to_vec();
+        let mut constants = p.constants();
         constants.extend([
             ("PACK_B", pack_b),
             ("PASS", (i % 2) as f64),

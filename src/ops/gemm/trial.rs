@@ -278,13 +278,14 @@ mod tests {
     #[test]
     fn large_problems_are_timed_on_a_slice_that_fills_the_device() {
         let problem = |mnz| GemmProblem {
-            op: "conv2d_fwd",
-            constants: &[],
+            op: crate::ops::gemm::GemmOp::LinearForward {
+                relu: false,
+                weights: crate::ops::gemm::Weights::Signed,
+                in_features: 27,
+            },
             bindings: &[],
             params: &[],
             mnz,
-            k_bound: 27,
-            k_useful: 27,
             splits: 1,
         };
         let kernel = |name| GemmKernel::parse(name).expect("a variant");

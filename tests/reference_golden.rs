@@ -415,7 +415,7 @@ fn first_conv_rule_conserves_relevance() {
     };
     let x = random(&mut rng, &[2, 3, 9, 8], 0.0, -2.0, 2.5);
     let r = random(&mut rng, &[2, 4, 5, 4], 0.0, -1.0, 1.0);
-    let r_in = rules::first_conv_rule(&x, &r, &conv);
+    let r_in = rsp::reference::rules::zbox_first_conv(&x, &r, &conv);
     for i in 0..2 {
         assert_conserved(
             &format!("first_conv_rule image {i}"),

@@ -5,7 +5,7 @@
 use anyhow::Result;
 
 use super::graph::{ActId, ConvParams, Graph, Layer, LinearParams, INPUT};
-use super::Model;
+use super::model::Model;
 use crate::gpu::{GpuContext, GpuTensor, Recorder};
 use crate::layers::ConvGeometry;
 use crate::ops::{self, GpuBatchNorm, GpuConv, GpuLinear};

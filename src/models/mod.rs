@@ -5,6 +5,7 @@
 pub mod gpu;
 pub mod graph;
 pub mod hub;
+mod model;
 pub mod randomize;
 pub mod resnet;
 pub mod vgg;
@@ -17,72 +18,11 @@ use std::path::Path;
 use anyhow::{bail, Result};
 
 use crate::layers::{BatchNorm2d, Conv2d, Linear, MaxPool2d};
-use crate::tensor::Tensor;
-use graph::{Layer, ModelGraph};
+
+use graph::Layer;
+pub use model::{Family, Model, Readout, BN_EPS};
 use resnet::Block;
 use weights::{TensorFile, WeightView};
-
-/// torchvision's batch-norm epsilon (not stored in state dicts).
-pub const BN_EPS: f32 = 1e-5;
-
-/// A classifier the engine can run and explain: its layers as one graph, and the
-/// family it was built as (for descriptions).
-#[derive(Clone, Debug)]
-pub struct Model {
-    pub family: Family,
-    pub graph: ModelGraph,
-    /// How the logits read as probabilities.
-    pub readout: Readout,
-    /// Class names from the weights file's metadata, if it has them.
-    pub class_names: Option<Vec<String>>,
-}
-
-/// How a classifier's logits read as probabilities: softmax for single-label
-/// classifiers (ImageNet), an independent sigmoid per class for multi-label ones (the
-/// synthetic benchmark's models, VOC/COCO heads).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Readout {
-    #[default]
-    Softmax,
-    Sigmoid,
-}
-
-impl Readout {
-    pub fn name(self) -> &'static str {
-        match self {
-            Readout::Softmax => "softmax",
-            Readout::Sigmoid => "sigmoid",
-        }
-    }
-
-    /// Probabilities of `logits` `[N, C]`.
-    pub fn probabilities(self, logits: &Tensor) -> Tensor {
-        match self {
-            Readout::Softmax => crate::tensor::softmax(logits),
-            Readout::Sigmoid => Tensor::new(
-                logits.shape.clone(),
-                logits
-                    .data
-                    .iter()
-                    .map(|&z| 1.0 / (1.0 + (-z).exp()))
-                    .collect(),
-            ),
-        }
-    }
-}
-
-/// The architecture family a [`Model`] was built as.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Family {
-    Vgg {
-        convs: usize,
-        batch_norm: bool,
-    },
-    ResNet {
-        bottleneck: bool,
-        blocks: Vec<usize>,
-    },
-}
 
 impl Model {
     /// Loads a model from a safetensors file, inferring VGG or ResNet from the names.
@@ -119,41 +59,6 @@ impl Model {
             }
         }
         Ok(model)
-    }
-
-    /// Number of classes; 0 for features-only weights.
-    pub fn num_classes(&self) -> usize {
-        self.graph.num_classes()
-    }
-
-    /// A short human description, e.g. `VGG (13 convs, BN) -> 1000 classes`.
-    pub fn describe(&self) -> String {
-        match &self.family {
-            Family::Vgg { convs, batch_norm } => format!(
-                "VGG ({convs} convs{}) -> {} classes",
-                if *batch_norm { ", BN" } else { "" },
-                self.num_classes()
-            ),
-            Family::ResNet { bottleneck, blocks } => {
-                let blocks: Vec<String> = blocks.iter().map(|b| b.to_string()).collect();
-                let kind = if *bottleneck {
-                    "Bottleneck"
-                } else {
-                    "BasicBlock"
-                };
-                format!(
-                    "ResNet ({kind} [{}]) -> {} classes",
-                    blocks.join(","),
-                    self.num_classes()
-                )
-            }
-        }
-    }
-
-    /// Multiply-accumulates of one forward pass at `h × w` (convolutions and linear
-    /// layers; pooling and elementwise work are not counted).
-    pub fn forward_macs(&self, h: usize, w: usize) -> u64 {
-        self.graph.forward_macs(h, w)
     }
 }
 

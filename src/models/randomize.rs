@@ -4,8 +4,8 @@
 //! as they are.
 
 use super::graph::Layer;
+use super::model::Model;
 use super::zoo::Rng;
-use super::Model;
 use crate::layers::{Conv2d, Linear};
 
 /// Names of the weighted layers (convolutions and linear layers, torchvision naming),

@@ -3,7 +3,7 @@
 //! [`ModelGraph`](super::graph::ModelGraph).
 
 use super::graph::{ActId, GraphBuilder, Layer, INPUT};
-use super::{Family, Model};
+use super::model::{Family, Model};
 use crate::layers::{BatchNorm2d, Conv2d, Linear, MaxPool2d};
 
 /// A residual block's parameters. BasicBlock has `conv3/bn3 = None`.

@@ -2,7 +2,7 @@
 //! as a [`ModelGraph`].
 
 use super::graph::{ActId, GraphBuilder, Layer, ModelGraph, INPUT};
-use super::{Family, Model};
+use super::model::{Family, Model};
 use crate::layers::{BatchNorm2d, Conv2d, Linear};
 
 /// One `features` module: torchvision's index `N` of `features.N` and the layer.

@@ -2,8 +2,8 @@
 //! eval-mode BN statistics), for benchmarks and tests where only shapes matter.
 
 use super::graph::Layer;
+use super::model::{Model, BN_EPS};
 use super::resnet::Block;
-use super::{Model, BN_EPS};
 use crate::layers::{BatchNorm2d, Conv2d, Linear, MaxPool2d};
 use crate::tensor::Tensor;
 

@@ -26,7 +26,7 @@ pub(crate) enum ElementwiseOp {
 
 impl ElementwiseOp {
     #[cfg(test)]
-    const ALL: [ElementwiseOp; 13] = {
+    pub(crate) const ALL: [ElementwiseOp; 13] = {
         use ElementwiseOp::*;
         [
             Relu,
@@ -348,61 +348,4 @@ pub fn live_mask_batch_norm(
         [Some(r), Some(bn_input), Some(&bn.scale_shift)],
         Layout::nchw(r),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ElementwiseOp;
-    use crate::ops::reduce::Reduction;
-    use crate::ops::rsp::InitialRelevance;
-
-    /// `BatchNormGrad` → `BATCH_NORM_GRAD`.
-    fn upper_snake(camel: &str) -> String {
-        let mut out = String::new();
-        for (i, ch) in camel.chars().enumerate() {
-            if ch.is_uppercase() && i > 0 {
-                out.push('_');
-            }
-            out.push(ch.to_ascii_uppercase());
-        }
-        out
-    }
-
-    /// Every selector is named in the shader with the Rust value, so that grep finds
-    /// an op in both languages by one name.
-    #[test]
-    fn selectors_are_named_alike_in_rust_and_wgsl() {
-        let wgsl = include_str!("../../shaders/elementwise.wgsl");
-        for op in ElementwiseOp::ALL {
-            let line = format!(
-                "const OP_{}: u32 = {}u;",
-                upper_snake(&format!("{op:?}")),
-                op as u32
-            );
-            assert!(wgsl.contains(&line), "elementwise.wgsl lacks `{line}`");
-        }
-        let wgsl = include_str!("../../shaders/reduce.wgsl");
-        for mode in Reduction::ALL {
-            let line = format!(
-                "const {}: u32 = {}u;",
-                upper_snake(&format!("{mode:?}")),
-                mode as u32
-            );
-            assert!(wgsl.contains(&line), "reduce.wgsl lacks `{line}`");
-        }
-        let wgsl = include_str!("../../shaders/rsp_init.wgsl");
-        for init in [InitialRelevance::GradCam, InitialRelevance::Comparative] {
-            let line = format!(
-                "const {}: u32 = {}u;",
-                upper_snake(&format!("{init:?}")),
-                init as u32
-            );
-            assert!(wgsl.contains(&line), "rsp_init.wgsl lacks `{line}`");
-        }
-        let wgsl = include_str!("../../shaders/conv_common.wgsl");
-        for (mode, name) in crate::ops::gemm::ConvMode::NAMES {
-            let line = format!("const MODE_{name}: u32 = {}u;", mode.constant() as u32);
-            assert!(wgsl.contains(&line), "conv_common.wgsl lacks `{line}`");
-        }
-    }
 }

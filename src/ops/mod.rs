@@ -25,3 +25,61 @@ pub use pool::{adaptive_avg_pool2d, adaptive_avg_pool2d_grad, max_pool2d, max_po
 pub use reduce::{min_max, sum_and_abs_sum, sum_and_count_nonzero};
 pub use saliency::{grad_cam, upsample_bilinear};
 pub use zbox::zbox_first_conv;
+
+#[cfg(test)]
+mod tests {
+    use super::elementwise::ElementwiseOp;
+    use super::gemm::ConvMode;
+    use super::reduce::Reduction;
+    use super::rsp::InitialRelevance;
+
+    /// `BatchNormGrad` → `BATCH_NORM_GRAD`.
+    fn upper_snake(camel: &str) -> String {
+        let mut out = String::new();
+        for (i, ch) in camel.chars().enumerate() {
+            if ch.is_uppercase() && i > 0 {
+                out.push('_');
+            }
+            out.push(ch.to_ascii_uppercase());
+        }
+        out
+    }
+
+    /// Every selector is named in the shader with the Rust value, so that grep finds
+    /// an op in both languages by one name.
+    #[test]
+    fn selectors_are_named_alike_in_rust_and_wgsl() {
+        let wgsl = include_str!("../../shaders/elementwise.wgsl");
+        for op in ElementwiseOp::ALL {
+            let line = format!(
+                "const OP_{}: u32 = {}u;",
+                upper_snake(&format!("{op:?}")),
+                op as u32
+            );
+            assert!(wgsl.contains(&line), "elementwise.wgsl lacks `{line}`");
+        }
+        let wgsl = include_str!("../../shaders/reduce.wgsl");
+        for mode in Reduction::ALL {
+            let line = format!(
+                "const {}: u32 = {}u;",
+                upper_snake(&format!("{mode:?}")),
+                mode as u32
+            );
+            assert!(wgsl.contains(&line), "reduce.wgsl lacks `{line}`");
+        }
+        let wgsl = include_str!("../../shaders/rsp_init.wgsl");
+        for init in [InitialRelevance::GradCam, InitialRelevance::Comparative] {
+            let line = format!(
+                "const {}: u32 = {}u;",
+                upper_snake(&format!("{init:?}")),
+                init as u32
+            );
+            assert!(wgsl.contains(&line), "rsp_init.wgsl lacks `{line}`");
+        }
+        let wgsl = include_str!("../../shaders/conv_common.wgsl");
+        for (mode, name) in ConvMode::NAMES {
+            let line = format!("const MODE_{name}: u32 = {}u;", mode.constant() as u32);
+            assert!(wgsl.contains(&line), "conv_common.wgsl lacks `{line}`");
+        }
+    }
+}

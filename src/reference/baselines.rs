@@ -9,12 +9,12 @@ use crate::models::graph::INPUT;
 use crate::models::Model;
 use crate::tensor::Tensor;
 
-use super::model::{forward, head_gradient, walk, Rules};
 use super::ops::{
     adaptive_avg_pool2d, adaptive_avg_pool2d_backward, conv2d, conv2d_dgrad, dims4,
     linear_backward_input, max_pool2d_route, relu, softmax, top_k, zip,
 };
-use super::rsp::{batchnorm_rule, first_conv_rule};
+use super::rules::{head_gradient, live_mask_batch_norm, zbox_first_conv, Gradient};
+use super::walk::{forward, walk, Rules};
 
 /// The stabilised ratio `r / (z + eps·sign(z))`, 0 where `z = 0`.
 pub fn stab_div(r: f32, z: f32, eps: f32) -> f32 {
@@ -22,34 +22,6 @@ pub fn stab_div(r: f32, z: f32, eps: f32) -> f32 {
         0.0
     } else {
         r / (z + eps * z.signum())
-    }
-}
-
-/// Plain backpropagation of the gradient.
-pub struct Gradient;
-
-impl Rules for Gradient {
-    fn conv(&self, x: &Tensor, r: &Tensor, c: &Conv2d, _first: bool) -> Tensor {
-        conv2d_dgrad(r, &c.weight, c.stride, c.padding, (x.shape[2], x.shape[3]))
-    }
-    fn linear(&self, _: &Tensor, r: &Tensor, l: &Linear) -> Tensor {
-        linear_backward_input(r, l)
-    }
-    fn relu(&self, out: &Tensor, r: &Tensor) -> Tensor {
-        zip(r, out, |g, o| if o > 0.0 { g } else { 0.0 })
-    }
-    fn max_pool(&self, x: &Tensor, r: &Tensor, p: &MaxPool2d) -> Tensor {
-        max_pool2d_route(x, r, p, 0.0)
-    }
-    fn avg_pool(&self, x: &Tensor, r: &Tensor) -> Tensor {
-        adaptive_avg_pool2d_backward(r, (x.shape[2], x.shape[3]))
-    }
-    fn batch_norm(&self, _: &Tensor, r: &Tensor, bn: &BatchNorm2d) -> Tensor {
-        let (scale, _) = bn.scale_shift();
-        per_channel(r, |ch, g| g * scale[ch])
-    }
-    fn residual(&self, _: &Tensor, _: &Tensor, r: &Tensor) -> (Tensor, Tensor) {
-        (r.clone(), r.clone())
     }
 }
 
@@ -86,7 +58,7 @@ impl Lrp {
 impl Rules for Lrp {
     fn conv(&self, x: &Tensor, r: &Tensor, c: &Conv2d, first: bool) -> Tensor {
         if first {
-            return first_conv_rule(x, r, c);
+            return zbox_first_conv(x, r, c);
         }
         let w = self.weight(&c.weight);
         let bias = match self.0 {
@@ -263,7 +235,7 @@ impl Rap {
 impl Rules for Rap {
     fn conv(&self, x: &Tensor, r: &Tensor, c: &Conv2d, first: bool) -> Tensor {
         if first {
-            return first_conv_rule(x, r, c);
+            return zbox_first_conv(x, r, c);
         }
         let (wp, wn) = (
             clamp_weights(&c.weight, true),
@@ -332,22 +304,11 @@ impl Rules for Rap {
         Lrp(Some(0.0)).avg_pool(x, r)
     }
     fn batch_norm(&self, x: &Tensor, r: &Tensor, bn: &BatchNorm2d) -> Tensor {
-        batchnorm_rule(x, r, bn)
+        live_mask_batch_norm(x, r, bn)
     }
     fn residual(&self, a: &Tensor, b: &Tensor, r: &Tensor) -> (Tensor, Tensor) {
         Lrp(None).residual(a, b, r)
     }
-}
-
-fn per_channel(t: &Tensor, f: impl Fn(usize, f32) -> f32) -> Tensor {
-    let (_, c, h, w) = dims4(t, "per-channel map");
-    let data = t
-        .data
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| f((i / (h * w)) % c, v))
-        .collect();
-    Tensor::new(t.shape.clone(), data)
 }
 
 /// The seed rows at the logits (see `shaders/logit_seed.wgsl`).

@@ -5,8 +5,12 @@
 //! - [`ops`]: tensor kernels (convolution and its two adjoints, linear, pooling, ...).
 //! - [`rsp`]: one function per RSP rule (`docs/method.md` §3) and the
 //!   initialisations (§2).
-//! - [`model`]: forward pass with the activations the rules read, the head gradient,
-//!   and [`model::explain`], which produces an [`crate::Explanation`].
+//! - [`walk`]: the forward pass with the activations the rules read, and the backward
+//!   walk over a rule set.
+//! - [`rules`]: rule pieces shared by the methods (the gradient and head gradient, the
+//!   z^B first-layer rule, the live-mask batch norm).
+//! - [`model`]: [`model::explain`], RSP's driver, which produces an
+//!   [`crate::Explanation`].
 //! - [`baselines`]: the comparison methods (gradient, gradient × input, Grad-CAM,
 //!   LRP-ε, LRP-α1β0, CLRP, SGLRP, RAP).
 //!
@@ -17,5 +21,9 @@ pub mod baselines;
 pub mod model;
 pub mod ops;
 pub mod rsp;
+pub mod rules;
+pub mod walk;
 
-pub use model::{explain, forward, head_gradient, ForwardTrace};
+pub use model::explain;
+pub use rules::head_gradient;
+pub use walk::{forward, ForwardTrace};

@@ -496,3 +496,28 @@ pub(crate) fn zip(a: &Tensor, b: &Tensor, f: impl Fn(f32, f32) -> f32) -> Tensor
         a.data.iter().zip(&b.data).map(|(&x, &y)| f(x, y)).collect(),
     )
 }
+
+/// `a / b` where `b ≠ 0`, `0` where `b == 0` (exact zero test), as the authors'
+/// `safe_divide`.
+pub fn sdiv(a: f32, b: f32) -> f32 {
+    if b == 0.0 {
+        0.0
+    } else {
+        a / b
+    }
+}
+
+/// Float64 sum of a slice, rounded to float32.
+pub fn sum32(v: &[f32]) -> f32 {
+    v.iter().map(|&x| x as f64).sum::<f64>() as f32
+}
+
+/// Runs `f` on every image of the batch and concatenates the results.
+pub fn per_image(n: usize, f: impl Fn(usize) -> Tensor) -> Tensor {
+    Tensor::concat0(&(0..n).map(f).collect::<Vec<_>>())
+}
+
+/// Image `i` of a batch as a `[1, ...]` tensor.
+pub fn image(t: &Tensor, i: usize) -> Tensor {
+    t.slice0(i..i + 1)
+}

@@ -10,35 +10,14 @@
 use crate::explain::RSP_EPS;
 use crate::layers::{BatchNorm2d, Conv2d, ConvGeometry, Linear, MaxPool2d};
 
-use super::model::Rules;
+use super::rules::{live_mask_batch_norm, zbox_first_conv, Gradient};
+use super::walk::Rules;
 use crate::tensor::Tensor;
 
-use super::ops::{conv2d, conv2d_dgrad, conv2d_wgrad, dims4, map, max_pool2d_route, zip};
-
-/// `a / b` where `b ≠ 0`, `0` where `b == 0` (exact zero test), as the authors'
-/// `safe_divide`.
-pub fn sdiv(a: f32, b: f32) -> f32 {
-    if b == 0.0 {
-        0.0
-    } else {
-        a / b
-    }
-}
-
-/// Float64 sum of a slice, rounded to float32.
-fn sum32(v: &[f32]) -> f32 {
-    v.iter().map(|&x| x as f64).sum::<f64>() as f32
-}
-
-/// Runs `f` on every image of the batch and concatenates the results.
-fn per_image(n: usize, f: impl Fn(usize) -> Tensor) -> Tensor {
-    Tensor::concat0(&(0..n).map(f).collect::<Vec<_>>())
-}
-
-/// Image `i` of a batch as a `[1, ...]` tensor.
-fn image(t: &Tensor, i: usize) -> Tensor {
-    t.slice0(i..i + 1)
-}
+use super::ops::{
+    conv2d, conv2d_dgrad, conv2d_wgrad, dims4, image, map, max_pool2d_route, per_image, sdiv,
+    sum32, zip,
+};
 
 /// The two sections of one hidden-layer convolution for one image: returns
 /// `(C⁺, C⁻)` with `C± = x⁺ ⊙ convT(sdiv(R±, Z±), G±)`, `G± = wgrad(x⁺, R±)`,
@@ -88,63 +67,11 @@ pub fn conv_rule(x: &Tensor, r: &Tensor, geom: &ConvGeometry) -> Tensor {
     })
 }
 
-/// First-layer (pixel) convolution: the bounded-input z^B rule on the real weights, with
-/// `L = min(x)` and `H = max(x)` over the whole image (per sample), zero padding, the
-/// conv bias ignored and `R` signed:
-/// `R_in = x ⊙ convT(S,W) − L ⊙ convT(S,W⁺) − H ⊙ convT(S,W⁻)`, `S = sdiv(R, Z)`,
-/// `Z = conv(x,W) − conv(L,W⁺) − conv(H,W⁻)`.
-pub fn first_conv_rule(x: &Tensor, r: &Tensor, conv: &Conv2d) -> Tensor {
-    let (n, _, h, w) = dims4(x, "first_conv_rule input");
-    let (s, p) = (conv.stride, conv.padding);
-    let w_pos = map(&conv.weight, |v| if v > 0.0 { v } else { 0.0 });
-    let w_neg = map(&conv.weight, |v| if v < 0.0 { v } else { 0.0 });
-    per_image(n, |i| {
-        let xi = image(x, i);
-        let lo_v = xi.data.iter().fold(f32::INFINITY, |a, &b| a.min(b));
-        let hi_v = xi.data.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-        let lo = map(&xi, |_| lo_v);
-        let hi = map(&xi, |_| hi_v);
-        let za = conv2d(&xi, &conv.weight, None, s, p);
-        let zl = conv2d(&lo, &w_pos, None, s, p);
-        let zh = conv2d(&hi, &w_neg, None, s, p);
-        let z = zip(&zip(&za, &zl, |a, b| a - b), &zh, |a, b| a - b);
-        let ri = image(r, i);
-        assert_eq!(ri.shape, z.shape, "first_conv_rule: relevance shape");
-        let sv = zip(&ri, &z, sdiv);
-        let ca = conv2d_dgrad(&sv, &conv.weight, s, p, (h, w));
-        let cl = conv2d_dgrad(&sv, &w_pos, s, p, (h, w));
-        let ch = conv2d_dgrad(&sv, &w_neg, s, p, (h, w));
-        let mut out = zip(&xi, &ca, |a, b| a * b);
-        for (k, o) in out.data.iter_mut().enumerate() {
-            *o = *o - lo_v * cl.data[k] - hi_v * ch.data[k];
-        }
-        out
-    })
-}
-
 /// Max-pool rule: winner takes all. Each output cell sends its whole `R` to the argmax
 /// of `x + 1e-9` in its window (first position in row-major order on ties; padding
 /// never wins).
 pub fn maxpool_rule(x: &Tensor, r: &Tensor, pool: &MaxPool2d) -> Tensor {
     max_pool2d_route(x, r, pool, RSP_EPS)
-}
-
-/// Batch-norm rule (eval): identity on units where the BN input times the BN scale is
-/// non-zero (`x ≠ 0` and `γ ≠ 0`), 0 elsewhere. `bn_input` is the BN layer's input.
-pub fn batchnorm_rule(bn_input: &Tensor, r: &Tensor, bn: &BatchNorm2d) -> Tensor {
-    let (n, c, h, w) = dims4(bn_input, "batchnorm_rule input");
-    assert_eq!(r.shape, bn_input.shape, "batchnorm_rule: relevance shape");
-    let mut out = r.data.clone();
-    for p in 0..n * c {
-        let gamma = bn.gamma[p % c];
-        let range = p * h * w..(p + 1) * h * w;
-        for (o, &xv) in out[range.clone()].iter_mut().zip(&bn_input.data[range]) {
-            if xv == 0.0 || gamma == 0.0 {
-                *o = 0.0;
-            }
-        }
-    }
-    Tensor::new(r.shape.clone(), out)
 }
 
 /// Residual addition `out = a + b` (spec §3, extension): with `a' = pos(a) + 1e-9`,
@@ -306,13 +233,13 @@ pub struct RspRules;
 impl Rules for RspRules {
     fn conv(&self, x: &Tensor, r: &Tensor, c: &Conv2d, first: bool) -> Tensor {
         if first {
-            first_conv_rule(x, r, c)
+            zbox_first_conv(x, r, c)
         } else {
             conv_rule(x, r, &c.geometry())
         }
     }
     fn linear(&self, x: &Tensor, r: &Tensor, l: &Linear) -> Tensor {
-        super::baselines::Gradient.linear(x, r, l)
+        Gradient.linear(x, r, l)
     }
     fn relu(&self, _: &Tensor, r: &Tensor) -> Tensor {
         r.clone()
@@ -321,10 +248,10 @@ impl Rules for RspRules {
         maxpool_rule(x, r, p)
     }
     fn avg_pool(&self, x: &Tensor, r: &Tensor) -> Tensor {
-        super::baselines::Gradient.avg_pool(x, r)
+        Gradient.avg_pool(x, r)
     }
     fn batch_norm(&self, x: &Tensor, r: &Tensor, bn: &BatchNorm2d) -> Tensor {
-        batchnorm_rule(x, r, bn)
+        live_mask_batch_norm(x, r, bn)
     }
     fn residual(&self, a: &Tensor, b: &Tensor, r: &Tensor) -> (Tensor, Tensor) {
         residual_rule(a, b, r)

@@ -4,7 +4,8 @@
 //! [`GemmProblem`]; [`select`] picks the variant (forced, tuned or the fallback: the
 //! heuristic tile, checked) and [`record`] records it.
 //!
-//! - `op`: what a problem computes, typed ([`GemmOp`]).
+//! - `op`: what a problem computes, typed ([`GemmOp`], [`GemmProblem`]).
+//! - `record`: recording the chosen variant ([`record`]).
 //! - `variants`: the registry, one table entry per variant ([`VARIANTS`]).
 //! - `scratch`: the recordings that need scratch (Winograd, packed operands, f16
 //!   planes).
@@ -19,23 +20,23 @@
 use std::fmt;
 
 mod op;
+mod record;
 mod scratch;
 mod trial;
 mod variants;
 
+pub(crate) use op::GemmProblem;
 pub use op::{ConvMode, ConvShape, GemmOp, Weights};
+pub(crate) use record::record;
 
 pub use variants::{Accuracy, GemmKernel, GemmTile, Needs, Offer, Recording, Variant, VARIANTS};
 
 pub(crate) use scratch::record_operand_planes;
-use scratch::{
-    record_planes, record_winograd, PackedSizes, PlaneSizes, WinogradSizes, MAX_PACKED_BYTES,
-};
+use scratch::{PackedSizes, PlaneSizes, WinogradSizes, MAX_PACKED_BYTES};
 use trial::TrialBench;
 
-use crate::gpu::shaders::Skeleton;
 use crate::gpu::tune::Candidate;
-use crate::gpu::{grid_1d, Autotune, Binding, GpuContext, Precision, Recorder, ShaderRef};
+use crate::gpu::{grid_1d, Autotune, GpuContext, Precision, Recorder};
 
 /// Every variant the adapter could run for `p`, the fallback first: the heuristic tile
 /// with runtime checks, the same tile without them, then in table order every variant
@@ -109,24 +110,6 @@ pub(crate) fn fits(kernel: GemmKernel, ctx: &GpuContext, p: &GemmProblem) -> boo
             .all(|&g| g as usize <= dim)
 }
 
-/// One GEMM dispatch as the op records it, before a variant is chosen.
-#[derive(Clone, Copy)]
-pub(crate) struct GemmProblem<'a, 'b> {
-    pub op: GemmOp,
-    pub bindings: &'a [Binding<'b>],
-    /// The op file's uniform block.
-    pub params: &'a [u32],
-    pub mnz: (usize, usize, usize),
-    pub splits: usize,
-}
-
-impl GemmProblem<'_, '_> {
-    /// The op's own override constants, before the variant's.
-    fn constants(&self) -> Vec<(&'static str, f64)> {
-        self.op.constants()
-    }
-}
-
 /// The fallback: the heuristic tile with runtime checks.
 fn fallback(ctx: &GpuContext, p: &GemmProblem) -> GemmKernel {
     let (m, n, z) = p.mnz;
@@ -134,72 +117,6 @@ fn fallback(ctx: &GpuContext, p: &GemmProblem) -> GemmKernel {
         GemmTile::for_problem((m, n), z, p.splits, ctx.fill_workgroups),
         false,
     )
-}
-
-/// Records `kernel` for `p` with the op's `bindings`: one dispatch; for packed
-/// operands the packing passes into scratch and the GEMM over them (for the matrix
-/// units, [`record_planes`]); for Winograd the
-/// transforms, the 16 GEMMs and the output transform ([`record_winograd`]).
-pub(crate) fn record(
-    rec: &mut Recorder,
-    kernel: GemmKernel,
-    p: &GemmProblem,
-    bindings: &[Binding],
-) {
-    let (m, n, z) = p.mnz;
-    let mut constants = p.constants();
-    constants.extend_from_slice(kernel.constants());
-    let groups = kernel.groups((m, n), z, p.splits);
-    let packed_a = match kernel.recording {
-        Recording::Winograd => return record_winograd(rec, p, bindings),
-        Recording::Planes => return record_planes(rec, kernel, p, bindings),
-        Recording::Single | Recording::HalfGrid => {
-            rec.dispatch(
-                kernel.shader(p.op.shader()),
-                &constants,
-                bindings,
-                p.params,
-                groups,
-            );
-            rec.note_gemm(m, n, p.op.k_useful(), z);
-            return;
-        }
-        Recording::Packed { packed_a } => packed_a,
-    };
-    let packed = PackedSizes::of(p, kernel.block);
-    let ctx = rec.ctx;
-    let a = ctx.empty(&[if packed_a { packed.a_len() } else { 0 }]);
-    let b = ctx.empty(&[packed.b_len()]);
-    let pack = ShaderRef {
-        name: p.op.shader(),
-        skeleton: Skeleton::Pack,
-        unchecked: true,
-    };
-    let mut passes = vec![(&b, 1.0, packed.pack_b_groups())];
-    if packed_a {
-        passes.insert(0, (&a, 0.0, packed.pack_a_groups()));
-    }
-    for (operand, pack_b, grid) in passes {
-        let mut c = p.constants();
-        c.push(("PACK_B", pack_b));
-        rec.dispatch_with_extra(
-            pack,
-            &c,
-            bindings,
-            p.params,
-            &[Binding::write(operand)],
-            grid,
-        );
-    }
-    rec.dispatch_with_extra(
-        kernel.shader(p.op.shader()),
-        &constants,
-        bindings,
-        p.params,
-        &[Binding::read(&a), Binding::read(&b)],
-        groups,
-    );
-    rec.note_gemm(m, n, p.op.k_useful(), z);
 }
 
 /// Records `p` with the variant [`select`] picks (forced, autotuned, or the heuristic

@@ -2,7 +2,10 @@
 //! the GEMM machinery derives from them — the override constants, the bound on K that
 //! sizes packed operands, the products each output sums and whether Winograd applies.
 //! The op files' names and `MODE` numbers are written here and nowhere else in Rust.
+//! [`GemmProblem`] is one dispatch of an op before a variant is chosen.
 
+use super::variants::GemmKernel;
+use crate::gpu::{Binding, Recorder};
 use crate::layers::ConvGeometry;
 
 /// The mode of the convolution op files (their `MODE` override).
@@ -244,5 +247,45 @@ impl GemmOp {
             }
             _ => None,
         }
+    }
+}
+
+/// One GEMM dispatch as the op records it, before a variant is chosen.
+#[derive(Clone, Copy)]
+pub(crate) struct GemmProblem<'a, 'b> {
+    pub op: GemmOp,
+    pub bindings: &'a [Binding<'b>],
+    /// The op file's uniform block.
+    pub params: &'a [u32],
+    pub mnz: (usize, usize, usize),
+    pub splits: usize,
+}
+
+impl GemmProblem<'_, '_> {
+    /// The op's own override constants, before the variant's.
+    pub(super) fn constants(&self) -> Vec<(&'static str, f64)> {
+        self.op.constants()
+    }
+
+    /// Records `kernel` (a variant recorded as one dispatch over its grid of blocks)
+    /// with the op's `bindings`.
+    pub(super) fn record_single(
+        &self,
+        rec: &mut Recorder,
+        kernel: GemmKernel,
+        bindings: &[Binding],
+    ) {
+        let (m, n, z) = self.mnz;
+        let mut constants = self.constants();
+        constants.extend_from_slice(kernel.constants());
+        let groups = kernel.groups((m, n), z, self.splits);
+        rec.dispatch(
+            kernel.shader(self.op.shader()),
+            &constants,
+            bindings,
+            self.params,
+            groups,
+        );
+        rec.note_gemm(m, n, self.op.k_useful(), z);
     }
 }

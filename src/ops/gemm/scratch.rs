@@ -3,8 +3,8 @@
 //! the f16 planes the cooperative-matrix kernel reads (`gemm_planes.wgsl`),
 //! with the sizes that decide whether a problem fits them.
 
+use super::op::{GemmOp, GemmProblem};
 use super::variants::{GemmKernel, GemmTile, Recording};
-use super::{record, GemmOp, GemmProblem};
 use crate::gpu::shaders::Skeleton;
 use crate::gpu::{grid_1d, Access, Binding, GpuTensor, Recorder, ShaderRef};
 
@@ -127,7 +127,7 @@ pub(super) fn record_winograd(rec: &mut Recorder, p: &GemmProblem, bindings: &[B
         ),
         true,
     );
-    record(rec, tile, &gemm, &gemm_bindings);
+    gemm.record_single(rec, tile, &gemm_bindings);
     pass(rec, 2, sizes.z, sizes.z * sizes.c_out * sizes.tiles, &m);
 }
 

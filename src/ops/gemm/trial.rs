@@ -6,8 +6,11 @@ use std::time::Instant;
 
 use wgpu::util::DeviceExt;
 
+use super::op::GemmProblem;
+#[cfg(test)]
+use super::op::{GemmOp, Weights};
+use super::record::record;
 use super::variants::{GemmKernel, Recording};
-use super::{record, GemmProblem};
 use crate::gpu::tune::Trial;
 use crate::gpu::{Access, Binding, GpuContext, Recorder};
 use crate::rng::SplitMix64;
@@ -278,9 +281,9 @@ mod tests {
     #[test]
     fn large_problems_are_timed_on_a_slice_that_fills_the_device() {
         let problem = |mnz| GemmProblem {
-            op: crate::ops::gemm::GemmOp::LinearForward {
+            op: GemmOp::LinearForward {
                 relu: false,
-                weights: crate::ops::gemm::Weights::Signed,
+                weights: Weights::Signed,
                 in_features: 27,
             },
             bindings: &[],

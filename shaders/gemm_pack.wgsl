@@ -13,18 +13,6 @@ override PACK_B: bool = false;
 
 @group(0) @binding(6) var<storage, read_write> packed: array<vec4<f32>>;
 
-fn pack_element(z: u32, row: u32, col: u32) -> f32 {
-    if (PACK_B) {
-        if (row >= gemm_k() || col >= gemm_n()) {
-            return 0.0;
-        }
-        return load_b(z, row, col);
-    }
-    if (row >= gemm_m() || col >= gemm_k()) {
-        return 0.0;
-    }
-    return load_a(z, row, col);
-}
 
 @compute @workgroup_size(64, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -43,9 +31,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let row = gid.y;
     let col = 4u * c4;
     packed[(z * rows + row) * (cols / 4u) + c4] = vec4<f32>(
-        pack_element(z, row, col),
-        pack_element(z, row, col + 1u),
-        pack_element(z, row, col + 2u),
-        pack_element(z, row, col + 3u),
+        padded_operand(z, row, col, PACK_B),
+        padded_operand(z, row, col + 1u, PACK_B),
+        padded_operand(z, row, col + 2u, PACK_B),
+        padded_operand(z, row, col + 3u, PACK_B),
     );
 }

@@ -78,27 +78,15 @@ fn f16_bits_value(h: u32) -> f32 {
     return bitcast<f32>(sign | ((e + 112u) << 23u) | (mantissa << 13u));
 }
 
-fn element(z: u32, row: u32, col: u32) -> f32 {
-    if (PACK_B) {
-        if (row >= gemm_k() || col >= gemm_n()) {
-            return 0.0;
-        }
-        return load_b(z, row, col);
-    }
-    if (row >= gemm_m() || col >= gemm_k()) {
-        return 0.0;
-    }
-    return load_a(z, row, col);
-}
 
 fn block_scale_pass(z: u32, block: u32, li: u32, problems: u32) {
     let k = gemm_k();
     var largest = 0.0;
     for (var e = li; e < SCALE_BLOCK * k; e += 256u) {
         if (PACK_B) {
-            largest = max(largest, abs(element(z, e / SCALE_BLOCK, block * SCALE_BLOCK + e % SCALE_BLOCK)));
+            largest = max(largest, abs(padded_operand(z, e / SCALE_BLOCK, block * SCALE_BLOCK + e % SCALE_BLOCK, PACK_B)));
         } else {
-            largest = max(largest, abs(element(z, block * SCALE_BLOCK + e / k, e % k)));
+            largest = max(largest, abs(padded_operand(z, block * SCALE_BLOCK + e / k, e % k, PACK_B)));
         }
     }
     block_max[li] = largest;
@@ -134,7 +122,7 @@ fn plane_pass(z: u32, row: u32, word: u32, problems: u32) {
         line = col;
     }
     let s = bitcast<i32>(planes[z * blocks() + line / SCALE_BLOCK]);
-    let v = vec2<f32>(scaled(element(z, row, col), s), scaled(element(z, row, col + 1u), s));
+    let v = vec2<f32>(scaled(padded_operand(z, row, col, PACK_B), s), scaled(padded_operand(z, row, col + 1u, PACK_B), s));
     let hi = pack2x16float(v);
     let header = (problems * blocks() + 3u) / 4u * 4u;
     let plane_words = rows * cols / 2u;

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod compare;
+pub mod error;
 pub mod eval;
 pub mod explain;
 pub mod files;
@@ -16,6 +17,7 @@ pub mod render;
 pub mod rng;
 pub mod tensor;
 
-pub use explain::{Explanation, Init};
+pub use error::{Error, ErrorKind};
+pub use explain::{ExplainOptions, Explanation, Init, InitKind};
 pub use models::Model;
 pub use tensor::Tensor;

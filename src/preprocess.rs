@@ -31,6 +31,15 @@ pub struct Prepared {
 /// are refused with an error naming the file and its claimed size; truncated or damaged
 /// files (see [`check_structure`]) with an error naming the file and what is wrong.
 pub fn load_image(path: &Path) -> Result<DynamicImage> {
+    // A file that cannot be read keeps its I/O error; one that is no image, damaged or
+    // too large is invalid input.
+    decode_image(path).map_err(|e| match crate::error::kind(&e) {
+        crate::error::ErrorKind::NotFound | crate::error::ErrorKind::Io => e,
+        _ => crate::error::invalid(format!("{e:#}")),
+    })
+}
+
+fn decode_image(path: &Path) -> Result<DynamicImage> {
     if path.is_dir() {
         bail!("{}: is a directory, not an image", path.display());
     }
@@ -220,6 +229,12 @@ fn too_large(path: &Path) -> anyhow::Error {
         path.display(),
         MAX_DECODED_BYTES >> 20
     )
+}
+
+/// torchvision's ImageNet evaluation transform for a `size` crop: the shorter side
+/// resized to `size · 256/224` (256 for 224), then [`preprocess`].
+pub fn preprocess_for(img: &DynamicImage, size: u32) -> Prepared {
+    preprocess(img, (size as u64 * 256 / 224) as u32, size)
 }
 
 /// torchvision's `Resize(resize) → CenterCrop(crop) → ToTensor → Normalize`.

@@ -12,10 +12,11 @@ use std::path::{Path, PathBuf};
 /// Top-level modules from the bottom up. A module may reference only modules of a
 /// strictly lower rank, so modules of one rank are independent of each other.
 const RANKS: &[(&str, u32)] = &[
-    // Host tensors; atomic file writes; the seeded generator.
+    // Host tensors; atomic file writes; the seeded generator; the errors' kinds.
     ("tensor", 0),
     ("files", 0),
     ("rng", 0),
+    ("error", 0),
     // Small host-side libraries over tensors: layer types, image input, image output,
     // tolerance checks.
     ("layers", 1),

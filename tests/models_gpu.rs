@@ -669,3 +669,32 @@ fn explain_rejects_bad_arguments() {
         }
     }
 }
+
+/// Errors carry their kind (`rsp::error`): a class out of range is invalid input, an
+/// adapter that does not exist (no DX12 on Linux) a device error; the Python binding
+/// raises ValueError and RuntimeError by them.
+#[test]
+fn errors_are_typed_by_kind() {
+    let ctx = common::gpu();
+    let f = common::golden("vgg_tiny");
+    let model = Model::from_tensors(&f).unwrap();
+    let gm = GpuModel::upload(ctx, &model);
+    let input = common::get(&f, "input");
+    let req = Request {
+        targets: Some(vec![model.num_classes()]),
+        ..Request::default()
+    };
+    let Err(e) = explain(ctx, &gm, &input, &req) else {
+        panic!("target out of range accepted");
+    };
+    assert_eq!(rsp::error::kind(&e), rsp::ErrorKind::InvalidInput, "{e:#}");
+    if cfg!(target_os = "linux") {
+        let Err(e) = GpuContext::new(&ContextOptions {
+            backend: rsp::gpu::Backend::Dx12,
+            ..Default::default()
+        }) else {
+            panic!("a DX12 adapter on Linux");
+        };
+        assert_eq!(rsp::error::kind(&e), rsp::ErrorKind::Device, "{e:#}");
+    }
+}

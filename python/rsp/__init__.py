@@ -19,7 +19,10 @@ import numpy as np
 
 from . import _rsp
 
-__all__ = ["adapters", "Explainer", "Explanation", "load_image", "render"]
+__all__ = ["adapters", "Explainer", "Explanation", "EXPLAIN_DEFAULTS", "load_image", "render"]
+
+#: The defaults of :meth:`Explainer.explain`, the engine's (and the command line's).
+EXPLAIN_DEFAULTS: Dict[str, object] = _rsp.explain_defaults()
 
 
 def adapters(backend: str = "auto") -> List[dict]:
@@ -148,9 +151,10 @@ class Explainer:
             x = [x]
         return np.stack([load_image(p, self.size) for p in x])
 
-    def explain(self, x: Input, method: str = "rsp", targets=None, init: str = "gradcam",
-                compare_k: int = 3, batch_size: int = 8, record_layers: bool = False,
-                smooth: Optional[int] = None, noise: float = 0.15) -> Explanation:
+    def explain(self, x: Input, method: Optional[str] = None, targets=None,
+                init: Optional[str] = None, compare_k: Optional[int] = None,
+                batch_size: Optional[int] = None, record_layers: Optional[bool] = None,
+                smooth: Optional[int] = None, noise: Optional[float] = None) -> Explanation:
         """Explains ``x``: a float32 ``[N, 3, H, W]`` array already normalised, or image
         paths (preprocessed at ``size``). ``method``: ``rsp``, ``gradcam``,
         ``gradient``, ``gradxinput``, ``lrp-eps``, ``lrp-ab``, ``clrp``, ``sglrp``,
@@ -158,14 +162,17 @@ class Explainer:
         each image's top prediction. ``init`` (RSP): ``gradcam`` or ``comparative``
         (with ``compare_k`` classes). ``smooth=N`` averages every map over N noisy
         copies of each image (SmoothGrad; noise std ``noise * (max - min)`` of the
-        image), for the class explained on the clean image."""
+        image), for the class explained on the clean image. An option left ``None``
+        takes the engine's default, the command line's too (:data:`EXPLAIN_DEFAULTS`:
+        RSP, ``gradcam``, ``compare_k=3``, ``batch_size=8``, ``noise=0.15``)."""
         batch = self._batch(x)
         if targets is not None:
             targets = [int(t) for t in np.atleast_1d(np.asarray(targets)).tolist()]
-        out = self._engine.explain(batch, method=method, targets=targets, init=init,
-                                   compare_k=compare_k, batch_size=batch_size,
-                                   record_layers=record_layers, smooth=smooth,
-                                   noise=float(noise))
+        given = dict(method=method, init=init, compare_k=compare_k, batch_size=batch_size,
+                     record_layers=record_layers, smooth=smooth,
+                     noise=None if noise is None else float(noise))
+        options = {k: v for k, v in given.items() if v is not None}
+        out = self._engine.explain(batch, targets=targets, **options)
         return Explanation(**out)
 
     def predict(self, x: Input, k: int = 5, batch_size: int = 8) -> List[List[tuple]]:

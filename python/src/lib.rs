@@ -3,29 +3,39 @@
 //! with the GIL released; arrays cross as float32 numpy arrays (read in place, returned
 //! as new arrays). The Python half (`python/rsp/__init__.py`) adds the friendly API.
 //!
-//! Errors: bad arrays, names and targets raise `ValueError`, missing files
-//! `FileNotFoundError`, everything the device or a weights file reports `RuntimeError`,
-//! each with the CLI's message.
+//! Errors, by the library's kind (`rsp::error`), each with the CLI's message: bad
+//! arrays, names, targets, options, images and weights files raise `ValueError`, missing
+//! files `FileNotFoundError`, other I/O `OSError`, the device (none found, lost, a
+//! failed readback) `RuntimeError`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use numpy::{IntoPyArray, PyArray1, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
-use pyo3::exceptions::{PyFileNotFoundError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
-use rsp::explain::{explain, Init, Method, Request, Smooth};
+use rsp::explain::{explain, ExplainOptions, InitKind, Method};
 use rsp::gpu::{list_adapters, Backend, ContextOptions, GpuContext, Precision};
 use rsp::models::gpu::GpuModel;
 use rsp::models::hub::{self, WeightSources};
 use rsp::models::weights::TensorFile;
-use rsp::preprocess::{load_image, preprocess};
+use rsp::preprocess::{load_image, preprocess_for};
 use rsp::render::{heatmap_image, overlay, ColorMap, RgbImage};
-use rsp::{Model, Tensor};
+use rsp::{ErrorKind, Model, Tensor};
 
-fn runtime(e: anyhow::Error) -> PyErr {
-    PyRuntimeError::new_err(format!("{e:#}"))
+/// A library error as the Python exception of its kind (`rsp::error::kind`): invalid
+/// input `ValueError`, a missing file `FileNotFoundError`, other I/O `OSError`, the
+/// device and anything else `RuntimeError`.
+fn to_py(e: anyhow::Error) -> PyErr {
+    let message = format!("{e:#}");
+    match rsp::error::kind(&e) {
+        ErrorKind::InvalidInput => PyValueError::new_err(message),
+        ErrorKind::NotFound => PyFileNotFoundError::new_err(message),
+        ErrorKind::Io => PyOSError::new_err(message),
+        ErrorKind::Device | ErrorKind::Other => PyRuntimeError::new_err(message),
+    }
 }
 
 fn backend(name: &str) -> PyResult<Backend> {
@@ -46,6 +56,18 @@ fn tensor(name: &str, a: &Bound<'_, PyAny>) -> PyResult<Tensor> {
     let shape = arr.shape().to_vec();
     let data: Vec<f32> = arr.as_array().iter().copied().collect();
     Ok(Tensor::new(shape, data))
+}
+
+/// `x` as a batch of images: float32 `[N, 3, H, W]`, N ≥ 1.
+fn image_batch(x: &Bound<'_, PyAny>) -> PyResult<Tensor> {
+    let input = tensor("x", x)?;
+    if input.shape.len() != 4 || input.shape[1] != 3 || input.shape[0] == 0 {
+        return Err(PyValueError::new_err(format!(
+            "x: expected a float32 array of shape [N, 3, H, W] with N >= 1, got {:?}",
+            input.shape
+        )));
+    }
+    Ok(input)
 }
 
 /// A host tensor as a new numpy array of its shape.
@@ -99,10 +121,9 @@ fn load_image_array<'py>(py: Python<'py>, path: PathBuf, size: u32) -> PyResult<
     let t = py
         .detach(|| {
             let img = load_image(&path)?;
-            let resize = (size as u64 * 256 / 224) as u32;
-            anyhow::Ok(preprocess(&img, resize, size).tensor)
+            anyhow::Ok(preprocess_for(&img, size).tensor)
         })
-        .map_err(|e| PyValueError::new_err(format!("{e:#}")))?;
+        .map_err(to_py)?;
     array(py, &t)
 }
 
@@ -197,14 +218,14 @@ impl Engine {
                         path.display()
                     )));
                 }
-                py.detach(|| TensorFile::read(&path)).map_err(runtime)?
+                py.detach(|| TensorFile::read(&path)).map_err(to_py)?
             }
             (None, Some(name), None) => {
                 let src = WeightSources::from_env(false, false);
                 let path = py
                     .detach(|| hub::resolve_model(&name, &src))
-                    .map_err(|e| PyValueError::new_err(format!("{e:#}")))?;
-                py.detach(|| TensorFile::read(&path)).map_err(runtime)?
+                    .map_err(to_py)?;
+                py.detach(|| TensorFile::read(&path)).map_err(to_py)?
             }
             (None, None, Some(dict)) => {
                 let mut floats = BTreeMap::new();
@@ -226,8 +247,7 @@ impl Engine {
                 ))
             }
         };
-        let model =
-            Model::from_tensors(&file).map_err(|e| PyValueError::new_err(format!("{e:#}")))?;
+        let model = Model::from_tensors(&file).map_err(to_py)?;
         let opts = ContextOptions {
             backend,
             precision,
@@ -239,7 +259,7 @@ impl Engine {
                 let gpu = GpuModel::upload(&ctx, &model);
                 anyhow::Ok((ctx, gpu))
             })
-            .map_err(runtime)?;
+            .map_err(to_py)?;
         Ok(Engine {
             ctx,
             model: gpu,
@@ -279,7 +299,17 @@ impl Engine {
 
     /// Explains `x` (float32 `[N, 3, H, W]`, normalised) in sub-batches of
     /// `batch_size`; returns a dict of arrays.
-    #[pyo3(signature = (x, method = "rsp", targets = None, init = "gradcam", compare_k = 3, batch_size = 8, record_layers = false, smooth = None, noise = 0.15))]
+    #[pyo3(signature = (
+        x,
+        method = ExplainOptions::DEFAULT.method.name(),
+        targets = None,
+        init = ExplainOptions::DEFAULT.init.name(),
+        compare_k = ExplainOptions::DEFAULT.compare_k,
+        batch_size = ExplainOptions::DEFAULT.batch_size,
+        record_layers = ExplainOptions::DEFAULT.record_layers,
+        smooth = None,
+        noise = ExplainOptions::DEFAULT.noise,
+    ))]
     #[allow(clippy::too_many_arguments)]
     fn explain<'py>(
         &self,
@@ -294,13 +324,7 @@ impl Engine {
         smooth: Option<usize>,
         noise: f32,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let input = tensor("x", x)?;
-        if input.shape.len() != 4 || input.shape[1] != 3 || input.shape[0] == 0 {
-            return Err(PyValueError::new_err(format!(
-                "x: expected a float32 array of shape [N, 3, H, W] with N >= 1, got {:?}",
-                input.shape
-            )));
-        }
+        let input = image_batch(x)?;
         let n = input.shape[0];
         let method = Method::from_name(method).ok_or_else(|| {
             let names: Vec<&str> = Method::ALL.iter().map(|m| m.name()).collect();
@@ -309,18 +333,23 @@ impl Engine {
                 names.join(", ")
             ))
         })?;
-        let init = match init {
-            "gradcam" => Init::GradCam,
-            "comparative" => Init::Comparative { k: compare_k },
-            other => {
-                return Err(PyValueError::new_err(format!(
-                    "unknown init '{other}' (gradcam or comparative)"
-                )))
-            }
+        let init = InitKind::from_name(init).ok_or_else(|| {
+            let names: Vec<&str> = InitKind::ALL.iter().map(|k| k.name()).collect();
+            PyValueError::new_err(format!(
+                "unknown init '{init}' (one of {})",
+                names.join(", ")
+            ))
+        })?;
+        let options = ExplainOptions {
+            method,
+            init,
+            compare_k,
+            batch_size,
+            smooth,
+            noise,
+            record_layers,
         };
-        if batch_size == 0 {
-            return Err(PyValueError::new_err("batch_size must be at least 1"));
-        }
+        options.validate().map_err(to_py)?;
         let targets = match targets {
             None => None,
             Some(t) => {
@@ -347,21 +376,11 @@ impl Engine {
         let mut parts = Vec::new();
         for start in (0..n).step_by(batch_size) {
             let range = start..(start + batch_size).min(n);
-            let req = Request {
-                method,
-                init: init.clone(),
-                targets: targets.as_ref().map(|t| t[range.clone()].to_vec()),
-                record_layers,
-                smooth: smooth.map(|samples| Smooth {
-                    samples,
-                    noise,
-                    seed: 0,
-                }),
-            };
+            let req = options.request(targets.as_ref().map(|t| t[range.clone()].to_vec()), None);
             let sub = input.slice0(range);
             let e = py
                 .detach(|| explain(&self.ctx, &self.model, &sub, &req))
-                .map_err(|e| PyValueError::new_err(format!("{e:#}")))?;
+                .map_err(to_py)?;
             parts.push(e);
         }
         let e = rsp::Explanation::concat0(parts);
@@ -392,22 +411,33 @@ impl Engine {
 
     /// Logits `[N, classes]` of `x` (float32 `[N, 3, H, W]`, normalised).
     fn logits<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        let input = tensor("x", x)?;
-        if input.shape.len() != 4 || input.shape[1] != 3 || input.shape[0] == 0 {
-            return Err(PyValueError::new_err(format!(
-                "x: expected a float32 array of shape [N, 3, H, W] with N >= 1, got {:?}",
-                input.shape
-            )));
-        }
+        let input = image_batch(x)?;
         let logits = py
             .detach(|| self.model.predict(&self.ctx, &input))
-            .map_err(runtime)?;
+            .map_err(to_py)?;
         array(py, &logits)
     }
 }
 
+/// The defaults of `Explainer.explain` (`rsp::ExplainOptions::DEFAULT`, the command
+/// line's too).
+#[pyfunction]
+fn explain_defaults(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let d = ExplainOptions::DEFAULT;
+    let out = PyDict::new(py);
+    out.set_item("method", d.method.name())?;
+    out.set_item("init", d.init.name())?;
+    out.set_item("compare_k", d.compare_k)?;
+    out.set_item("batch_size", d.batch_size)?;
+    out.set_item("record_layers", d.record_layers)?;
+    out.set_item("smooth", d.smooth)?;
+    out.set_item("noise", d.noise)?;
+    Ok(out)
+}
+
 #[pymodule]
 fn _rsp(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(explain_defaults, m)?)?;
     m.add_function(wrap_pyfunction!(adapters, m)?)?;
     m.add_function(wrap_pyfunction!(load_image_array, m)?)?;
     m.add_function(wrap_pyfunction!(render_map, m)?)?;

@@ -178,6 +178,36 @@ def test_bad_inputs_raise_python_exceptions(vgg):
         rsp.render(np.zeros((2, 2), np.float32), np.zeros((2, 2, 3), np.float32))
 
 
+def test_explain_defaults_are_the_engines(vgg):
+    d = rsp.EXPLAIN_DEFAULTS
+    assert (d["method"], d["init"], d["smooth"]) == ("rsp", "gradcam", None)
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    implicit = vgg.explain(x)
+    explicit = vgg.explain(x, **{k: v for k, v in d.items() if v is not None})
+    np.testing.assert_array_equal(implicit.relevance, explicit.relevance)
+    with pytest.raises(ValueError, match="noise"):
+        vgg.explain(x, smooth=2, noise=-1.0)
+
+
+def test_library_errors_raise_by_kind(tmp_path):
+    """The library types its errors (rsp::error): invalid input is ValueError, I/O
+    OSError (FileNotFoundError for a missing file), the device RuntimeError."""
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="not a valid safetensors file"):
+        rsp.Explainer(weights=garbage)
+    damaged = tmp_path / "damaged.png"
+    damaged.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    with pytest.raises(ValueError, match="damaged.png"):
+        rsp.load_image(damaged)
+    with pytest.raises(OSError) as err:
+        rsp.Explainer(weights=tmp_path)
+    assert not isinstance(err.value, FileNotFoundError), err.value
+    # No DX12 adapter exists on Linux: the device error is a RuntimeError.
+    with pytest.raises(RuntimeError, match="no GPU adapter"):
+        rsp.Explainer(weights=GOLDEN / "vgg_tiny.safetensors", backend="dx12")
+
+
 def test_gpu_work_releases_the_gil(vgg):
     x = np.random.default_rng(2).standard_normal((4, 3, 32, 32)).astype(np.float32)
     done = threading.Event()

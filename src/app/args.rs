@@ -5,7 +5,7 @@ use clap::builder::PossibleValue;
 use clap::{Args, ValueEnum};
 
 use crate::eval::faithfulness::{DeletionBaseline, RegionFill};
-use crate::explain::Method;
+use crate::explain::{InitKind, Method};
 use crate::gpu::{Autotune, Backend, ContextOptions, DType, GpuContext, Precision};
 use crate::preprocess::Normalisation;
 
@@ -106,6 +106,7 @@ named_value_enum!(
     DType,
     Precision,
     Method,
+    InitKind,
     Normalisation,
     DeletionBaseline,
     RegionFill

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::args::DeviceArgs;
@@ -14,17 +14,17 @@ use super::eval_command::EvalArgs;
 use super::inputs::Input;
 use super::output::check_output_dir;
 use super::synth::SynthArgs;
-use crate::explain::{explain, Method, Request, Smooth, NO_TARGET};
+use crate::explain::{explain, ExplainOptions, InitKind, Method, NO_TARGET};
 use crate::files::write_atomic;
 use crate::gpu::{list_adapters, Backend, GpuContext};
 use crate::models::gpu::GpuModel;
 use crate::models::hub::{self, WeightSources};
 use crate::models::weights::{to_safetensors_bytes, TensorFile};
 use crate::models::Readout;
-use crate::preprocess::{load_image, preprocess};
+use crate::preprocess::{load_image, preprocess_for};
 use crate::render::{heatmap_image, overlay, save_png, ColorMap};
 use crate::tensor::top_k;
-use crate::{Explanation, Init, Model, Tensor};
+use crate::{Explanation, Model, Tensor};
 
 /// ImageNet-1k class names in index order.
 pub const IMAGENET_CLASSES: &str = include_str!("imagenet_classes.txt");
@@ -84,15 +84,15 @@ pub struct Cli {
 
     /// Attribution method: RSP, or a baseline on the same engine (PNGs are named
     /// STEM.METHOD.png).
-    #[arg(long, value_enum, default_value_t = Method::Rsp)]
+    #[arg(long, value_enum, default_value_t = ExplainOptions::DEFAULT.method)]
     pub method: Method,
 
     /// Initial relevance at the explanation layer.
-    #[arg(long, value_enum, default_value_t = InitKind::Gradcam)]
+    #[arg(long, value_enum, default_value_t = ExplainOptions::DEFAULT.init)]
     pub init: InitKind,
 
     /// Number of top classes compared by --init comparative (K ≥ 2).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = ExplainOptions::DEFAULT.compare_k)]
     pub compare_k: usize,
 
     /// Class to explain: an index, or (1000-class models) an ImageNet class name or an
@@ -122,7 +122,7 @@ pub struct Cli {
     pub smooth: Option<usize>,
 
     /// Noise of --smooth: standard deviation as a fraction of each image's value range.
-    #[arg(long, default_value_t = 0.15, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = ExplainOptions::DEFAULT.noise, allow_negative_numbers = true)]
     pub noise: f32,
 
     /// Write a JSON report: per image the top-5 predictions, the explained class(es) and
@@ -156,7 +156,7 @@ pub struct Cli {
 
     /// Images explained together in one GPU batch (more is faster but needs more
     /// GPU memory).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = ExplainOptions::DEFAULT.batch_size)]
     pub batch_size: usize,
 
     /// Images, folders (searched recursively for PNG/JPEG files; outputs mirror their
@@ -164,6 +164,21 @@ pub struct Cli {
     /// tensors (.safetensors).
     #[arg(value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
+}
+
+impl Cli {
+    /// The explanation options these flags set.
+    fn explain_options(&self) -> ExplainOptions {
+        ExplainOptions {
+            method: self.method,
+            init: self.init,
+            compare_k: self.compare_k,
+            batch_size: self.batch_size,
+            smooth: self.smooth,
+            noise: self.noise,
+            record_layers: false,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -182,14 +197,6 @@ pub enum Command {
     /// Generate the synthetic multi-object benchmark dataset (VOC layout) for
     /// evaluating attributions with nothing downloaded.
     Synth(SynthArgs),
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum InitKind {
-    /// Grad-CAM without channel sum, max-normalised (the authors' default).
-    Gradcam,
-    /// Top-K comparative gradients.
-    Comparative,
 }
 
 /// One unit of work: a batch from one .safetensors input, or a run of images.
@@ -284,9 +291,8 @@ pub fn run(cli: &Cli) -> Result<bool> {
             cli.method
         );
     }
-    if cli.batch_size == 0 {
-        bail!("--batch-size must be at least 1");
-    }
+    let options = cli.explain_options();
+    options.validate()?;
     let cmap = match &cli.cmap {
         Some(name) => ColorMap::from_name(name).ok_or_else(|| {
             let names: Vec<&str> = ColorMap::ALL.iter().map(|c| c.name()).collect();
@@ -298,12 +304,6 @@ pub fn run(cli: &Cli) -> Result<bool> {
         None if cli.method == Method::GradCam => ColorMap::Jet,
         None => ColorMap::Bwr,
     };
-    if cli.smooth == Some(0) {
-        bail!("--smooth needs at least 1 sample");
-    }
-    if !(cli.noise >= 0.0 && cli.noise.is_finite()) {
-        bail!("--noise must be a finite value >= 0, got {}", cli.noise);
-    }
     if !(0.0..=1.0).contains(&cli.alpha) {
         bail!("--alpha must be in [0, 1], got {}", cli.alpha);
     }
@@ -385,11 +385,6 @@ pub fn run(cli: &Cli) -> Result<bool> {
             continue;
         };
         let n = job.input.shape[0];
-        let init = match (&given_init, cli.init) {
-            (Some(t), _) => Init::Given(t.clone()),
-            (None, InitKind::Gradcam) => Init::GradCam,
-            (None, InitKind::Comparative) => Init::Comparative { k: cli.compare_k },
-        };
         // One row per (image, class to explain).
         let per_image: Vec<Option<Vec<usize>>> = match &targets {
             Targets::Top1 => vec![None; n],
@@ -420,17 +415,10 @@ pub fn run(cli: &Cli) -> Result<bool> {
                 .collect();
             Tensor::concat0(&parts)
         };
-        let req = Request {
-            method: cli.method,
-            init,
-            targets: rows.iter().map(|&(_, t)| t).collect::<Option<Vec<usize>>>(),
-            record_layers: false,
-            smooth: cli.smooth.map(|samples| Smooth {
-                samples,
-                noise: cli.noise,
-                seed: 0,
-            }),
-        };
+        let req = options.request(
+            rows.iter().map(|&(_, t)| t).collect::<Option<Vec<usize>>>(),
+            given_init.as_ref(),
+        );
         let result = explain(&ctx, &gpu_model, &input, &req);
         let e = match result {
             Ok(e) => e,
@@ -678,8 +666,7 @@ fn read_batch(
                 tensors.push(t);
             } else {
                 let img = load_image(path)?;
-                let resize = (cli.size as u64 * 256 / 224) as u32;
-                let p = preprocess(&img, resize, cli.size);
+                let p = preprocess_for(&img, cli.size);
                 stems.push(stem.clone());
                 paths.push(path.clone());
                 photos.push(Some(p.cropped));

@@ -5,126 +5,19 @@
 
 pub mod baselines;
 pub mod propagate;
+mod request;
 pub mod rsp;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 use crate::gpu::{GpuContext, GpuTensor, Recorder};
 use crate::models::gpu::GpuModel;
 use crate::tensor::Tensor;
 
-/// The ε of the LRP-ε rule (a fixed value, not tuned per model).
-pub const LRP_EPSILON: f32 = 0.25;
-
-/// An attribution method, by its command-line name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Method {
-    /// Relative Sectional Propagation (Nam, Choi, Lee, AAAI 2021).
-    Rsp,
-    /// Grad-CAM (Selvaraju et al. 2017) at RSP's explanation layer, resized to the input.
-    GradCam,
-    /// The gradient of the target logit w.r.t. the input (Simonyan et al. 2014).
-    Gradient,
-    /// Gradient ⊙ input (Shrikumar et al. 2016).
-    GradientTimesInput,
-    /// LRP with the ε-rule in every layer but the first (z^B).
-    LrpEpsilon,
-    /// LRP-αβ with α = 1, β = 0 (z⁺) in every layer but the first (z^B).
-    LrpAlphaBeta,
-    /// Contrastive LRP (Gu, Yang, Tresp 2018): target minus the dual "all other classes".
-    Clrp,
-    /// Softmax-gradient LRP (Iwana, Kuroki, Uchida 2019).
-    Sglrp,
-    /// Relative Attributing Propagation (Nam, Kim, Lee, AAAI 2020).
-    Rap,
-}
-
-impl Method {
-    /// Every method, RSP first.
-    pub const ALL: [Method; 9] = [
-        Method::Rsp,
-        Method::GradCam,
-        Method::Gradient,
-        Method::GradientTimesInput,
-        Method::LrpEpsilon,
-        Method::LrpAlphaBeta,
-        Method::Clrp,
-        Method::Sglrp,
-        Method::Rap,
-    ];
-
-    /// The command-line name (`rsp`, `gradcam`, `lrp-ab`, ...).
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::Rsp => "rsp",
-            Method::GradCam => "gradcam",
-            Method::Gradient => "gradient",
-            Method::GradientTimesInput => "gradxinput",
-            Method::LrpEpsilon => "lrp-eps",
-            Method::LrpAlphaBeta => "lrp-ab",
-            Method::Clrp => "clrp",
-            Method::Sglrp => "sglrp",
-            Method::Rap => "rap",
-        }
-    }
-
-    /// Parses a command-line name.
-    pub fn from_name(name: &str) -> Option<Method> {
-        Method::ALL.into_iter().find(|m| m.name() == name)
-    }
-
-    /// One line on the method, for lists of choices.
-    pub fn description(self) -> &'static str {
-        match self {
-            Method::Rsp => "Relative Sectional Propagation (Nam, Choi, Lee, AAAI 2021)",
-            Method::GradCam => {
-                "Grad-CAM (Selvaraju et al. 2017) at RSP's explanation layer, resized to the input"
-            }
-            Method::Gradient => "The gradient of the target logit w.r.t. the input (Simonyan et al. 2014)",
-            Method::GradientTimesInput => "Gradient ⊙ input (Shrikumar et al. 2016)",
-            Method::LrpEpsilon => "LRP with the ε-rule in every layer but the first (z^B)",
-            Method::LrpAlphaBeta => "LRP-αβ with α = 1, β = 0 (z⁺) in every layer but the first (z^B)",
-            Method::Clrp => {
-                "Contrastive LRP (Gu, Yang, Tresp 2018): target minus the dual \"all other classes\""
-            }
-            Method::Sglrp => "Softmax-gradient LRP (Iwana, Kuroki, Uchida 2019)",
-            Method::Rap => "Relative Attributing Propagation (Nam, Kim, Lee, AAAI 2020)",
-        }
-    }
-
-    /// Whether the method starts from the target's logit (one-hot × logit), as LRP does.
-    pub fn is_lrp(self) -> bool {
-        matches!(
-            self,
-            Method::LrpEpsilon | Method::LrpAlphaBeta | Method::Clrp
-        )
-    }
-
-    /// The ε of [`Method::LrpEpsilon`].
-    pub fn lrp_epsilon(self) -> f32 {
-        LRP_EPSILON
-    }
-}
-
-impl std::fmt::Display for Method {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+pub use request::{ExplainOptions, Init, InitKind, Method, Request, Smooth, LRP_EPSILON};
 
 /// Small constant the authors add in normalisations and to max-pool/residual inputs.
 pub const RSP_EPS: f32 = 1e-9;
-
-/// How the initial relevance at the explanation layer is formed (spec §2).
-#[derive(Clone, Debug, PartialEq)]
-pub enum Init {
-    /// Grad-CAM without channel sum, max-normalised (the authors' default).
-    GradCam,
-    /// Top-K comparative gradients (K ≥ 2).
-    Comparative { k: usize },
-    /// Caller-supplied initial relevance `[N, C, h, w]`, shaped like the explanation layer.
-    Given(Tensor),
-}
 
 /// `Explanation::target` entry when no class was explained (features-only weights
 /// explained from a given initial relevance without a target).
@@ -144,45 +37,6 @@ pub struct Explanation {
     /// Relevance at the input of named modules (golden naming: `features.13`,
     /// `layer4.0.conv3`, ...), recorded only when asked for.
     pub layers: Vec<(String, Tensor)>,
-}
-
-/// What to explain and how.
-#[derive(Clone, Debug)]
-pub struct Request {
-    pub method: Method,
-    /// RSP's initial relevance (ignored by the other methods, which start at the
-    /// logits; a [`Init::Given`] relevance is refused for them).
-    pub init: Init,
-    /// Class to explain per image; `None`: the top-1 prediction of each image.
-    pub targets: Option<Vec<usize>>,
-    /// Keep and return the signal at every module's input (golden naming).
-    pub record_layers: bool,
-    /// Average the method over noisy copies of each image (SmoothGrad).
-    pub smooth: Option<Smooth>,
-}
-
-impl Default for Request {
-    fn default() -> Self {
-        Request {
-            method: Method::Rsp,
-            init: Init::GradCam,
-            targets: None,
-            record_layers: false,
-            smooth: None,
-        }
-    }
-}
-
-/// SmoothGrad-style averaging (Smilkov et al. 2017), a modifier for any method: each
-/// image is explained `samples` times with Gaussian noise of standard deviation
-/// `noise · (max − min)` of that image added, for the class explained on the clean
-/// image, and the maps (and initial relevances) are averaged.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Smooth {
-    pub samples: usize,
-    pub noise: f32,
-    /// Seed of the noise (the same seed gives the same maps).
-    pub seed: u64,
 }
 
 /// `samples` noisy copies of every image of `input` `[N, 3, H, W]`, image by image
@@ -232,13 +86,15 @@ fn explain_smoothed(
     smooth: &Smooth,
 ) -> Result<Explanation> {
     if smooth.samples == 0 {
-        bail!("--smooth needs at least 1 sample");
+        crate::error::bail_invalid!("--smooth needs at least 1 sample");
     }
     if !(smooth.noise >= 0.0 && smooth.noise.is_finite()) {
-        bail!("--noise must be a finite value >= 0, got {}", smooth.noise);
+        crate::error::bail_invalid!("--noise must be a finite value >= 0, got {}", smooth.noise);
     }
     if matches!(req.init, Init::Given(_)) {
-        bail!("--smooth averages over noisy inputs; a given initial relevance fits only one");
+        crate::error::bail_invalid!(
+            "--smooth averages over noisy inputs; a given initial relevance fits only one"
+        );
     }
     let n = input.shape[0];
     let k = smooth.samples;
@@ -275,17 +131,6 @@ fn explain_smoothed(
     })
 }
 
-impl Request {
-    /// `method` for `targets`, with RSP's default initialisation.
-    pub fn method(method: Method, targets: Option<Vec<usize>>) -> Self {
-        Request {
-            method,
-            targets,
-            ..Request::default()
-        }
-    }
-}
-
 /// Explains a batch `input` `[N, 3, H, W]` (already normalised) as `req` asks.
 /// [`Explanation::init`] holds RSP's initial relevance, or a baseline's seed at the
 /// logits; [`Explanation::relevance`] is `[N, 3, H, W]`, or `[N, 1, H, W]` for Grad-CAM
@@ -298,32 +143,34 @@ pub fn explain(
     req: &Request,
 ) -> Result<Explanation> {
     if input.shape.len() != 4 || input.shape[1] != 3 {
-        bail!("input must be [N, 3, H, W], got {:?}", input.shape);
+        crate::error::bail_invalid!("input must be [N, 3, H, W], got {:?}", input.shape);
     }
     let n = input.shape[0];
     let classes = model.num_classes();
     let method = req.method;
     if let Some(t) = &req.targets {
         if t.len() != n {
-            bail!("{} targets given for {n} images", t.len());
+            crate::error::bail_invalid!("{} targets given for {n} images", t.len());
         }
         if let Some(bad) = t.iter().find(|&&c| c >= classes) {
-            bail!("target class {bad} is out of range (the model has {classes} classes)");
+            crate::error::bail_invalid!(
+                "target class {bad} is out of range (the model has {classes} classes)"
+            );
         }
     }
     match (method, &req.init) {
         (Method::Rsp, Init::Given(_)) => {}
-        (Method::Rsp, _) if classes == 0 => bail!(
+        (Method::Rsp, _) if classes == 0 => crate::error::bail_invalid!(
             "these weights have no classifier: explain them from a given initial relevance (--init-relevance)"
         ),
-        (Method::Rsp, Init::Comparative { k }) if *k < 2 || *k > classes => bail!(
+        (Method::Rsp, Init::Comparative { k }) if *k < 2 || *k > classes => crate::error::bail_invalid!(
             "--compare-k must be between 2 and the number of classes ({classes}), got {k}"
         ),
         (Method::Rsp, _) => {}
-        (_, Init::Given(_)) => bail!("{method} starts at the logits; a given initial relevance is RSP's"),
-        _ if classes == 0 => bail!("these weights have no classifier: {method} needs one"),
+        (_, Init::Given(_)) => crate::error::bail_invalid!("{method} starts at the logits; a given initial relevance is RSP's"),
+        _ if classes == 0 => crate::error::bail_invalid!("these weights have no classifier: {method} needs one"),
         (Method::Clrp | Method::Sglrp, _) if classes < 2 => {
-            bail!("{method} contrasts classes and needs at least 2")
+            crate::error::bail_invalid!("{method} contrasts classes and needs at least 2")
         }
         _ => {}
     }
@@ -332,7 +179,7 @@ pub fn explain(
     }
     let per_image = model.largest_tensor_per_image(input.shape[2], input.shape[3]);
     if per_image > ctx.max_binding {
-        bail!(
+        crate::error::bail_invalid!(
             "one {}×{} image needs a {} MiB tensor, more than this adapter binds at once ({} MiB); use a smaller --size",
             input.shape[2],
             input.shape[3],

@@ -347,6 +347,14 @@ impl GpuContext {
     /// Opens the best adapter of the chosen backend (discrete > integrated > other >
     /// cpu), requesting the adapter's real limits rather than wgpu's defaults.
     pub fn new(opts: &ContextOptions) -> Result<Self> {
+        // Every failure here is the device's (a wrong flag value fails in its parser).
+        Self::open(opts).map_err(|e| match crate::error::kind(&e) {
+            crate::error::ErrorKind::Other => crate::error::device(format!("{e:#}")),
+            _ => e,
+        })
+    }
+
+    fn open(opts: &ContextOptions) -> Result<Self> {
         let mut inst = instance(opts.backend);
         let mut adapters = pollster::block_on(inst.enumerate_adapters(opts.backend.backends()));
         if adapters.is_empty() && opts.backend == Backend::Auto {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use wgpu::util::DeviceExt;
 
 use super::context::GpuContext;
@@ -187,13 +187,13 @@ impl GpuContext {
         });
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| anyhow!("GPU poll failed: {e}"))?;
+            .map_err(|e| crate::error::device(format!("GPU poll failed: {e}")))?;
         rx.recv()
-            .map_err(|_| anyhow!("GPU readback was dropped"))?
-            .map_err(|e| anyhow!("GPU readback failed: {e}"))?;
+            .map_err(|_| crate::error::device("GPU readback was dropped".to_string()))?
+            .map_err(|e| crate::error::device(format!("GPU readback failed: {e}")))?;
         let view = staging
             .get_mapped_range(..)
-            .map_err(|e| anyhow!("GPU readback mapping failed: {e:?}"))?;
+            .map_err(|e| crate::error::device(format!("GPU readback mapping failed: {e:?}")))?;
         let out = parts
             .iter()
             .zip(&offsets)
@@ -211,7 +211,7 @@ impl GpuContext {
     pub fn synchronize(&self) -> Result<()> {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| anyhow!("GPU poll failed: {e}"))?;
+            .map_err(|e| crate::error::device(format!("GPU poll failed: {e}")))?;
         Ok(())
     }
 

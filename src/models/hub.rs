@@ -215,7 +215,7 @@ pub fn resolve_model(name: &str, src: &WeightSources) -> Result<PathBuf> {
         return Ok(local);
     }
     let Some(hub) = find(name) else {
-        bail!(
+        crate::error::bail_invalid!(
             "unknown model '{name}': no file {} and no download for that name; choose one of \
              {} or pass --weights FILE",
             local.display(),

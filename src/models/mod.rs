@@ -31,7 +31,12 @@ impl Model {
         Model::from_tensors(&file)
     }
 
+    /// The model `file` describes; a file that describes none is invalid input.
     pub fn from_tensors(file: &TensorFile) -> Result<Model> {
+        Self::build(file).map_err(|e| crate::error::invalid(format!("{e:#}")))
+    }
+
+    fn build(file: &TensorFile) -> Result<Model> {
         let w = WeightView::new(file);
         let mut model = if w.has("features.0.weight") {
             load_vgg(&w)?

@@ -27,7 +27,13 @@ impl TensorFile {
         Self::from_bytes(path, &bytes)
     }
 
+    /// The tensors of a safetensors file's bytes; bytes that are not one are invalid
+    /// input.
     pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Self> {
+        Self::parse(path, bytes).map_err(|e| crate::error::invalid(format!("{e:#}")))
+    }
+
+    fn parse(path: &Path, bytes: &[u8]) -> Result<Self> {
         let st = SafeTensors::deserialize(bytes).map_err(|e| {
             anyhow!(
                 "{}: not a valid safetensors file (truncated or corrupt?): {e}",

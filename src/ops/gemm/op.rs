@@ -267,24 +267,25 @@ impl GemmProblem<'_, '_> {
         self.op.constants()
     }
 
-    /// Records `kernel` (a variant recorded as one dispatch over its grid of blocks)
-    /// with the op's `bindings`.
-    pub(super) fn record_single(
+    /// Records `kernel`'s own dispatch over its grid of blocks with the op's `bindings`
+    /// and, after them, the scratch operands `extra` its skeleton reads.
+    pub(super) fn record_with(
         &self,
         rec: &mut Recorder,
         kernel: GemmKernel,
         bindings: &[Binding],
+        extra: &[Binding],
     ) {
         let (m, n, z) = self.mnz;
         let mut constants = self.constants();
         constants.extend_from_slice(kernel.constants());
-        let groups = kernel.groups((m, n), z, self.splits);
-        rec.dispatch(
+        rec.dispatch_with_extra(
             kernel.shader(self.op.shader()),
             &constants,
             bindings,
             self.params,
-            groups,
+            extra,
+            kernel.groups((m, n), z, self.splits),
         );
         rec.note_gemm(m, n, self.op.k_useful(), z);
     }

@@ -17,23 +17,11 @@ pub(crate) fn record(
     p: &GemmProblem,
     bindings: &[Binding],
 ) {
-    let (m, n, z) = p.mnz;
-    let mut constants = p.constants();
-    constants.extend_from_slice(kernel.constants());
-    let groups = kernel.groups((m, n), z, p.splits);
     let packed_a = match kernel.recording {
         Recording::Winograd => return record_winograd(rec, p, bindings),
         Recording::Planes => return record_planes(rec, kernel, p, bindings),
         Recording::Single | Recording::HalfGrid => {
-            rec.dispatch(
-                kernel.shader(p.op.shader()),
-                &constants,
-                bindings,
-                p.params,
-                groups,
-            );
-            rec.note_gemm(m, n, p.op.k_useful(), z);
-            return;
+            return p.record_with(rec, kernel, bindings, &[])
         }
         Recording::Packed { packed_a } => packed_a,
     };
@@ -62,13 +50,10 @@ pub(crate) fn record(
             grid,
         );
     }
-    rec.dispatch_with_extra(
-        kernel.shader(p.op.shader()),
-        &constants,
+    p.record_with(
+        rec,
+        kernel,
         bindings,
-        p.params,
         &[Binding::read(&a), Binding::read(&b)],
-        groups,
     );
-    rec.note_gemm(m, n, p.op.k_useful(), z);
 }

@@ -127,7 +127,7 @@ pub(super) fn record_winograd(rec: &mut Recorder, p: &GemmProblem, bindings: &[B
         ),
         true,
     );
-    gemm.record_single(rec, tile, &gemm_bindings);
+    gemm.record_with(rec, tile, &gemm_bindings, &[]);
     pass(rec, 2, sizes.z, sizes.z * sizes.c_out * sizes.tiles, &m);
 }
 
@@ -248,18 +248,12 @@ pub(super) fn record_planes(
     bindings: &[Binding],
 ) {
     let (a, b) = record_operand_planes(rec, kernel, p, bindings);
-    let (m, n, z) = p.mnz;
-    let mut constants = p.constants();
-    constants.extend_from_slice(kernel.constants());
-    rec.dispatch_with_extra(
-        kernel.shader(p.op.shader()),
-        &constants,
+    p.record_with(
+        rec,
+        kernel,
         bindings,
-        p.params,
         &[Binding::read(&a), Binding::read(&b)],
-        kernel.groups((m, n), z, p.splits),
     );
-    rec.note_gemm(m, n, p.op.k_useful(), z);
 }
 
 /// Records `gemm_planes.wgsl`'s two passes (block scales, then planes) for A and for

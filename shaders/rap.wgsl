@@ -1,15 +1,22 @@
 // Elementwise steps of RAP (Relative Attributing Propagation, Nam et al. AAAI 2020),
 // for layers whose input x is non-negative (post-ReLU). P = x·pos(W) and N = x·min(W, 0)
 // (no bias) are the positive and negative contributions, sdiv(a, b) = a/b or 0 at b = 0.
-// MODE 0 TOP_POS:  s⁺ = seed·([P ≠ 0] + sdiv(bias·sdiv(P, P + N), P))    (top layer: the
-// MODE 1 TOP_NEG:  s⁻ = seed·([N ≠ 0] + sdiv(bias·sdiv(N, P + N), N))     bias is shared
+// MODE (`ops::rap::RapStep` in Rust):
+// TOP_POSITIVE:    s⁺ = seed·([P ≠ 0] + sdiv(bias·sdiv(P, P + N), P))  (top layer: the
+// TOP_NEGATIVE:    s⁻ = seed·([N ≠ 0] + sdiv(bias·sdiv(N, P + N), N))   bias is shared
 //                  between the positive and negative contributions in proportion)
-// MODE 2 HIDDEN_POS: sdiv(R⁺, P), or with LINEAR sdiv(R, P)   (through pos(W))
-// MODE 3 HIDDEN_NEG: −([N ≠ 0]·sdiv(R, P − N) + sdiv(R⁻, −N)), the last term only for
+// HIDDEN_POSITIVE: sdiv(R⁺, P), or with LINEAR sdiv(R, P)   (through pos(W))
+// HIDDEN_NEGATIVE: −([N ≠ 0]·sdiv(R, P − N) + sdiv(R⁻, −N)), the last term only for
 //                  convolutions (through min(W, 0); negated because the contributions
 //                  are the magnitudes −N)
-// MODE 4 NORMALISE: |a|·sdiv(Σa, Σ|a|) with (Σa, Σ|a|) = stats[2n], stats[2n + 1]
-// MODE 5 SHIFT:     a − [a ≠ 0]·sdiv(ΣC − ΣR, #{C ≠ 0}) with (ΣR, #) = b[2n..], (ΣC, #) = c[2n..]
+// NORMALISE:       |a|·sdiv(Σa, Σ|a|) with (Σa, Σ|a|) = stats[2n], stats[2n + 1]
+// SHIFT:           a − [a ≠ 0]·sdiv(ΣC − ΣR, #{C ≠ 0}) with (ΣR, #) = b[2n..], (ΣC, #) = c[2n..]
+const TOP_POSITIVE: u32 = 0u;
+const TOP_NEGATIVE: u32 = 1u;
+const HIDDEN_POSITIVE: u32 = 2u;
+const HIDDEN_NEGATIVE: u32 = 3u;
+const NORMALISE: u32 = 4u;
+const SHIFT: u32 = 5u;
 
 override MODE: u32 = 0u;
 override LINEAR: bool = false;
@@ -49,18 +56,18 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let n = idx / p.per_image;
     var v = 0.0;
     switch MODE {
-        case 0u, 1u: {
+        case TOP_POSITIVE, TOP_NEGATIVE: {
             // a = seed, b = P, c = N, d = bias (per class)
             let pos = f32(b[idx]);
             let neg = f32(c[idx]);
             let bias = f32(d[idx % p.per_image]);
             var part = pos;
-            if (MODE == 1u) {
+            if (MODE == TOP_NEGATIVE) {
                 part = neg;
             }
             v = f32(a[idx]) * (live(part) + sdiv(bias * sdiv(part, pos + neg), part));
         }
-        case 2u: {
+        case HIDDEN_POSITIVE: {
             // a = R, b = P
             var r = f32(a[idx]);
             if (!LINEAR) {
@@ -68,7 +75,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
             }
             v = sdiv(r, f32(b[idx]));
         }
-        case 3u: {
+        case HIDDEN_NEGATIVE: {
             // a = R, b = P, c = N
             let r = f32(a[idx]);
             let neg = f32(c[idx]);
@@ -78,11 +85,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
             }
             v = -v;
         }
-        case 4u: {
+        case NORMALISE: {
             // a = C, b = stats
             v = abs(f32(a[idx])) * sdiv(f32(b[2u * n]), f32(b[2u * n + 1u]));
         }
-        default: {
+        case SHIFT, default: {
             // a = C, b = (ΣR, #), c = (ΣC, #)
             let x = f32(a[idx]);
             v = x - live(x) * sdiv(f32(c[2u * n]) - f32(b[2u * n]), f32(c[2u * n + 1u]));

@@ -1,4 +1,4 @@
-//! The synthetic benchmark: `rsp::app::synth::generate` is deterministic and its VOC files are
+//! The synthetic benchmark: `rsp::eval::synth::generate` is deterministic and its VOC files are
 //! self-consistent (masks vs boxes vs `difficult.txt`, at least two distinct classes per
 //! image), and the committed classifiers `weights/synth_{vgg,resnet}.safetensors` load
 //! with the crate's loader and, on the GPU, reproduce the PyTorch logits stored in their
@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use rsp::app::synth::{generate, render, Split, SynthOptions, CLASSES};
+use rsp::eval::synth::{generate, render, Split, SynthOptions, CLASSES};
 use rsp::gpu::Recorder;
 use rsp::models::gpu::GpuModel;
 use rsp::preprocess::{load_image, preprocess};
@@ -206,7 +206,7 @@ fn voc_files_are_consistent() {
                     let area: u64 = mine.iter().map(|o| o.2 as u64).sum();
                     let others = objects.iter().any(|o| o.0 != *name);
                     let small =
-                        (area as f64) < rsp::app::synth::POINTING_SMALL_AREA * (w * h) as f64;
+                        (area as f64) < rsp::eval::synth::POINTING_SMALL_AREA * (w * h) as f64;
                     let hard = scored && others && small;
                     assert_eq!(
                         difficult[id][c],

@@ -16,6 +16,7 @@
 //! * [`faithfulness`]: deletion/insertion curves and their AUC (RISE), region
 //!   perturbation (MoRF/LeRF, AOPC) and ROAD (noisy linear imputation).
 //! * [`engine`]: maps of any method from the GPU engine.
+//! * [`synth`]: the synthetic benchmark dataset (generated, VOC layout).
 
 pub mod coco;
 pub mod dataset;
@@ -27,6 +28,7 @@ pub mod miou;
 pub mod pointing;
 pub mod results;
 pub mod similarity;
+pub mod synth;
 pub mod table;
 pub mod voc;
 

@@ -8,6 +8,7 @@
 //! other without touching the structure.
 
 use crate::layers::{BatchNorm2d, Conv2d, ConvGeometry, Linear, MaxPool2d};
+use crate::ops::rsp::largest_tensor_per_image;
 
 /// Index of an activation: 0 is the network input, node `i` writes activation `i + 1`.
 pub type ActId = usize;
@@ -195,23 +196,16 @@ impl<C: ConvParams, B, L: LinearParams> Graph<C, B, L> {
         total
     }
 
-    /// Bytes of the largest single tensor one image needs at `h × w` (activations,
-    /// RSP's channel attribution maps and z^B terms): the batch is split so that no
-    /// binding exceeds the adapter's limit.
+    /// Bytes of the largest single tensor one image needs at `h × w` (the tensors
+    /// RSP's convolution rules allocate, `ops::rsp::largest_tensor_per_image`): the
+    /// batch is split so that no binding exceeds the adapter's limit.
     pub fn largest_tensor_per_image(&self, h: usize, w: usize) -> u64 {
         let shapes = self.act_shapes(h, w);
         let mut worst = 0usize;
-        for (i, node) in self.nodes.iter().enumerate() {
+        for node in &self.nodes {
             if let Layer::Conv { conv, .. } = &node.layer {
-                let g = conv.geometry();
                 let x = &shapes[node.inputs[0]];
-                let out: usize = shapes[i + 1].iter().product();
-                let sizes = [
-                    3 * g.c_in * x[1] * x[2],
-                    2 * out,
-                    2 * g.c_out * g.c_in * g.kh * g.kw,
-                ];
-                worst = worst.max(sizes.into_iter().max().unwrap());
+                worst = worst.max(largest_tensor_per_image(&conv.geometry(), (x[1], x[2])));
             }
         }
         worst as u64 * 4

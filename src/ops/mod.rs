@@ -30,6 +30,7 @@ pub use zbox::zbox_first_conv;
 mod tests {
     use super::elementwise::ElementwiseOp;
     use super::gemm::ConvMode;
+    use super::rap::RapStep;
     use super::reduce::Reduction;
     use super::rsp::InitialRelevance;
 
@@ -66,6 +67,15 @@ mod tests {
                 mode as u32
             );
             assert!(wgsl.contains(&line), "reduce.wgsl lacks `{line}`");
+        }
+        let wgsl = include_str!("../../shaders/rap.wgsl");
+        for step in RapStep::ALL {
+            let line = format!(
+                "const {}: u32 = {}u;",
+                upper_snake(&format!("{step:?}")),
+                step as u32
+            );
+            assert!(wgsl.contains(&line), "rap.wgsl lacks `{line}`");
         }
         let wgsl = include_str!("../../shaders/rsp_init.wgsl");
         for init in [InitialRelevance::GradCam, InitialRelevance::Comparative] {

@@ -3,7 +3,7 @@
 
 use crate::gpu::{grid_1d, Binding, GpuTensor, Recorder};
 
-/// Selector of `rap.wgsl`'s `MODE`.
+/// Selector of `rap.wgsl`'s `MODE`, each value named there alike (upper snake case).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RapStep {
     /// Top layer, the row through `pos(W)`: `seed·([P≠0] + sdiv(b·sdiv(P, P+N), P))`.
@@ -18,6 +18,18 @@ pub enum RapStep {
     Normalise = 4,
     /// `C − [C≠0]·(ΣC − ΣR)/#{C≠0}` per image.
     Shift = 5,
+}
+
+impl RapStep {
+    #[cfg(test)]
+    pub(crate) const ALL: [RapStep; 6] = [
+        RapStep::TopPositive,
+        RapStep::TopNegative,
+        RapStep::HiddenPositive,
+        RapStep::HiddenNegative,
+        RapStep::Normalise,
+        RapStep::Shift,
+    ];
 }
 
 /// One RAP step over `a`'s shape; `linear` selects the fully connected variant of the

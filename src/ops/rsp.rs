@@ -131,3 +131,19 @@ pub fn purging_shift(rec: &mut Recorder, r: &GpuTensor, c: &GpuTensor) -> GpuTen
         Layout::nchw(c),
     )
 }
+
+/// Elements of the largest tensor RSP's rules allocate per image for the convolution
+/// `g` over an `h × w` input: the z^B rule's three terms (input-sized), the sections'
+/// outputs (two output-sized maps) or their channel attribution maps (two
+/// weight-shaped ones).
+pub fn largest_tensor_per_image(g: &ConvGeometry, (h, w): (usize, usize)) -> usize {
+    let (ho, wo) = g.out_hw(h, w);
+    [
+        3 * g.c_in * h * w,
+        2 * g.c_out * ho * wo,
+        2 * g.c_out * g.c_in * g.kh * g.kw,
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or(0)
+}

@@ -46,50 +46,64 @@ mod tests {
         out
     }
 
+    /// Asserts that `wgsl` (the file `file`) declares `const PREFIX NAME: u32 = Vu;` for
+    /// every `(Debug name, value)` of `selectors`.
+    fn assert_named<T: std::fmt::Debug>(
+        wgsl: &str,
+        file: &str,
+        prefix: &str,
+        selectors: impl IntoIterator<Item = (T, u32)>,
+    ) {
+        for (selector, value) in selectors {
+            let name = upper_snake(&format!("{selector:?}"));
+            let line = format!("const {prefix}{name}: u32 = {value}u;");
+            assert!(wgsl.contains(&line), "{file} lacks `{line}`");
+        }
+    }
+
     /// Every selector is named in the shader with the Rust value, so that grep finds
     /// an op in both languages by one name.
     #[test]
     fn selectors_are_named_alike_in_rust_and_wgsl() {
-        let wgsl = include_str!("../../shaders/elementwise.wgsl");
-        for op in ElementwiseOp::ALL {
-            let line = format!(
-                "const OP_{}: u32 = {}u;",
-                upper_snake(&format!("{op:?}")),
-                op as u32
+        let shader = |name| {
+            crate::gpu::shaders::SHADERS
+                .iter()
+                .find(|(n, _, _)| *n == name)
+                .map(|(_, src, _)| *src)
+                .unwrap_or_else(|| panic!("no shader {name}"))
+        };
+        assert_named(
+            shader("elementwise"),
+            "elementwise.wgsl",
+            "OP_",
+            ElementwiseOp::ALL.map(|op| (op, op as u32)),
+        );
+        assert_named(
+            shader("reduce"),
+            "reduce.wgsl",
+            "",
+            Reduction::ALL.map(|m| (m, m as u32)),
+        );
+        assert_named(
+            shader("rap"),
+            "rap.wgsl",
+            "",
+            RapStep::ALL.map(|s| (s, s as u32)),
+        );
+        assert_named(
+            shader("rsp_init"),
+            "rsp_init.wgsl",
+            "",
+            [InitialRelevance::GradCam, InitialRelevance::Comparative].map(|i| (i, i as u32)),
+        );
+        let conv_common = include_str!("../../shaders/conv_common.wgsl");
+        let modes = ConvMode::NAMES.map(|(mode, name)| (name, mode.constant() as u32));
+        for (name, value) in modes {
+            let line = format!("const MODE_{name}: u32 = {value}u;");
+            assert!(
+                conv_common.contains(&line),
+                "conv_common.wgsl lacks `{line}`"
             );
-            assert!(wgsl.contains(&line), "elementwise.wgsl lacks `{line}`");
-        }
-        let wgsl = include_str!("../../shaders/reduce.wgsl");
-        for mode in Reduction::ALL {
-            let line = format!(
-                "const {}: u32 = {}u;",
-                upper_snake(&format!("{mode:?}")),
-                mode as u32
-            );
-            assert!(wgsl.contains(&line), "reduce.wgsl lacks `{line}`");
-        }
-        let wgsl = include_str!("../../shaders/rap.wgsl");
-        for step in RapStep::ALL {
-            let line = format!(
-                "const {}: u32 = {}u;",
-                upper_snake(&format!("{step:?}")),
-                step as u32
-            );
-            assert!(wgsl.contains(&line), "rap.wgsl lacks `{line}`");
-        }
-        let wgsl = include_str!("../../shaders/rsp_init.wgsl");
-        for init in [InitialRelevance::GradCam, InitialRelevance::Comparative] {
-            let line = format!(
-                "const {}: u32 = {}u;",
-                upper_snake(&format!("{init:?}")),
-                init as u32
-            );
-            assert!(wgsl.contains(&line), "rsp_init.wgsl lacks `{line}`");
-        }
-        let wgsl = include_str!("../../shaders/conv_common.wgsl");
-        for (mode, name) in ConvMode::NAMES {
-            let line = format!("const MODE_{name}: u32 = {}u;", mode.constant() as u32);
-            assert!(wgsl.contains(&line), "conv_common.wgsl lacks `{line}`");
         }
     }
 }

@@ -1,25 +1,16 @@
-//! The baselines RSP is compared with, each a small rule set over the backward walk
-//! ([`walk`]):
-//!
-//! | method | seed at the logits | rules | after |
-//! |---|---|---|---|
-//! | gradient | one-hot | [`GradientRules`] | |
-//! | gradient × input | one-hot | [`GradientRules`] | `⊙ input` |
-//! | Grad-CAM | one-hot | [`GradientRules`] to `A` | `ReLU(Σ_c mean(∂y/∂A_c) A_c)`, upsampled |
-//! | LRP-ε | one-hot × logit | [`LrpRules`] ε, z^B first layer | |
-//! | LRP-α1β0 | one-hot × logit | [`LrpRules`] z⁺, z^B first layer | |
-//! | CLRP | (target − mean of the others) × logit | [`LrpRules`] z⁺ | `ReLU` |
-//! | SGLRP | softmax gradient | [`LrpRules`] z⁺ | |
-//! | RAP | one-hot | [`RapRules`] | |
+//! The GPU rule sets of the methods RSP is compared with ([`GradientRules`],
+//! [`LrpRules`], [`RapRules`], each a [`LayerRules`] over the backward walk [`walk`]) and
+//! their driver [`record`], which runs a method as its entry in
+//! [`METHODS`](super::METHODS) says (seed, rule set, stop, post-processing).
 
 use super::propagate::{walk, LayerRules};
-use super::{Method, PassOutputs};
+use super::{MethodSpec, PassOutputs, Post, RuleSet, Seed, SeedScale, WalkStop};
 use crate::gpu::{GpuTensor, Recorder};
 use crate::layers::MaxPool2d;
 use crate::models::gpu::{Forward, GpuModel};
 use crate::models::graph::INPUT;
 use crate::ops::rap::{rap_step, RapStep};
-use crate::ops::{self, GpuBatchNorm, GpuConv, GpuLinear, ResidualSplit, Seed, Weights, NO_CLASS};
+use crate::ops::{self, GpuBatchNorm, GpuConv, GpuLinear, ResidualSplit, Weights, NO_CLASS};
 
 /// Plain backpropagation of the gradient, for `rows_per_image` seed rows per image
 /// (RSP's comparative initialisation differentiates K classes at once).
@@ -323,14 +314,26 @@ fn rap_shift(rec: &mut Recorder, c: &GpuTensor, r: &GpuTensor) -> GpuTensor {
     )
 }
 
-/// Records a baseline `method` for one pass: the seed at the logits for `targets`
-/// (default: each image's top-1 class) and the method's walk.
+/// The GPU rule objects of a walking [`RuleSet`] (RSP has its own driver).
+fn layer_rules(set: RuleSet) -> Box<dyn LayerRules> {
+    match set {
+        RuleSet::Gradient => Box::new(GradientRules::default()),
+        RuleSet::LrpEpsilon(e) => Box::new(LrpRules { epsilon: Some(e) }),
+        RuleSet::LrpPositive => Box::new(LrpRules { epsilon: None }),
+        RuleSet::Rap => Box::new(RapRules),
+        RuleSet::Rsp => unreachable!("RSP is recorded by explain::rsp::record"),
+    }
+}
+
+/// Records a method that walks from the logits (every method but RSP) for one pass,
+/// as its [`MethodSpec`] says: the seed at the logits for `targets` (default: each
+/// image's top-1 class), the walk with its rule set, the post-processing.
 pub(super) fn record(
     rec: &mut Recorder,
     model: &GpuModel,
     fwd: &Forward,
     x: &GpuTensor,
-    method: Method,
+    spec: &MethodSpec,
     targets: Option<&[usize]>,
     log: Option<&mut Vec<(String, GpuTensor)>>,
 ) -> PassOutputs {
@@ -340,45 +343,29 @@ pub(super) fn record(
         None => vec![NO_CLASS; n],
     };
     let chosen = ops::top_k(rec, &fwd.logits, &first, 1);
-    let seed_kind = match method {
-        Method::Clrp => Seed::Contrastive,
-        Method::Sglrp => Seed::SoftmaxGradient,
-        _ => Seed::OneHot,
+    // The seed shader reads the probabilities for the softmax gradient, the logits to
+    // scale by the target's logit.
+    let scores = match (spec.seed, spec.scale) {
+        (Seed::SoftmaxGradient, _) => Some(ops::softmax(rec, &fwd.logits)),
+        (_, SeedScale::TargetLogit) => Some(fwd.logits.clone()),
+        (_, SeedScale::One) => None,
     };
-    // LRP methods start from the prediction (one-hot × logit, spec §6), SGLRP from
-    // the softmax gradient, the gradient methods from the one-hot.
-    let scores = match method {
-        Method::Sglrp => Some(ops::softmax(rec, &fwd.logits)),
-        m if m.is_lrp() => Some(fwd.logits.clone()),
-        _ => None,
-    };
-    let seed = ops::logit_seed(rec, seed_kind, &chosen.target, n, classes, scores.as_ref());
+    let seed = ops::logit_seed(rec, spec.seed, &chosen.target, n, classes, scores.as_ref());
     let logits = model.graph.logits.expect("checked: a classifier");
     let start = (logits, seed.clone());
-    let epsilon = LrpRules {
-        epsilon: Some(method.lrp_epsilon()),
+    let rules = layer_rules(spec.rules);
+    let stop = match spec.stop {
+        WalkStop::Input => INPUT,
+        WalkStop::ExplainLayer => model.graph.explain,
     };
-    let positive = LrpRules { epsilon: None };
-    let gradient = GradientRules::default();
-    let rules: &dyn LayerRules = match method {
-        Method::LrpEpsilon => &epsilon,
-        Method::LrpAlphaBeta | Method::Clrp | Method::Sglrp => &positive,
-        Method::Rap => &RapRules,
-        _ => &gradient,
-    };
-    let relevance = match method {
-        Method::GradCam => {
-            let g = walk(rec, model, fwd, start, model.graph.explain, rules, log);
-            let cam = ops::grad_cam(rec, &fwd.explain_act, &g);
+    let r = walk(rec, model, fwd, start, stop, rules.as_ref(), log);
+    let relevance = match spec.post {
+        Post::None => r,
+        Post::TimesInput => ops::mul(rec, &r, x),
+        Post::Relu => ops::relu(rec, &r),
+        Post::GradCam => {
+            let cam = ops::grad_cam(rec, &fwd.explain_act, &r);
             ops::upsample_bilinear(rec, &cam, (x.shape[2], x.shape[3]))
-        }
-        _ => {
-            let r = walk(rec, model, fwd, start, INPUT, rules, log);
-            match method {
-                Method::GradientTimesInput => ops::mul(rec, &r, x),
-                Method::Clrp => ops::relu(rec, &r),
-                _ => r,
-            }
         }
     };
     PassOutputs {

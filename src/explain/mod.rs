@@ -4,6 +4,7 @@
 //! ([`propagate::walk`]); [`explain`] is the one entry point for all of them.
 
 pub mod baselines;
+mod method;
 pub mod propagate;
 mod request;
 pub mod rsp;
@@ -14,7 +15,10 @@ use crate::gpu::{GpuContext, GpuTensor, Recorder};
 use crate::models::gpu::GpuModel;
 use crate::tensor::Tensor;
 
-pub use request::{ExplainOptions, Init, InitKind, Method, Request, Smooth, LRP_EPSILON};
+pub use method::{
+    Method, MethodSpec, Post, RuleSet, Seed, SeedScale, WalkStop, LRP_EPSILON, METHODS,
+};
+pub use request::{ExplainOptions, Init, InitKind, Request, Smooth};
 
 /// Small constant the authors add in normalisations and to max-pool/residual inputs.
 pub const RSP_EPS: f32 = 1e-9;
@@ -169,8 +173,11 @@ pub fn explain(
         (Method::Rsp, _) => {}
         (_, Init::Given(_)) => crate::error::bail_invalid!("{method} starts at the logits; a given initial relevance is RSP's"),
         _ if classes == 0 => crate::error::bail_invalid!("these weights have no classifier: {method} needs one"),
-        (Method::Clrp | Method::Sglrp, _) if classes < 2 => {
-            crate::error::bail_invalid!("{method} contrasts classes and needs at least 2")
+        _ if classes < method.spec().min_classes => {
+            crate::error::bail_invalid!(
+                "{method} contrasts classes and needs at least {} (the model has {classes})",
+                method.spec().min_classes
+            )
         }
         _ => {}
     }
@@ -225,9 +232,10 @@ fn pass(ctx: &GpuContext, model: &GpuModel, input: &Tensor, req: &Request) -> Re
     let fwd = model.forward(&mut rec, &x);
     let mut layers = Vec::new();
     let log = req.record_layers.then_some(&mut layers);
-    let out = match req.method {
-        Method::Rsp => rsp::record(&mut rec, model, &fwd, req, log)?,
-        m => baselines::record(&mut rec, model, &fwd, &x, m, req.targets.as_deref(), log),
+    let spec = req.method.spec();
+    let out = match spec.rules {
+        RuleSet::Rsp => rsp::record(&mut rec, model, &fwd, req, log)?,
+        _ => baselines::record(&mut rec, model, &fwd, &x, spec, req.targets.as_deref(), log),
     };
     let out = PassOutputs { layers, ..out };
     rec.submit();

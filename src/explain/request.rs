@@ -1,4 +1,4 @@
-//! What to explain and how: the [`Method`], RSP's initialisation ([`InitKind`],
+//! What to explain and how: the method (a [`Method`]), RSP's initialisation ([`InitKind`],
 //! [`Init`]), SmoothGrad ([`Smooth`]), the library's [`Request`] for one batch, and
 //! [`ExplainOptions`], the options the command line and the Python binding share,
 //! with their defaults written once ([`ExplainOptions::DEFAULT`]: `clap`'s defaults
@@ -6,106 +6,8 @@
 
 use anyhow::Result;
 
+use super::method::Method;
 use crate::tensor::Tensor;
-
-/// The ε of the LRP-ε rule (a fixed value, not tuned per model).
-pub const LRP_EPSILON: f32 = 0.25;
-
-/// An attribution method, by its command-line name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Method {
-    /// Relative Sectional Propagation (Nam, Choi, Lee, AAAI 2021).
-    Rsp,
-    /// Grad-CAM (Selvaraju et al. 2017) at RSP's explanation layer, resized to the input.
-    GradCam,
-    /// The gradient of the target logit w.r.t. the input (Simonyan et al. 2014).
-    Gradient,
-    /// Gradient ⊙ input (Shrikumar et al. 2016).
-    GradientTimesInput,
-    /// LRP with the ε-rule in every layer but the first (z^B).
-    LrpEpsilon,
-    /// LRP-αβ with α = 1, β = 0 (z⁺) in every layer but the first (z^B).
-    LrpAlphaBeta,
-    /// Contrastive LRP (Gu, Yang, Tresp 2018): target minus the dual "all other classes".
-    Clrp,
-    /// Softmax-gradient LRP (Iwana, Kuroki, Uchida 2019).
-    Sglrp,
-    /// Relative Attributing Propagation (Nam, Kim, Lee, AAAI 2020).
-    Rap,
-}
-
-impl Method {
-    /// Every method, RSP first.
-    pub const ALL: [Method; 9] = [
-        Method::Rsp,
-        Method::GradCam,
-        Method::Gradient,
-        Method::GradientTimesInput,
-        Method::LrpEpsilon,
-        Method::LrpAlphaBeta,
-        Method::Clrp,
-        Method::Sglrp,
-        Method::Rap,
-    ];
-
-    /// The command-line name (`rsp`, `gradcam`, `lrp-ab`, ...).
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::Rsp => "rsp",
-            Method::GradCam => "gradcam",
-            Method::Gradient => "gradient",
-            Method::GradientTimesInput => "gradxinput",
-            Method::LrpEpsilon => "lrp-eps",
-            Method::LrpAlphaBeta => "lrp-ab",
-            Method::Clrp => "clrp",
-            Method::Sglrp => "sglrp",
-            Method::Rap => "rap",
-        }
-    }
-
-    /// Parses a command-line name.
-    pub fn from_name(name: &str) -> Option<Method> {
-        Method::ALL.into_iter().find(|m| m.name() == name)
-    }
-
-    /// One line on the method, for lists of choices.
-    pub fn description(self) -> &'static str {
-        match self {
-            Method::Rsp => "Relative Sectional Propagation (Nam, Choi, Lee, AAAI 2021)",
-            Method::GradCam => {
-                "Grad-CAM (Selvaraju et al. 2017) at RSP's explanation layer, resized to the input"
-            }
-            Method::Gradient => "The gradient of the target logit w.r.t. the input (Simonyan et al. 2014)",
-            Method::GradientTimesInput => "Gradient ⊙ input (Shrikumar et al. 2016)",
-            Method::LrpEpsilon => "LRP with the ε-rule in every layer but the first (z^B)",
-            Method::LrpAlphaBeta => "LRP-αβ with α = 1, β = 0 (z⁺) in every layer but the first (z^B)",
-            Method::Clrp => {
-                "Contrastive LRP (Gu, Yang, Tresp 2018): target minus the dual \"all other classes\""
-            }
-            Method::Sglrp => "Softmax-gradient LRP (Iwana, Kuroki, Uchida 2019)",
-            Method::Rap => "Relative Attributing Propagation (Nam, Kim, Lee, AAAI 2020)",
-        }
-    }
-
-    /// Whether the method starts from the target's logit (one-hot × logit), as LRP does.
-    pub fn is_lrp(self) -> bool {
-        matches!(
-            self,
-            Method::LrpEpsilon | Method::LrpAlphaBeta | Method::Clrp
-        )
-    }
-
-    /// The ε of [`Method::LrpEpsilon`].
-    pub fn lrp_epsilon(self) -> f32 {
-        LRP_EPSILON
-    }
-}
-
-impl std::fmt::Display for Method {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// Which initial relevance RSP starts from, as the command line and Python name it
 /// (an [`Init`] without its data).

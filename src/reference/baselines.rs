@@ -1,9 +1,10 @@
 //! CPU reference of the baselines (`crate::explain::baselines`): the same rule sets,
-//! written directly over the reference forward trace, one plain loop per formula.
+//! written directly over the reference forward trace, one plain loop per formula, and
+//! the driver that runs a method as its entry in `crate::explain::METHODS` says.
 
 use anyhow::{ensure, Result};
 
-use crate::explain::{Explanation, Method};
+use crate::explain::{Explanation, Method, MethodSpec, Post, RuleSet, Seed, SeedScale, WalkStop};
 use crate::layers::{BatchNorm2d, Conv2d, Linear, MaxPool2d};
 use crate::models::graph::INPUT;
 use crate::models::Model;
@@ -311,23 +312,23 @@ impl Rules for Rap {
     }
 }
 
-/// The seed rows at the logits (see `shaders/logit_seed.wgsl`).
-pub fn logit_seed(method: Method, logits: &Tensor, target: &[usize]) -> Tensor {
+/// The seed rows at the logits of a method `spec` (see `shaders/logit_seed.wgsl`).
+pub fn logit_seed(spec: &MethodSpec, logits: &Tensor, target: &[usize]) -> Tensor {
     let (n, c) = (logits.shape[0], logits.shape[1]);
     let probs = softmax(logits);
     let mut out = vec![0.0f32; n * c];
     for (i, &t) in target.iter().enumerate() {
         for k in 0..c {
             let hot = if k == t { 1.0 } else { 0.0 };
-            let v = match method {
-                Method::Clrp if k != t => -1.0 / (c.max(2) - 1) as f32,
-                Method::Sglrp => probs.data[i * c + t] * (hot - probs.data[i * c + k]),
-                _ => hot,
+            let v = match spec.seed {
+                Seed::OneHot => hot,
+                Seed::Contrastive if k != t => -1.0 / (c.max(2) - 1) as f32,
+                Seed::Contrastive => hot,
+                Seed::SoftmaxGradient => probs.data[i * c + t] * (hot - probs.data[i * c + k]),
             };
-            out[i * c + k] = if method.is_lrp() {
-                v * logits.data[i * c + t]
-            } else {
-                v
+            out[i * c + k] = match spec.scale {
+                SeedScale::One => v,
+                SeedScale::TargetLogit => v * logits.data[i * c + t],
             };
         }
     }
@@ -388,7 +389,11 @@ pub fn explain_method(
     method: Method,
     target: Option<&[usize]>,
 ) -> Result<Explanation> {
-    ensure!(method != Method::Rsp, "RSP is reference::model::explain");
+    let spec = method.spec();
+    ensure!(
+        spec.rules != RuleSet::Rsp,
+        "RSP is reference::model::explain"
+    );
     ensure!(
         model.num_classes() > 0,
         "the baselines need a classifier (these weights are features only)"
@@ -404,38 +409,33 @@ pub fn explain_method(
             .map(|row| top_k(row, 1)[0])
             .collect(),
     };
-    let seed = logit_seed(method, &trace.logits, &target);
-    let lrp_eps = Lrp(Some(method.lrp_epsilon()));
-    let lrp_pos = Lrp(None);
-    let rules: &dyn Rules = match method {
-        Method::Rap => &Rap,
-        Method::LrpEpsilon => &lrp_eps,
-        Method::LrpAlphaBeta | Method::Clrp | Method::Sglrp => &lrp_pos,
-        _ => &Gradient,
+    let seed = logit_seed(spec, &trace.logits, &target);
+    let rules: Box<dyn Rules> = match spec.rules {
+        RuleSet::Gradient => Box::new(Gradient),
+        RuleSet::LrpEpsilon(e) => Box::new(Lrp(Some(e))),
+        RuleSet::LrpPositive => Box::new(Lrp(None)),
+        RuleSet::Rap => Box::new(Rap),
+        RuleSet::Rsp => unreachable!("refused above"),
+    };
+    let stop = match spec.stop {
+        WalkStop::Input => INPUT,
+        WalkStop::ExplainLayer => model.graph.explain,
     };
     let logits = model.graph.logits.expect("checked: a classifier");
-    let relevance = match method {
-        Method::GradCam => {
-            let at_a = walk(
-                model,
-                &trace,
-                (logits, seed.clone()),
-                model.graph.explain,
-                rules,
-                None,
-            );
-            upsample_bilinear(
-                &grad_cam(&trace.act, &at_a),
-                (input.shape[2], input.shape[3]),
-            )
-        }
-        _ => {
-            let r = walk(model, &trace, (logits, seed.clone()), INPUT, rules, None);
-            match method {
-                Method::GradientTimesInput => zip(&r, input, |g, x| g * x),
-                Method::Clrp => relu(&r),
-                _ => r,
-            }
+    let r = walk(
+        model,
+        &trace,
+        (logits, seed.clone()),
+        stop,
+        rules.as_ref(),
+        None,
+    );
+    let relevance = match spec.post {
+        Post::None => r,
+        Post::TimesInput => zip(&r, input, |g, x| g * x),
+        Post::Relu => relu(&r),
+        Post::GradCam => {
+            upsample_bilinear(&grad_cam(&trace.act, &r), (input.shape[2], input.shape[3]))
         }
     };
     Ok(Explanation {

@@ -7,7 +7,7 @@
 use crate::gpu::{GpuTensor, Recorder};
 use crate::layers::MaxPool2d;
 use crate::models::gpu::{Forward, GpuModel};
-use crate::models::graph::{ActId, Layer};
+use crate::models::graph::{ActId, BackwardStep, Layer, Node};
 use crate::ops::{self, GpuBatchNorm, GpuConv, GpuLinear};
 
 /// What a backward method does at each kind of layer. Every function maps the signal
@@ -67,47 +67,59 @@ pub trait LayerRules {
     ) -> (GpuTensor, GpuTensor);
 }
 
-/// Walks `seed` at activation `from` back to activation `to` (`from > to`) through
-/// every layer between them, reading the activations `fwd` kept. Where an activation
-/// feeds several layers (a residual block's input), their signals are summed. With
-/// `log`, the signal at the input of every layer walked is pushed under the layer's
-/// module name (see `models::graph::Node::name`), and the total at a container's input
-/// under the container's name.
+/// Walks `seed` at activation `from` back to activation `to` (`from > to`) with
+/// `rules`, reading the activations `fwd` kept (the traversal, the sums at shared
+/// inputs and the `log` are [`Graph::walk_back`](crate::models::graph::Graph::walk_back)'s).
+/// With `log`, the signal at the input of every layer walked is pushed under the
+/// layer's module name (see `models::graph::Node::name`).
 pub fn walk(
     rec: &mut Recorder,
     model: &GpuModel,
     fwd: &Forward,
-    (from, seed): (ActId, GpuTensor),
+    start: (ActId, GpuTensor),
     to: ActId,
     rules: &dyn LayerRules,
-    mut log: Option<&mut Vec<(String, GpuTensor)>>,
+    log: Option<&mut Vec<(String, GpuTensor)>>,
 ) -> GpuTensor {
-    let g = &model.graph;
-    let mut pending: Vec<Option<GpuTensor>> = vec![None; from + 1];
-    pending[from] = Some(seed);
-    for i in (to..from).rev() {
-        let node = &g.nodes[i];
-        let out_id = i + 1;
-        let Some(r) = pending[out_id].take() else {
-            continue;
-        };
-        if let Some(log) = log.as_deref_mut() {
-            for (_, name) in g.marks.iter().filter(|(a, _)| *a == out_id) {
-                log.push((name.clone(), r.clone()));
-            }
-        }
+    let mut step = GpuStep {
+        rec,
+        model,
+        fwd,
+        rules,
+    };
+    model.graph.walk_back(&mut step, start, to, log)
+}
+
+/// [`walk`]'s step: a node's rule from `rules`, sums as GPU additions.
+struct GpuStep<'a, 'r, 'c> {
+    rec: &'r mut Recorder<'c>,
+    model: &'a GpuModel,
+    fwd: &'a Forward,
+    rules: &'a dyn LayerRules,
+}
+
+impl BackwardStep<GpuConv, GpuBatchNorm, GpuLinear> for GpuStep<'_, '_, '_> {
+    type Signal = GpuTensor;
+
+    fn node(
+        &mut self,
+        i: usize,
+        node: &Node<GpuConv, GpuBatchNorm, GpuLinear>,
+        r: GpuTensor,
+    ) -> Vec<GpuTensor> {
+        let (rec, rules, fwd) = (&mut *self.rec, self.rules, self.fwd);
         let x = |k: usize| fwd.act(node.inputs[k]);
-        let signals = match &node.layer {
+        match &node.layer {
             Layer::Conv { conv, first } => vec![rules.conv(rec, x(0), &r, conv, *first)],
             Layer::BatchNorm(b) => vec![rules.batch_norm(rec, x(0), &r, b)],
-            Layer::Relu => vec![rules.relu(rec, fwd.act(out_id), &r)],
+            Layer::Relu => vec![rules.relu(rec, fwd.act(i + 1), &r)],
             Layer::MaxPool(p) => vec![rules.max_pool(rec, x(0), &r, p)],
             Layer::AvgPool { .. } => vec![rules.avg_pool(rec, x(0), &r)],
             Layer::Flatten => {
                 let shape = [&r.shape[..1], &x(0).shape[1..]].concat();
                 vec![r.reshaped(&shape)]
             }
-            Layer::Linear(l) if g.logits == Some(out_id) => {
+            Layer::Linear(l) if self.model.graph.logits == Some(i + 1) => {
                 vec![rules.top_linear(rec, x(0), &r, l)]
             }
             Layer::Linear(l) => vec![rules.linear(rec, x(0), &r, l)],
@@ -115,29 +127,10 @@ pub fn walk(
                 let (a, b) = rules.residual(rec, x(0), x(1), &r);
                 vec![a, b]
             }
-        };
-        if let Some(log) = log.as_deref_mut() {
-            if signals.len() == 1 {
-                for name in std::iter::once(&node.name).chain(&node.aliases) {
-                    log.push((name.clone(), signals[0].clone()));
-                }
-            } else {
-                for (k, s) in signals.iter().enumerate() {
-                    log.push((format!("{}.{k}", node.name), s.clone()));
-                }
-            }
-        }
-        for (&input, s) in node.inputs.iter().zip(signals) {
-            assert!(
-                input >= to,
-                "walk: layer '{}' reads an activation below the walk's end",
-                node.name
-            );
-            pending[input] = Some(match pending[input].take() {
-                Some(earlier) => ops::add(rec, &earlier, &s, false),
-                None => s,
-            });
         }
     }
-    pending[to].take().expect("the walk reaches its end")
+
+    fn sum(&mut self, a: GpuTensor, b: GpuTensor) -> GpuTensor {
+        ops::add(self.rec, &a, &b, false)
+    }
 }

@@ -97,6 +97,74 @@ impl LinearParams for Linear {
     }
 }
 
+/// What one backward walk does at a node, for [`Graph::walk_back`]: the GPU's rule sets
+/// (`explain::propagate`) and the CPU oracle's (`reference::walk`) each implement it
+/// with their own arithmetic.
+pub trait BackwardStep<C, B, L> {
+    /// The signal carried back (a GPU tensor, a host tensor).
+    type Signal: Clone;
+    /// The signals at the inputs of node `i` (in `node.inputs` order), from `r` at its
+    /// output.
+    fn node(&mut self, i: usize, node: &Node<C, B, L>, r: Self::Signal) -> Vec<Self::Signal>;
+    /// The sum of the signals of two layers that read the same activation.
+    fn sum(&mut self, a: Self::Signal, b: Self::Signal) -> Self::Signal;
+}
+
+impl<C, B, L> Graph<C, B, L> {
+    /// Walks `seed` at activation `from` back to activation `to` (`from > to`) through
+    /// every node between them, in reverse order, with `step` at each node; where an
+    /// activation feeds several nodes (a residual block's input), their signals are
+    /// summed. With `log`, the signal at the input of every node walked is pushed under
+    /// its module name and aliases (an addition's two inputs as `name.0`, `name.1`), and
+    /// the total at a container's input under the container's name
+    /// ([`Graph::marks`]).
+    pub fn walk_back<S: BackwardStep<C, B, L>>(
+        &self,
+        step: &mut S,
+        (from, seed): (ActId, S::Signal),
+        to: ActId,
+        mut log: Option<&mut Vec<(String, S::Signal)>>,
+    ) -> S::Signal {
+        let mut pending: Vec<Option<S::Signal>> = vec![None; from + 1];
+        pending[from] = Some(seed);
+        for i in (to..from).rev() {
+            let node = &self.nodes[i];
+            let Some(r) = pending[i + 1].take() else {
+                continue;
+            };
+            if let Some(log) = log.as_deref_mut() {
+                for (_, name) in self.marks.iter().filter(|(a, _)| *a == i + 1) {
+                    log.push((name.clone(), r.clone()));
+                }
+            }
+            let signals = step.node(i, node, r);
+            if let Some(log) = log.as_deref_mut() {
+                if let [s] = &signals[..] {
+                    for name in std::iter::once(&node.name).chain(&node.aliases) {
+                        log.push((name.clone(), s.clone()));
+                    }
+                } else {
+                    for (k, s) in signals.iter().enumerate() {
+                        log.push((format!("{}.{k}", node.name), s.clone()));
+                    }
+                }
+            }
+            for (&input, s) in node.inputs.iter().zip(signals) {
+                assert!(
+                    input >= to,
+                    "walk: layer '{}' reads an activation below the walk's end",
+                    node.name
+                );
+                pending[input] = Some(match pending[input].take() {
+                    Some(earlier) => step.sum(earlier, s),
+                    None => s,
+                });
+            }
+        }
+        pending[to].take().expect("the walk reaches its end")
+    }
+}
+
 impl<C: ConvParams, B, L: LinearParams> Graph<C, B, L> {
     /// The same graph with every parameter converted (e.g. uploaded to the GPU).
     pub fn map_params<C2, B2, L2>(

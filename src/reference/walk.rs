@@ -2,7 +2,7 @@
 //! its one backward walk, parameterised by a CPU rule set ([`Rules`]).
 
 use crate::layers::{BatchNorm2d, Conv2d, Linear, MaxPool2d};
-use crate::models::graph::{ActId, Layer};
+use crate::models::graph::{ActId, BackwardStep, Layer, Node};
 use crate::models::Model;
 use crate::tensor::Tensor;
 
@@ -72,72 +72,68 @@ pub trait Rules {
     fn residual(&self, a: &Tensor, b: &Tensor, r: &Tensor) -> (Tensor, Tensor);
 }
 
-/// Walks `seed` at activation `from` back to activation `to` through every layer
-/// between them; signals of layers that read the same activation are summed. With
-/// `log`, the signal at each layer's input is recorded under its module name (an
-/// addition's two inputs as `name.0`, `name.1`), and the total at a container's input
-/// under the container's name.
+/// Walks `seed` at activation `from` back to activation `to` with `rules` over the
+/// reference forward `trace` (the traversal, the sums at shared inputs and the `log`
+/// are [`Graph::walk_back`](crate::models::graph::Graph::walk_back)'s): with `log`, the
+/// signal at each layer's input is recorded under its module name (an addition's two
+/// inputs as `name.0`, `name.1`), and the total at a container's input under the
+/// container's name.
 pub fn walk(
     model: &Model,
     trace: &ForwardTrace,
-    (from, seed): (ActId, Tensor),
+    start: (ActId, Tensor),
     to: ActId,
     rules: &dyn Rules,
-    mut log: Option<&mut Vec<(String, Tensor)>>,
+    log: Option<&mut Vec<(String, Tensor)>>,
 ) -> Tensor {
-    let g = &model.graph;
-    let mut pending: Vec<Option<Tensor>> = vec![None; from + 1];
-    pending[from] = Some(seed);
-    for i in (to..from).rev() {
-        let node = &g.nodes[i];
-        let Some(r) = pending[i + 1].take() else {
-            continue;
-        };
-        if let Some(log) = log.as_deref_mut() {
-            for (_, name) in g.marks.iter().filter(|(a, _)| *a == i + 1) {
-                log.push((name.clone(), r.clone()));
-            }
-        }
-        let x = &trace.acts[node.inputs[0]];
-        let signals = match &node.layer {
+    let mut step = CpuStep {
+        model,
+        trace,
+        rules,
+    };
+    model.graph.walk_back(&mut step, start, to, log)
+}
+
+/// [`walk`]'s step: a node's rule from `rules`, sums as plain additions.
+struct CpuStep<'a> {
+    model: &'a Model,
+    trace: &'a ForwardTrace,
+    rules: &'a dyn Rules,
+}
+
+impl BackwardStep<Conv2d, BatchNorm2d, Linear> for CpuStep<'_> {
+    type Signal = Tensor;
+
+    fn node(
+        &mut self,
+        i: usize,
+        node: &Node<Conv2d, BatchNorm2d, Linear>,
+        r: Tensor,
+    ) -> Vec<Tensor> {
+        let (rules, acts) = (self.rules, &self.trace.acts);
+        let x = &acts[node.inputs[0]];
+        match &node.layer {
             Layer::Conv { conv, first } => vec![rules.conv(x, &r, conv, *first)],
             Layer::BatchNorm(bn) => vec![rules.batch_norm(x, &r, bn)],
-            Layer::Relu => vec![rules.relu(&trace.acts[i + 1], &r)],
+            Layer::Relu => vec![rules.relu(&acts[i + 1], &r)],
             Layer::MaxPool(p) => vec![rules.max_pool(x, &r, p)],
             Layer::AvgPool { .. } => vec![rules.avg_pool(x, &r)],
             Layer::Flatten => {
                 let shape = [&r.shape[..1], &x.shape[1..]].concat();
                 vec![r.reshape(&shape)]
             }
-            Layer::Linear(l) if g.logits == Some(i + 1) => vec![rules.top_linear(x, &r, l)],
+            Layer::Linear(l) if self.model.graph.logits == Some(i + 1) => {
+                vec![rules.top_linear(x, &r, l)]
+            }
             Layer::Linear(l) => vec![rules.linear(x, &r, l)],
             Layer::Add => {
-                let (a, b) = rules.residual(x, &trace.acts[node.inputs[1]], &r);
+                let (a, b) = rules.residual(x, &acts[node.inputs[1]], &r);
                 vec![a, b]
             }
-        };
-        if let Some(log) = log.as_deref_mut() {
-            if let [s] = &signals[..] {
-                for name in std::iter::once(&node.name).chain(&node.aliases) {
-                    log.push((name.clone(), s.clone()));
-                }
-            } else {
-                for (k, s) in signals.iter().enumerate() {
-                    log.push((format!("{}.{k}", node.name), s.clone()));
-                }
-            }
-        }
-        for (&input, s) in node.inputs.iter().zip(signals) {
-            assert!(
-                input >= to,
-                "walk: '{}' reads below the walk's end",
-                node.name
-            );
-            pending[input] = Some(match pending[input].take() {
-                Some(earlier) => add(&earlier, &s),
-                None => s,
-            });
         }
     }
-    pending[to].take().expect("the walk reaches its end")
+
+    fn sum(&mut self, a: Tensor, b: Tensor) -> Tensor {
+        add(&a, &b)
+    }
 }

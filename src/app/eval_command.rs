@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Result};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::de::DeserializeOwned;
@@ -15,7 +15,6 @@ use serde_json::json;
 use super::args::DeviceArgs;
 use super::output::{check_output_dir, create_output_dir};
 use super::plot::{line_chart, Series};
-use crate::eval::coco::CocoDataset;
 use crate::eval::dataset::{Dataset, Sample};
 use crate::eval::difficult::DifficultFlags;
 use crate::eval::engine::{EvalMethod, MapEngine};
@@ -24,18 +23,21 @@ use crate::eval::faithfulness::{
     RegionFill, RegionPair, RegionSettings, RoadPair, RoadSettings,
 };
 use crate::eval::map::Heatmap;
-use crate::eval::miou::{self, IouPair, MiouScores, Threshold};
-use crate::eval::pointing::{saliency_point, PointingGame, PointingPair, PointingScores};
+use crate::eval::pointing::PointingGame;
 use crate::eval::results::{Record, ResultsLog};
+use crate::eval::runner::{
+    self, load_model, model_label, parse_methods, run_map_metric, walk_dataset, MapMetric,
+    MapOutcome, MapRun, MiouMetric, PointingMetric, Progress, RunOptions, Scorer, Walked,
+};
 use crate::eval::similarity;
 use crate::eval::table::ResultTable;
-use crate::eval::voc::{VocDataset, VocGroundTruth};
+use crate::eval::voc::VocGroundTruth;
 use crate::explain::Method;
 use crate::files::write_atomic;
 use crate::gpu::GpuContext;
 use crate::models::gpu::GpuModel;
 use crate::models::randomize::{cascade_order, reinitialise};
-use crate::models::{Model, Readout};
+use crate::models::Readout;
 use crate::preprocess::{load_image, preprocess_whole, Normalisation};
 use crate::tensor::{top_k, Tensor};
 
@@ -220,96 +222,20 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     }
 }
 
-/// The dataset behind `--dataset`/`--root`, and its label in tables.
+/// The dataset behind `--dataset`/`--root`/`--split`, and its label in tables.
 fn open_dataset(c: &CommonArgs, truth: VocGroundTruth) -> Result<(Box<dyn Dataset>, String)> {
-    let root = || {
-        c.root
-            .clone()
-            .with_context(|| format!("--dataset {} needs --root", c.dataset))
-    };
-    let voc = |root: &Path| -> Result<VocDataset> {
-        // Datasets without a Segmentation list (our generated one) segment every image
-        // of the Main list.
-        let seg_list = root
-            .join("ImageSets/Segmentation")
-            .join(format!("{}.txt", c.split));
-        if truth == VocGroundTruth::Segmentation && !seg_list.exists() {
-            let main = root.join("ImageSets/Main").join(format!("{}.txt", c.split));
-            return VocDataset::with_split_file(root, &main, truth);
-        }
-        VocDataset::open(root, &c.split, truth)
-    };
-    match c.dataset.as_str() {
-        "voc07" => Ok((Box::new(voc(&root()?)?), "voc07".into())),
-        "coco14" => {
-            ensure!(
-                truth == VocGroundTruth::Boxes,
-                "mIoU needs VOC-style segmentation masks; COCO is for the Pointing Game"
-            );
-            let r = root()?;
-            let ds = CocoDataset::open(
-                &r.join("annotations/instances_val2014.json"),
-                &r.join("val2014"),
-            )?;
-            Ok((Box::new(ds), "coco14".into()))
-        }
-        dir => {
-            let path = PathBuf::from(dir);
-            ensure!(
-                path.is_dir(),
-                "--dataset {dir}: not voc07, coco14 or a directory in VOC layout"
-            );
-            let label = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "dataset".into());
-            Ok((Box::new(voc(&path)?), label))
-        }
+    runner::open_dataset(&c.dataset, c.root.as_deref(), &c.split, truth)
+}
+
+/// What the dataset walk needs of the common arguments.
+fn run_options(c: &CommonArgs) -> RunOptions {
+    RunOptions {
+        size: c.size,
+        norm: c.norm,
+        batch: c.batch,
+        limit: c.limit,
+        stop_after: c.stop_after,
     }
-}
-
-fn parse_methods(list: &str, allow_center: bool) -> Result<Vec<EvalMethod>> {
-    let mut out = Vec::new();
-    for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let m = EvalMethod::parse(name).with_context(|| {
-            let mut known = Method::ALL.map(Method::name).to_vec();
-            if allow_center {
-                known.push(EvalMethod::Center.name());
-            }
-            format!(
-                "--methods: unknown method '{name}' (known: {})",
-                known.join(", ")
-            )
-        })?;
-        if m == EvalMethod::Center && !allow_center {
-            bail!(
-                "--methods: '{}' is a Pointing Game baseline only",
-                EvalMethod::Center.name()
-            );
-        }
-        if !out.contains(&m) {
-            out.push(m);
-        }
-    }
-    ensure!(!out.is_empty(), "--methods is empty");
-    Ok(out)
-}
-
-fn model_label(path: &Path) -> String {
-    path.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "model".into())
-}
-
-fn load_model(path: &Path, classes: usize) -> Result<Model> {
-    let model = Model::from_file(path)?;
-    ensure!(
-        model.num_classes() == classes,
-        "{}: the model has {} outputs but the dataset has {classes} classes",
-        path.display(),
-        model.num_classes()
-    );
-    Ok(model)
 }
 
 fn progress(len: usize, what: &str) -> ProgressBar {
@@ -323,221 +249,36 @@ fn progress(len: usize, what: &str) -> ProgressBar {
     bar
 }
 
-/// One image waiting for its maps.
-struct Pending {
-    sample: Sample,
-    input: Tensor,
-    /// Classes to explain.
-    classes: Vec<usize>,
-    /// Methods still to run for this image.
-    methods: Vec<Method>,
-}
+/// The dataset walk's progress as a bar on the terminal.
+#[derive(Default)]
+struct Bar(Option<ProgressBar>);
 
-/// What a benchmark does with the maps of one image: which classes it needs, which
-/// (image, method) results it already has, and how it scores and records new ones.
-trait Scorer {
-    /// Classes of `sample` to explain: by default every class present.
-    fn classes(&self, sample: &Sample) -> Vec<usize> {
-        sample.class_indices()
+impl Progress for Bar {
+    fn begin(&mut self, images: usize, label: &str) {
+        self.0 = Some(progress(images, label));
     }
-    /// Whether the log already holds this (image, method).
-    fn is_done(&self, image: &str, method: &str) -> bool;
-    /// Scores and records `maps` (one per class of [`Scorer::classes`]; `None` for the
-    /// center baseline) of the preprocessed `input` `[3, H, W]` (`None` where no image
-    /// was loaded).
-    fn score(
-        &mut self,
-        sample: &Sample,
-        method: EvalMethod,
-        maps: Option<&[Heatmap]>,
-        input: Option<&Tensor>,
-    ) -> Result<()>;
-}
-
-/// Runs every method of `group` (batched over its images) and scores the maps.
-fn flush(group: &mut Vec<Pending>, engine: &MapEngine, scorer: &mut dyn Scorer) -> Result<()> {
-    for method in Method::ALL {
-        let members: Vec<&Pending> = group
-            .iter()
-            .filter(|p| p.methods.contains(&method))
-            .collect();
-        if members.is_empty() {
-            continue;
-        }
-        let mut inputs = Vec::new();
-        let mut targets = Vec::new();
-        for p in &members {
-            for &cls in &p.classes {
-                inputs.push(&p.input);
-                targets.push(cls);
-            }
-        }
-        let (maps, _) = engine.maps(method, &Tensor::stack(&inputs), &targets)?;
-        let mut at = 0;
-        for p in &members {
-            let k = p.classes.len();
-            scorer.score(
-                &p.sample,
-                EvalMethod::Engine(method),
-                Some(&maps[at..at + k]),
-                Some(&p.input),
-            )?;
-            at += k;
-        }
-    }
-    group.clear();
-    Ok(())
-}
-
-/// Walks the dataset, batching images of equal preprocessed size into GPU passes of
-/// at most `--batch` (image, class) pairs, skipping (image, method) results the log
-/// already has. Returns whether `--stop-after` cut the walk short (and says so, naming
-/// the `log` a rerun resumes from).
-fn walk_dataset(
-    c: &CommonArgs,
-    log: &Path,
-    ds: &dyn Dataset,
-    engine: &MapEngine,
-    methods: &[EvalMethod],
-    bar_label: &str,
-    scorer: &mut dyn Scorer,
-) -> Result<bool> {
-    let n = c.limit.map_or(ds.len(), |l| l.min(ds.len()));
-    let bar = progress(n, bar_label);
-    let mut group: Vec<Pending> = Vec::new();
-    let mut fresh = 0usize;
-    let batch = c.batch.max(1);
-    for index in 0..n {
-        let sample = ds.sample(index)?;
-        let todo: Vec<EvalMethod> = methods
-            .iter()
-            .copied()
-            .filter(|m| !scorer.is_done(&sample.id, m.name()))
-            .collect();
-        if todo.is_empty() {
+    fn advance(&mut self) {
+        if let Some(bar) = &self.0 {
             bar.inc(1);
-            continue;
         }
-        if let Some(stop) = c.stop_after.filter(|&stop| fresh >= stop) {
-            flush(&mut group, engine, scorer)?;
-            bar.abandon();
-            println!(
-                "stopped after {stop} new images (--stop-after); rerun to resume from {}",
-                log.display()
-            );
-            return Ok(true);
-        }
-        fresh += 1;
-        if todo.contains(&EvalMethod::Center) {
-            scorer.score(&sample, EvalMethod::Center, None, None)?;
-        }
-        let engine_methods: Vec<Method> = todo
-            .iter()
-            .filter_map(|m| match m {
-                EvalMethod::Engine(m) => Some(*m),
-                EvalMethod::Center => None,
-            })
-            .collect();
-        let classes = scorer.classes(&sample);
-        if engine_methods.is_empty() || classes.is_empty() {
-            // Nothing to explain (e.g. every box difficult): record empty outcomes.
-            for m in engine_methods {
-                scorer.score(&sample, EvalMethod::Engine(m), Some(&[]), None)?;
+    }
+    fn end(&mut self, stopped: bool) {
+        if let Some(bar) = self.0.take() {
+            if stopped {
+                bar.abandon();
+            } else {
+                bar.finish_and_clear();
             }
-            bar.inc(1);
-            continue;
         }
-        let img = load_image(&sample.image_path)?;
-        let input = preprocess_whole(&img, (c.size > 0).then_some(c.size), c.norm);
-        let pairs: usize = group.iter().map(|p| p.classes.len()).sum();
-        if group
-            .first()
-            .is_some_and(|p| p.input.shape != input.shape || pairs + classes.len() > batch)
-        {
-            flush(&mut group, engine, scorer)?;
-        }
-        group.push(Pending {
-            sample,
-            input,
-            classes,
-            methods: engine_methods,
-        });
-        bar.inc(1);
-    }
-    flush(&mut group, engine, scorer)?;
-    bar.finish_and_clear();
-    Ok(false)
-}
-
-/// Pointing Game scoring into its log.
-struct PointingScorer<'a> {
-    game: PointingGame,
-    flags: Option<&'a DifficultFlags>,
-    log: ResultsLog<Vec<PointingPair>>,
-}
-
-impl Scorer for PointingScorer<'_> {
-    fn classes(&self, sample: &Sample) -> Vec<usize> {
-        PointingGame::targets(sample)
-            .map(|t| t.class_index)
-            .collect()
-    }
-    fn is_done(&self, image: &str, method: &str) -> bool {
-        self.log.is_done(image, method)
-    }
-    fn score(
-        &mut self,
-        s: &Sample,
-        m: EvalMethod,
-        maps: Option<&[Heatmap]>,
-        _: Option<&Tensor>,
-    ) -> Result<()> {
-        let pairs = match maps {
-            None => self.game.score_center(s, self.flags),
-            Some(maps) => {
-                let mut it = maps.iter();
-                self.game.score_sample(s, self.flags, |_| {
-                    let map = it.next().expect("one map per target class");
-                    Ok(saliency_point(map, s.width, s.height))
-                })?
-            }
-        };
-        self.log.append(Record {
-            image: s.id.clone(),
-            method: m.name().into(),
-            outcome: pairs,
-        })
     }
 }
 
-/// mIoU scoring into its log.
-struct MiouScorer {
-    threshold: Threshold,
-    log: ResultsLog<Vec<IouPair>>,
-}
-
-impl Scorer for MiouScorer {
-    fn is_done(&self, image: &str, method: &str) -> bool {
-        self.log.is_done(image, method)
-    }
-    fn score(
-        &mut self,
-        s: &Sample,
-        m: EvalMethod,
-        maps: Option<&[Heatmap]>,
-        _: Option<&Tensor>,
-    ) -> Result<()> {
-        let maps = maps.expect("mIoU has no center baseline");
-        let mut it = maps.iter();
-        let pairs = miou::score_sample(s, self.threshold, |_| {
-            Ok(it.next().expect("one map per present class").clone())
-        })?;
-        self.log.append(Record {
-            image: s.id.clone(),
-            method: m.name().into(),
-            outcome: pairs,
-        })
-    }
+/// Says that `--stop-after` cut the run short, naming the log a rerun resumes from.
+fn say_stopped(images: usize, log: &Path) {
+    println!(
+        "stopped after {images} new images (--stop-after); rerun to resume from {}",
+        log.display()
+    );
 }
 
 /// The model on the GPU as a faithfulness metric scores perturbed images with it.
@@ -851,16 +592,17 @@ fn run_curve_metric<T: Serialize + DeserializeOwned>(
             score_map: &metric.score_map,
             log: ResultsLog::open(&log_path, &run)?,
         };
-        let stopped = walk_dataset(
-            c,
-            &log_path,
+        let walked = walk_dataset(
+            &run_options(c),
             ds.as_ref(),
             &engine,
             &methods,
-            &format!("{}, {label}", metric.stem),
             &mut scorer,
+            &mut Bar::default(),
+            &format!("{}, {label}", metric.stem),
         )?;
-        if stopped {
+        if let Walked::Stopped(images) = walked {
+            say_stopped(images, &log_path);
             return Ok(());
         }
         let log = scorer.log;
@@ -941,116 +683,48 @@ fn run_pointing(a: &PointingArgs) -> Result<()> {
         .map(|p| DifficultFlags::read(p, ds.num_classes()))
         .transpose()?;
     let methods = parse_methods(&c.methods, true)?;
-    check_output_dir(&c.out)?;
-    let ctx = gpu(c)?;
-    let game = PointingGame::new(a.tolerance);
-    let mut table = ResultTable::new("Pointing Game accuracy (%)");
-    for wpath in &c.weights {
-        let model = load_model(wpath, ds.num_classes())?;
-        create_output_dir(&c.out)?;
-        let label = model_label(wpath);
-        let log_path = c
-            .out
-            .join(format!("pointing-game.{ds_label}.{label}.jsonl"));
-        let run = json!({
-            "benchmark": "pointing-game", "dataset": ds_label, "split": c.split,
-            "model": label, "size": c.size, "norm": format!("{:?}", c.norm),
-            "tolerance": a.tolerance, "difficult": a.difficult.is_some(),
-        });
-        let mut scorer = PointingScorer {
-            game,
-            flags: flags.as_ref(),
-            log: ResultsLog::open(&log_path, &run)?,
-        };
-        let engine = MapEngine {
-            ctx: &ctx,
-            model: GpuModel::upload(&ctx, &model),
-        };
-        let stopped = walk_dataset(
-            c,
-            &log_path,
-            ds.as_ref(),
-            &engine,
-            &methods,
-            &format!("pointing game, {label}"),
-            &mut scorer,
-        )?;
-        let log = scorer.log;
-        if stopped {
-            return Ok(());
-        }
-        for m in &methods {
-            let pairs = log
-                .records()
-                .iter()
-                .filter(|r| r.method == m.name())
-                .flat_map(|r| r.outcome.iter());
-            let scores = PointingScores::from_pairs(pairs, ds.num_classes())?;
-            table.add_pointing(m.name(), &ds_label, &label, &scores);
-        }
-    }
-    write_table(&table, &c.out, &format!("pointing-game.{ds_label}"))
-}
-
-fn parse_threshold(s: &str) -> Result<Threshold> {
-    if s == "mean" {
-        return Ok(Threshold::MeanOfPositive);
-    }
-    match s.parse::<f32>() {
-        Ok(f) if f > 0.0 && f <= 1.0 => Ok(Threshold::FractionOfMax(f)),
-        _ => bail!("--threshold must be 'mean' or a fraction of the maximum in (0, 1], got '{s}'"),
-    }
+    let metric = PointingMetric {
+        game: PointingGame::new(a.tolerance),
+        flags: flags.as_ref(),
+        difficult: a.difficult.is_some(),
+    };
+    run_map(c, &metric, ds.as_ref(), &ds_label, &methods)
 }
 
 fn run_miou(a: &MiouArgs) -> Result<()> {
     let c = &a.common;
-    let threshold = parse_threshold(&a.threshold)?;
-    let (ds, ds_label) = open_dataset(c, VocGroundTruth::Segmentation)?;
+    let metric = MiouMetric::new(&a.threshold)?;
+    let (ds, ds_label) = open_dataset(c, MiouMetric::TRUTH)?;
     let methods = parse_methods(&c.methods, false)?;
+    run_map(c, &metric, ds.as_ref(), &ds_label, &methods)
+}
+
+/// A map metric end to end: the runner, then the table written (or the stop said).
+fn run_map<M: MapMetric>(
+    c: &CommonArgs,
+    metric: &M,
+    ds: &dyn Dataset,
+    ds_label: &str,
+    methods: &[EvalMethod],
+) -> Result<()> {
     check_output_dir(&c.out)?;
     let ctx = gpu(c)?;
-    let mut table = ResultTable::new("mIoU (%)");
-    for wpath in &c.weights {
-        let model = load_model(wpath, ds.num_classes())?;
-        create_output_dir(&c.out)?;
-        let label = model_label(wpath);
-        let log_path = c.out.join(format!("miou.{ds_label}.{label}.jsonl"));
-        let run = json!({
-            "benchmark": "miou", "dataset": ds_label, "split": c.split, "model": label,
-            "size": c.size, "norm": format!("{:?}", c.norm), "threshold": a.threshold,
-        });
-        let mut scorer = MiouScorer {
-            threshold,
-            log: ResultsLog::open(&log_path, &run)?,
-        };
-        let engine = MapEngine {
-            ctx: &ctx,
-            model: GpuModel::upload(&ctx, &model),
-        };
-        let stopped = walk_dataset(
-            c,
-            &log_path,
-            ds.as_ref(),
-            &engine,
-            &methods,
-            &format!("mIoU, {label}"),
-            &mut scorer,
-        )?;
-        let log = scorer.log;
-        if stopped {
-            return Ok(());
-        }
-        for m in &methods {
-            let pairs = log
-                .records()
-                .iter()
-                .filter(|r| r.method == m.name())
-                .flat_map(|r| r.outcome.iter());
-            let scores = MiouScores::from_pairs(pairs, ds.num_classes())?;
-            table.add_miou(m.name(), &ds_label, &label, &scores);
+    let run = MapRun {
+        dataset: ds,
+        dataset_label: ds_label,
+        split: &c.split,
+        weights: &c.weights,
+        methods,
+        options: &run_options(c),
+        out: &c.out,
+    };
+    match run_map_metric(metric, &run, &ctx, &mut Bar::default())? {
+        MapOutcome::Table(table) => write_table(&table, &c.out, &format!("{}.{ds_label}", M::STEM)),
+        MapOutcome::Stopped { images, log } => {
+            say_stopped(images, &log);
+            Ok(())
         }
     }
-    write_table(&table, &c.out, &format!("miou.{ds_label}"))
 }
 
 /// Mean similarity of each method's maps to the original model's, per cascade step.

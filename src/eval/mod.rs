@@ -1,7 +1,8 @@
 //! The evaluation suite: dataset readers, metrics, resumable result logs and result
 //! tables (all CPU-side: they score [`Heatmap`]s whatever made them), plus the engine
-//! glue that produces those maps on the GPU. The `rsp eval` command that runs the
-//! benchmarks end to end is application code (`crate::app::eval_command`).
+//! glue that produces those maps on the GPU and the runner that walks a dataset with
+//! it. The `rsp eval` command's arguments, plots and the sensitivity and faithfulness
+//! drivers are application code (`crate::app::eval_command`).
 //!
 //! * [`dataset`]: the common types ([`Sample`], [`ClassTruth`], [`BinaryMask`],
 //!   [`LabelMap`]) and the [`Dataset`] trait.
@@ -16,6 +17,8 @@
 //! * [`faithfulness`]: deletion/insertion curves and their AUC (RISE), region
 //!   perturbation (MoRF/LeRF, AOPC) and ROAD (noisy linear imputation).
 //! * [`engine`]: maps of any method from the GPU engine.
+//! * [`runner`]: a benchmark run over a dataset — batching, resume, the map metrics'
+//!   driver — shared by `rsp eval` and Python.
 //! * [`synth`]: the synthetic benchmark dataset (generated, VOC layout).
 
 pub mod coco;
@@ -27,6 +30,7 @@ pub mod map;
 pub mod miou;
 pub mod pointing;
 pub mod results;
+pub mod runner;
 pub mod similarity;
 pub mod synth;
 pub mod table;

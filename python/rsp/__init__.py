@@ -19,7 +19,8 @@ import numpy as np
 
 from . import _rsp
 
-__all__ = ["adapters", "Explainer", "Explanation", "EXPLAIN_DEFAULTS", "load_image", "render"]
+__all__ = ["adapters", "eval_miou", "eval_pointing_game", "Explainer", "Explanation",
+           "EXPLAIN_DEFAULTS", "load_image", "render"]
 
 #: The defaults of :meth:`Explainer.explain`, the engine's (and the command line's).
 EXPLAIN_DEFAULTS: Dict[str, object] = _rsp.explain_defaults()
@@ -191,3 +192,58 @@ class Explainer:
             probs = z / z.sum(axis=1, keepdims=True)
         top = np.argsort(-logits, axis=1, kind="stable")[:, :k]
         return [[(int(c), float(probs[i, c])) for c in row] for i, row in enumerate(top)]
+
+
+PathArg = Union[str, PathLike]
+
+
+def _eval(metric: str, weights, dataset: PathArg, out: Optional[PathArg], methods, options) -> dict:
+    if isinstance(weights, (str, PathLike)):
+        weights = [weights]
+    if isinstance(methods, str):
+        methods = [methods]
+    given = {k: v for k, v in options.items() if v is not None}
+    for key in ("root", "difficult"):
+        if key in given:
+            given[key] = fspath(given[key])
+    if out is not None:
+        given["out"] = fspath(out)
+    return _rsp.eval_map(metric, [fspath(w) for w in weights], fspath(dataset),
+                         methods=None if methods is None else list(methods), **given)
+
+
+def eval_pointing_game(weights: Union[PathArg, Sequence[PathArg]], dataset: PathArg,
+                       out: Optional[PathArg] = None, methods: Optional[Sequence[str]] = None,
+                       root: Optional[PathArg] = None, split: Optional[str] = None,
+                       size: Optional[int] = None, norm: Optional[str] = None,
+                       batch: Optional[int] = None, limit: Optional[int] = None,
+                       tolerance: Optional[float] = None, difficult: Optional[PathArg] = None,
+                       backend: str = "auto") -> dict:
+    """The Pointing Game as ``rsp eval pointing-game`` runs it, on the same runner:
+    ``dataset`` is ``voc07``/``coco14`` (with ``root``) or a folder in VOC layout (such
+    as ``rsp synth`` writes); one column group per ``weights`` file; ``methods`` any of
+    :meth:`Explainer.explain`'s and ``center`` (default: all). Resumable logs and the
+    table (CSV, Markdown) go to ``out`` (default ``rsp-eval``), under the command
+    line's names; a rerun resumes from the logs. Returns ``{"title", "columns",
+    "rows": {method: [percent or None per column]}}``. Options left ``None`` take the
+    command line's defaults (224 px, torchvision normalisation, 16 pairs per batch,
+    15 px tolerance, split ``test``)."""
+    return _eval("pointing-game", weights, dataset, out, methods,
+                 dict(root=root, split=split, size=size, norm=norm, batch=batch, limit=limit,
+                      tolerance=tolerance, difficult=difficult, backend=backend))
+
+
+def eval_miou(weights: Union[PathArg, Sequence[PathArg]], dataset: PathArg,
+              out: Optional[PathArg] = None, methods: Optional[Sequence[str]] = None,
+              root: Optional[PathArg] = None, split: Optional[str] = None,
+              size: Optional[int] = None, norm: Optional[str] = None,
+              batch: Optional[int] = None, limit: Optional[int] = None,
+              threshold: Optional[str] = None, backend: str = "auto") -> dict:
+    """mIoU of the binarised maps as ``rsp eval miou`` runs it (see
+    :func:`eval_pointing_game` for the arguments and the result); ``threshold``:
+    ``"mean"`` (default: the mean of the map's positive values) or a fraction of the
+    map's maximum such as ``"0.5"``."""
+    return _eval("miou", weights, dataset, out, methods,
+                 dict(root=root, split=split, size=size, norm=norm, batch=batch, limit=limit,
+                      threshold=None if threshold is None else str(threshold),
+                      backend=backend))

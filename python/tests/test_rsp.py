@@ -3,8 +3,10 @@ the file/state_dict equivalence, every bad input the API documents, the GIL rele
 the README's example. Runs on whatever adapter wgpu finds (lavapipe in CI)."""
 
 import json
+import csv
 import re
 import struct
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -274,3 +276,74 @@ def test_half_precision_stays_close_to_f32(vgg):
     # came back as f32 words: off by 100%).
     init_drift = np.linalg.norm(b.init - a.init) / np.linalg.norm(a.init)
     assert init_drift <= 5e-2, init_drift
+
+
+# The command line, built by `cargo test --release` before CI runs this suite.
+CLI = ROOT / "target" / "release" / "rsp"
+
+
+@pytest.fixture(scope="module")
+def synth_set(tmp_path_factory):
+    """A 6-image synthetic test split (32 px) written by `rsp synth`."""
+    if not CLI.exists():
+        pytest.skip(f"needs the command line at {CLI} (cargo build --release)")
+    data = tmp_path_factory.mktemp("eval") / "synth"
+    subprocess.run([str(CLI), "synth", "--out", str(data), "--train", "0", "--val", "0",
+                    "--test", "6", "--size", "32", "--seed", "3"], check=True,
+                   capture_output=True)
+    return data
+
+
+def cli_eval(*args):
+    subprocess.run([str(CLI), "eval", *map(str, args), "--autotune", "off"], check=True,
+                   capture_output=True)
+
+
+def test_eval_runs_the_command_lines_benchmarks(synth_set, tmp_path):
+    weights = ROOT / "weights" / "synth_vgg.safetensors"
+    methods = ["rsp", "gradcam", "lrp-ab", "center"]
+    common = dict(methods=methods, size=0, batch=5)
+    py = rsp.eval_pointing_game(weights, synth_set, out=tmp_path / "py", tolerance=4,
+                                difficult=synth_set / "difficult.txt", **common)
+    cli_eval("pointing-game", "--dataset", synth_set, "--weights", weights, "--methods",
+             ",".join(methods), "--size", 0, "--batch", 5, "--tolerance", 4, "--difficult",
+             synth_set / "difficult.txt", "--out", tmp_path / "cli")
+    # The same runner: the same log and the same table, byte for byte.
+    for name in ["pointing-game.synth.csv", "pointing-game.synth.md",
+                 "pointing-game.synth.synth_vgg.jsonl"]:
+        assert (tmp_path / "py" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes(), name
+    assert py["columns"] == ["synth/synth_vgg all", "synth/synth_vgg difficult"]
+    assert list(py["rows"]) == methods
+    with open(tmp_path / "cli" / "pointing-game.synth.csv") as f:
+        for row in list(csv.reader(f))[1:]:
+            cells = py["rows"][row[0]]
+            assert [f"{c:.1f}" if c is not None else "" for c in cells] == row[1:], row
+    # A rerun finds every (image, method) in the log and gives the same table.
+    log = tmp_path / "py" / "pointing-game.synth.synth_vgg.jsonl"
+    before = log.read_bytes()
+    again = rsp.eval_pointing_game(weights, synth_set, out=tmp_path / "py", tolerance=4,
+                                   difficult=synth_set / "difficult.txt", **common)
+    assert again == py and log.read_bytes() == before
+
+    miou = rsp.eval_miou(weights, synth_set, out=tmp_path / "py", methods=["rsp", "gradcam"],
+                         size=0, batch=5)
+    cli_eval("miou", "--dataset", synth_set, "--weights", weights, "--methods", "rsp,gradcam",
+             "--size", 0, "--batch", 5, "--out", tmp_path / "cli")
+    name = "miou.synth.csv"
+    assert (tmp_path / "py" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes()
+    assert all(0.0 <= c <= 100.0 for c in miou["rows"]["rsp"])
+
+
+def test_eval_refuses_bad_arguments_by_name(synth_set, tmp_path):
+    weights = ROOT / "weights" / "synth_vgg.safetensors"
+    with pytest.raises(ValueError, match="unknown method 'nope'"):
+        rsp.eval_pointing_game(weights, synth_set, out=tmp_path, methods=["nope"])
+    with pytest.raises(ValueError, match="Pointing Game baseline only"):
+        rsp.eval_miou(weights, synth_set, out=tmp_path, methods=["center"])
+    with pytest.raises(ValueError, match="--threshold"):
+        rsp.eval_miou(weights, synth_set, out=tmp_path, threshold="2")
+    with pytest.raises(ValueError, match="not voc07, coco14 or a directory"):
+        rsp.eval_miou(weights, tmp_path / "missing", out=tmp_path)
+    with pytest.raises(ValueError, match="outputs but the dataset has"):
+        rsp.eval_pointing_game(GOLDEN / "vgg_tiny.safetensors", synth_set, out=tmp_path / "x")
+    assert not (tmp_path / "x").exists(), "a refused run left a folder behind"

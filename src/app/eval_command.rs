@@ -23,7 +23,7 @@ use crate::eval::faithfulness::{
     RegionFill, RegionPair, RegionSettings, RoadPair, RoadSettings,
 };
 use crate::eval::map::Heatmap;
-use crate::eval::pointing::PointingGame;
+use crate::eval::pointing::{PointingGame, DEFAULT_TOLERANCE};
 use crate::eval::results::{Record, ResultsLog};
 use crate::eval::runner::{
     self, load_model, model_label, parse_methods, run_map_metric, walk_dataset, MapMetric,
@@ -86,7 +86,7 @@ pub struct CommonArgs {
     #[arg(long)]
     pub root: Option<PathBuf>,
     /// Image list of VOC layouts: ImageSets/Main/SPLIT.txt.
-    #[arg(long, default_value = "test")]
+    #[arg(long, default_value = runner::DEFAULT_SPLIT)]
     pub split: String,
     /// Classifier weights (safetensors, torchvision naming) whose outputs are the
     /// dataset's classes; repeat for several models (one column group each).
@@ -96,19 +96,19 @@ pub struct CommonArgs {
     pub methods: String,
     /// Resize each image's shorter side to this many pixels (aspect kept, no crop);
     /// 0 keeps the original size.
-    #[arg(long, default_value_t = 224)]
+    #[arg(long, default_value_t = RunOptions::DEFAULT.size)]
     pub size: u32,
     /// Pixel normalisation of the model's training.
-    #[arg(long, value_enum, default_value_t = Normalisation::Torchvision)]
+    #[arg(long, value_enum, default_value_t = RunOptions::DEFAULT.norm)]
     pub norm: Normalisation,
     /// (image, class) pairs per GPU batch.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = RunOptions::DEFAULT.batch)]
     pub batch: usize,
     /// Evaluate only the first N images of the split.
     #[arg(long)]
     pub limit: Option<usize>,
     /// Directory for the JSONL logs (a rerun resumes from them), tables and plots.
-    #[arg(long, default_value = "rsp-eval")]
+    #[arg(long, default_value = runner::DEFAULT_OUT)]
     pub out: PathBuf,
     #[command(flatten)]
     pub device: DeviceArgs,
@@ -142,7 +142,7 @@ pub struct PointingArgs {
     #[arg(long)]
     pub difficult: Option<PathBuf>,
     /// Hit radius in pixels of the original image (strict).
-    #[arg(long, default_value_t = 15.0)]
+    #[arg(long, default_value_t = DEFAULT_TOLERANCE)]
     pub tolerance: f64,
 }
 
@@ -153,7 +153,7 @@ pub struct MiouArgs {
     pub common: CommonArgs,
     /// Binarisation threshold: "mean" (the mean of the map's positive values) or a
     /// fraction of the map's maximum, e.g. 0.5.
-    #[arg(long, default_value = "mean")]
+    #[arg(long, default_value = runner::DEFAULT_THRESHOLD)]
     pub threshold: String,
 }
 
@@ -559,6 +559,7 @@ fn run_curve_metric<T: Serialize + DeserializeOwned>(
 ) -> Result<()> {
     let (ds, ds_label) = open_dataset(c, VocGroundTruth::Boxes)?;
     let methods = parse_methods(&c.methods, false)?;
+    run_options(c).validate()?;
     check_output_dir(&c.out)?;
     let ctx = gpu(c)?;
     let mut table = ResultTable::new(&metric.title);
@@ -707,6 +708,8 @@ fn run_map<M: MapMetric>(
     ds_label: &str,
     methods: &[EvalMethod],
 ) -> Result<()> {
+    let options = run_options(c);
+    options.validate()?;
     check_output_dir(&c.out)?;
     let ctx = gpu(c)?;
     let run = MapRun {
@@ -715,7 +718,7 @@ fn run_map<M: MapMetric>(
         split: &c.split,
         weights: &c.weights,
         methods,
-        options: &run_options(c),
+        options: &options,
         out: &c.out,
     };
     match run_map_metric(metric, &run, &ctx, &mut Bar::default())? {

@@ -133,6 +133,13 @@ pub fn load_model(path: &Path, classes: usize) -> Result<Model> {
     Ok(model)
 }
 
+/// The image list of VOC layouts a run reads by default.
+pub const DEFAULT_SPLIT: &str = "test";
+/// The folder of logs and tables by default.
+pub const DEFAULT_OUT: &str = "rsp-eval";
+/// mIoU's binarisation threshold by default: the mean of the map's positive values.
+pub const DEFAULT_THRESHOLD: &str = "mean";
+
 /// How a benchmark makes its maps and how much of the dataset it walks.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -147,6 +154,26 @@ pub struct RunOptions {
     pub limit: Option<usize>,
     /// Stop after this many newly scored images, without a table (an interrupted run).
     pub stop_after: Option<usize>,
+}
+
+impl RunOptions {
+    /// The defaults `rsp eval` and Python's `rsp.eval_*` share: 224 px, torchvision
+    /// normalisation, 16 (image, class) pairs per batch, the whole split.
+    pub const DEFAULT: RunOptions = RunOptions {
+        size: 224,
+        norm: Normalisation::Torchvision,
+        batch: 16,
+        limit: None,
+        stop_after: None,
+    };
+
+    /// Refuses an empty batch.
+    pub fn validate(&self) -> Result<()> {
+        if self.batch == 0 {
+            crate::error::bail_invalid!("--batch (batch) must be at least 1");
+        }
+        Ok(())
+    }
 }
 
 /// What a caller shows while a dataset is walked (a progress bar on the command line;

@@ -118,7 +118,7 @@ impl MethodSpec {
 }
 
 /// Every method, RSP first; [`Method::ALL`] is this order.
-pub const METHODS: [MethodSpec; 9] = [
+pub const METHODS: &[MethodSpec] = &[
     MethodSpec::one_hot(
         Method::Rsp,
         "rsp",
@@ -258,7 +258,7 @@ mod tests {
 
     #[test]
     fn entries_are_consistent() {
-        for s in &METHODS {
+        for s in METHODS {
             // Grad-CAM's post-processing is defined at the explanation layer only.
             assert_eq!(
                 s.post == Post::GradCam,

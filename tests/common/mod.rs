@@ -151,8 +151,14 @@ pub fn exact_tile_variants() -> Vec<String> {
 /// A context on the default adapter that runs every convolution GEMM with
 /// `exact_tile_variants()[i]` (one context per variant, created once).
 pub fn gpu_with_tile(i: usize) -> &'static GpuContext {
-    static CTXS: [OnceLock<GpuContext>; 15] = [const { OnceLock::new() }; 15];
-    CTXS[i].get_or_init(|| {
+    // One slot per exact tile variant, however many the registry holds.
+    static CTXS: OnceLock<Vec<OnceLock<GpuContext>>> = OnceLock::new();
+    let slots = CTXS.get_or_init(|| {
+        (0..exact_tile_variants().len())
+            .map(|_| OnceLock::new())
+            .collect()
+    });
+    slots[i].get_or_init(|| {
         GpuContext::new(&ContextOptions {
             gemm_kernel: Some(exact_tile_variants()[i].clone()),
             ..Default::default()

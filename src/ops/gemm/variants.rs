@@ -295,7 +295,7 @@ impl Variant {
 
 /// Every variant. The order is the candidates' order after the fallback pair (ties
 /// in tuning go to the earlier one).
-pub static VARIANTS: [Variant; 41] = [
+pub static VARIANTS: &[Variant] = &[
     Variant::tiled("tiled-16x16", 16, 16, false),
     Variant::tiled("tiled-16x16-unchecked", 16, 16, true),
     Variant::tiled("tiled-16x32", 16, 32, false),

@@ -33,20 +33,86 @@ pub struct Prepared {
 pub fn load_image(path: &Path) -> Result<DynamicImage> {
     // A file that cannot be read keeps its I/O error; one that is no image, damaged or
     // too large is invalid input.
-    decode_image(path).map_err(|e| match crate::error::kind(&e) {
+    decode_image(&Source::File(path)).map_err(|e| match crate::error::kind(&e) {
         crate::error::ErrorKind::NotFound | crate::error::ErrorKind::Io => e,
         _ => crate::error::invalid(format!("{e:#}")),
     })
 }
 
-fn decode_image(path: &Path) -> Result<DynamicImage> {
-    if path.is_dir() {
-        bail!("{}: is a directory, not an image", path.display());
+/// [`load_image`] for an image held in memory (an upload), named `name` in errors:
+/// the same formats, limits and damage checks; every failure is invalid input.
+pub fn load_image_bytes(bytes: &[u8], name: &str) -> Result<DynamicImage> {
+    decode_image(&Source::Bytes(bytes, name)).map_err(|e| crate::error::invalid(format!("{e:#}")))
+}
+
+/// Where an image's bytes are.
+enum Source<'a> {
+    File(&'a Path),
+    /// The bytes and the name errors give them.
+    Bytes(&'a [u8], &'a str),
+}
+
+impl Source<'_> {
+    fn name(&self) -> String {
+        match self {
+            Source::File(p) => p.display().to_string(),
+            Source::Bytes(_, name) => name.to_string(),
+        }
     }
-    let mut reader = image::ImageReader::open(path)
-        .with_context(|| format!("{}: cannot open", path.display()))?
+
+    /// See [`check_structure`].
+    fn check_structure(&self, format: image::ImageFormat) -> std::result::Result<(), String> {
+        match self {
+            Source::File(p) => check_structure(p, format),
+            Source::Bytes(b, _) => match format {
+                image::ImageFormat::Png => check_png(std::io::Cursor::new(b)),
+                image::ImageFormat::Jpeg => check_jpeg(b),
+                _ => Ok(()),
+            },
+        }
+    }
+
+    /// The dimensions the header claims, read without limits (only the header is
+    /// parsed).
+    fn claimed_dimensions(&self) -> Option<(u32, u32)> {
+        fn dims<R: std::io::BufRead + std::io::Seek>(
+            r: image::ImageReader<R>,
+        ) -> Option<(u32, u32)> {
+            let mut r = r.with_guessed_format().ok()?;
+            r.no_limits();
+            r.into_dimensions().ok()
+        }
+        match self {
+            Source::File(p) => dims(image::ImageReader::open(p).ok()?),
+            Source::Bytes(b, _) => dims(image::ImageReader::new(std::io::Cursor::new(*b))),
+        }
+    }
+}
+
+fn decode_image(src: &Source) -> Result<DynamicImage> {
+    match src {
+        Source::File(path) => {
+            if path.is_dir() {
+                bail!("{}: is a directory, not an image", path.display());
+            }
+            let reader = image::ImageReader::open(path)
+                .with_context(|| format!("{}: cannot open", path.display()))?;
+            decode_from(src, reader)
+        }
+        Source::Bytes(bytes, _) => {
+            decode_from(src, image::ImageReader::new(std::io::Cursor::new(*bytes)))
+        }
+    }
+}
+
+fn decode_from<R: std::io::BufRead + std::io::Seek>(
+    src: &Source,
+    reader: image::ImageReader<R>,
+) -> Result<DynamicImage> {
+    let name = src.name();
+    let mut reader = reader
         .with_guessed_format()
-        .with_context(|| format!("{}: cannot read", path.display()))?;
+        .with_context(|| format!("{name}: cannot read"))?;
     let format = reader.format();
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
@@ -54,28 +120,29 @@ fn decode_image(path: &Path) -> Result<DynamicImage> {
     limits.max_alloc = Some(MAX_DECODED_BYTES);
     reader.limits(limits);
     let bad = |e: image::ImageError| match e {
-        image::ImageError::Limits(_) => too_large(path),
+        image::ImageError::Limits(_) => too_large(src),
         // A PNG or JPEG the decoder gives up on is damaged or cut short; the structure
         // check says which part is missing, if it can.
         image::ImageError::Decoding(_) | image::ImageError::IoError(_) if format.is_some() => {
             let why = format
-                .and_then(|f| check_structure(path, f).err())
+                .and_then(|f| src.check_structure(f).err())
                 .unwrap_or_else(|| one_line(&e.to_string()));
-            damaged(path, &why)
+            damaged(&name, &why)
         }
-        e => anyhow!("{}: not a readable image: {e}", path.display()),
+        e => anyhow!("{name}: not a readable image: {e}"),
     };
     let mut decoder = reader.into_decoder().map_err(bad)?;
     // `into_decoder` checks the sides only; the buffer size is checked here, before
     // `from_decoder` allocates it.
     if decoder.total_bytes() > MAX_DECODED_BYTES {
-        return Err(too_large(path));
+        return Err(too_large(src));
     }
     // The decoders accept some cut-off files (the JPEG decoder greys out what is
     // missing; the PNG decoder never reads past the pixel data), so the file's
     // structure is checked before the pixels are decoded.
     if let Some(format) = format {
-        check_structure(path, format).map_err(|why| damaged(path, &why))?;
+        src.check_structure(format)
+            .map_err(|why| damaged(&name, &why))?;
     }
     // Photos from cameras and phones store their rotation in EXIF; honour it.
     let orientation = decoder
@@ -92,11 +159,8 @@ fn one_line(message: &str) -> String {
 }
 
 /// The error for a truncated or damaged file.
-fn damaged(path: &Path, why: &str) -> anyhow::Error {
-    anyhow!(
-        "{}: not a readable image, truncated or damaged: {why}",
-        path.display()
-    )
+fn damaged(name: &str, why: &str) -> anyhow::Error {
+    anyhow!("{name}: not a readable image, truncated or damaged: {why}")
 }
 
 /// Checks that a PNG or JPEG file is complete, without decoding its pixels; `Err` says
@@ -212,21 +276,15 @@ fn check_jpeg(b: &[u8]) -> std::result::Result<(), String> {
 }
 
 /// The error for an image over the limits, with the size its header claims.
-fn too_large(path: &Path) -> anyhow::Error {
-    // Reading the header again without limits only parses the dimensions.
-    let claimed = image::ImageReader::open(path)
-        .ok()
-        .and_then(|r| r.with_guessed_format().ok())
-        .and_then(|mut r| {
-            r.no_limits();
-            r.into_dimensions().ok()
-        })
+fn too_large(src: &Source) -> anyhow::Error {
+    let claimed = src
+        .claimed_dimensions()
         .map(|(w, h)| format!("{w}×{h} pixels"))
         .unwrap_or_else(|| "size unknown".into());
     anyhow!(
         "{}: image too large to decode ({claimed}; the limit is {MAX_SIDE} pixels per side \
          and {} MiB decoded)",
-        path.display(),
+        src.name(),
         MAX_DECODED_BYTES >> 20
     )
 }

@@ -408,3 +408,66 @@ fn smooth_is_the_mean_over_noisy_copies_for_the_clean_class() {
     let e = explain(ctx, &gm, &x, &bad).unwrap_err().to_string();
     assert!(e.contains("at least 1 sample"), "{e}");
 }
+
+/// A kept forward pass (what `rsp serve` caches per image) gives every method, RSP with
+/// both initialisations included, the same bits as a whole `explain`, in any order and
+/// for any class: no backward pass writes into the kept activations.
+#[test]
+fn a_kept_forward_pass_explains_like_a_whole_pass() {
+    use rsp::explain::{ForwardPass, Init};
+    let ctx = common::gpu();
+    let model = load(&resnet_state(
+        false,
+        [1, 1, 1, 1],
+        8,
+        [8, 8, 12, 12],
+        10,
+        41,
+    ));
+    let gm = GpuModel::upload(ctx, &model);
+    let x = input(32, 32, 43);
+    let kept = ForwardPass::new(ctx, &gm, &x).unwrap();
+    assert_eq!(kept.images(), 2);
+    assert!(kept.bytes() >= x.numel() as u64 * 4, "{}", kept.bytes());
+    let whole_logits = model_logits(&gm, &x);
+    support::assert_bits_eq("logits", &kept.logits, &whole_logits);
+    let mut requests = Vec::new();
+    for targets in [None, Some(vec![3usize, 7]), Some(vec![1, 1])] {
+        for method in Method::ALL {
+            requests.push(Request::method(method, targets.clone()));
+        }
+        requests.push(Request {
+            init: Init::Comparative { k: 3 },
+            ..Request::method(Method::Rsp, targets.clone())
+        });
+    }
+    // Twice over, so that a method runs after every other one has used the pass.
+    for round in 0..2 {
+        for req in &requests {
+            let what = format!(
+                "round {round} {} {:?} {:?}",
+                req.method, req.init, req.targets
+            );
+            let a = kept.explain(ctx, &gm, req).unwrap();
+            let b = explain(ctx, &gm, &x, req).unwrap();
+            assert_eq!(a.target, b.target, "{what}: target");
+            support::assert_bits_eq(&format!("{what}: map"), &a.relevance, &b.relevance);
+            support::assert_bits_eq(&format!("{what}: init"), &a.init, &b.init);
+            support::assert_bits_eq(&format!("{what}: logits"), &a.logits, &b.logits);
+        }
+    }
+    let smooth = Request {
+        smooth: Some(Smooth {
+            samples: 2,
+            noise: 0.1,
+            seed: 0,
+        }),
+        ..Request::default()
+    };
+    let err = kept.explain(ctx, &gm, &smooth).unwrap_err();
+    assert_eq!(rsp::error::kind(&err), rsp::ErrorKind::InvalidInput);
+}
+
+fn model_logits(gm: &GpuModel, x: &Tensor) -> Tensor {
+    gm.predict(common::gpu(), x).unwrap()
+}

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use rsp::preprocess::{load_image, preprocess, MAX_SIDE};
+use rsp::preprocess::{load_image, load_image_bytes, preprocess, MAX_SIDE};
 
 /// A PNG whose header claims `w × h` RGB pixels, with a few bytes of pixel data: what a
 /// decompression bomb or a lying header looks like to the decoder.
@@ -41,6 +41,11 @@ fn enormous_claimed_size_is_refused_with_the_file_and_size() {
         assert!(err.contains(&path.display().to_string()), "{err}");
         assert!(err.contains("too large"), "{err}");
         assert!(err.contains(&format!("{w}×{h}")), "{err}");
+        let upload = format!(
+            "{:#}",
+            load_image_bytes(&png_claiming(w, h), "up").unwrap_err()
+        );
+        assert_eq!(upload, err.replace(&path.display().to_string(), "up"));
     }
 }
 
@@ -102,11 +107,25 @@ fn jpeg_scan_start(jpeg: &[u8]) -> usize {
 fn load_error(dir: &std::path::Path, name: &str, bytes: &[u8]) -> Option<String> {
     let path = dir.join(name);
     std::fs::write(&path, bytes).unwrap();
-    load_image(&path).err().map(|e| {
+    let from_file = load_image(&path).err().map(|e| {
         let e = format!("{e:#}");
         assert!(e.contains(&path.display().to_string()), "{e}");
         e
-    })
+    });
+    // The same bytes held in memory (an upload to `rsp serve`) meet the same checks,
+    // with the same message under their own name, as invalid input.
+    let from_bytes = load_image_bytes(bytes, "upload").err().map(|e| {
+        assert_eq!(rsp::error::kind(&e), rsp::ErrorKind::InvalidInput, "{e:#}");
+        format!("{e:#}")
+    });
+    assert_eq!(
+        from_bytes,
+        from_file
+            .as_ref()
+            .map(|e| e.replace(&path.display().to_string(), "upload")),
+        "{name}: an upload and a file differ"
+    );
+    from_file
 }
 
 #[test]

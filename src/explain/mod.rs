@@ -135,17 +135,10 @@ fn explain_smoothed(
     })
 }
 
-/// Explains a batch `input` `[N, 3, H, W]` (already normalised) as `req` asks.
-/// [`Explanation::init`] holds RSP's initial relevance, or a baseline's seed at the
-/// logits; [`Explanation::relevance`] is `[N, 3, H, W]`, or `[N, 1, H, W]` for Grad-CAM
-/// (its map bilinearly resized to the input). The batch is split into passes small
-/// enough that no tensor exceeds the adapter's binding limit.
-pub fn explain(
-    ctx: &GpuContext,
-    model: &GpuModel,
-    input: &Tensor,
-    req: &Request,
-) -> Result<Explanation> {
+/// Refuses a request no pass can run on `input`: a batch that is no `[N, 3, H, W]`,
+/// targets that do not fit the batch or the classes, an initialisation or a method the
+/// model cannot serve.
+fn check_request(model: &GpuModel, input: &Tensor, req: &Request) -> Result<()> {
     if input.shape.len() != 4 || input.shape[1] != 3 {
         crate::error::bail_invalid!("input must be [N, 3, H, W], got {:?}", input.shape);
     }
@@ -181,9 +174,12 @@ pub fn explain(
         }
         _ => {}
     }
-    if let Some(smooth) = &req.smooth {
-        return explain_smoothed(ctx, model, input, req, smooth);
-    }
+    Ok(())
+}
+
+/// How many images of `input` one pass holds without a tensor over the adapter's
+/// binding limit (at most the batch); refuses an image too large for any pass.
+fn images_per_pass(ctx: &GpuContext, model: &GpuModel, input: &Tensor) -> Result<usize> {
     let per_image = model.largest_tensor_per_image(input.shape[2], input.shape[3]);
     if per_image > ctx.max_binding {
         crate::error::bail_invalid!(
@@ -194,7 +190,106 @@ pub fn explain(
             ctx.max_binding >> 20
         );
     }
-    let chunk = ((ctx.max_binding / per_image.max(1)) as usize).clamp(1, n);
+    Ok(((ctx.max_binding / per_image.max(1)) as usize).clamp(1, input.shape[0]))
+}
+
+/// A forward pass kept resident on the GPU, so that further explanations of the same
+/// images (other classes, other methods) run only their backward part: what
+/// `rsp serve` caches per uploaded image. Its activations stay allocated while it
+/// lives ([`ForwardPass::bytes`]).
+pub struct ForwardPass {
+    input: GpuTensor,
+    forward: crate::models::gpu::Forward,
+    /// `[N, classes]`, read back once.
+    pub logits: Tensor,
+}
+
+impl ForwardPass {
+    /// Runs the forward pass of `input` `[N, 3, H, W]` (already normalised; one pass
+    /// must hold the whole batch) and keeps every activation on the GPU.
+    pub fn new(ctx: &GpuContext, model: &GpuModel, input: &Tensor) -> Result<Self> {
+        if input.shape.len() != 4 || input.shape[1] != 3 {
+            crate::error::bail_invalid!("input must be [N, 3, H, W], got {:?}", input.shape);
+        }
+        if images_per_pass(ctx, model, input)? < input.shape[0] {
+            crate::error::bail_invalid!(
+                "a kept forward pass holds the batch in one pass; {} images of {}×{} do not fit this adapter's binding limit",
+                input.shape[0],
+                input.shape[2],
+                input.shape[3]
+            );
+        }
+        let mut rec = Recorder::new(ctx);
+        let x = ctx.upload(input);
+        let forward = model.forward(&mut rec, &x);
+        rec.submit();
+        drop(rec);
+        let logits = forward.logits.host_from_words(
+            &ctx.read_buffers(&[(forward.logits.buffer(), forward.logits.words())])?[0],
+        );
+        Ok(ForwardPass {
+            input: x,
+            forward,
+            logits,
+        })
+    }
+
+    /// The images' count.
+    pub fn images(&self) -> usize {
+        self.input.shape[0]
+    }
+
+    /// GPU memory its kept tensors hold (input and every activation; buffers shared
+    /// between activations counted once).
+    pub fn bytes(&self) -> u64 {
+        let mut seen = std::collections::HashSet::new();
+        std::iter::once(&self.input)
+            .chain(self.forward.acts.iter().flatten())
+            .filter(|t| seen.insert(t.buffer() as *const wgpu::Buffer))
+            .map(|t| t.buffer().size())
+            .sum()
+    }
+
+    /// Explains the kept images as `req` asks, like [`explain`] on the same input,
+    /// recording only the method's backward part. SmoothGrad is refused: it needs
+    /// forward passes of noisy copies.
+    pub fn explain(
+        &self,
+        ctx: &GpuContext,
+        model: &GpuModel,
+        req: &Request,
+    ) -> Result<Explanation> {
+        let shape = &self.input.shape;
+        let probe = Tensor::zeros(&[shape[0], shape[1], 0, 0]);
+        check_request(model, &probe, req)?;
+        if req.smooth.is_some() {
+            crate::error::bail_invalid!(
+                "SmoothGrad explains noisy copies of the images; it cannot reuse a kept forward pass"
+            );
+        }
+        let rec = Recorder::new(ctx);
+        record_and_read(rec, model, &self.forward, &self.input, req)
+    }
+}
+
+/// Explains a batch `input` `[N, 3, H, W]` (already normalised) as `req` asks.
+/// [`Explanation::init`] holds RSP's initial relevance, or a baseline's seed at the
+/// logits; [`Explanation::relevance`] is `[N, 3, H, W]`, or `[N, 1, H, W]` for Grad-CAM
+/// (its map bilinearly resized to the input). The batch is split into passes small
+/// enough that no tensor exceeds the adapter's binding limit.
+pub fn explain(
+    ctx: &GpuContext,
+    model: &GpuModel,
+    input: &Tensor,
+    req: &Request,
+) -> Result<Explanation> {
+    check_request(model, input, req)?;
+    let n = input.shape[0];
+    let method = req.method;
+    if let Some(smooth) = &req.smooth {
+        return explain_smoothed(ctx, model, input, req, smooth);
+    }
+    let chunk = images_per_pass(ctx, model, input)?;
     let mut parts = Vec::new();
     for start in (0..n).step_by(chunk) {
         let range = start..(start + chunk).min(n);
@@ -226,16 +321,29 @@ struct PassOutputs {
 /// One batch that fits the binding limit: everything is recorded, submitted once, and
 /// only the requested outputs are read back.
 fn pass(ctx: &GpuContext, model: &GpuModel, input: &Tensor, req: &Request) -> Result<Explanation> {
-    let n = input.shape[0];
     let mut rec = Recorder::new(ctx);
     let x = ctx.upload(input);
     let fwd = model.forward(&mut rec, &x);
+    record_and_read(rec, model, &fwd, &x, req)
+}
+
+/// Records `req`'s method over the forward pass `fwd` of `x`, submits everything the
+/// recorder holds and reads back the outputs in one readback.
+fn record_and_read(
+    mut rec: Recorder,
+    model: &GpuModel,
+    fwd: &crate::models::gpu::Forward,
+    x: &GpuTensor,
+    req: &Request,
+) -> Result<Explanation> {
+    let ctx = rec.ctx;
+    let n = x.shape[0];
     let mut layers = Vec::new();
     let log = req.record_layers.then_some(&mut layers);
     let spec = req.method.spec();
     let out = match spec.rules {
-        RuleSet::Rsp => rsp::record(&mut rec, model, &fwd, req, log)?,
-        _ => baselines::record(&mut rec, model, &fwd, &x, spec, req.targets.as_deref(), log),
+        RuleSet::Rsp => rsp::record(&mut rec, model, fwd, req, log)?,
+        _ => baselines::record(&mut rec, model, fwd, x, spec, req.targets.as_deref(), log),
     };
     let out = PassOutputs { layers, ..out };
     rec.submit();

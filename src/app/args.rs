@@ -9,6 +9,10 @@ use crate::explain::{InitKind, Method};
 use crate::gpu::{Autotune, Backend, ContextOptions, DType, GpuContext, Precision};
 use crate::preprocess::Normalisation;
 
+/// ImageNet-1k class names in index order (the names of models whose weights carry
+/// none).
+pub const IMAGENET_CLASSES: &str = include_str!("imagenet_classes.txt");
+
 /// The GPU flags of every command that runs a model: backend, weight storage,
 /// precision, matrix units, exact kernels and autotuning.
 #[derive(Args, Debug, Clone)]

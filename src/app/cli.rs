@@ -19,15 +19,12 @@ use crate::files::write_atomic;
 use crate::gpu::{list_adapters, Backend, GpuContext};
 use crate::models::gpu::GpuModel;
 use crate::models::hub::{self, WeightSources};
-use crate::models::weights::{to_safetensors_bytes, TensorFile};
+use crate::models::weights::TensorFile;
 use crate::models::Readout;
 use crate::preprocess::{load_image, preprocess_for};
 use crate::render::{heatmap_image, overlay, save_png, ColorMap};
 use crate::tensor::top_k;
 use crate::{Explanation, Model, Tensor};
-
-/// ImageNet-1k class names in index order.
-pub const IMAGENET_CLASSES: &str = include_str!("imagenet_classes.txt");
 
 #[derive(Parser, Debug)]
 #[command(
@@ -197,6 +194,9 @@ pub enum Command {
     /// Generate the synthetic multi-object benchmark dataset (VOC layout) for
     /// evaluating attributions with nothing downloaded.
     Synth(SynthArgs),
+    /// Explain images in a browser page: drop photos, pick classes and methods,
+    /// compare the maps side by side (local use: no authentication).
+    Serve(super::serve::ServeArgs),
 }
 
 /// One unit of work: a batch from one .safetensors input, or a run of images.
@@ -274,6 +274,10 @@ pub fn run(cli: &Cli) -> Result<bool> {
     }
     if let Some(Command::Synth(s)) = &cli.command {
         super::synth::run(s)?;
+        return Ok(true);
+    }
+    if let Some(Command::Serve(s)) = &cli.command {
+        super::serve::run(s)?;
         return Ok(true);
     }
     if cli.inputs.is_empty() {
@@ -370,7 +374,7 @@ pub fn run(cli: &Cli) -> Result<bool> {
     let mut ok = true;
     let names: Vec<&str> = match &model.class_names {
         Some(n) => n.iter().map(String::as_str).collect(),
-        None => IMAGENET_CLASSES.lines().collect(),
+        None => super::args::IMAGENET_CLASSES.lines().collect(),
     };
     let mut saved: Vec<Explanation> = Vec::new();
     let mut report_json: Vec<serde_json::Value> = Vec::new();
@@ -564,7 +568,7 @@ pub fn resolve_target(arg: &str, classes: usize) -> Result<usize> {
         }
         return Ok(i);
     }
-    let names: Vec<&str> = IMAGENET_CLASSES.lines().collect();
+    let names: Vec<&str> = super::args::IMAGENET_CLASSES.lines().collect();
     if classes != names.len() {
         bail!(
             "--target '{arg}': class names need a model with the {} ImageNet classes (this one has {classes}); give an index",
@@ -707,25 +711,5 @@ fn read_batch(
 }
 
 fn save_relevance(path: &Path, parts: &[Explanation]) -> Result<()> {
-    let cat = |f: &dyn Fn(&Explanation) -> Tensor| {
-        Tensor::concat0(&parts.iter().map(f).collect::<Vec<_>>())
-    };
-    let relevance = cat(&|e| e.relevance.clone());
-    let heatmap = cat(&|e| e.heatmap());
-    let init = cat(&|e| e.init.clone());
-    let logits = cat(&|e| e.logits.clone());
-    let target: Vec<i64> = parts
-        .iter()
-        .flat_map(|e| e.target.iter().map(|&t| t as i64))
-        .collect();
-    let bytes = to_safetensors_bytes(
-        &[
-            ("relevance", &relevance),
-            ("heatmap", &heatmap),
-            ("init", &init),
-            ("logits", &logits),
-        ],
-        &[("target", &[target.len()], &target)],
-    )?;
-    write_atomic(path, &bytes)
+    write_atomic(path, &super::output::relevance_file(parts)?)
 }

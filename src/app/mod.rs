@@ -23,6 +23,7 @@ pub mod eval_command;
 pub mod inputs;
 pub mod output;
 pub mod plot;
+pub mod serve;
 pub mod synth;
 
 pub use cli::main;

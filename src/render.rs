@@ -174,13 +174,18 @@ pub fn overlay(photo: &RgbImage, map: &Tensor, cmap: ColorMap, alpha: f32) -> Rg
 
 /// Encodes and writes a PNG atomically.
 pub fn save_png(path: &Path, img: &RgbImage) -> Result<()> {
+    crate::files::write_atomic(path, &png_bytes(img)?)
+}
+
+/// A picture encoded as PNG.
+pub fn png_bytes(img: &RgbImage) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
     img.write_to(
         &mut std::io::Cursor::new(&mut bytes),
         image::ImageFormat::Png,
     )
     .context("PNG encoding failed")?;
-    crate::files::write_atomic(path, &bytes)
+    Ok(bytes)
 }
 
 #[cfg(test)]

@@ -11,8 +11,11 @@ numpy arrays in and out. No CUDA and no PyTorch needed.
 The GPU work runs with the GIL released, so other Python threads keep running.
 """
 
+import base64
+import html
 from dataclasses import dataclass, field
 from os import PathLike, fspath
+from pathlib import PurePath
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
@@ -20,7 +23,7 @@ import numpy as np
 from . import _rsp
 
 __all__ = ["adapters", "eval_miou", "eval_pointing_game", "Explainer", "Explanation",
-           "EXPLAIN_DEFAULTS", "load_image", "render"]
+           "EXPLAIN_DEFAULTS", "Grid", "load_image", "render"]
 
 #: The defaults of :meth:`Explainer.explain`, the engine's (and the command line's).
 EXPLAIN_DEFAULTS: Dict[str, object] = _rsp.explain_defaults()
@@ -176,6 +179,34 @@ class Explainer:
         out = self._engine.explain(batch, targets=targets, **options)
         return Explanation(**out)
 
+    def grid(self, images: Sequence[Union[str, PathLike]], classes=None,
+             methods: Sequence[str] = ("rsp", "gradcam"), top: int = 2, cmap: str = "bwr",
+             alpha: float = 0.5) -> "Grid":
+        """Maps of several images × classes × methods side by side, for a notebook (what
+        ``rsp serve`` shows in a browser): the returned :class:`Grid` displays itself as
+        an HTML table (rows image × class, one column per method; the maps drawn over
+        the photos with :func:`render`) and keeps the maps. ``classes``: one list of
+        classes per image, or ``None`` for each image's ``top`` predictions. Each
+        method is one :meth:`explain` call over every (image, class) pair."""
+        paths = [fspath(p) for p in images]
+        photos = [_rsp.load_photo(p, self.size) for p in paths]
+        batch = np.stack([load_image(p, self.size) for p in paths])
+        if classes is None:
+            classes = [[c for c, _ in row] for row in self.predict(batch, k=top)]
+        if len(classes) != len(paths):
+            raise ValueError(f"classes: {len(classes)} lists for {len(paths)} images")
+        pairs = [(i, int(c)) for i, cs in enumerate(classes) for c in cs]
+        rows = np.stack([batch[i] for i, _ in pairs])
+        targets = [c for _, c in pairs]
+        maps = {}
+        for method in methods:
+            e = self.explain(rows, method=method, targets=targets)
+            for j, (i, c) in enumerate(pairs):
+                maps[(i, c, method)] = e.heatmap[j]
+        names = self.class_names
+        return Grid(paths=paths, photos=photos, pairs=pairs, methods=list(methods), maps=maps,
+                    class_names=names, cmap=cmap, alpha=alpha)
+
     def predict(self, x: Input, k: int = 5, batch_size: int = 8) -> List[List[tuple]]:
         """The top ``k`` ``(class, probability)`` pairs per image: softmax of the
         logits, or a sigmoid per class for multi-label models (:attr:`readout`)."""
@@ -247,3 +278,44 @@ def eval_miou(weights: Union[PathArg, Sequence[PathArg]], dataset: PathArg,
                  dict(root=root, split=split, size=size, norm=norm, batch=batch, limit=limit,
                       threshold=None if threshold is None else str(threshold),
                       backend=backend))
+
+
+@dataclass
+class Grid:
+    """Maps of images × classes × methods (:meth:`Explainer.grid`); shown as an HTML table
+    in Jupyter (``_repr_html_``), or written with :meth:`save`."""
+
+    paths: List[str]
+    photos: List[np.ndarray]
+    pairs: List[tuple]
+    """(image index, class) per row."""
+    methods: List[str]
+    maps: Dict[tuple, np.ndarray]
+    """``[H, W]`` map per (image index, class, method)."""
+    class_names: Optional[List[str]] = None
+    cmap: str = "bwr"
+    alpha: float = 0.5
+
+    def overlay(self, image: int, cls: int, method: str) -> np.ndarray:
+        """One cell: the map over its photo (uint8 ``[H, W, 3]``), as :func:`render`."""
+        return render(self.maps[(image, cls, method)], self.photos[image], self.cmap, self.alpha)
+
+    def _repr_html_(self) -> str:
+        def cell(rgb):
+            png = base64.b64encode(_rsp.encode_png(np.ascontiguousarray(rgb))).decode()
+            return f'<td><img src="data:image/png;base64,{png}" width="160"></td>'
+
+        head = "".join(f"<th>{html.escape(m)}</th>" for m in self.methods)
+        body = []
+        for i, c in self.pairs:
+            name = self.class_names[c] if self.class_names and c < len(self.class_names) else str(c)
+            label = html.escape(f"{PurePath(self.paths[i]).name} / {name}")
+            cells = "".join(cell(self.overlay(i, c, m)) for m in self.methods)
+            body.append(f"<tr><td>{label}</td>{cells}</tr>")
+        return (f'<table class="rsp-grid"><tr><th>image / class</th>{head}</tr>'
+                f'{"".join(body)}</table>')
+
+    def save(self, path: Union[str, PathLike]) -> None:
+        """Writes the table as a self-contained HTML page."""
+        with open(fspath(path), "w", encoding="utf-8") as f:
+            f.write(f"<!doctype html><meta charset='utf-8'>{self._repr_html_()}")

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use numpy::{IntoPyArray, PyArray1, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::{PyBytes, PyDict, PyList};
 
 use rsp::eval::difficult::DifficultFlags;
 use rsp::eval::engine::EvalMethod;
@@ -29,7 +29,7 @@ use rsp::models::gpu::GpuModel;
 use rsp::models::hub::{self, WeightSources};
 use rsp::models::weights::TensorFile;
 use rsp::preprocess::{load_image, preprocess_for, Normalisation};
-use rsp::render::{heatmap_image, overlay, ColorMap, RgbImage};
+use rsp::render::{heatmap_image, overlay, png_bytes, ColorMap, RgbImage};
 use rsp::{ErrorKind, Model, Tensor};
 
 /// A library error as the Python exception of its kind (`rsp::error::kind`): invalid
@@ -132,6 +132,49 @@ fn load_image_array<'py>(py: Python<'py>, path: PathBuf, size: u32) -> PyResult<
         })
         .map_err(to_py)?;
     array(py, &t)
+}
+
+/// An image file's crop as the CLI takes it (the photo its overlays cover): uint8
+/// `[size, size, 3]`.
+#[pyfunction]
+#[pyo3(signature = (path, size = 224))]
+fn load_photo<'py>(py: Python<'py>, path: PathBuf, size: u32) -> PyResult<Bound<'py, PyAny>> {
+    if !path.exists() {
+        return Err(PyFileNotFoundError::new_err(format!(
+            "{}: no such file",
+            path.display()
+        )));
+    }
+    if size == 0 {
+        return Err(PyValueError::new_err("size must be at least 1"));
+    }
+    let rgb = py
+        .detach(|| {
+            let img = load_image(&path)?;
+            anyhow::Ok(preprocess_for(&img, size).cropped)
+        })
+        .map_err(to_py)?;
+    let (w, h) = (rgb.width() as usize, rgb.height() as usize);
+    let flat = PyArray1::from_vec(py, rgb.into_raw());
+    Ok(flat.reshape(vec![h, w, 3])?.into_any())
+}
+
+/// A uint8 `[H, W, 3]` picture as PNG bytes.
+#[pyfunction]
+fn encode_png<'py>(
+    py: Python<'py>,
+    rgb: PyReadonlyArrayDyn<'py, u8>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let shape = rgb.shape().to_vec();
+    if shape.len() != 3 || shape[2] != 3 {
+        return Err(PyValueError::new_err(format!(
+            "rgb: expected a uint8 array of shape [H, W, 3], got {shape:?}"
+        )));
+    }
+    let raw: Vec<u8> = rgb.as_array().iter().copied().collect();
+    let img = image_rgb(shape[1], shape[0], raw);
+    let png = png_bytes(&img).map_err(to_py)?;
+    Ok(PyBytes::new(py, &png))
 }
 
 /// An `[H, W]` map on colour map `cmap` (`rsp::render::ColorMap`; signed maps scaled by
@@ -574,6 +617,8 @@ fn _rsp(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(adapters, m)?)?;
     m.add_function(wrap_pyfunction!(load_image_array, m)?)?;
     m.add_function(wrap_pyfunction!(render_map, m)?)?;
+    m.add_function(wrap_pyfunction!(load_photo, m)?)?;
+    m.add_function(wrap_pyfunction!(encode_png, m)?)?;
     m.add_function(wrap_pyfunction!(eval_map, m)?)?;
     m.add_class::<Engine>()?;
     Ok(())

@@ -3,6 +3,7 @@ the file/state_dict equivalence, every bad input the API documents, the GIL rele
 the README's example. Runs on whatever adapter wgpu finds (lavapipe in CI)."""
 
 import json
+import base64
 import csv
 import re
 import struct
@@ -347,3 +348,27 @@ def test_eval_refuses_bad_arguments_by_name(synth_set, tmp_path):
     with pytest.raises(ValueError, match="outputs but the dataset has"):
         rsp.eval_pointing_game(GOLDEN / "vgg_tiny.safetensors", synth_set, out=tmp_path / "x")
     assert not (tmp_path / "x").exists(), "a refused run left a folder behind"
+
+
+def test_grid_shows_every_map_over_its_photo(vgg, tmp_path):
+    ex = rsp.Explainer(weights=ROOT / "weights" / "synth_vgg.safetensors", size=64)
+    image = ROOT / "docs" / "synth" / "ring_star.jpg"
+    grid = ex.grid([image], methods=["rsp", "gradcam"], top=2)
+    assert [c for _, c in grid.pairs] == [c for c, _ in ex.predict([image], k=2)[0]]
+    page = grid._repr_html_()
+    assert page.count('src="data:image/png;base64,') == 4
+    assert "ring_star.jpg / ring" in page and "ring_star.jpg / star" in page
+    # Each cell is the method's map for that class, over the CLI's crop of the photo.
+    x = rsp.load_image(image, size=64)[None]
+    for _, cls in grid.pairs:
+        for method in ["rsp", "gradcam"]:
+            alone = ex.explain(x, method=method, targets=[cls]).heatmap[0]
+            assert np.array_equal(grid.maps[(0, cls, method)], alone), (cls, method)
+            cell = rsp.render(alone, grid.photos[0], "bwr", 0.5)
+            png = base64.b64encode(rsp._rsp.encode_png(cell)).decode()
+            assert png in page, (cls, method)
+    assert grid.photos[0].shape == (64, 64, 3) and grid.photos[0].dtype == np.uint8
+    grid.save(tmp_path / "grid.html")
+    assert (tmp_path / "grid.html").read_text().startswith("<!doctype html>")
+    with pytest.raises(ValueError, match="2 lists for 1 images"):
+        ex.grid([image], classes=[[0], [1]])

@@ -399,14 +399,7 @@ async fn upload_handler(
     let up = tokio::task::spawn_blocking(move || -> Result<Upload> {
         let img = load_image_bytes(&body, &name)?;
         let prepared = preprocess_for(&img, size);
-        let mut photo_png = Vec::new();
-        prepared
-            .cropped
-            .write_to(
-                &mut std::io::Cursor::new(&mut photo_png),
-                image::ImageFormat::Png,
-            )
-            .context("PNG encoding failed")?;
+        let photo_png = crate::render::png_bytes(&prepared.cropped)?;
         let input = prepared.tensor;
         let shape = [1, input.shape[0], input.shape[1], input.shape[2]];
         Ok(Upload {

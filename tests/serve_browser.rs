@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
-use serve::{base64_bytes, cli_relevance, Server};
+use serve::{base64_bytes, cli_relevance, run_cli, Server};
 
 const WEIGHTS: &str = "weights/synth_vgg.safetensors";
 const IMAGE: &str = "docs/synth/ring_star.jpg";
@@ -119,30 +119,19 @@ fn absolute(p: &str) -> String {
 
 /// The CLI's top-5 for the image: (class, label, probability).
 fn cli_top5() -> Vec<(u64, String, f64)> {
-    let dir = tempfile::tempdir().unwrap();
-    let json_path = dir.path().join("p.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_rsp"))
-        .args([
-            "--weights",
-            WEIGHTS,
-            IMAGE,
-            "--size",
-            SIZE,
-            "--autotune",
-            "off",
-        ])
-        .arg("--json")
-        .arg(&json_path)
-        .arg("--out")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(json_path).unwrap()).unwrap();
+    let args = [
+        "--weights",
+        WEIGHTS,
+        IMAGE,
+        "--size",
+        SIZE,
+        "--json",
+        "{dir}/report.json",
+    ];
+    let report = run_cli(&args, |dir| {
+        std::fs::read_to_string(dir.join("report.json")).unwrap()
+    });
+    let v: Value = serde_json::from_str(&report).unwrap();
     v["images"][0]["predictions"]
         .as_array()
         .unwrap()

@@ -20,6 +20,13 @@ use serve::Server;
 const WEIGHTS: &str = "weights/synth_vgg.safetensors";
 const METHODS: [&str; 4] = ["rsp", "gradcam", "lrp-ab", "rap"];
 
+/// `rsp serve` with the synthetic VGG at 64 px, fixed kernels, and `extra` flags.
+fn start(extra: &[&str]) -> Server {
+    let mut args = vec!["--weights", WEIGHTS, "--size", "64", "--autotune", "off"];
+    args.extend(extra);
+    Server::start(&args)
+}
+
 /// Three small images: the README's, and two generated patterns.
 fn images() -> Vec<(String, Vec<u8>)> {
     let mut out = vec![(
@@ -52,18 +59,9 @@ fn explain(s: &Server, id: &str, class: u64, method: &str) -> (u16, Value) {
 
 #[test]
 fn concurrent_clients_get_the_lone_clients_answers() {
-    // One synthetic-VGG pass at 64 px keeps about 0.6 MiB: 1 MiB holds one or two of the
-    // three images, so passes are evicted and recomputed under load.
-    let server = Arc::new(Server::start(&[
-        "--weights",
-        WEIGHTS,
-        "--size",
-        "64",
-        "--autotune",
-        "off",
-        "--cache-mb",
-        "1",
-    ]));
+    // One synthetic-VGG pass at 64 px keeps about 0.9 MB: a 1 MiB budget holds one of
+    // the three images, so passes are evicted and recomputed under load.
+    let server = Arc::new(start(&["--cache-mb", "1"]));
     let imgs = images();
     // A lone client: each image, its top-2 classes, every method.
     let mut want: HashMap<(String, u64, &str), (String, String)> = HashMap::new();
@@ -167,18 +165,7 @@ fn concurrent_clients_get_the_lone_clients_answers() {
 
 #[test]
 fn the_api_refuses_bad_requests_and_keeps_serving() {
-    let server = Server::start(&[
-        "--weights",
-        WEIGHTS,
-        "--size",
-        "64",
-        "--autotune",
-        "off",
-        "--methods",
-        "rsp,gradcam",
-        "--max-upload-mb",
-        "1",
-    ]);
+    let server = start(&["--methods", "rsp,gradcam", "--max-upload-mb", "1"]);
     let ring = std::fs::read("docs/synth/ring_star.jpg").unwrap();
     let up = upload(&server, "ring_star.jpg", &ring);
     let id = up["id"].as_str().unwrap();
@@ -239,7 +226,7 @@ fn over_limit_answer(server: &Server, len: usize) -> String {
 
 #[test]
 fn listening_beyond_loopback_says_so() {
-    let server = Server::start(&["--weights", WEIGHTS, "--size", "64", "--host", "0.0.0.0"]);
+    let server = start(&["--host", "0.0.0.0"]);
     assert!(
         server.url.starts_with("http://127.0.0.1:"),
         "{}",

@@ -28,7 +28,7 @@ use rsp::gpu::{list_adapters, Backend, ContextOptions, GpuContext, Precision};
 use rsp::models::gpu::GpuModel;
 use rsp::models::hub::{self, WeightSources};
 use rsp::models::weights::TensorFile;
-use rsp::preprocess::{load_image, preprocess_for, Normalisation};
+use rsp::preprocess::{load_image, preprocess_for, Normalisation, Prepared};
 use rsp::render::{heatmap_image, overlay, png_bytes, ColorMap, RgbImage};
 use rsp::{ErrorKind, Model, Tensor};
 
@@ -111,11 +111,8 @@ fn adapters<'py>(py: Python<'py>, backend: &str) -> PyResult<Bound<'py, PyList>>
     Ok(list)
 }
 
-/// An image file, preprocessed as the CLI does (shorter side to `size·256/224`, centre
-/// crop `size`, ImageNet normalisation): float32 `[3, size, size]`.
-#[pyfunction]
-#[pyo3(signature = (path, size = 224))]
-fn load_image_array<'py>(py: Python<'py>, path: PathBuf, size: u32) -> PyResult<Bound<'py, PyAny>> {
+/// An image file preprocessed as the CLI does (the GIL released while it decodes).
+fn prepared(py: Python<'_>, path: &Path, size: u32) -> PyResult<Prepared> {
     if !path.exists() {
         return Err(PyFileNotFoundError::new_err(format!(
             "{}: no such file",
@@ -125,12 +122,16 @@ fn load_image_array<'py>(py: Python<'py>, path: PathBuf, size: u32) -> PyResult<
     if size == 0 {
         return Err(PyValueError::new_err("size must be at least 1"));
     }
-    let t = py
-        .detach(|| {
-            let img = load_image(&path)?;
-            anyhow::Ok(preprocess_for(&img, size).tensor)
-        })
-        .map_err(to_py)?;
+    py.detach(|| anyhow::Ok(preprocess_for(&load_image(path)?, size)))
+        .map_err(to_py)
+}
+
+/// An image file, preprocessed as the CLI does (shorter side to `size·256/224`, centre
+/// crop `size`, ImageNet normalisation): float32 `[3, size, size]`.
+#[pyfunction]
+#[pyo3(signature = (path, size = 224))]
+fn load_image_array<'py>(py: Python<'py>, path: PathBuf, size: u32) -> PyResult<Bound<'py, PyAny>> {
+    let t = prepared(py, &path, size)?.tensor;
     array(py, &t)
 }
 
@@ -139,21 +140,7 @@ fn load_image_array<'py>(py: Python<'py>, path: PathBuf, size: u32) -> PyResult<
 #[pyfunction]
 #[pyo3(signature = (path, size = 224))]
 fn load_photo<'py>(py: Python<'py>, path: PathBuf, size: u32) -> PyResult<Bound<'py, PyAny>> {
-    if !path.exists() {
-        return Err(PyFileNotFoundError::new_err(format!(
-            "{}: no such file",
-            path.display()
-        )));
-    }
-    if size == 0 {
-        return Err(PyValueError::new_err("size must be at least 1"));
-    }
-    let rgb = py
-        .detach(|| {
-            let img = load_image(&path)?;
-            anyhow::Ok(preprocess_for(&img, size).cropped)
-        })
-        .map_err(to_py)?;
+    let rgb = prepared(py, &path, size)?.cropped;
     let (w, h) = (rgb.width() as usize, rgb.height() as usize);
     let flat = PyArray1::from_vec(py, rgb.into_raw());
     Ok(flat.reshape(vec![h, w, 3])?.into_any())

@@ -122,32 +122,14 @@ pub fn safetensors_bytes(path: &std::path::Path, name: &str) -> Vec<u8> {
     st.tensor(name).unwrap().data().to_vec()
 }
 
-/// Runs the CLI on `image` for one class and method and returns its `--save-relevance`
-/// file's `relevance` and `heatmap` bytes.
-pub fn cli_relevance(
-    weights: &str,
-    image: &str,
-    size: &str,
-    class: usize,
-    method: &str,
-) -> (Vec<u8>, Vec<u8>) {
+/// Runs the CLI, `rsp ARGS --autotune off --out DIR` with DIR a fresh temporary folder
+/// (also written for `{dir}` inside ARGS), checks it succeeded and gives DIR to `then`.
+pub fn run_cli<T>(args: &[&str], then: impl FnOnce(&std::path::Path) -> T) -> T {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("r.safetensors");
+    let at = dir.path().display().to_string();
     let out = Command::new(env!("CARGO_BIN_EXE_rsp"))
-        .args([
-            "--weights",
-            weights,
-            image,
-            "--size",
-            size,
-            "--autotune",
-            "off",
-        ])
-        .args(["--method", method, "--target", &class.to_string()])
-        .arg("--save-relevance")
-        .arg(&file)
-        .arg("--out")
-        .arg(dir.path())
+        .args(args.iter().map(|a| a.replace("{dir}", &at)))
+        .args(["--autotune", "off", "--out", &at])
         .output()
         .unwrap();
     assert!(
@@ -155,8 +137,37 @@ pub fn cli_relevance(
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    (
-        safetensors_bytes(&file, "relevance"),
-        safetensors_bytes(&file, "heatmap"),
-    )
+    then(dir.path())
+}
+
+/// The CLI's `--save-relevance` file for `image`, one class and one method: its
+/// `relevance` and `heatmap` bytes.
+pub fn cli_relevance(
+    weights: &str,
+    image: &str,
+    size: &str,
+    class: usize,
+    method: &str,
+) -> (Vec<u8>, Vec<u8>) {
+    let class = class.to_string();
+    let args = [
+        "--weights",
+        weights,
+        image,
+        "--size",
+        size,
+        "--method",
+        method,
+        "--target",
+        &class,
+        "--save-relevance",
+        "{dir}/r.safetensors",
+    ];
+    run_cli(&args, |dir| {
+        let file = dir.join("r.safetensors");
+        (
+            safetensors_bytes(&file, "relevance"),
+            safetensors_bytes(&file, "heatmap"),
+        )
+    })
 }

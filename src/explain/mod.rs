@@ -135,14 +135,12 @@ fn explain_smoothed(
     })
 }
 
-/// Refuses a request no pass can run on `input`: a batch that is no `[N, 3, H, W]`,
+/// Refuses a request no pass can run on a batch of this `shape`: no `[N, 3, H, W]`,
 /// targets that do not fit the batch or the classes, an initialisation or a method the
 /// model cannot serve.
-fn check_request(model: &GpuModel, input: &Tensor, req: &Request) -> Result<()> {
-    if input.shape.len() != 4 || input.shape[1] != 3 {
-        crate::error::bail_invalid!("input must be [N, 3, H, W], got {:?}", input.shape);
-    }
-    let n = input.shape[0];
+fn check_request(model: &GpuModel, shape: &[usize], req: &Request) -> Result<()> {
+    check_batch_shape(shape)?;
+    let n = shape[0];
     let classes = model.num_classes();
     let method = req.method;
     if let Some(t) = &req.targets {
@@ -173,6 +171,14 @@ fn check_request(model: &GpuModel, input: &Tensor, req: &Request) -> Result<()> 
             )
         }
         _ => {}
+    }
+    Ok(())
+}
+
+/// Refuses a batch that is no `[N, 3, H, W]`.
+fn check_batch_shape(shape: &[usize]) -> Result<()> {
+    if shape.len() != 4 || shape[1] != 3 {
+        crate::error::bail_invalid!("input must be [N, 3, H, W], got {shape:?}");
     }
     Ok(())
 }
@@ -208,9 +214,7 @@ impl ForwardPass {
     /// Runs the forward pass of `input` `[N, 3, H, W]` (already normalised; one pass
     /// must hold the whole batch) and keeps every activation on the GPU.
     pub fn new(ctx: &GpuContext, model: &GpuModel, input: &Tensor) -> Result<Self> {
-        if input.shape.len() != 4 || input.shape[1] != 3 {
-            crate::error::bail_invalid!("input must be [N, 3, H, W], got {:?}", input.shape);
-        }
+        check_batch_shape(&input.shape)?;
         if images_per_pass(ctx, model, input)? < input.shape[0] {
             crate::error::bail_invalid!(
                 "a kept forward pass holds the batch in one pass; {} images of {}×{} do not fit this adapter's binding limit",
@@ -259,9 +263,7 @@ impl ForwardPass {
         model: &GpuModel,
         req: &Request,
     ) -> Result<Explanation> {
-        let shape = &self.input.shape;
-        let probe = Tensor::zeros(&[shape[0], shape[1], 0, 0]);
-        check_request(model, &probe, req)?;
+        check_request(model, &self.input.shape, req)?;
         if req.smooth.is_some() {
             crate::error::bail_invalid!(
                 "SmoothGrad explains noisy copies of the images; it cannot reuse a kept forward pass"
@@ -283,7 +285,7 @@ pub fn explain(
     input: &Tensor,
     req: &Request,
 ) -> Result<Explanation> {
-    check_request(model, input, req)?;
+    check_request(model, &input.shape, req)?;
     let n = input.shape[0];
     let method = req.method;
     if let Some(smooth) = &req.smooth {

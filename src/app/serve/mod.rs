@@ -501,17 +501,11 @@ async fn explain_handler(
     let (_, e) = explain_one(&app, &q).await?;
     let heatmap = e.heatmap();
     let (h, w) = (heatmap.shape[1], heatmap.shape[2]);
-    let (lo, hi) = heatmap
-        .data
-        .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
-            (a.min(v), b.max(v))
-        });
     Ok(Json(json!({
         "id": q.id, "class": q.class, "method": q.method,
         "init": q.init.clone().unwrap_or_else(|| InitKind::GradCam.name().into()),
         "target": e.target[0],
-        "height": h, "width": w, "min": lo, "max": hi,
+        "height": h, "width": w,
         "heatmap": base64_f32(&heatmap.data),
         "relevance_shape": e.relevance.shape,
         "relevance": base64_f32(&e.relevance.data),

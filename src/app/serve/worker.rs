@@ -101,9 +101,8 @@ pub struct Stats {
     pub queued: AtomicUsize,
 }
 
-/// One kept image.
+/// One kept image (its latest file name in `reply`).
 struct Image {
-    name: String,
     input: Tensor,
     photo_png: Vec<u8>,
     reply: UploadReply,
@@ -153,11 +152,10 @@ impl Worker {
         images: &mut LruCache<String, Image>,
         passes: &mut LruCache<String, ForwardPass>,
     ) -> Result<UploadReply> {
-        if let Some(image) = images.get(&up.id) {
+        if let Some(image) = images.get_mut(&up.id) {
             // The same bytes again: its predictions are known, its pass maybe kept.
-            let mut reply = image.reply.clone();
-            reply.name = up.name;
-            return Ok(reply);
+            image.reply.name = up.name;
+            return Ok(image.reply.clone());
         }
         let pass = self.forward(&up.input)?;
         let scores = self.readout.probabilities(&pass.logits);
@@ -182,7 +180,6 @@ impl Worker {
         images.put(
             up.id.clone(),
             Image {
-                name: up.name,
                 input: up.input,
                 photo_png: up.photo_png,
                 reply: reply.clone(),
@@ -225,7 +222,7 @@ impl Worker {
                 key.id
             );
         };
-        let name = image.name.clone();
+        let name = image.reply.name.clone();
         let req = Request {
             init: key.init.clone(),
             ..Request::method(key.method, Some(vec![key.class]))

@@ -18,7 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -125,6 +125,30 @@ pub fn default_cache_path() -> Option<PathBuf> {
         .map(|d| d.join("autotune.json"))
 }
 
+/// The clock a tuner measures its own spending with: the monotonic system clock, or in
+/// unit tests a manual one that the fake trials advance, so the budget logic is tested
+/// without sleeping and without depending on the machine's load.
+#[derive(Clone, Debug)]
+enum Clock {
+    System,
+    #[cfg(test)]
+    Manual(std::sync::Arc<Mutex<Duration>>),
+}
+
+impl Clock {
+    /// Time since a fixed origin.
+    fn now(&self) -> Duration {
+        match self {
+            Clock::System => {
+                static ORIGIN: OnceLock<Instant> = OnceLock::new();
+                ORIGIN.get_or_init(Instant::now).elapsed()
+            }
+            #[cfg(test)]
+            Clock::Manual(t) => *t.lock().expect("clock lock"),
+        }
+    }
+}
+
 /// Chooses and remembers kernel variants (see the module doc).
 pub struct Tuner {
     mode: Autotune,
@@ -140,6 +164,8 @@ pub struct Tuner {
     started: Mutex<Option<Instant>>,
     /// Measuring time this process may spend (`None`: unbounded).
     budget: Option<Duration>,
+    /// What the time spent measuring is read from.
+    clock: Clock,
     /// Measuring time spent so far, and whether the budget ran out.
     spent: Mutex<(Duration, bool)>,
     /// Keys left unmeasured because the budget ran out.
@@ -182,6 +208,7 @@ impl Tuner {
             }),
             started: Mutex::new(None),
             budget: None,
+            clock: Clock::System,
             spent: Mutex::new((Duration::ZERO, false)),
             deferred: Mutex::new(Default::default()),
             costly: Mutex::new(costly),
@@ -193,6 +220,13 @@ impl Tuner {
     /// unbounded).
     pub fn with_budget(mut self, budget: Option<Duration>) -> Tuner {
         self.budget = budget;
+        self
+    }
+
+    /// The same tuner, reading the time it spends from `clock` (unit tests).
+    #[cfg(test)]
+    fn with_manual_clock(mut self, clock: &std::sync::Arc<Mutex<Duration>>) -> Tuner {
+        self.clock = Clock::Manual(clock.clone());
         self
     }
 
@@ -296,7 +330,8 @@ impl Tuner {
             return untuned;
         }
         self.tick_start();
-        let t0 = Instant::now();
+        let t0 = self.clock.now();
+        let elapsed = || self.clock.now() - t0;
         let mut trials = BTreeMap::new();
         for (i, Candidate { name, .. }) in candidates.iter().enumerate() {
             trials.insert(name.clone(), trial(name));
@@ -310,9 +345,9 @@ impl Tuner {
             if let Some(budget) = self.budget {
                 let left = candidates.len() - i - 1;
                 let estimate = if i == 0 {
-                    t0.elapsed() * candidates.len() as u32
+                    elapsed() * candidates.len() as u32
                 } else {
-                    t0.elapsed()
+                    elapsed()
                 };
                 if i == 0 && work > 0.0 {
                     *self.seconds_per_work.lock().expect("tuner lock") =
@@ -320,7 +355,7 @@ impl Tuner {
                 }
                 let mut spent = self.spent.lock().expect("tuner lock");
                 if left > 0 && spent.0 + estimate > budget {
-                    spent.0 += t0.elapsed();
+                    spent.0 += elapsed();
                     spent.1 = spent.0 >= budget;
                     drop(spent);
                     self.costly
@@ -338,10 +373,10 @@ impl Tuner {
                 }
             }
         }
-        self.spent.lock().expect("tuner lock").0 += t0.elapsed();
+        self.spent.lock().expect("tuner lock").0 += elapsed();
         if work > 0.0 {
             *self.seconds_per_work.lock().expect("tuner lock") =
-                Some(t0.elapsed().as_secs_f64() / work);
+                Some(elapsed().as_secs_f64() / work);
         }
         let best = trials
             .iter()
@@ -457,6 +492,15 @@ mod tests {
         v.iter().map(|s| s.to_string()).collect()
     }
 
+    /// A manual clock for [`Tuner::with_manual_clock`], and a way to let time pass on it.
+    fn manual_clock() -> std::sync::Arc<Mutex<Duration>> {
+        std::sync::Arc::new(Mutex::new(Duration::ZERO))
+    }
+
+    fn advance(clock: &Mutex<Duration>, ms: u64) {
+        *clock.lock().unwrap() += Duration::from_millis(ms);
+    }
+
     #[test]
     fn fastest_passing_candidate_is_chosen_written_and_reused() {
         let dir = tempfile::tempdir().unwrap();
@@ -510,45 +554,53 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("autotune.json");
         let cands = names(&["fallback", "a", "b", "usual"]);
-        // Each trial takes 10 ms, so a key costs about 40 ms.
+        // Each trial takes 10 ms on the manual clock, so a key costs 40 ms.
+        let clock = manual_clock();
         let slow = |n: &str| {
-            std::thread::sleep(Duration::from_millis(10));
+            advance(&clock, 10);
             Trial::Timed(if n == "b" { 1.0 } else { 2.0 })
         };
         let t = Tuner::new(Autotune::On, Some(path.clone()), false)
+            .with_manual_clock(&clock)
             .with_budget(Some(Duration::from_millis(100)));
         let mut chosen = Vec::new();
         for key in ["k1", "k2", "k3", "k4", "k5"] {
             chosen.push(t.choose(key, &cands, 1.0, slow));
         }
-        // Two keys fit (about 80 ms); the third's estimate passes the budget, so it and
-        // every later key run the candidate marked for unmeasured keys, unrecorded.
+        // Two keys fit (80 ms); the third's estimate passes the budget, so it and every
+        // later key run the candidate marked for unmeasured keys, unrecorded, and no
+        // trial of theirs is paid.
         assert_eq!(t.measured(), strs(&["k1", "k2"]));
         assert_eq!(chosen, strs(&["b", "b", "usual", "usual", "usual"]));
         assert_eq!(t.deferred(), strs(&["k3", "k4", "k5"]));
-        assert!(t.spent() < Duration::from_millis(150), "{:?}", t.spent());
+        assert_eq!(t.spent(), Duration::from_millis(80));
         // The next run measures where this one stopped.
         let next = Tuner::new(Autotune::On, Some(path), false)
+            .with_manual_clock(&clock)
             .with_budget(Some(Duration::from_millis(100)));
         for key in ["k1", "k2", "k3", "k4", "k5"] {
             next.choose(key, &cands, 1.0, slow);
         }
         assert_eq!(next.measured(), strs(&["k3", "k4"]));
-        // A key whose later candidate alone passes the budget stops there, unrecorded.
-        let t =
-            Tuner::new(Autotune::Fresh, None, false).with_budget(Some(Duration::from_millis(100)));
+        assert_eq!(next.spent(), Duration::from_millis(80));
+        // A key whose later candidate alone passes the budget stops there, unrecorded:
+        // the budget is passed by that one trial, and the run measures nothing more.
+        let t = Tuner::new(Autotune::Fresh, None, false)
+            .with_manual_clock(&clock)
+            .with_budget(Some(Duration::from_millis(100)));
         let slow_second = |n: &str| {
-            std::thread::sleep(Duration::from_millis(if n == "a" { 150 } else { 5 }));
+            advance(&clock, if n == "a" { 150 } else { 5 });
             Trial::Timed(1.0)
         };
         assert_eq!(t.choose("k", &cands, 1.0, slow_second), "usual");
         assert!(t.measured().is_empty());
+        assert_eq!(t.spent(), Duration::from_millis(155));
         // Without such a candidate an unmeasured key runs the fallback.
         let plain = names(&["fallback", "a"]);
         assert_eq!(t.choose("k6", &plain, 1.0, slow), "fallback");
         assert_eq!(t.deferred(), strs(&["k", "k6"]));
         // Without a budget everything is measured.
-        let all = Tuner::new(Autotune::Fresh, None, false);
+        let all = Tuner::new(Autotune::Fresh, None, false).with_manual_clock(&clock);
         for key in ["k1", "k2", "k3"] {
             all.choose(key, &cands, 1.0, slow);
         }
@@ -562,18 +614,20 @@ mod tests {
         let path = dir.path().join("autotune.json");
         let cands = names(&["fallback", "a", "b", "usual"]);
         let trials = std::cell::Cell::new(0);
-        // "big" costs 60 ms a trial (about 240 ms a key), "small…" 5 ms (about 20 ms).
+        let clock = manual_clock();
+        // "big" costs 60 ms a trial (240 ms a key), "small…" 5 ms (20 ms).
         let timed = |key: &'static str| {
-            let trials = &trials;
+            let (trials, clock) = (&trials, &clock);
             move |_: &str| {
                 trials.set(trials.get() + 1);
-                let ms = if key == "big" { 60 } else { 5 };
-                std::thread::sleep(Duration::from_millis(ms));
+                advance(clock, if key == "big" { 60 } else { 5 });
                 Trial::Timed(1.0)
             }
         };
         let budget = Some(Duration::from_millis(100));
-        let t = Tuner::new(Autotune::On, Some(path.clone()), false).with_budget(budget);
+        let t = Tuner::new(Autotune::On, Some(path.clone()), false)
+            .with_manual_clock(&clock)
+            .with_budget(budget);
         // Work: "big" 12 units, "small…" 1 (the GEMM family passes flops).
         assert_eq!(t.choose("big", &cands, 12.0, timed("big")), "usual");
         assert_eq!(trials.get(), 1, "only the fallback's trial was paid");
@@ -585,7 +639,9 @@ mod tests {
         assert_eq!(t.measured(), strs(&["small1"]));
         // The next run skips the key known to be costly without a trial and measures
         // cheap ones.
-        let next = Tuner::new(Autotune::On, Some(path.clone()), false).with_budget(budget);
+        let next = Tuner::new(Autotune::On, Some(path.clone()), false)
+            .with_manual_clock(&clock)
+            .with_budget(budget);
         trials.set(0);
         assert_eq!(next.choose("big", &cands, 12.0, timed("big")), "usual");
         assert_eq!(trials.get(), 0);
@@ -593,7 +649,7 @@ mod tests {
         assert_eq!(next.measured(), strs(&["small2"]));
         assert_eq!(next.deferred(), strs(&["big"]));
         // An unbounded run (rsp tune) measures it, and the file forgets its estimate.
-        let all = Tuner::new(Autotune::On, Some(path.clone()), false);
+        let all = Tuner::new(Autotune::On, Some(path.clone()), false).with_manual_clock(&clock);
         all.choose("big", &cands, 12.0, timed("big"));
         assert_eq!(all.measured(), strs(&["big"]));
         let file = read_cache(&path).unwrap();

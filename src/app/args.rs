@@ -45,8 +45,9 @@ pub struct DeviceArgs {
     /// rsp/autotune.json, and time what is missing), off (fixed heuristics, nothing
     /// timed or written) or fresh (time everything met again). Variants on the f32
     /// cores give the same numbers; matrix-unit variants are accepted only within a
-    /// tolerance of them.
-    #[arg(long, default_value = "on", value_parser = parse_autotune, value_name = "on|off|fresh")]
+    /// tolerance of them. `$RSP_AUTOTUNE` sets it where no flag does (for example off
+    /// in a CI job that never reuses its measurements).
+    #[arg(long, env = "RSP_AUTOTUNE", default_value = "on", value_parser = parse_autotune, value_name = "on|off|fresh")]
     pub autotune: Autotune,
     /// The most seconds one run spends timing kernel variants; problems past it run an
     /// untimed default (the device class's usual winner, else the heuristic kernel) and

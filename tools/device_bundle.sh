@@ -19,11 +19,11 @@ cargo test --release --no-run 2>&1 | tee /tmp/rsp-test-build.log
 stage=$(mktemp -d)
 mkdir -p "$stage/devrun/tests" "$stage/devrun/golden"
 cp target/release/rsp "$stage/devrun/rsp"
-# The GPU suites among cargo's "Executable tests/NAME.rs (PATH)" lines (all of them
-# would not fit the 64 MiB that may travel).
-for suite in shaders_valid ops_gpu rules_gpu models_gpu golden_gpu baselines_gpu autotune_gpu winograd_gpu split_fp32 cli; do
-    bin=$(grep -o "Executable tests/$suite\.rs ([^)]*)" /tmp/rsp-test-build.log | sed 's/.*(\(.*\))/\1/')
-    cp "$bin" "$stage/devrun/tests/"
+# The three test binaries among cargo's "Executable tests/NAME/main.rs (PATH)" lines:
+# the library suite on the GPU, the shader checks and the command line.
+for suite in gpu shaders cli; do
+    bin=$(grep -o "Executable tests/$suite/main\.rs ([^)]*)" /tmp/rsp-test-build.log | sed 's/.*(\(.*\))/\1/')
+    cp "$bin" "$stage/devrun/tests/$suite"
 done
 strip "$stage/devrun/rsp" "$stage/devrun/tests/"*
 if [ -n "$golden_src" ]; then

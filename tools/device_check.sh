@@ -4,9 +4,11 @@
 #   run(command="bash tools/device_check.sh", carry=[".gl", "devrun"], timeout_s=560)
 # In order of importance, each step skipped once the time budget ($BUDGET seconds,
 # default 510) is nearly spent:
-#   1. the GPU test suites on the real adapter, in parallel (split_fp32 checks the matrix
-#      units' pack pass against its CPU specification bit for bit; the matrix-unit variants'
-#      tolerance tests run only where the adapter has cooperative matrices);
+#   1. the test binaries (gpu, shaders, cli) on the real adapter, in parallel (gpu's
+#      split_fp32 module checks the matrix units' pack pass against its CPU specification
+#      bit for bit; the matrix-unit variants' tolerance tests run where the adapter has
+#      cooperative matrices; with the full-size golden files bundled, the gpu binary also
+#      runs its ignored extra_* tests);
 #   1b. the first `rsp IMAGE` of a VGG16 (random weights) at 224 px with an empty
 #      autotune cache against the warm run that follows (the issue's bound: at most 10 s
 #      more);
@@ -60,11 +62,13 @@ export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/n
 [ -e /work/main ] || { mkdir -p /work && ln -s "$PWD" /work/main; }
 if ls devrun/golden/*.safetensors >/dev/null 2>&1; then
     export RSP_EXTRA_GOLDEN="$PWD/devrun/golden"
+    extra=--include-ignored
 else
     unset RSP_EXTRA_GOLDEN
-    echo "no full-size golden files: the extra_* tests check nothing"
+    extra=
+    echo "no full-size golden files: the extra_* tests stay ignored"
 fi
-# tests/cli.rs runs the binary cargo built (CARGO_BIN_EXE_rsp).
+# tests/cli/run.rs runs the binary cargo built (CARGO_BIN_EXE_rsp).
 mkdir -p target/release && ln -sf "$PWD/devrun/rsp" target/release/rsp
 export RSP_CACHE_DIR="$OUT"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
@@ -76,7 +80,11 @@ mkdir -p /tmp/testlogs
 pids=()
 for t in devrun/tests/${TESTS:-*}; do
     n=$(basename "$t")
-    (step 150 "$t" --test-threads 4 --nocapture >"/tmp/testlogs/$n.log" 2>&1) &
+    # Only the gpu binary's ignored tests are the extra_* ones (the cli binary's is the
+    # browser test, and the device has no browser).
+    flags=()
+    [ "$n" = gpu ] && [ -n "$extra" ] && flags=("$extra")
+    (step 240 "$t" --test-threads 4 --nocapture "${flags[@]}" >"/tmp/testlogs/$n.log" 2>&1) &
     pids+=($!)
 done
 # Not a bare `wait`: that would also wait for the `tee` of the log.
@@ -85,7 +93,7 @@ for f in /tmp/testlogs/*.log; do
     echo "-- $(basename "$f" .log): $(grep -E '^test result' "$f" | tail -1)"
     grep -E "FAILED|panicked|failures:|matrix|coop|TIMED OUT" "$f" | head -20
 done
-grep -h -E "vs fallback|map [01] \[|winograd-2x2 \[" /tmp/testlogs/autotune_gpu*.log | head -20
+grep -h -E "vs fallback|map [01] \[|winograd-2x2 \[" /tmp/testlogs/gpu.log | head -20
 cat /tmp/testlogs/*.log >"$OUT/tests.log"
 
 echo "== 1b. first run (empty autotune cache) vs warm, VGG16 random weights, $SIZE px ($(left) s left)"

@@ -17,7 +17,7 @@ when it is present only as difficult objects.
 
 Each file's safetensors metadata holds `rsp_synth`, a JSON string with the class names,
 input size, dataset seed, architecture, test metrics and the PyTorch logits of the first
-test images (the Rust test `tests/synth.rs` compares against them).
+test images (the Rust test `tests/gpu/synth.rs` compares against them).
 
 CPU only, all seeds fixed. The committed weights (see weights/README.md) came from
 

@@ -1,6 +1,6 @@
 //! The application layer: the `rsp` command line (argument parsing, printing, progress
 //! bars, files written for the user) over the library. Nothing outside `app` imports
-//! it (`tests/layering.rs`).
+//! it (`tests/shaders/layering.rs`).
 //!
 //! - [`cli`]: `rsp` itself: predictions and heatmaps of inputs, `rsp adapters`, and the
 //!   dispatch to the subcommands below.

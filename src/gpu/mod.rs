@@ -5,7 +5,7 @@
 //! imports it back): `dtype`, `pool` and `profiler` stand alone; `shaders` uses `dtype`;
 //! `pipelines` and `tune` use `shaders`; `context` owns the pipeline cache, pool,
 //! profiler and tuner; `tensor` allocates from a context; `recorder` dispatches
-//! pipelines over tensors. `tests/layering.rs` checks this.
+//! pipelines over tensors. `tests/shaders/layering.rs` checks this.
 
 pub mod context;
 pub mod dtype;

@@ -14,7 +14,7 @@
 //! f32 accumulator per order `d = i + j` (a product of order `d` weighs `2^(-11·d)`);
 //! [`Order::flush`] moves the unit's accumulators into f32 ones outside it every few
 //! K steps (the chosen scheme: every 32 k, which a truncating unit needs). This module is the specification the kernel follows and the emulation
-//! `tests/split_fp32.rs` measures on the golden cases' convolutions
+//! `tests/gpu/split_fp32.rs` measures on the golden cases' convolutions
 //! (`docs/split-fp32.md`): no code here runs on the GPU.
 
 use half::f16;

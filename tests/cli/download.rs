@@ -2,9 +2,7 @@
 //! serves a small safetensors model made here, and the hub URL, cache directory and
 //! expected SHA-256 are pointed at it (library parameters, or the CLI's environment).
 
-mod common;
-mod support;
-
+use crate::{common, support};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -365,14 +363,18 @@ impl Env {
     /// Runs `rsp ARGS --out OUT INPUT` against `hub`, with `sha` as the expected hash.
     fn rsp(&self, hub: &str, sha: Option<&str>, args: &[&str]) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rsp"));
+        // A small input: what these tests check is the download, not the explanation.
         cmd.args(args)
+            .args(["--size", "64"])
             .arg("--out")
             .arg(self.out.path())
             .arg(&self.input)
             .env("RSP_HUB_URL", hub)
             .env("RSP_CACHE_DIR", self.cache.path())
             .env("RSP_WEIGHTS_DIR", self.weights.path())
-            .env_remove("RSP_WEIGHTS_SHA256");
+            .env_remove("RSP_WEIGHTS_SHA256")
+            // As a user runs it: the first run also autotunes into the cache folder.
+            .env_remove("RSP_AUTOTUNE");
         // The loopback server must be reached directly.
         for v in ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"] {
             cmd.env_remove(v);

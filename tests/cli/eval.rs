@@ -5,18 +5,23 @@
 //! plots (faithfulness also resumes from its log);
 //! bad arguments fail clearly.
 
-mod common;
-mod support;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
+use crate::support::{resnet_state, vgg_state};
 use safetensors::tensor::Dtype;
-use support::{resnet_state, vgg_state};
 
+/// Runs the CLI with autotuning off (`RSP_AUTOTUNE=off`: these tests check the
+/// benchmarks' tables, logs and resume, not kernel timing) and its cache folder in the
+/// build's scratch folder (nothing is written to the user's).
 fn rsp(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rsp"))
         .args(args)
+        .env("RSP_AUTOTUNE", "off")
+        .env(
+            "RSP_CACHE_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-autotune"),
+        )
         .output()
         .expect("run rsp")
 }

@@ -1,26 +1,40 @@
 //! The `rsp` binary end to end: golden maps through the CLI, determinism, adapters,
 //! and clear errors with a non-zero exit for bad input.
 
-mod common;
-
+use crate::common;
 use std::path::Path;
 use std::process::{Command, Output};
 
 use rsp::compare::{compare, Tolerance};
 use rsp::models::weights::TensorFile;
 
-/// Runs the CLI. Its autotuning cache lives in the build's scratch folder, shared by
-/// the tests of one build (the tiny models' problems are tuned once, and nothing is
-/// written to the user's cache folder).
+/// Runs the CLI with autotuning off (`RSP_AUTOTUNE=off`): what these tests check is the
+/// command line, and a run that meets new kernel problems would spend up to its tuning
+/// budget timing them. The tests of tuning itself use [`rsp_tuned`].
 fn rsp(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rsp"))
-        .args(args)
-        .env(
-            "RSP_CACHE_DIR",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-autotune"),
-        )
+    command(args)
+        .env("RSP_AUTOTUNE", "off")
         .output()
         .expect("run rsp")
+}
+
+/// Runs the CLI as a user does, autotuning on. Its autotuning cache lives in the
+/// build's scratch folder, shared by the tests of one build (the tiny models' problems
+/// are tuned once, and nothing is written to the user's cache folder).
+fn rsp_tuned(args: &[&str]) -> Output {
+    command(args)
+        .env_remove("RSP_AUTOTUNE")
+        .output()
+        .expect("run rsp")
+}
+
+fn command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rsp"));
+    cmd.args(args).env(
+        "RSP_CACHE_DIR",
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-autotune"),
+    );
+    cmd
 }
 
 fn golden_path(case: &str) -> String {
@@ -41,7 +55,8 @@ fn cli_reproduces_golden_final_map_and_is_deterministic() {
     let mut outputs = Vec::new();
     for run in 0..2 {
         let out = dir.path().join(format!("run{run}.safetensors"));
-        let o = rsp(&[
+        // As a user runs it: the first run tunes, the second reuses the choices.
+        let o = rsp_tuned(&[
             "--weights",
             &g,
             "--save-relevance",
@@ -783,7 +798,11 @@ fn cli_method_runs_every_baseline() {
         "sglrp",
         "rap",
     ] {
+        // Each method has GEMM problems of its own; timing their kernels (autotuning is
+        // tested elsewhere) would cost each run the tuning budget.
         let o = rsp(&[
+            "--autotune",
+            "off",
             "--weights",
             &golden_path(common::RESNET_CASE),
             "--method",
@@ -1123,8 +1142,11 @@ fn bench_reports_times_memory_and_adapter_in_both_weight_dtypes() {
     let g = golden_path("vgg_tiny");
     let mut weight_mib = Vec::new();
     for dtype in ["f32", "f16"] {
+        // Autotuning is tested elsewhere; the bench's reporting is what this checks.
         let o = rsp(&[
             "bench",
+            "--autotune",
+            "off",
             "--backend",
             "vulkan",
             "--weights",
@@ -1192,6 +1214,8 @@ fn cli_explains_and_benches_in_f16_precision() {
     assert!(dir.path().join("vgg_tiny.rsp.png").exists());
     let o = rsp(&[
         "bench",
+        "--autotune",
+        "off",
         "--weights",
         &g,
         "--size",
@@ -1383,6 +1407,7 @@ fn cli_autotune_budget_defers_tuning_and_says_so() {
             &g,
         ])
         .env("RSP_CACHE_DIR", dir.path())
+        .env_remove("RSP_AUTOTUNE")
         .output()
         .unwrap();
     let e = stderr(&o);
@@ -1405,6 +1430,34 @@ fn cli_autotune_budget_defers_tuning_and_says_so() {
     let o = rsp(&["--weights", &g, "--autotune-budget", "-1", "--out", out, &g]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--autotune-budget"), "{}", stderr(&o));
+
+    // `RSP_AUTOTUNE=off` (what the other tests run with): nothing is timed or written;
+    // the flag still wins over it.
+    let quiet = tempfile::tempdir().unwrap();
+    let run = |flags: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_rsp"))
+            .args([
+                "--weights",
+                &g,
+                "--out",
+                out,
+                "--autotune-budget",
+                "0.000001",
+            ])
+            .args(flags)
+            .arg(&g)
+            .env("RSP_CACHE_DIR", quiet.path())
+            .env("RSP_AUTOTUNE", "off")
+            .output()
+            .unwrap()
+    };
+    let o = run(&[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("note: autotuning"), "{}", stderr(&o));
+    assert!(!quiet.path().join("autotune.json").exists());
+    let o = run(&["--autotune", "on"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("note: autotuning"), "{}", stderr(&o));
 }
 
 /// `rsp bench --profile` lists each GEMM problem on its own line with its sizes, its
@@ -1415,6 +1468,8 @@ fn bench_profile_reports_each_gemm_problem_with_its_rate() {
     let g = golden_path("vgg_tiny");
     let o = rsp(&[
         "bench",
+        "--autotune",
+        "off",
         "--weights",
         &g,
         "--size",

@@ -7,15 +7,12 @@
 //! method, class out of range, an image the server does not keep, an upload over the
 //! size limit) and `--host`'s notice.
 
-#[path = "common/serve.rs"]
-mod serve;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use serve::Server;
+use crate::serve::Server;
 
 const WEIGHTS: &str = "weights/synth_vgg.safetensors";
 const METHODS: [&str; 4] = ["rsp", "gradcam", "lrp-ab", "rap"];

@@ -1,23 +1,43 @@
 //! Shared test helpers: the GPU context (a missing adapter is a failure, never a skip)
 //! and the golden files: the small cases in `tests/golden/` (always), the full-size ones
-//! from the directory named by `$RSP_EXTRA_GOLDEN` (the `extra_*` tests).
+//! from the directory named by `$RSP_EXTRA_GOLDEN` (the `extra_*` tests, ignored unless
+//! asked for).
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use rsp::gpu::{ContextOptions, GpuContext};
 use rsp::models::weights::TensorFile;
 use rsp::Tensor;
 
-/// The default adapter (lavapipe in CI). Panics with a clear message if there is none.
-pub fn gpu() -> &'static GpuContext {
-    static CTX: OnceLock<GpuContext> = OnceLock::new();
-    CTX.get_or_init(|| {
-        GpuContext::new(&ContextOptions::default()).unwrap_or_else(|e| {
-            panic!("GPU tests need a wgpu adapter (CI installs mesa-vulkan-drivers for lavapipe): {e:#}")
+/// A context on the default adapter (lavapipe in CI) opened with `opts`, shared by every
+/// test of the binary that asks for the same options, so the pipelines one test
+/// compiled are reused by the next. For tests that read no per-context state: tests of
+/// the autotuner's memory open their own contexts. Panics with a clear message if
+/// there is no adapter.
+pub fn gpu_with(opts: ContextOptions) -> &'static GpuContext {
+    type Slot = &'static OnceLock<GpuContext>;
+    static SLOTS: Mutex<BTreeMap<String, Slot>> = Mutex::new(BTreeMap::new());
+    let slot: Slot = *SLOTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(format!("{opts:?}"))
+        .or_insert_with(|| Box::leak(Box::new(OnceLock::new())));
+    slot.get_or_init(|| {
+        GpuContext::new(&opts).unwrap_or_else(|e| {
+            panic!(
+                "GPU tests need a wgpu adapter (CI installs mesa-vulkan-drivers for lavapipe); \
+                 {opts:?}: {e:#}"
+            )
         })
     })
+}
+
+/// The default adapter with default options.
+pub fn gpu() -> &'static GpuContext {
+    gpu_with(ContextOptions::default())
 }
 
 /// The golden cases shipped in the repository (see `tests/golden/README.md`).
@@ -52,46 +72,45 @@ pub const EXTRA_GOLDEN_VAR: &str = "RSP_EXTRA_GOLDEN";
 /// The full-size golden cases the `extra_*` tests read from `$RSP_EXTRA_GOLDEN`.
 pub const EXTRA_GOLDEN_CASES: [&str; 1] = ["resnet_tiny"];
 
-/// The directory named by `$RSP_EXTRA_GOLDEN`, or `None` when the variable is unset:
-/// then `test` prints that it checked nothing and the caller returns. Set but empty, or
-/// naming something that is not a directory, is a failure (never a silent skip).
-pub fn extra_golden_dir(test: &str) -> Option<PathBuf> {
-    let Some(value) = std::env::var_os(EXTRA_GOLDEN_VAR) else {
-        println!(
-            "{test}: {EXTRA_GOLDEN_VAR} is not set, so this full-size check did nothing \
-             (set it to the directory of the full-size golden files to run it)"
-        );
-        return None;
-    };
+/// The directory named by `$RSP_EXTRA_GOLDEN`. The `extra_*` tests that call it are
+/// ignored unless asked for, so an unset, empty or wrong variable is a failure here,
+/// never a silent pass.
+pub fn extra_golden_dir(test: &str) -> PathBuf {
+    let value = std::env::var_os(EXTRA_GOLDEN_VAR).unwrap_or_else(|| {
+        panic!(
+            "{test}: {EXTRA_GOLDEN_VAR} is not set; this full-size check needs it to name the \
+             directory of the full-size golden files"
+        )
+    });
     let dir = PathBuf::from(value);
     assert!(
         !dir.as_os_str().is_empty(),
-        "{test}: {EXTRA_GOLDEN_VAR} is set but empty; unset it or name the directory of the \
-         full-size golden files"
+        "{test}: {EXTRA_GOLDEN_VAR} is set but empty; name the directory of the full-size \
+         golden files"
     );
     assert!(
         dir.is_dir(),
         "{test}: {EXTRA_GOLDEN_VAR}={} is not a directory",
         dir.display()
     );
-    Some(dir)
+    dir
 }
 
-/// The path of a full-size case in `$RSP_EXTRA_GOLDEN` (`None` when unset, see
-/// [`extra_golden_dir`]). A missing file is a failure.
-pub fn extra_golden_path(case: &str, test: &str) -> Option<PathBuf> {
-    let path = extra_golden_dir(test)?.join(format!("{case}.safetensors"));
+/// The path of a full-size case in `$RSP_EXTRA_GOLDEN` (see [`extra_golden_dir`]). A
+/// missing file is a failure.
+pub fn extra_golden_path(case: &str, test: &str) -> PathBuf {
+    let path = extra_golden_dir(test).join(format!("{case}.safetensors"));
     assert!(
         path.is_file(),
         "{test}: {EXTRA_GOLDEN_VAR} is set but {} is missing",
         path.display()
     );
-    Some(path)
+    path
 }
 
-/// A full-size golden case from `$RSP_EXTRA_GOLDEN` (`None` when unset).
-pub fn extra_golden(case: &str, test: &str) -> Option<TensorFile> {
-    extra_golden_path(case, test).map(|p| read_golden(&p))
+/// A full-size golden case from `$RSP_EXTRA_GOLDEN`.
+pub fn extra_golden(case: &str, test: &str) -> TensorFile {
+    read_golden(&extra_golden_path(case, test))
 }
 
 pub fn get(f: &TensorFile, name: &str) -> Tensor {
@@ -108,26 +127,18 @@ pub fn random(shape: &[usize], seed: u64) -> Tensor {
 /// adapter the tests run on (lavapipe, the NVIDIA machine) has shader f16, so its
 /// absence is a failure here, not a skip.
 pub fn gpu_f16() -> &'static GpuContext {
-    static CTX: OnceLock<GpuContext> = OnceLock::new();
-    CTX.get_or_init(|| {
-        GpuContext::new(&ContextOptions {
-            precision: rsp::gpu::Precision::F16,
-            ..Default::default()
-        })
-        .unwrap_or_else(|e| panic!("f16 tests need an adapter with shader f16: {e:#}"))
+    gpu_with(ContextOptions {
+        precision: rsp::gpu::Precision::F16,
+        ..Default::default()
     })
 }
 
 /// A context on the default adapter with only the layer weights in f16
 /// (`--weights-dtype f16`); activations stay f32.
 pub fn gpu_f16_weights() -> &'static GpuContext {
-    static CTX: OnceLock<GpuContext> = OnceLock::new();
-    CTX.get_or_init(|| {
-        GpuContext::new(&ContextOptions {
-            weights: rsp::gpu::DType::F16,
-            ..Default::default()
-        })
-        .unwrap_or_else(|e| panic!("f16 weight tests need an adapter with shader f16: {e:#}"))
+    gpu_with(ContextOptions {
+        weights: rsp::gpu::DType::F16,
+        ..Default::default()
     })
 }
 
@@ -148,23 +159,18 @@ pub fn exact_tile_variants() -> Vec<String> {
         .collect()
 }
 
-/// A context on the default adapter that runs every convolution GEMM with
-/// `exact_tile_variants()[i]` (one context per variant, created once).
-pub fn gpu_with_tile(i: usize) -> &'static GpuContext {
-    // One slot per exact tile variant, however many the registry holds.
-    static CTXS: OnceLock<Vec<OnceLock<GpuContext>>> = OnceLock::new();
-    let slots = CTXS.get_or_init(|| {
-        (0..exact_tile_variants().len())
-            .map(|_| OnceLock::new())
-            .collect()
-    });
-    slots[i].get_or_init(|| {
-        GpuContext::new(&ContextOptions {
-            gemm_kernel: Some(exact_tile_variants()[i].clone()),
-            ..Default::default()
-        })
-        .unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e:#}"))
+/// A context on the default adapter that runs every convolution GEMM with the variant
+/// `name` (shared, see [`gpu_with`]).
+pub fn gpu_forcing(name: &str) -> &'static GpuContext {
+    gpu_with(ContextOptions {
+        gemm_kernel: Some(name.to_string()),
+        ..Default::default()
     })
+}
+
+/// [`gpu_forcing`] `exact_tile_variants()[i]`.
+pub fn gpu_with_tile(i: usize) -> &'static GpuContext {
+    gpu_forcing(&exact_tile_variants()[i])
 }
 
 /// `t` with every value rounded to the nearest f16 (what the f16 weight mode stores).

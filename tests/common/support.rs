@@ -370,16 +370,48 @@ pub fn resnet_state(
 /// Runs `f` once on a context forcing each exact tile variant (every tiled shape and
 /// every large tile the adapter holds) and checks that all give bit-identical outputs
 /// (each sums K in the same order); returns the first one's.
-pub fn each_tile(what: &str, f: impl Fn(&mut Recorder<'static>) -> Vec<GpuTensor>) -> Vec<Tensor> {
+pub fn each_tile(what: &str, f: &dyn Fn(&mut Recorder<'static>) -> Vec<GpuTensor>) -> Vec<Tensor> {
+    on_tiles(what, true, f)
+}
+
+/// [`each_tile`] over the checked tiled shapes only: the op tests run the large tiles,
+/// whose kernels are the costliest to build, on one case per op and mode, and every
+/// tiled shape on every case.
+pub fn each_tile_shape(
+    what: &str,
+    f: &dyn Fn(&mut Recorder<'static>) -> Vec<GpuTensor>,
+) -> Vec<Tensor> {
+    on_tiles(what, false, f)
+}
+
+/// `f` on the shared default context only (the heuristic tile), with [`each_tile`]'s
+/// signature: for the cases a test checks against the CPU reference alone, once
+/// [`each_tile`] has compared every variant on one of its cases.
+pub fn default_tile(
+    _what: &str,
+    f: &dyn Fn(&mut Recorder<'static>) -> Vec<GpuTensor>,
+) -> Vec<Tensor> {
+    run(f)
+}
+
+fn on_tiles(
+    what: &str,
+    large: bool,
+    f: &dyn Fn(&mut Recorder<'static>) -> Vec<GpuTensor>,
+) -> Vec<Tensor> {
+    use rsp::gpu::shaders::Skeleton;
     let mut first: Option<Vec<Tensor>> = None;
     for (i, name) in common::exact_tile_variants().into_iter().enumerate() {
+        let kernel = rsp::ops::gemm::GemmKernel::parse(&name).expect("a variant name");
+        if kernel.skeleton == Skeleton::Large && !large {
+            continue;
+        }
         let ctx = common::gpu_with_tile(i);
         assert_eq!(ctx.gemm_kernel.as_deref(), Some(name.as_str()));
-        let kernel = rsp::ops::gemm::GemmKernel::parse(&name).expect("a variant name");
         if !kernel.supported(ctx) {
             continue;
         }
-        let outs = run_on(ctx, &f);
+        let outs = run_on(ctx, f);
         match &first {
             None => first = Some(outs),
             Some(want) => {

@@ -9,9 +9,9 @@
 //! bound. With `$RSP_EXTRA_GOLDEN`, the full-size Bottleneck case is checked the same
 //! way, autotuned and forced.
 
-mod common;
-
+use crate::common;
 use std::path::Path;
+use std::sync::Mutex;
 
 use rsp::compare::{compare, Tolerance};
 use rsp::explain::{explain, Method, Request};
@@ -22,35 +22,15 @@ use rsp::models::weights::TensorFile;
 use rsp::ops::gemm::{GemmKernel, Offer};
 use rsp::{Model, Tensor};
 
-/// Variants forced for whole explanations: one unchecked tile and two large tiles (the
-/// tile shapes themselves are compared kernel by kernel in ops_gpu.rs and
-/// rules_gpu.rs), direct
-/// kernels of both block heights at the narrowest and widest lane counts, the
-/// subgroup kernel (where the adapter has 8-wide subgroups) and the dot-product kernel
-/// (one output per invocation; the inexact tree-sum kernel is forced in the extra
-/// golden test below, against the golden tolerance).
-const FORCED: [&str; 9] = [
-    "tiled-64x16-unchecked",
-    "large-128x128-k16",
-    "large-64x128-k32",
-    "direct-4x8",
-    "direct-8x64",
-    "direct-8x16",
-    "subgroup-32x32",
-    "subgroup-32x32-packb",
-    "dot-64",
-];
-
-/// Forced variants also run with naga's runtime checks: one per skeleton (the
-/// subgroup kernel runs the packing skeleton too).
-const CHECKED: [&str; 5] = [
+/// Forced variants also run with naga's runtime checks: one per skeleton (the subgroup
+/// kernel runs the packing skeleton too).
+const ONE_PER_SKELETON: [&str; 5] = [
     "tiled-64x16-unchecked",
     "large-128x128-k16",
     "direct-8x16",
     "subgroup-32x32",
     "dot-64",
 ];
-
 /// Every variant of the registry but the test hook.
 fn all_variants() -> Vec<GemmKernel> {
     GemmKernel::all()
@@ -106,43 +86,88 @@ fn assert_bit_identical(what: &str, a: &[Tensor], b: &[Tensor]) {
     }
 }
 
+/// The fallback's maps of a golden case (the default context), computed once.
+fn fallback_maps(case: &'static str) -> &'static [Tensor] {
+    static MAPS: Mutex<Vec<(&str, &'static [Tensor])>> = Mutex::new(Vec::new());
+    if let Some((_, m)) = MAPS.lock().unwrap().iter().find(|(c, _)| *c == case) {
+        return m;
+    }
+    let m: &'static [Tensor] = Box::leak(maps(common::gpu(), case).into_boxed_slice());
+    MAPS.lock().unwrap().push((case, m));
+    m
+}
+
+/// `name` forced for whole explanations of the smallest golden case (RSP and LRP-α1β0
+/// together run every GEMM mode) gives the fallback's maps bit for bit and the golden
+/// map within tolerance; for one variant per skeleton, also with naga's runtime checks
+/// compiled in (the kernels' own guards already keep every access in bounds, so nothing
+/// may change). The convolution geometries of the ResNets (7×7 stride-2 stem, 1×1 and
+/// stride-2 layers) meet every tile variant in ops.rs and rules.rs, and every forced
+/// variant on the full-size Bottleneck ResNet in the extra test below.
+fn forced_variant_gives_the_fallback_maps_and_golden_parity(name: &str) {
+    let case = "vgg_tiny";
+    let variant = GemmKernel::parse(name).unwrap();
+    let ctx = common::gpu_forcing(name);
+    if !variant.supported(ctx) {
+        println!("{name}: not supported by this adapter");
+        return;
+    }
+    let got = maps(ctx, case);
+    assert_bit_identical(&format!("{case} {variant}"), &got, fallback_maps(case));
+    compare(
+        &format!("{case} {variant} rsp.gradcam.out"),
+        &got[0],
+        &common::get(&common::golden(case), "rsp.gradcam.out"),
+        Tolerance::GOLDEN,
+    )
+    .unwrap();
+    if ONE_PER_SKELETON.contains(&name) {
+        let checked = context(ContextOptions {
+            gemm_kernel: Some(variant.to_string()),
+            checked_shaders: true,
+            ..Default::default()
+        });
+        let got_checked = maps(&checked, case);
+        assert_bit_identical(&format!("{case} {variant} checked"), &got_checked, &got);
+    }
+}
+
+/// One test per variant forced for whole explanations, so the harness runs them side
+/// by side: one unchecked tile and two large tiles (every tile shape is compared
+/// kernel by kernel in ops.rs and rules.rs), direct kernels of both block heights at
+/// the narrowest and widest lane counts, both subgroup kernels (where the adapter has
+/// 8-wide subgroups) and the dot-product kernel (one output per invocation; the inexact
+/// tree-sum kernel is forced in the extra golden test below, against the golden
+/// tolerance).
+macro_rules! forced_variant_tests {
+    ($($test:ident: $name:literal,)*) => {
+        /// Every variant the tests below force.
+        const FORCED: &[&str] = &[$($name),*];
+        $(
+            #[test]
+            fn $test() {
+                forced_variant_gives_the_fallback_maps_and_golden_parity($name);
+            }
+        )*
+    };
+}
+
+forced_variant_tests! {
+    forced_tiled_64x16_unchecked: "tiled-64x16-unchecked",
+    forced_large_128x128_k16: "large-128x128-k16",
+    forced_large_64x128_k32: "large-64x128-k32",
+    forced_direct_4x8: "direct-4x8",
+    forced_direct_8x64: "direct-8x64",
+    forced_direct_8x16: "direct-8x16",
+    forced_subgroup_32x32: "subgroup-32x32",
+    forced_subgroup_32x32_packb: "subgroup-32x32-packb",
+    forced_dot_64: "dot-64",
+}
+
 #[test]
-fn every_forced_variant_gives_the_fallback_maps_and_golden_parity() {
-    for case in ["vgg_tiny", "resnet_bottleneck_narrow"] {
-        let fallback = maps(common::gpu(), case);
-        let golden = common::golden(case);
-        for name in FORCED {
-            let variant = GemmKernel::parse(name).unwrap();
-            let ctx = context(ContextOptions {
-                gemm_kernel: Some(variant.to_string()),
-                ..Default::default()
-            });
-            if !variant.supported(&ctx) {
-                continue;
-            }
-            let got = maps(&ctx, case);
-            assert_bit_identical(&format!("{case} {variant}"), &got, &fallback);
-            compare(
-                &format!("{case} {variant} rsp.gradcam.out"),
-                &got[0],
-                &common::get(&golden, "rsp.gradcam.out"),
-                Tolerance::GOLDEN,
-            )
-            .unwrap();
-            // The same variant with naga's runtime checks compiled in: the kernels' own
-            // guards already keep every access in bounds, so nothing may change. (One
-            // variant per skeleton, on one case: checked builds recompile everything.)
-            if case != "vgg_tiny" || !CHECKED.contains(&name) {
-                continue;
-            }
-            let checked = context(ContextOptions {
-                gemm_kernel: Some(variant.to_string()),
-                checked_shaders: true,
-                ..Default::default()
-            });
-            let got_checked = maps(&checked, case);
-            assert_bit_identical(&format!("{case} {variant} checked"), &got_checked, &got);
-        }
+fn one_variant_per_skeleton_is_among_the_forced_ones() {
+    for name in ONE_PER_SKELETON {
+        assert!(FORCED.contains(&name), "{name}");
     }
 }
 
@@ -152,11 +177,10 @@ fn every_forced_variant_gives_the_fallback_maps_and_golden_parity() {
 /// tolerance; with the inexact variants offered or forced (Winograd, split-fp32 where
 /// the adapter has matrix units), the golden tolerance.
 #[test]
+#[ignore = "needs $RSP_EXTRA_GOLDEN (the full-size golden files); .ci/run runs it"]
 fn extra_resnet_tiny_golden_parity_autotuned_and_forced() {
     let test = "extra_resnet_tiny_golden_parity_autotuned_and_forced";
-    let Some(f) = common::extra_golden("resnet_tiny", test) else {
-        return;
-    };
+    let f = common::extra_golden("resnet_tiny", test);
     let want = common::get(&f, "rsp.gradcam.out");
     let fallback = maps_of(common::gpu(), &f);
     let dir = tempfile::tempdir().unwrap();
@@ -220,16 +244,49 @@ fn extra_resnet_tiny_golden_parity_autotuned_and_forced() {
 
 /// Each matrix-unit variant forced for whole explanations on the in-repository cases
 /// (and once with naga's runtime checks): within its bound of the fallback's maps,
-/// and split-fp32 within the golden tolerance. lavapipe has no cooperative matrices,
-/// so there this says so and checks nothing; on such a device the variants are never
-/// offered either.
+/// and split-fp32 within the golden tolerance. On an adapter without cooperative
+/// matrices (lavapipe) the variants are not supported, and forcing one builds no
+/// cooperative-matrix module and gives the fallback's maps of its precision bit for bit.
 #[test]
 fn matrix_unit_variants_hold_their_tolerance_where_the_adapter_has_them() {
     if !common::gpu().adapter.matrix_f16_f32 {
-        eprintln!(
-            "{}: no 16x16x16 f16->f32 cooperative matrices; the matrix-unit variants are not offered here",
+        println!(
+            "{}: no 16x16x16 f16->f32 cooperative matrices; checking that the matrix-unit \
+             variants are never run",
             common::gpu().adapter.name
         );
+        for (name, precision, _) in MATRIX_UNIT_VARIANTS {
+            let ctx = context(ContextOptions {
+                gemm_kernel: Some(name.to_string()),
+                precision,
+                ..Default::default()
+            });
+            assert!(
+                !ctx.matrix_units,
+                "{name}: matrix units on an adapter without them"
+            );
+            assert!(
+                !GemmKernel::parse(name).unwrap().supported(&ctx),
+                "{name}: supported on an adapter without cooperative matrices"
+            );
+            let got = maps(&ctx, "vgg_tiny");
+            if let Some(m) = ctx
+                .built_modules()
+                .iter()
+                .find(|s| s.shader.skeleton.needs_cooperative_matrix())
+            {
+                panic!("{name}: built {} without cooperative matrices", m.label());
+            }
+            let fallback = match precision {
+                Precision::F32 => common::gpu(),
+                Precision::F16 => common::gpu_f16(),
+            };
+            assert_bit_identical(
+                &format!("vgg_tiny {name} forced without matrix units"),
+                &got,
+                &maps(fallback, "vgg_tiny"),
+            );
+        }
         return;
     }
     for case in ["vgg_tiny", "resnet_bottleneck_narrow"] {
@@ -325,13 +382,38 @@ fn tuned(path: &Path, mode: Autotune, broken: bool) -> (GpuContext, Vec<Tensor>)
     (ctx, m)
 }
 
+/// The logits of the smallest golden case on a context tuning with `mode` into `path`
+/// (the exact variants only), or on the default context: the forward pass's problems
+/// are enough to show what the tuner keeps and when it re-times (whole autotuned
+/// explanations are compared in the test after this one).
+fn tuned_logits(path: Option<&Path>, mode: Autotune) -> (Option<GpuContext>, Vec<Tensor>) {
+    let f = common::golden("vgg_tiny");
+    let model = Model::from_tensors(&f).unwrap();
+    let input = common::get(&f, "input");
+    let ctx = path.map(|path| {
+        context(ContextOptions {
+            autotune: mode,
+            autotune_cache: Some(path.to_path_buf()),
+            exact_kernels: true,
+            ..Default::default()
+        })
+    });
+    let on = ctx.as_ref().unwrap_or(common::gpu());
+    let logits = GpuModel::upload(on, &model).predict(on, &input).unwrap();
+    (ctx, vec![logits])
+}
+
 #[test]
 fn autotune_cache_is_written_once_reused_and_rebuilt_when_damaged() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("autotune.json");
-    let reference = maps(common::gpu(), "vgg_tiny");
+    let (_, reference) = tuned_logits(None, Autotune::Off);
+    let tune = |path: &Path, mode| {
+        let (ctx, logits) = tuned_logits(Some(path), mode);
+        (ctx.unwrap(), logits)
+    };
 
-    let (first, m1) = tuned(&path, Autotune::On, false);
+    let (first, m1) = tune(&path, Autotune::On);
     let tuned_keys = first.tuner.measured();
     assert!(!tuned_keys.is_empty(), "nothing was tuned");
     assert!(path.exists(), "cache file not written");
@@ -339,7 +421,7 @@ fn autotune_cache_is_written_once_reused_and_rebuilt_when_damaged() {
     let written = std::fs::read_to_string(&path).unwrap();
 
     // Same cache: nothing is timed again, same choices, same maps.
-    let (second, m2) = tuned(&path, Autotune::On, false);
+    let (second, m2) = tune(&path, Autotune::On);
     assert!(
         second.tuner.measured().is_empty(),
         "re-timed {:?}",
@@ -355,7 +437,7 @@ fn autotune_cache_is_written_once_reused_and_rebuilt_when_damaged() {
         } else {
             std::fs::remove_file(&path).unwrap();
         }
-        let (again, m3) = tuned(&path, Autotune::On, false);
+        let (again, m3) = tune(&path, Autotune::On);
         assert_eq!(again.tuner.measured().len(), tuned_keys.len(), "{damage}");
         assert_bit_identical(damage, &m3, &reference);
         let text = std::fs::read_to_string(&path).unwrap();
@@ -363,7 +445,7 @@ fn autotune_cache_is_written_once_reused_and_rebuilt_when_damaged() {
     }
 
     // Fresh re-times everything even with a good file.
-    let (fresh, _) = tuned(&path, Autotune::Fresh, false);
+    let (fresh, _) = tune(&path, Autotune::Fresh);
     assert_eq!(fresh.tuner.measured().len(), tuned_keys.len());
 }
 

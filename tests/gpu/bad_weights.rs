@@ -1,16 +1,14 @@
 //! Broken weight files: `Model::from_file` must return an error (never panic) whose
 //! message names the file and, where there is one, the offending tensor.
 
-mod common;
-mod support;
-
+use crate::common;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use rsp::Model;
 use safetensors::tensor::Dtype;
 
-use support::{resnet_state, save_raw, vgg_state, StateDict};
+use crate::support::{resnet_state, save_raw, vgg_state, StateDict};
 
 const VGG_CFG: [Option<usize>; 5] = [Some(8), None, Some(13), Some(11), None];
 

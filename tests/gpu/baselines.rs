@@ -7,11 +7,9 @@
 //! textbook formula, the gradient matches finite differences, and the bilinear resize
 //! matches torch's values.
 //!
-//! `cargo test --release --test baselines_gpu -- --nocapture` prints every error.
+//! `cargo test --release --test gpu baselines:: -- --nocapture` prints every error.
 
-mod common;
-mod support;
-
+use crate::{common, support};
 use rsp::compare::{compare, Tolerance};
 use rsp::explain::{explain, noisy_copies, Method, Request, Smooth};
 use rsp::gpu::Recorder;
@@ -21,7 +19,7 @@ use rsp::reference::{baselines as refb, model as refmodel};
 use rsp::{Model, Tensor};
 use safetensors::tensor::Dtype;
 
-use support::{assert_close, resnet_state, vgg_state, StateDict, REL_TOL};
+use crate::support::{assert_close, resnet_state, vgg_state, StateDict, REL_TOL};
 
 const VGG_CFG: [Option<usize>; 5] = [Some(8), None, Some(13), Some(11), None];
 

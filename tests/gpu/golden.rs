@@ -3,8 +3,7 @@
 //! `tests/golden/` always, the full-size ones of `$RSP_EXTRA_GOLDEN` in the `extra_*`
 //! tests (see `tests/golden/README.md`).
 
-mod common;
-
+use crate::common;
 use rsp::compare::{compare, Tolerance};
 use rsp::explain::{explain, Request};
 use rsp::gpu::{Backend, ContextOptions, DeviceLimits, GpuContext};
@@ -138,34 +137,57 @@ fn resnet_basic_narrow_matches_golden_on_gpu() {
 
 /// The full-size Bottleneck case (46 MB, not in the repository) from `$RSP_EXTRA_GOLDEN`.
 #[test]
+#[ignore = "needs $RSP_EXTRA_GOLDEN (the full-size golden files); .ci/run runs it"]
 fn extra_resnet_tiny_matches_golden_on_gpu() {
     let test = "extra_resnet_tiny_matches_golden_on_gpu";
-    if let Some(f) = common::extra_golden("resnet_tiny", test) {
-        check_file("resnet_tiny", &f);
-    }
+    check_file("resnet_tiny", &common::extra_golden("resnet_tiny", test));
 }
 
-/// WebGPU's default limits (256 invocations and 16 KiB of workgroup memory per
-/// workgroup, 8 storage buffers per stage) instead of lavapipe's larger ones, with
-/// every kernel variant that fits them timed and checked by the autotuner: the golden
-/// cases still pass, so rsp does not rely on lavapipe's limits.
-#[test]
-fn golden_cases_pass_under_webgpu_default_limits() {
-    let cache = tempfile::tempdir().unwrap();
-    let ctx = GpuContext::new(&ContextOptions {
+/// A context opened with WebGPU's default limits (256 invocations and 16 KiB of
+/// workgroup memory per workgroup, 8 storage buffers per stage) instead of lavapipe's
+/// larger ones; `tuned`: every kernel variant that fits them is timed and checked by the
+/// autotuner afresh (shared by the tests that ask for the same).
+fn webgpu_default_limits(tuned: bool) -> &'static GpuContext {
+    let ctx = common::gpu_with(ContextOptions {
         limits: DeviceLimits::WebGpuDefault,
-        autotune: rsp::gpu::Autotune::Fresh,
-        autotune_cache: Some(cache.path().join("autotune.json")),
+        autotune: if tuned {
+            rsp::gpu::Autotune::Fresh
+        } else {
+            rsp::gpu::Autotune::Off
+        },
+        autotune_cache: tuned.then(|| {
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("webgpu-default-limits.json")
+        }),
         ..Default::default()
-    })
-    .unwrap();
+    });
     assert_eq!(ctx.limits.max_compute_invocations_per_workgroup, 256);
     assert_eq!(ctx.limits.max_compute_workgroup_storage_size, 16384);
-    for case in common::GOLDEN_CASES {
-        check_file_on(&ctx, case, &common::golden(case));
-    }
+    ctx
+}
+
+/// Under WebGPU's default limits, with every kernel variant that fits them timed and
+/// checked by the autotuner on the smallest golden case (every GEMM mode): golden
+/// parity, so rsp does not rely on lavapipe's limits. The ResNet cases run under the
+/// same limits with the heuristic kernels (the tests below).
+#[test]
+fn vgg_tiny_passes_under_webgpu_default_limits_autotuned_afresh() {
+    let ctx = webgpu_default_limits(true);
+    check_file_on(ctx, "vgg_tiny", &common::golden("vgg_tiny"));
     let built = ctx.built_modules();
     assert!(built.len() > 20, "{} modules", built.len());
+    assert!(!ctx.tuner.measured().is_empty(), "nothing was tuned");
+}
+
+#[test]
+fn resnet_bottleneck_narrow_passes_under_webgpu_default_limits() {
+    let case = "resnet_bottleneck_narrow";
+    check_file_on(webgpu_default_limits(false), case, &common::golden(case));
+}
+
+#[test]
+fn resnet_basic_narrow_passes_under_webgpu_default_limits() {
+    let case = "resnet_basic_narrow";
+    check_file_on(webgpu_default_limits(false), case, &common::golden(case));
 }
 
 /// `wgpu::Limits::downlevel_defaults()` (4 storage buffers per stage) cannot hold the
@@ -186,20 +208,32 @@ fn downlevel_limits_are_refused_clearly() {
     );
 }
 
-/// The OpenGL backend (llvmpipe's GL 4.5 through EGL here): golden parity like Vulkan.
-#[test]
-fn golden_cases_pass_on_the_gl_backend() {
-    let ctx = GpuContext::new(&ContextOptions {
+/// A context on the OpenGL backend (llvmpipe's GL 4.5 through EGL here), shared.
+fn gl() -> &'static GpuContext {
+    let ctx = common::gpu_with(ContextOptions {
         backend: Backend::Gl,
         ..Default::default()
-    })
-    .unwrap_or_else(|e| {
-        panic!("the GL backend needs an EGL driver (CI installs libegl-mesa0): {e:#}")
     });
     assert_eq!(ctx.adapter.backend, wgpu::Backend::Gl);
-    for case in common::GOLDEN_CASES {
-        check_file_on(&ctx, case, &common::golden(case));
-    }
+    ctx
+}
+
+/// The OpenGL backend: golden parity like Vulkan, one test per case.
+#[test]
+fn vgg_tiny_passes_on_the_gl_backend() {
+    check_file_on(gl(), "vgg_tiny", &common::golden("vgg_tiny"));
+}
+
+#[test]
+fn resnet_bottleneck_narrow_passes_on_the_gl_backend() {
+    let case = "resnet_bottleneck_narrow";
+    check_file_on(gl(), case, &common::golden(case));
+}
+
+#[test]
+fn resnet_basic_narrow_passes_on_the_gl_backend() {
+    let case = "resnet_basic_narrow";
+    check_file_on(gl(), case, &common::golden(case));
 }
 
 /// `--precision f16` against f32 on one golden model for every method (RSP with both
@@ -267,37 +301,37 @@ fn methods() -> Vec<(String, Request)> {
 /// about 4× what was measured on lavapipe (docs/precision.md); the gradient methods
 /// move most, through ReLU and max-pool decisions on f16 activations.
 #[test]
-fn f16_precision_stays_close_to_the_f32_explanation() {
+fn vgg_tiny_f16_precision_stays_close_to_the_f32_explanation() {
     // rsp, rsp-comparative, gradcam, gradient, gradxinput, lrp-eps, lrp-ab, clrp,
     // sglrp, rap
-    for (case, bounds) in [
-        (
-            "vgg_tiny",
-            [
-                5e-2, 2e-2, 1e-3, 0.35, 0.35, 0.15, 2.5e-2, 1.5e-2, 3e-2, 3e-2,
-            ],
-        ),
-        (
-            "resnet_bottleneck_narrow",
-            [8e-3, 3e-3, 6e-4, 0.12, 0.12, 4e-3, 2e-3, 0.15, 8e-2, 8e-3],
-        ),
-        (
-            "resnet_basic_narrow",
-            [
-                3e-2, 5e-2, 1.2e-3, 0.15, 0.25, 2.5e-2, 2.5e-2, 3.5e-2, 1.5e-2, 4.5e-2,
-            ],
-        ),
-    ] {
-        check_f16(case, &common::golden(case), &bounds);
-    }
+    let bounds = [
+        5e-2, 2e-2, 1e-3, 0.35, 0.35, 0.15, 2.5e-2, 1.5e-2, 3e-2, 3e-2,
+    ];
+    check_f16("vgg_tiny", &common::golden("vgg_tiny"), &bounds);
+}
+
+#[test]
+fn resnet_bottleneck_narrow_f16_precision_stays_close_to_the_f32_explanation() {
+    let bounds = [8e-3, 3e-3, 6e-4, 0.12, 0.12, 4e-3, 2e-3, 0.15, 8e-2, 8e-3];
+    let case = "resnet_bottleneck_narrow";
+    check_f16(case, &common::golden(case), &bounds);
+}
+
+#[test]
+fn resnet_basic_narrow_f16_precision_stays_close_to_the_f32_explanation() {
+    let bounds = [
+        3e-2, 5e-2, 1.2e-3, 0.15, 0.25, 2.5e-2, 2.5e-2, 3.5e-2, 1.5e-2, 4.5e-2,
+    ];
+    let case = "resnet_basic_narrow";
+    check_f16(case, &common::golden(case), &bounds);
 }
 
 /// `--precision f16` on the full-size Bottleneck case of `$RSP_EXTRA_GOLDEN`.
 #[test]
+#[ignore = "needs $RSP_EXTRA_GOLDEN (the full-size golden files); .ci/run runs it"]
 fn extra_f16_precision_stays_close_on_resnet_tiny() {
     let test = "extra_f16_precision_stays_close_on_resnet_tiny";
-    if let Some(f) = common::extra_golden("resnet_tiny", test) {
-        let bounds = [0.1, 4e-2, 4e-4, 0.3, 0.3, 0.3, 0.1, 6e-3, 8e-2, 7e-2];
-        check_f16("resnet_tiny", &f, &bounds);
-    }
+    let f = common::extra_golden("resnet_tiny", test);
+    let bounds = [0.1, 4e-2, 4e-4, 0.3, 0.3, 0.3, 0.1, 6e-3, 8e-2, 7e-2];
+    check_f16("resnet_tiny", &f, &bounds);
 }

@@ -7,11 +7,9 @@
 //! Also: float16/bfloat16 weights, the `model.` prefix, timm's VGG head layout, weights
 //! split over several bindings, batches vs single images, and determinism.
 //!
-//! `cargo test --release --test models_gpu -- --nocapture` prints every measured error.
+//! `cargo test --release --test gpu models:: -- --nocapture` prints every measured error.
 
-mod common;
-mod support;
-
+use crate::{common, support};
 use std::path::PathBuf;
 
 use rsp::compare::{compare, Tolerance};
@@ -24,7 +22,7 @@ use rsp::reference::model as refmodel;
 use rsp::{Init, Model, Tensor};
 use safetensors::tensor::Dtype;
 
-use support::{assert_bits_eq, assert_close, resnet_state, vgg_state, StateDict, REL_TOL};
+use crate::support::{assert_bits_eq, assert_close, resnet_state, vgg_state, StateDict, REL_TOL};
 
 /// VGG config `[8, 'M', 13, 11, 'M']`.
 const VGG_CFG: [Option<usize>; 5] = [Some(8), None, Some(13), Some(11), None];

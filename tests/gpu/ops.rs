@@ -4,11 +4,9 @@
 //! Criterion: `max|gpu − cpu| / max|cpu| ≤ 1e-5` (exact equality where the op does no
 //! arithmetic that could round differently).
 //!
-//! `cargo test --release --test ops_gpu -- --nocapture` prints every measured error.
+//! `cargo test --release --test gpu ops:: -- --nocapture` prints every measured error.
 
-mod common;
-mod support;
-
+use crate::{common, support};
 use rsp::gpu::{ContextOptions, GpuContext, GpuTensor, Recorder};
 use rsp::layers::{BatchNorm2d, Conv2d, ConvGeometry, Linear, MaxPool2d};
 use rsp::ops::{self, GpuBatchNorm, GpuConv, GpuLinear, NO_CLASS};
@@ -16,7 +14,9 @@ use rsp::reference::model::comparative_classes;
 use rsp::reference::ops as cpu;
 use rsp::Tensor;
 
-use support::{assert_bits_eq, assert_close, each_tile, map, run, run1, uniform, REL_TOL};
+use crate::support::{
+    assert_bits_eq, assert_close, each_tile, each_tile_shape, map, run, run1, uniform, REL_TOL,
+};
 
 /// `(n, c_in, h, w, c_out, kh, kw, stride, padding)`
 type ConvCase = (
@@ -52,6 +52,20 @@ fn tile_cases() -> impl Iterator<Item = &'static ConvCase> {
     CONV_CASES.iter().chain(std::iter::once(&LARGE_TILE_CASE))
 }
 
+/// Every exact tile variant on [`LARGE_TILE_CASE`] (the large tiles' interior and edge
+/// tiles), every tiled shape on the other cases.
+fn tiles_for(
+    case: &ConvCase,
+    what: &str,
+    f: impl Fn(&mut Recorder<'static>) -> Vec<GpuTensor>,
+) -> Vec<Tensor> {
+    if case == &LARGE_TILE_CASE {
+        each_tile(what, &f)
+    } else {
+        each_tile_shape(what, &f)
+    }
+}
+
 fn conv_layer(case: &ConvCase, seed: u64, bias: bool) -> Conv2d {
     let &(_, ci, _, _, co, kh, kw, s, p) = case;
     Conv2d {
@@ -69,7 +83,7 @@ fn conv2d_forward_bias_and_fused_relu() {
         let bias = i != 3; // one bias-free convolution
         let conv = conv_layer(case, 100 + i as u64, bias);
         let x = common::random(&[n, ci, h, w], 200 + i as u64);
-        let [plain, relu]: [Tensor; 2] = each_tile(&format!("conv2d {case:?}"), |rec| {
+        let [plain, relu]: [Tensor; 2] = tiles_for(case, &format!("conv2d {case:?}"), |rec| {
             let gc = GpuConv::upload(rec.ctx, &conv);
             let xg = rec.ctx.upload(&x);
             vec![
@@ -105,7 +119,7 @@ fn conv2d_dgrad_matches_transposed_convolution() {
         let g = conv.geometry();
         let (ho, wo) = g.out_hw(h, w);
         let s = common::random(&[n, co, ho, wo], 400 + i as u64);
-        let out = each_tile(&format!("conv2d_dgrad {case:?}"), |rec| {
+        let out = tiles_for(case, &format!("conv2d_dgrad {case:?}"), |rec| {
             let wg = rec.ctx.upload(&conv.weight);
             let sg = rec.ctx.upload(&s);
             vec![ops::conv2d_dgrad(
@@ -132,7 +146,7 @@ fn conv2d_wgrad_matches_per_image_weight_gradient() {
         let (ho, wo) = g.out_hw(h, w);
         let x = common::random(&[n, ci, h, w], 600 + i as u64);
         let s = common::random(&[n, co, ho, wo], 700 + i as u64);
-        let out = each_tile(&format!("conv2d_wgrad {case:?}"), |rec| {
+        let out = tiles_for(case, &format!("conv2d_wgrad {case:?}"), |rec| {
             let xg = rec.ctx.upload(&x);
             let sg = rec.ctx.upload(&s);
             vec![ops::conv2d_wgrad(rec, &xg, &sg, &g)]
@@ -159,11 +173,16 @@ fn conv2d_wgrad_split_k_matches_reference() {
         assert!(splits > 1, "{case:?} should exercise split-K, got {splits}");
         let x = common::random(&[n, ci, h, w], 900 + i as u64);
         let s = common::random(&[n, co, ho, wo], 950 + i as u64);
-        let out = each_tile(&format!("conv2d_wgrad split {case:?}"), |rec| {
-            let xg = rec.ctx.upload(&x);
-            let sg = rec.ctx.upload(&s);
-            vec![ops::conv2d_wgrad(rec, &xg, &sg, &g)]
-        })
+        // The large tiles on the first split case.
+        let tiles = if i == 0 { each_tile } else { each_tile_shape };
+        let out = tiles(
+            &format!("conv2d_wgrad split {case:?}"),
+            &|rec: &mut Recorder<'static>| {
+                let xg = rec.ctx.upload(&x);
+                let sg = rec.ctx.upload(&s);
+                vec![ops::conv2d_wgrad(rec, &xg, &sg, &g)]
+            },
+        )
         .remove(0);
         let want = cpu::conv2d_wgrad(&x, &s, kh, kw, g.stride, g.padding);
         assert_close(
@@ -192,16 +211,21 @@ fn linear_forward_with_and_without_relu() {
         let in_f: usize = shape[1..].iter().product();
         let l = linear_layer(out_f, in_f, 800 + i as u64);
         let x = common::random(shape, 900 + i as u64);
-        let [plain, relu]: [Tensor; 2] = each_tile(&format!("linear {shape:?}"), |rec| {
-            let gl = GpuLinear::upload(rec.ctx, &l);
-            let xg = rec.ctx.upload(&x);
-            vec![
-                ops::linear(rec, &xg, &gl, false),
-                ops::linear(rec, &xg, &gl, true),
-            ]
-        })
-        .try_into()
-        .unwrap();
+        // The large tiles on the first case.
+        let tiles = if i == 0 { each_tile } else { each_tile_shape };
+        let [plain, relu]: [Tensor; 2] =
+            tiles(&format!("linear {shape:?}"), &|rec: &mut Recorder<
+                'static,
+            >| {
+                let gl = GpuLinear::upload(rec.ctx, &l);
+                let xg = rec.ctx.upload(&x);
+                vec![
+                    ops::linear(rec, &xg, &gl, false),
+                    ops::linear(rec, &xg, &gl, true),
+                ]
+            })
+            .try_into()
+            .unwrap();
         let want = cpu::linear(&x, &l);
         assert_eq!(want.shape, vec![n, out_f]);
         assert_close(
@@ -228,11 +252,16 @@ fn linear_grad_matches_input_gradient() {
     {
         let l = linear_layer(out_f, in_f, 1000 + i as u64);
         let g = common::random(&[rows, out_f], 1100 + i as u64);
-        let [out]: [Tensor; 1] = each_tile(&format!("linear_grad {rows} {out_f}"), |rec| {
-            let gl = GpuLinear::upload(rec.ctx, &l);
-            let gg = rec.ctx.upload(&g);
-            vec![ops::linear_grad(rec, &gg, &gl)]
-        })
+        // The large tiles on the first case.
+        let tiles = if i == 0 { each_tile } else { each_tile_shape };
+        let [out]: [Tensor; 1] = tiles(
+            &format!("linear_grad {rows} {out_f}"),
+            &|rec: &mut Recorder<'static>| {
+                let gl = GpuLinear::upload(rec.ctx, &l);
+                let gg = rec.ctx.upload(&g);
+                vec![ops::linear_grad(rec, &gg, &gl)]
+            },
+        )
         .try_into()
         .unwrap();
         let want = cpu::linear_backward_input(&g, &l);

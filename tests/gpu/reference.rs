@@ -3,11 +3,10 @@
 //! `tests/golden/README.md`), plus property tests of the individual rules (conservation,
 //! adjointness, tie-breaking).
 //!
-//! Run in release: `cargo test --release --test reference_golden -- --nocapture` prints
+//! Run in release: `cargo test --release --test gpu reference:: -- --nocapture` prints
 //! the measured error of every compared tensor.
 
-mod common;
-
+use crate::common;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -261,25 +260,24 @@ fn every_in_repo_golden_file_is_checked() {
 
 /// The full-size cases of `$RSP_EXTRA_GOLDEN` (not in the repository).
 #[test]
+#[ignore = "needs $RSP_EXTRA_GOLDEN (the full-size golden files); .ci/run runs it"]
 fn extra_full_size_cases_match_golden() {
     let test = "extra_full_size_cases_match_golden";
     for case in common::EXTRA_GOLDEN_CASES {
-        if let Some(path) = common::extra_golden_path(case, test) {
-            let (file, model) = load_path(case, &path);
-            check_case(case, &file, &model);
-            given_init_case(case, &file, &model);
-        }
+        let path = common::extra_golden_path(case, test);
+        let (file, model) = load_path(case, &path);
+        check_case(case, &file, &model);
+        given_init_case(case, &file, &model);
     }
 }
 
 /// The directory of `$RSP_EXTRA_GOLDEN` also holds the VGG case, which the repository
 /// ships a copy of: the copy must be the same bytes.
 #[test]
+#[ignore = "needs $RSP_EXTRA_GOLDEN (the full-size golden files); .ci/run runs it"]
 fn extra_vgg_tiny_is_the_in_repo_copy() {
     let test = "extra_vgg_tiny_is_the_in_repo_copy";
-    let Some(dir) = common::extra_golden_dir(test) else {
-        return;
-    };
+    let dir = common::extra_golden_dir(test);
     for name in ["vgg_tiny.safetensors", "vgg_tiny.json"] {
         let theirs = dir.join(name);
         let ours = common::golden_dir().join(name);

@@ -4,12 +4,11 @@
 //! conservation of relevance (Σ R_in = Σ R) measured on the GPU's own output.
 //! Criterion: `max|gpu − cpu| / max|cpu| ≤ 1e-5`.
 //!
-//! `cargo test --release --test rules_gpu -- --nocapture` prints every measured error.
+//! `cargo test --release --test gpu rules:: -- --nocapture` prints every measured error.
 
-mod common;
-mod support;
-
+use crate::{common, support};
 use rsp::explain::rsp::{rsp_maxpool_rule, rsp_residual_rule};
+use rsp::gpu::Recorder;
 use rsp::layers::{BatchNorm2d, Conv2d, ConvGeometry, MaxPool2d};
 use rsp::ops::rsp::sectional_conv;
 use rsp::ops::{live_mask_batch_norm, zbox_first_conv, GpuBatchNorm, GpuConv};
@@ -17,8 +16,9 @@ use rsp::reference::rsp as cpu;
 use rsp::reference::rules as cpu_rules;
 use rsp::Tensor;
 
-use support::{
-    abs_sum64, assert_close, each_tile, run, run1, signed_sparse, sum64, uniform, REL_TOL,
+use crate::support::{
+    abs_sum64, assert_close, default_tile, each_tile, each_tile_shape, run, run1, signed_sparse,
+    sum64, uniform, REL_TOL,
 };
 
 /// `|Σ R_in − Σ R| ≤ 1e-5 · |Σ R|` per image; R is built with a clear net sign so that
@@ -94,7 +94,15 @@ fn conv_rule_matches_reference() {
             let x = hidden_input(case, seed, x_zero);
             let r = signed_sparse(&[n, co, ho, wo], seed + 1, r_zero);
             let name = format!("conv_rule {case:?} zeros x {x_zero} r {r_zero}");
-            let out = each_tile(&name, |rec| {
+            // Every tile variant on the first case (3×3 stride 1, 67 output channels),
+            // every tiled shape on the stride-2 one; the other geometries (whose index
+            // arithmetic lives in the op file, not the tile) with the heuristic tile.
+            let tiles = match i {
+                0 => each_tile,
+                1 => each_tile_shape,
+                _ => default_tile,
+            };
+            let out = tiles(&name, &|rec: &mut Recorder<'static>| {
                 let xg = rec.ctx.upload(&x);
                 let rg = rec.ctx.upload(&r);
                 vec![sectional_conv(rec, &xg, &rg, &g)]
@@ -181,7 +189,12 @@ fn first_conv_rule_matches_reference() {
         // Normalised-image-like input (signed), relevance signed with exact zeros.
         let x = support::map(&common::random(&[n, 3, h, w], 2100 + i as u64), |v| v * 2.2);
         let r = signed_sparse(&[n, co, ho, wo], 2200 + i as u64, 0.3);
-        let out = each_tile(&format!("first_conv_rule {i}"), |rec| {
+        // Every tile variant on the first (7×7 stride-2 stem) case, the heuristic tile
+        // on the others.
+        let tiles = if i == 0 { each_tile } else { default_tile };
+        let out = tiles(&format!("first_conv_rule {i}"), &|rec: &mut Recorder<
+            'static,
+        >| {
             let gc = GpuConv::upload(rec.ctx, &conv);
             let xg = rec.ctx.upload(&x);
             let rg = rec.ctx.upload(&r);

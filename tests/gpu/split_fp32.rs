@@ -10,11 +10,10 @@
 //!
 //! Per output, `tol` = |x − ref| / (|ref| + median|ref|) (the project's tolerance
 //! metric) and `rel` = |x − ref| / |ref| over |ref| ≥ 1e-3 · max|ref|; each pooled over
-//! all problems. `cargo test --release --test split_fp32 -- --nocapture` prints the
+//! all problems. `cargo test --release --test gpu split_fp32:: -- --nocapture` prints the
 //! table `docs/split-fp32.md` quotes.
 
-mod common;
-
+use crate::common;
 use half::f16;
 
 use rsp::gpu::GpuContext;

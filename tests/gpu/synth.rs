@@ -4,8 +4,7 @@
 //! with the crate's loader and, on the GPU, reproduce the PyTorch logits stored in their
 //! metadata and classify generated test images well above chance.
 
-mod common;
-
+use crate::common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -5,11 +5,9 @@
 //! round differently from the direct kernels, so each test also checks that they are
 //! not bit-identical to the fallback's (so the variant really ran) while staying
 //! within the op tests' bound of the reference. Whole explanations with it are in
-//! `autotune_gpu.rs`.
+//! `autotune.rs`.
 
-mod common;
-mod support;
-
+use crate::{common, support};
 use std::sync::OnceLock;
 
 use rsp::gpu::{ContextOptions, GpuContext, Recorder};
@@ -20,7 +18,7 @@ use rsp::reference::ops as cpu_ops;
 use rsp::reference::rsp as cpu_rules;
 use rsp::Tensor;
 
-use support::{assert_close, run_on, signed_sparse, uniform, REL_TOL};
+use crate::support::{assert_close, run_on, signed_sparse, uniform, REL_TOL};
 
 fn winograd() -> &'static GpuContext {
     static CTX: OnceLock<GpuContext> = OnceLock::new();

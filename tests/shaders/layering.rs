@@ -468,7 +468,7 @@ fn lower_layers_never_reference_higher_ones_and_folders_are_acyclic() {
     for m in &declared {
         if rank(m).is_none() {
             failures.push(format!(
-                "src/lib.rs declares module `{m}`, which has no rank in tests/layering.rs RANKS"
+                "src/lib.rs declares module `{m}`, which has no rank in tests/shaders/layering.rs RANKS"
             ));
         }
     }

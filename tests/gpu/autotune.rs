@@ -102,8 +102,9 @@ fn fallback_maps(case: &'static str) -> &'static [Tensor] {
 /// map within tolerance; for one variant per skeleton, also with naga's runtime checks
 /// compiled in (the kernels' own guards already keep every access in bounds, so nothing
 /// may change). The convolution geometries of the ResNets (7×7 stride-2 stem, 1×1 and
-/// stride-2 layers) meet every tile variant in ops.rs and rules.rs, and every forced
-/// variant on the full-size Bottleneck ResNet in the extra test below.
+/// stride-2 layers) meet every tiled and large-tile variant in ops.rs and rules.rs, and
+/// every forced variant on the full-size Bottleneck ResNet in the extra test below
+/// (which `.ci/run` runs).
 fn forced_variant_gives_the_fallback_maps_and_golden_parity(name: &str) {
     let case = "vgg_tiny";
     let variant = GemmKernel::parse(name).unwrap();

@@ -575,13 +575,10 @@ fn write_tint_manifest(specs: &[ModuleSpec], beyond_default_limits: &HashSet<usi
     count
 }
 
-/// The external validators a worker runs, and its scratch files for them.
-struct Validators<'a> {
-    spirv_val: bool,
-    glslang: bool,
-    /// (SPIR-V, GLSL) scratch files of this worker.
-    files: &'a (PathBuf, PathBuf),
-    seen_glsl: &'a Mutex<HashSet<String>>,
+/// `spirv-val`, if installed, and this worker's scratch file for it.
+struct SpirvVal<'a> {
+    installed: bool,
+    file: &'a Path,
 }
 
 /// What translating one module found.
@@ -595,11 +592,15 @@ struct Checked {
     translated: usize,
     storage_buffers: u32,
     beyond_default_storage: bool,
+    /// The GLSL written, `(what, text)`, for glslangValidator (run over all of them
+    /// in a few batches afterwards: one process per text cost 0.14 s each).
+    glsl: Vec<(String, String)>,
 }
 
 /// `spec` specialised and written for every backend (and GLSL ES) whose adapters can
-/// offer its features, each output checked by the external validators where installed.
-fn check_module(spec: &ModuleSpec, default_storage: u32, tools: &Validators) -> Checked {
+/// offer its features, the SPIR-V checked by `spirv-val` where installed and the GLSL
+/// kept for [`validate_glsl`].
+fn check_module(spec: &ModuleSpec, default_storage: u32, spirv_val: &SpirvVal) -> Checked {
     let mut out = Checked::default();
     let label = spec.label();
     let s = match specialise(spec) {
@@ -637,26 +638,19 @@ fn check_module(spec: &ModuleSpec, default_storage: u32, tools: &Validators) -> 
                         // Debian bookworm's spirv-val (2023.1) predates
                         // SPV_KHR_cooperative_matrix.
                         Output::Spirv(words)
-                            if tools.spirv_val
+                            if spirv_val.installed
                                 && !spec.shader.skeleton.needs_cooperative_matrix() =>
                         {
                             validate_with(
                                 "spirv-val",
                                 &["--target-env", "vulkan1.1"],
-                                &tools.files.0,
+                                spirv_val.file,
                                 bytemuck::cast_slice(&words),
                             )
                         }
-                        Output::Glsl(text)
-                            if tools.glslang
-                                && tools.seen_glsl.lock().unwrap().insert(text.clone()) =>
-                        {
-                            validate_with(
-                                "glslangValidator",
-                                &["-S", "comp"],
-                                &tools.files.1,
-                                text.as_bytes(),
-                            )
+                        Output::Glsl(text) => {
+                            out.glsl.push((what.clone(), text));
+                            Ok(())
                         }
                         _ => Ok(()),
                     };
@@ -668,6 +662,70 @@ fn check_module(spec: &ModuleSpec, default_storage: u32, tools: &Validators) -> 
         }
     }
     out
+}
+
+/// glslangValidator over every distinct GLSL text (many modules write the same), the
+/// first module that wrote it naming it: batches of files per process, on `workers`
+/// threads; a failing batch is checked again file by file to name the culprits.
+fn validate_glsl<'a>(
+    written: impl Iterator<Item = &'a (String, String)>,
+    scratch: &Path,
+    workers: usize,
+) -> Vec<String> {
+    let mut seen: HashSet<&str> = HashSet::new();
+    let distinct: Vec<&(String, String)> = written.filter(|(_, t)| seen.insert(t)).collect();
+    let files: Vec<PathBuf> = distinct
+        .iter()
+        .enumerate()
+        .map(|(i, (_, text))| {
+            let path = scratch.join(format!("g{i}.comp"));
+            std::fs::write(&path, text).unwrap();
+            path
+        })
+        .collect();
+    const BATCH: usize = 100;
+    let batches: Vec<std::ops::Range<usize>> = (0..files.len())
+        .step_by(BATCH)
+        .map(|start| start..(start + BATCH).min(files.len()))
+        .collect();
+    let failures = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for w in 0..workers {
+            let (batches, files, distinct, failures) = (&batches, &files, &distinct, &failures);
+            scope.spawn(move || {
+                for range in batches.iter().skip(w).step_by(workers) {
+                    let batch = Command::new("glslangValidator")
+                        .args(["-S", "comp"])
+                        .args(&files[range.clone()])
+                        .output()
+                        .unwrap();
+                    if batch.status.success() {
+                        continue;
+                    }
+                    let mut named = 0;
+                    for i in range.clone() {
+                        let text = std::fs::read(&files[i]).unwrap();
+                        let what = &distinct[i].0;
+                        if let Err(e) =
+                            validate_with("glslangValidator", &["-S", "comp"], &files[i], &text)
+                        {
+                            failures.lock().unwrap().push(format!("{what}: {e}"));
+                            named += 1;
+                        }
+                    }
+                    // A batch that failed with no file failing alone still fails.
+                    if named == 0 {
+                        failures.lock().unwrap().push(format!(
+                            "glslangValidator on {range:?}: {}{}",
+                            String::from_utf8_lossy(&batch.stdout),
+                            String::from_utf8_lossy(&batch.stderr)
+                        ));
+                    }
+                }
+            });
+        }
+    });
+    failures.into_inner().unwrap()
 }
 
 #[test]
@@ -682,31 +740,22 @@ fn every_built_module_translates_for_every_backend_that_can_run_it() {
         .output()
         .is_ok_and(|o| o.status.success());
     let default_storage = wgpu::Limits::default().max_compute_workgroup_storage_size;
-    // GLSL texts already handed to glslangValidator (many modules write the same text).
-    let seen_glsl: Mutex<HashSet<String>> = Mutex::new(HashSet::new());
     // Every module is independent: the workers take every `workers`-th one, each with
-    // its own scratch files for the external validators.
+    // its own scratch file for spirv-val.
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let checked: Vec<Checked> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|w| {
-                let (specs, scratch, seen_glsl) = (&specs, scratch.path(), &seen_glsl);
+                let (specs, scratch) = (&specs, scratch.path());
                 scope.spawn(move || {
-                    let files = (
-                        scratch.join(format!("m{w}.spv")),
-                        scratch.join(format!("m{w}.comp")),
-                    );
+                    let file = scratch.join(format!("m{w}.spv"));
+                    let tool = SpirvVal {
+                        installed: spirv_val,
+                        file: &file,
+                    };
                     (w..specs.len())
                         .step_by(workers)
-                        .map(|index| {
-                            let tools = Validators {
-                                spirv_val,
-                                glslang,
-                                files: &files,
-                                seen_glsl,
-                            };
-                            (index, check_module(&specs[index], default_storage, &tools))
-                        })
+                        .map(|index| (index, check_module(&specs[index], default_storage, &tool)))
                         .collect::<Vec<_>>()
                 })
             })
@@ -718,7 +767,14 @@ fn every_built_module_translates_for_every_backend_that_can_run_it() {
         all.sort_by_key(|(index, _)| *index);
         all.into_iter().map(|(_, c)| c).collect()
     });
-    let failures: Vec<String> = checked.iter().flat_map(|c| c.failures.clone()).collect();
+    let mut failures: Vec<String> = checked.iter().flat_map(|c| c.failures.clone()).collect();
+    if glslang {
+        failures.extend(validate_glsl(
+            checked.iter().flat_map(|c| c.glsl.iter()),
+            scratch.path(),
+            workers,
+        ));
+    }
     let kept_off: usize = checked.iter().map(|c| c.kept_off).sum();
     let inexpressible: usize = checked.iter().map(|c| c.inexpressible).sum();
     let translated: usize = checked.iter().map(|c| c.translated).sum();

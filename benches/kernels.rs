@@ -110,6 +110,7 @@ fn bench_memory(c: &mut Criterion) {
         kernel: 2,
         stride: 2,
         padding: 0,
+        ceil_mode: false,
     };
     let x = ctx.upload(&random(&[1, ch, side, side], 5));
     let r = ctx.upload(&random(&[1, ch, side / 2, side / 2], 6));

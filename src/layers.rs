@@ -51,11 +51,11 @@ pub struct ConvGeometry {
 }
 
 impl ConvGeometry {
-    /// Output spatial size for an `h × w` input.
+    /// Output spatial size for an `h × w` input (0 where the kernel does not fit).
     pub fn out_hw(&self, h: usize, w: usize) -> (usize, usize) {
         (
-            (h + 2 * self.padding - self.kh) / self.stride + 1,
-            (w + 2 * self.padding - self.kw) / self.stride + 1,
+            pool_out_len(h, self.kh, self.stride, self.padding, false),
+            pool_out_len(w, self.kw, self.stride, self.padding, false),
         )
     }
 }
@@ -115,13 +115,108 @@ pub struct MaxPool2d {
     pub kernel: usize,
     pub stride: usize,
     pub padding: usize,
+    /// Output length rounded up (PyTorch's `ceil_mode`): a last window that starts
+    /// inside the input (or its leading padding) but runs past its end still counts.
+    pub ceil_mode: bool,
 }
 
 impl MaxPool2d {
     pub fn out_hw(&self, h: usize, w: usize) -> (usize, usize) {
-        (
-            (h + 2 * self.padding - self.kernel) / self.stride + 1,
-            (w + 2 * self.padding - self.kernel) / self.stride + 1,
-        )
+        let len = |l| pool_out_len(l, self.kernel, self.stride, self.padding, self.ceil_mode);
+        (len(h), len(w))
+    }
+}
+
+/// Output length of a pooling window of `kernel` taps, `stride` and `padding` over an
+/// axis of `len` (PyTorch's and ONNX's formula, with `ceil_mode`'s rule that no window
+/// may start in the trailing padding); 0 where the window does not fit.
+pub fn pool_out_len(len: usize, kernel: usize, stride: usize, padding: usize, ceil: bool) -> usize {
+    let Some(span) = (len + 2 * padding).checked_sub(kernel) else {
+        return 0;
+    };
+    if stride == 0 {
+        return 0;
+    }
+    let mut out = if ceil {
+        span.div_ceil(stride) + 1
+    } else {
+        span / stride + 1
+    };
+    if ceil && (out - 1) * stride >= len + padding {
+        out -= 1;
+    }
+    out
+}
+
+/// Average pooling: PyTorch's adaptive bins to a fixed output size (torchvision's
+/// `avgpool`, global pooling), or a sliding window (`AvgPool2d`, ONNX `AveragePool`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AvgPool2d {
+    Adaptive {
+        out: (usize, usize),
+    },
+    Window {
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        ceil_mode: bool,
+        /// Padded positions count in the divisor (PyTorch's default; ONNX's
+        /// `count_include_pad`).
+        count_include_pad: bool,
+    },
+}
+
+impl AvgPool2d {
+    /// Global average pooling.
+    pub const GLOBAL: AvgPool2d = AvgPool2d::Adaptive { out: (1, 1) };
+
+    pub fn out_hw(&self, h: usize, w: usize) -> (usize, usize) {
+        match *self {
+            AvgPool2d::Adaptive { out } => out,
+            AvgPool2d::Window {
+                kernel,
+                stride,
+                padding,
+                ceil_mode,
+                ..
+            } => (
+                pool_out_len(h, kernel, stride, padding, ceil_mode),
+                pool_out_len(w, kernel, stride, padding, ceil_mode),
+            ),
+        }
+    }
+
+    /// The bin of output `i` of `out` along an axis of `len` inputs: the input range
+    /// `start..end` it averages and the count it divides by along this axis (a 2-D
+    /// cell divides by the product of its two axes' counts, as PyTorch does).
+    pub fn bin(&self, i: usize, len: usize, out: usize) -> (usize, usize, usize) {
+        match *self {
+            AvgPool2d::Adaptive { .. } => {
+                let (start, end) = ((i * len) / out, ((i + 1) * len).div_ceil(out));
+                (start, end, end - start)
+            }
+            AvgPool2d::Window {
+                kernel,
+                stride,
+                padding,
+                count_include_pad,
+                ..
+            } => {
+                // Positions in the padded axis, then clipped to the input.
+                let start = i * stride;
+                let end = (start + kernel).min(len + 2 * padding);
+                let padded = end - start;
+                let (start, end) = (
+                    start.saturating_sub(padding).min(len),
+                    end.saturating_sub(padding).min(len),
+                );
+                let count = if count_include_pad {
+                    padded
+                } else {
+                    end - start
+                };
+                (start, end, count)
+            }
+        }
     }
 }

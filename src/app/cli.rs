@@ -66,9 +66,17 @@ pub struct Cli {
     )]
     pub model: String,
 
-    /// Safetensors file with torchvision-named (or timm) weights, used instead of --model.
+    /// Model file used instead of --model: an ONNX graph (`.onnx`, any ReLU CNN
+    /// exported with `torch.onnx.export`), or safetensors with torchvision-named (or
+    /// timm) VGG or ResNet weights.
     #[arg(long, value_name = "FILE")]
     pub weights: Option<PathBuf>,
+
+    /// The layer whose output RSP's initial relevance and Grad-CAM start from, by name
+    /// (`rsp inspect FILE` lists them and marks the default: the last image-shaped ReLU
+    /// or concatenation before the head).
+    #[arg(long, value_name = "NAME")]
+    pub explain_layer: Option<String>,
 
     /// Never download weights; if they are not found locally, say where to put them.
     #[arg(long)]
@@ -147,9 +155,10 @@ pub struct Cli {
     #[arg(long, default_value = "rsp-out", value_name = "DIR")]
     pub out: PathBuf,
 
-    /// Images are resized (shorter side) to size·256/224, then centre-cropped to size.
-    #[arg(long, default_value_t = 224)]
-    pub size: u32,
+    /// Images are resized (shorter side) to size·256/224, then centre-cropped to size
+    /// [default: the size an ONNX model was exported for, else 224].
+    #[arg(long)]
+    pub size: Option<u32>,
 
     /// Images explained together in one GPU batch (more is faster but needs more
     /// GPU memory).
@@ -197,6 +206,8 @@ pub enum Command {
     /// Explain images in a browser page: drop photos, pick classes and methods,
     /// compare the maps side by side (local use: no authentication).
     Serve(super::serve::ServeArgs),
+    /// List a model's layers with their output shapes, marking the explanation layer.
+    Inspect(super::inspect::InspectArgs),
 }
 
 /// One unit of work: a batch from one .safetensors input, or a run of images.
@@ -276,6 +287,10 @@ pub fn run(cli: &Cli) -> Result<bool> {
         super::synth::run(s)?;
         return Ok(true);
     }
+    if let Some(Command::Inspect(i)) = &cli.command {
+        super::inspect::run(i)?;
+        return Ok(true);
+    }
     if let Some(Command::Serve(s)) = &cli.command {
         super::serve::run(s)?;
         return Ok(true);
@@ -286,8 +301,8 @@ pub fn run(cli: &Cli) -> Result<bool> {
     if cli.compare_k < 2 {
         bail!("--compare-k must be at least 2, got {}", cli.compare_k);
     }
-    if cli.size < 8 {
-        bail!("--size must be at least 8, got {}", cli.size);
+    if let Some(size) = cli.size.filter(|&s| s < 8) {
+        bail!("--size must be at least 8, got {size}");
     }
     if cli.method != Method::Rsp && cli.init_relevance.is_some() {
         bail!(
@@ -329,7 +344,11 @@ pub fn run(cli: &Cli) -> Result<bool> {
         other => bail!("--readout {other:?} is not auto, softmax or sigmoid"),
     };
     let wpath = weights_path(cli)?;
-    let model = Model::from_file(&wpath)?;
+    let mut model = Model::from_file(&wpath)?;
+    if let Some(layer) = &cli.explain_layer {
+        model.set_explain_layer(layer)?;
+    }
+    let size = cli.size.unwrap_or_else(|| model.default_size());
     let readout = readout.unwrap_or(model.readout);
     let targets = match (&cli.target, &cli.targets) {
         (Some(t), _) => Targets::One(resolve_target(t, model.num_classes())?),
@@ -379,7 +398,7 @@ pub fn run(cli: &Cli) -> Result<bool> {
     let mut saved: Vec<Explanation> = Vec::new();
     let mut report_json: Vec<serde_json::Value> = Vec::new();
     for batch in &batches {
-        let (job, failures) = read_batch(cli, batch, &progress);
+        let (job, failures) = read_batch(batch, size, &progress);
         ok &= failures.is_empty();
         for (path, err) in failures {
             report_json.push(serde_json::json!({"input": path, "error": err}));
@@ -637,8 +656,8 @@ fn plan_batches(inputs: &[Input], batch_size: usize) -> Vec<Vec<Input>> {
 /// Reads one batch of inputs (see [`plan_batches`]). Bad inputs are reported and
 /// skipped (returned with their error); `None` when nothing was readable.
 fn read_batch(
-    cli: &Cli,
     batch: &[Input],
+    size: u32,
     progress: &ProgressBar,
 ) -> (Option<Job>, Vec<(PathBuf, String)>) {
     let mut failures = Vec::new();
@@ -670,7 +689,7 @@ fn read_batch(
                 tensors.push(t);
             } else {
                 let img = load_image(path)?;
-                let p = preprocess_for(&img, cli.size);
+                let p = preprocess_for(&img, size);
                 stems.push(stem.clone());
                 paths.push(path.clone());
                 photos.push(Some(p.cropped));

@@ -21,6 +21,7 @@ pub mod bench;
 pub mod cli;
 pub mod eval_command;
 pub mod inputs;
+pub mod inspect;
 pub mod output;
 pub mod plot;
 pub mod serve;

@@ -6,7 +6,7 @@
 use super::propagate::{walk, LayerRules};
 use super::{MethodSpec, PassOutputs, Post, RuleSet, Seed, SeedScale, WalkStop};
 use crate::gpu::{GpuTensor, Recorder};
-use crate::layers::MaxPool2d;
+use crate::layers::{AvgPool2d, MaxPool2d};
 use crate::models::gpu::{Forward, GpuModel};
 use crate::models::graph::INPUT;
 use crate::ops::rap::{rap_step, RapStep};
@@ -51,8 +51,14 @@ impl LayerRules for GradientRules {
     ) -> GpuTensor {
         ops::max_pool2d_route(rec, x, r, p, self.rows_per_image, 0.0)
     }
-    fn avg_pool(&self, rec: &mut Recorder, x: &GpuTensor, r: &GpuTensor) -> GpuTensor {
-        ops::adaptive_avg_pool2d_grad(rec, r, (x.shape[2], x.shape[3]))
+    fn avg_pool(
+        &self,
+        rec: &mut Recorder,
+        x: &GpuTensor,
+        r: &GpuTensor,
+        pool: &AvgPool2d,
+    ) -> GpuTensor {
+        ops::avg_pool2d_grad(rec, r, pool, (x.shape[2], x.shape[3]))
     }
     fn batch_norm(
         &self,
@@ -135,11 +141,16 @@ impl LayerRules for LrpRules {
     ) -> GpuTensor {
         ops::max_pool2d_route(rec, x, r, p, 1, 0.0)
     }
-    fn avg_pool(&self, rec: &mut Recorder, x: &GpuTensor, r: &GpuTensor) -> GpuTensor {
-        let out_hw = (r.shape[2], r.shape[3]);
-        let z = ops::adaptive_avg_pool2d(rec, x, out_hw);
+    fn avg_pool(
+        &self,
+        rec: &mut Recorder,
+        x: &GpuTensor,
+        r: &GpuTensor,
+        pool: &AvgPool2d,
+    ) -> GpuTensor {
+        let z = ops::avg_pool2d(rec, x, pool);
         let s = ops::stab_div(rec, r, &z, self.eps());
-        let back = ops::adaptive_avg_pool2d_grad(rec, &s, (x.shape[2], x.shape[3]));
+        let back = ops::avg_pool2d_grad(rec, &s, pool, (x.shape[2], x.shape[3]));
         ops::mul(rec, &back, x)
     }
     fn batch_norm(
@@ -255,8 +266,14 @@ impl LayerRules for RapRules {
     ) -> GpuTensor {
         ops::max_pool2d_route(rec, x, r, p, 1, 0.0)
     }
-    fn avg_pool(&self, rec: &mut Recorder, x: &GpuTensor, r: &GpuTensor) -> GpuTensor {
-        LrpRules { epsilon: Some(0.0) }.avg_pool(rec, x, r)
+    fn avg_pool(
+        &self,
+        rec: &mut Recorder,
+        x: &GpuTensor,
+        r: &GpuTensor,
+        pool: &AvgPool2d,
+    ) -> GpuTensor {
+        LrpRules { epsilon: Some(0.0) }.avg_pool(rec, x, r, pool)
     }
     fn batch_norm(
         &self,

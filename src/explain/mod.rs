@@ -140,9 +140,19 @@ fn explain_smoothed(
 /// model cannot serve.
 fn check_request(model: &GpuModel, shape: &[usize], req: &Request) -> Result<()> {
     check_batch_shape(shape)?;
+    model
+        .graph
+        .checked_shapes(shape[2], shape[3])
+        .map_err(crate::error::invalid)?;
     let n = shape[0];
     let classes = model.num_classes();
     let method = req.method;
+    if method == Method::Rap && !model.graph.logits_from_linear() {
+        crate::error::bail_invalid!(
+            "RAP starts at a linear layer that writes the logits; this model's logits come \
+             from another layer (use another method)"
+        );
+    }
     if let Some(t) = &req.targets {
         if t.len() != n {
             crate::error::bail_invalid!("{} targets given for {n} images", t.len());

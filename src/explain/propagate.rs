@@ -5,7 +5,7 @@
 //! shared.
 
 use crate::gpu::{GpuTensor, Recorder};
-use crate::layers::MaxPool2d;
+use crate::layers::{AvgPool2d, MaxPool2d};
 use crate::models::gpu::{Forward, GpuModel};
 use crate::models::graph::{ActId, BackwardStep, Layer, Node};
 use crate::ops::{self, GpuBatchNorm, GpuConv, GpuLinear};
@@ -47,8 +47,14 @@ pub trait LayerRules {
         r: &GpuTensor,
         pool: &MaxPool2d,
     ) -> GpuTensor;
-    /// Adaptive average pool with input `x`; `r` has the pooled size.
-    fn avg_pool(&self, rec: &mut Recorder, x: &GpuTensor, r: &GpuTensor) -> GpuTensor;
+    /// Average pool with input `x`; `r` has the pooled size.
+    fn avg_pool(
+        &self,
+        rec: &mut Recorder,
+        x: &GpuTensor,
+        r: &GpuTensor,
+        pool: &AvgPool2d,
+    ) -> GpuTensor;
     /// Batch norm (eval mode) with input `x`.
     fn batch_norm(
         &self,
@@ -57,6 +63,18 @@ pub trait LayerRules {
         r: &GpuTensor,
         bn: &GpuBatchNorm,
     ) -> GpuTensor;
+    /// Batch norm that does not follow a convolution (DenseNet's pre-activation
+    /// order: concatenation → BN → ReLU → conv). Most rule sets treat it like any
+    /// other batch norm; RSP passes the relevance through (docs/method.md §3).
+    fn batch_norm_pre_activation(
+        &self,
+        rec: &mut Recorder,
+        x: &GpuTensor,
+        r: &GpuTensor,
+        bn: &GpuBatchNorm,
+    ) -> GpuTensor {
+        self.batch_norm(rec, x, r, bn)
+    }
     /// Residual addition `a + b`: the signals of the two summands.
     fn residual(
         &self,
@@ -111,10 +129,13 @@ impl BackwardStep<GpuConv, GpuBatchNorm, GpuLinear> for GpuStep<'_, '_, '_> {
         let x = |k: usize| fwd.act(node.inputs[k]);
         match &node.layer {
             Layer::Conv { conv, first } => vec![rules.conv(rec, x(0), &r, conv, *first)],
-            Layer::BatchNorm(b) => vec![rules.batch_norm(rec, x(0), &r, b)],
+            Layer::BatchNorm(b) if self.model.graph.reads_conv(i) => {
+                vec![rules.batch_norm(rec, x(0), &r, b)]
+            }
+            Layer::BatchNorm(b) => vec![rules.batch_norm_pre_activation(rec, x(0), &r, b)],
             Layer::Relu => vec![rules.relu(rec, fwd.act(i + 1), &r)],
             Layer::MaxPool(p) => vec![rules.max_pool(rec, x(0), &r, p)],
-            Layer::AvgPool { .. } => vec![rules.avg_pool(rec, x(0), &r)],
+            Layer::AvgPool(p) => vec![rules.avg_pool(rec, x(0), &r, p)],
             Layer::Flatten => {
                 let shape = [&r.shape[..1], &x(0).shape[1..]].concat();
                 vec![r.reshaped(&shape)]
@@ -126,6 +147,18 @@ impl BackwardStep<GpuConv, GpuBatchNorm, GpuLinear> for GpuStep<'_, '_, '_> {
             Layer::Add => {
                 let (a, b) = rules.residual(rec, x(0), x(1), &r);
                 vec![a, b]
+            }
+            // Every method's rule: each input's signal is its own channel slice (exact,
+            // and conserving: the slices partition the output).
+            Layer::Concat => {
+                let mut offset = 0;
+                (0..node.inputs.len())
+                    .map(|k| {
+                        let c = x(k).shape[1];
+                        offset += c;
+                        ops::channel_slice(rec, &r, offset - c, c)
+                    })
+                    .collect()
             }
         }
     }

@@ -11,7 +11,7 @@ use super::baselines::GradientRules;
 use super::propagate::{walk, LayerRules};
 use super::{Init, PassOutputs, Request, RSP_EPS};
 use crate::gpu::{GpuTensor, Recorder};
-use crate::layers::MaxPool2d;
+use crate::layers::{AvgPool2d, MaxPool2d};
 use crate::models::gpu::{Forward, GpuModel};
 use crate::models::graph::INPUT;
 use crate::ops::elementwise::{residual_split, ResidualSplit};
@@ -142,8 +142,14 @@ impl LayerRules for RspRules {
     ) -> GpuTensor {
         rsp_maxpool_rule(rec, x, r, pool)
     }
-    fn avg_pool(&self, rec: &mut Recorder, x: &GpuTensor, r: &GpuTensor) -> GpuTensor {
-        GradientRules::default().avg_pool(rec, x, r)
+    fn avg_pool(
+        &self,
+        rec: &mut Recorder,
+        x: &GpuTensor,
+        r: &GpuTensor,
+        pool: &AvgPool2d,
+    ) -> GpuTensor {
+        GradientRules::default().avg_pool(rec, x, r, pool)
     }
     fn batch_norm(
         &self,
@@ -153,6 +159,15 @@ impl LayerRules for RspRules {
         bn: &GpuBatchNorm,
     ) -> GpuTensor {
         ops::live_mask_batch_norm(rec, x, r, bn)
+    }
+    fn batch_norm_pre_activation(
+        &self,
+        _: &mut Recorder,
+        _: &GpuTensor,
+        r: &GpuTensor,
+        _: &GpuBatchNorm,
+    ) -> GpuTensor {
+        r.clone()
     }
     fn residual(
         &self,

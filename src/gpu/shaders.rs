@@ -167,6 +167,11 @@ pub const SHADERS: &[(&str, &str, OpKind)] = &[
         OpKind::Plain,
     ),
     (
+        "channel_copy",
+        include_str!("../../shaders/channel_copy.wgsl"),
+        OpKind::Plain,
+    ),
+    (
         "linear_fwd",
         include_str!("../../shaders/linear_fwd.wgsl"),
         OpKind::Gemm,

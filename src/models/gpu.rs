@@ -118,9 +118,10 @@ impl GpuModel {
                 node.layer,
                 Layer::Conv { .. } | Layer::BatchNorm(_) | Layer::Linear(_) | Layer::Add
             ) && readers[out_id] == 1
-                && g.nodes
-                    .get(i + 1)
-                    .is_some_and(|next| matches!(next.layer, Layer::Relu) && i + 1 < len);
+                && out_id != g.explain
+                && g.nodes.get(i + 1).is_some_and(|next| {
+                    matches!(next.layer, Layer::Relu) && next.inputs == [out_id] && i + 1 < len
+                });
             let input = |k: usize| {
                 acts[node.inputs[k]]
                     .as_ref()
@@ -131,13 +132,17 @@ impl GpuModel {
                 Layer::BatchNorm(b) => ops::batch_norm(rec, input(0), b, fuse),
                 Layer::Relu => ops::relu(rec, input(0)),
                 Layer::MaxPool(p) => ops::max_pool2d(rec, input(0), p),
-                Layer::AvgPool { out } => ops::adaptive_avg_pool2d(rec, input(0), *out),
+                Layer::AvgPool(p) => ops::avg_pool2d(rec, input(0), p),
                 Layer::Flatten => {
                     let t = input(0);
                     t.reshaped(&[t.shape[0], t.numel() / t.shape[0].max(1)])
                 }
                 Layer::Linear(l) => ops::linear(rec, input(0), l, fuse),
                 Layer::Add => ops::add(rec, input(0), input(1), fuse),
+                Layer::Concat => {
+                    let inputs: Vec<&GpuTensor> = (0..node.inputs.len()).map(input).collect();
+                    ops::concat_channels(rec, &inputs)
+                }
             };
             let written = if fuse { out_id + 1 } else { out_id };
             acts[written] = Some(out);

@@ -1,5 +1,5 @@
-//! A model as one list of typed layers. Every node reads one or two activations and
-//! writes one; residual blocks make the list a DAG. The forward pass, every backward
+//! A model as one list of typed layers. Every node reads one or more activations and
+//! writes one; residual blocks and concatenations make the list a DAG. The forward pass, every backward
 //! walk (RSP and the baselines, GPU and CPU), MAC counting, memory sizing and cascading
 //! randomisation iterate this one description.
 //!
@@ -7,7 +7,7 @@
 //! uploaded ones (`models::gpu::GpuGraph`); [`Graph::map_params`] converts one into the
 //! other without touching the structure.
 
-use crate::layers::{BatchNorm2d, Conv2d, ConvGeometry, Linear, MaxPool2d};
+use crate::layers::{AvgPool2d, BatchNorm2d, Conv2d, ConvGeometry, Linear, MaxPool2d};
 use crate::ops::rsp::largest_tensor_per_image;
 
 /// Index of an activation: 0 is the network input, node `i` writes activation `i + 1`.
@@ -29,15 +29,16 @@ pub enum Layer<C, B, L> {
     BatchNorm(B),
     Relu,
     MaxPool(MaxPool2d),
-    /// Adaptive average pooling to a fixed output size.
-    AvgPool {
-        out: (usize, usize),
-    },
+    /// Average pooling, adaptive or windowed.
+    AvgPool(AvgPool2d),
     /// `[N, C, H, W]` to `[N, C·H·W]` (no data movement).
     Flatten,
     Linear(L),
     /// Residual addition of the node's two inputs.
     Add,
+    /// The node's inputs (any number, equal batch and spatial size) side by side along
+    /// the channels, in input order.
+    Concat,
 }
 
 /// One layer of a model: its torchvision module name, what it computes, and the
@@ -53,6 +54,35 @@ pub struct Node<C, B, L> {
     pub aliases: Vec<String>,
     pub layer: Layer<C, B, L>,
     pub inputs: Vec<ActId>,
+}
+
+impl<C: ConvParams, B, L: LinearParams> Node<C, B, L> {
+    /// The per-image shape of this node's output, given every activation's shape so far.
+    pub fn out_shape(&self, shapes: &[Vec<usize>]) -> Vec<usize> {
+        let x = &shapes[self.inputs[0]];
+        match &self.layer {
+            Layer::Conv { conv, .. } => {
+                let g = conv.geometry();
+                let (ho, wo) = g.out_hw(x[1], x[2]);
+                vec![g.c_out, ho, wo]
+            }
+            Layer::MaxPool(p) => {
+                let (ho, wo) = p.out_hw(x[1], x[2]);
+                vec![x[0], ho, wo]
+            }
+            Layer::AvgPool(p) => {
+                let (ho, wo) = p.out_hw(x[1], x[2]);
+                vec![x[0], ho, wo]
+            }
+            Layer::Concat => {
+                let c = self.inputs.iter().map(|&i| shapes[i][0]).sum();
+                [&[c][..], &x[1..]].concat()
+            }
+            Layer::Flatten => vec![x.iter().product()],
+            Layer::Linear(l) => vec![l.out_features()],
+            Layer::BatchNorm(_) | Layer::Relu | Layer::Add => x.clone(),
+        }
+    }
 }
 
 /// A model's layers in forward order (every node's inputs come before it).
@@ -188,10 +218,11 @@ impl<C: ConvParams, B, L: LinearParams> Graph<C, B, L> {
                     Layer::BatchNorm(b) => Layer::BatchNorm(bn(b)),
                     Layer::Relu => Layer::Relu,
                     Layer::MaxPool(p) => Layer::MaxPool(*p),
-                    Layer::AvgPool { out } => Layer::AvgPool { out: *out },
+                    Layer::AvgPool(p) => Layer::AvgPool(*p),
                     Layer::Flatten => Layer::Flatten,
                     Layer::Linear(l) => Layer::Linear(linear(l)),
                     Layer::Add => Layer::Add,
+                    Layer::Concat => Layer::Concat,
                 },
             })
             .collect();
@@ -203,15 +234,29 @@ impl<C: ConvParams, B, L: LinearParams> Graph<C, B, L> {
         }
     }
 
-    /// Number of classes (the logits' width); 0 for features-only weights.
+    /// Number of classes (the logits' width); 0 for features-only weights. The logits
+    /// are a linear layer's output, or a convolution's carried to them by
+    /// shape-keeping or pooling layers (SqueezeNet's classifier: conv, ReLU, global
+    /// pool, flatten).
     pub fn num_classes(&self) -> usize {
-        match self.logits {
-            Some(id) => match &self.nodes[id - 1].layer {
-                Layer::Linear(l) => l.out_features(),
-                _ => 0,
-            },
-            None => 0,
+        let mut id = match self.logits {
+            Some(id) => id,
+            None => return 0,
+        };
+        while id > INPUT {
+            let node = &self.nodes[id - 1];
+            match &node.layer {
+                Layer::Linear(l) => return l.out_features(),
+                Layer::Conv { conv, .. } => return conv.geometry().c_out,
+                Layer::Relu
+                | Layer::BatchNorm(_)
+                | Layer::AvgPool(_)
+                | Layer::MaxPool(_)
+                | Layer::Flatten => id = node.inputs[0],
+                Layer::Add | Layer::Concat => return 0,
+            }
         }
+        0
     }
 
     /// The number of nodes the forward pass runs: up to the logits, or up to the
@@ -224,25 +269,164 @@ impl<C: ConvParams, B, L: LinearParams> Graph<C, B, L> {
     pub fn act_shapes(&self, h: usize, w: usize) -> Vec<Vec<usize>> {
         let mut shapes = vec![vec![3, h, w]];
         for node in &self.nodes {
-            let x = &shapes[node.inputs[0]];
-            let out = match &node.layer {
-                Layer::Conv { conv, .. } => {
-                    let g = conv.geometry();
-                    let (ho, wo) = g.out_hw(x[1], x[2]);
-                    vec![g.c_out, ho, wo]
-                }
-                Layer::MaxPool(p) => {
-                    let (ho, wo) = p.out_hw(x[1], x[2]);
-                    vec![x[0], ho, wo]
-                }
-                Layer::AvgPool { out } => vec![x[0], out.0, out.1],
-                Layer::Flatten => vec![x.iter().product()],
-                Layer::Linear(l) => vec![l.out_features()],
-                Layer::BatchNorm(_) | Layer::Relu | Layer::Add => x.clone(),
-            };
+            let out = node.out_shape(&shapes);
             shapes.push(out);
         }
         shapes
+    }
+
+    /// Whether activation `a` is image-shaped: no flatten or linear layer lies between
+    /// it and the input.
+    pub fn spatial(&self) -> Vec<bool> {
+        let mut spatial = vec![true];
+        for node in &self.nodes {
+            let flat = matches!(node.layer, Layer::Flatten | Layer::Linear(_));
+            spatial.push(!flat && node.inputs.iter().all(|&i| spatial[i]));
+        }
+        spatial
+    }
+
+    /// Whether every path from the input to the logits passes through activation `a`:
+    /// no layer after it reads an activation before it. Only such an activation can be
+    /// the explanation layer (the walks from the logits to it and from it to the input
+    /// are then complete).
+    pub fn is_cut(&self, a: ActId) -> bool {
+        self.nodes[a.min(self.nodes.len())..]
+            .iter()
+            .all(|n| n.inputs.iter().all(|&i| i >= a))
+    }
+
+    /// The explanation layer rsp picks for a graph that names none: the output of the
+    /// last ReLU or concatenation that is image-shaped, a cut ([`Graph::is_cut`]) and
+    /// comes before the last convolution or linear layer (the head). This is VGG's
+    /// `features.29`, ResNet's `layer4`, DenseNet's final ReLU, GoogLeNet's last
+    /// inception block and SqueezeNet's last Fire module.
+    pub fn default_explain(&self) -> Option<ActId> {
+        let head = self
+            .nodes
+            .iter()
+            .rposition(|n| matches!(n.layer, Layer::Conv { .. } | Layer::Linear(_)))?;
+        let spatial = self.spatial();
+        (0..head)
+            .rev()
+            .find(|&i| {
+                matches!(self.nodes[i].layer, Layer::Relu | Layer::Concat)
+                    && spatial[i + 1]
+                    && self.is_cut(i + 1)
+            })
+            .map(|i| i + 1)
+    }
+
+    /// Makes the output of the layer named `name` the explanation layer; it must be
+    /// image-shaped, before the logits and a cut ([`Graph::is_cut`]).
+    pub fn set_explain(&mut self, name: &str) -> Result<(), String> {
+        let Some(i) = self.nodes.iter().position(|n| n.name == name) else {
+            let mut names: Vec<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
+            names.truncate(8);
+            return Err(format!(
+                "--explain-layer '{name}' is not a layer of this model (`rsp inspect` lists \
+                 them; the first are {})",
+                names.join(", ")
+            ));
+        };
+        let a = i + 1;
+        if !self.spatial()[a] {
+            return Err(format!(
+                "--explain-layer '{name}': its output is flattened; the explanation layer \
+                 must be image-shaped (channels × height × width)"
+            ));
+        }
+        if self.logits.is_some_and(|l| a >= l) {
+            return Err(format!("--explain-layer '{name}' is not before the logits"));
+        }
+        if !self.is_cut(a) {
+            return Err(format!(
+                "--explain-layer '{name}': a later layer reads an activation from before \
+                 it (inside a residual block or a concatenation), so not every path to \
+                 the logits passes through it"
+            ));
+        }
+        self.explain = a;
+        Ok(())
+    }
+
+    /// [`Graph::act_shapes`], checked: every window fits, every layer receives the
+    /// channels or features its parameters expect, summed and concatenated inputs
+    /// agree. The error names the layer.
+    pub fn checked_shapes(&self, h: usize, w: usize) -> Result<Vec<Vec<usize>>, String> {
+        let shapes = self.act_shapes(h, w);
+        for (i, node) in self.nodes.iter().enumerate() {
+            let x = &shapes[node.inputs[0]];
+            let out = &shapes[i + 1];
+            let spatial = |what: &str| -> Result<(), String> {
+                if x.len() != 3 {
+                    return Err(format!(
+                        "layer '{}' ({what}) needs an image-shaped input, got {x:?}",
+                        node.name
+                    ));
+                }
+                if out.len() == 3 && out[1] * out[2] == 0 {
+                    return Err(format!(
+                        "layer '{}' ({what}): its window does not fit its {}×{} input \
+                         (the model's input is {h}×{w})",
+                        node.name, x[1], x[2]
+                    ));
+                }
+                Ok(())
+            };
+            match &node.layer {
+                Layer::Conv { conv, .. } => {
+                    let g = conv.geometry();
+                    spatial("convolution")?;
+                    if x[0] != g.c_in {
+                        return Err(format!(
+                            "layer '{}' (convolution) expects {} input channels, gets {}",
+                            node.name, g.c_in, x[0]
+                        ));
+                    }
+                    if x[1] + 2 * g.padding < g.kh || x[2] + 2 * g.padding < g.kw {
+                        return Err(format!(
+                            "layer '{}' (convolution): its {}×{} kernel does not fit its {}×{} \
+                             input (the model's input is {h}×{w})",
+                            node.name, g.kh, g.kw, x[1], x[2]
+                        ));
+                    }
+                }
+                Layer::MaxPool(_) => spatial("max pool")?,
+                Layer::AvgPool(_) => spatial("average pool")?,
+                Layer::BatchNorm(_) => spatial("batch norm")?,
+                Layer::Linear(l) => {
+                    if x.iter().product::<usize>() != l.in_features() {
+                        return Err(format!(
+                            "layer '{}' (linear) expects {} input features, gets {x:?} \
+                             (the model's input is {h}×{w})",
+                            node.name,
+                            l.in_features()
+                        ));
+                    }
+                }
+                Layer::Add => {
+                    if shapes[node.inputs[1]] != *x {
+                        return Err(format!(
+                            "layer '{}' (addition) adds {x:?} to {:?}",
+                            node.name, shapes[node.inputs[1]]
+                        ));
+                    }
+                }
+                Layer::Concat => {
+                    for &k in &node.inputs {
+                        if shapes[k].len() != 3 || shapes[k][1..] != x[1..] {
+                            return Err(format!(
+                                "layer '{}' (concatenation) joins {x:?} and {:?}",
+                                node.name, shapes[k]
+                            ));
+                        }
+                    }
+                }
+                Layer::Relu | Layer::Flatten => {}
+            }
+        }
+        Ok(shapes)
     }
 
     /// Multiply-accumulates of one forward pass at `h × w` (convolutions and linear
@@ -288,6 +472,19 @@ impl<C: ConvParams, B, L: LinearParams> Graph<C, B, L> {
             .filter(|n| matches!(n.layer, Layer::Conv { .. } | Layer::Linear(_)))
             .map(|n| n.name.as_str())
             .collect()
+    }
+
+    /// Whether a linear layer writes the logits (RAP's start needs one).
+    pub fn logits_from_linear(&self) -> bool {
+        self.logits
+            .is_some_and(|id| matches!(self.nodes[id - 1].layer, Layer::Linear(_)))
+    }
+
+    /// Whether node `i` reads a convolution's output (batch norm in the conv → BN →
+    /// ReLU order of VGG and ResNet, rather than DenseNet's BN → ReLU → conv).
+    pub fn reads_conv(&self, i: usize) -> bool {
+        let input = self.nodes[i].inputs[0];
+        input > INPUT && matches!(self.nodes[input - 1].layer, Layer::Conv { .. })
     }
 
     /// The node named `name`.

@@ -6,6 +6,7 @@ pub mod gpu;
 pub mod graph;
 pub mod hub;
 mod model;
+pub mod onnx;
 pub mod randomize;
 pub mod resnet;
 pub mod vgg;
@@ -25,8 +26,15 @@ use resnet::Block;
 use weights::{TensorFile, WeightView};
 
 impl Model {
-    /// Loads a model from a safetensors file, inferring VGG or ResNet from the names.
+    /// Loads a model: an ONNX graph (`.onnx`), or a safetensors file whose tensor names
+    /// say VGG or ResNet.
     pub fn from_file(path: &Path) -> Result<Model> {
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+        {
+            return onnx::load(path);
+        }
         let file = TensorFile::read(path)?;
         Model::from_tensors(&file)
     }
@@ -169,6 +177,7 @@ fn load_vgg(w: &WeightView) -> Result<Model> {
                 kernel: 2,
                 stride: 2,
                 padding: 0,
+                ceil_mode: false,
             })
         } else if features.is_empty() {
             bail!("{}: VGG layout without 'features.0' conv", w.file_name());

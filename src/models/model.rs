@@ -18,6 +18,9 @@ pub struct Model {
     pub readout: Readout,
     /// Class names from the weights file's metadata, if it has them.
     pub class_names: Option<Vec<String>>,
+    /// The `(height, width)` the model was exported for, where its file fixes one (an
+    /// ONNX graph with a static input shape); `None` for any size.
+    pub input_size: Option<(usize, usize)>,
 }
 
 /// How a classifier's logits read as probabilities: softmax for single-label
@@ -65,6 +68,12 @@ pub enum Family {
         bottleneck: bool,
         blocks: Vec<usize>,
     },
+    /// Any graph imported from an ONNX file.
+    Onnx {
+        file: String,
+        layers: usize,
+        convs: usize,
+    },
 }
 
 impl Model {
@@ -94,7 +103,50 @@ impl Model {
                     self.num_classes()
                 )
             }
+            Family::Onnx {
+                file,
+                layers,
+                convs,
+            } => format!(
+                "ONNX {file} ({layers} layers, {convs} convs) -> {} classes",
+                self.num_classes()
+            ),
         }
+    }
+
+    /// Makes the output of the layer `name` the explanation layer (where RSP's initial
+    /// relevance and Grad-CAM start), instead of the one the model chose.
+    pub fn set_explain_layer(&mut self, name: &str) -> anyhow::Result<()> {
+        self.graph.set_explain(name).map_err(crate::error::invalid)
+    }
+
+    /// The name of the layer whose output is the explanation layer.
+    pub fn explain_layer(&self) -> Option<&str> {
+        let a = self.graph.explain.checked_sub(1)?;
+        Some(self.graph.nodes[a].name.as_str())
+    }
+
+    /// The input side length to use when none is asked for: the size the model was
+    /// exported for, else 224.
+    pub fn default_size(&self) -> u32 {
+        self.input_size.map_or(224, |(h, _)| h as u32)
+    }
+
+    /// Checks that an `h × w` input fits the model: the size its file was exported for
+    /// if it fixes one, else every layer's window and feature count at that size.
+    pub fn check_input_size(&self, h: usize, w: usize) -> anyhow::Result<()> {
+        if let Some((eh, ew)) = self.input_size {
+            if (eh, ew) != (h, w) {
+                return Err(crate::error::invalid(format!(
+                    "the model was exported for {eh}×{ew} inputs, got {h}×{w} (use --size \
+                     {eh}, or export it again at the size you need)"
+                )));
+            }
+        }
+        self.graph
+            .checked_shapes(h, w)
+            .map(|_| ())
+            .map_err(crate::error::invalid)
     }
 
     /// Multiply-accumulates of one forward pass at `h × w` (convolutions and linear

@@ -4,7 +4,7 @@
 
 use super::graph::{ActId, GraphBuilder, Layer, INPUT};
 use super::model::{Family, Model};
-use crate::layers::{BatchNorm2d, Conv2d, Linear, MaxPool2d};
+use crate::layers::{AvgPool2d, BatchNorm2d, Conv2d, Linear, MaxPool2d};
 
 /// A residual block's parameters. BasicBlock has `conv3/bn3 = None`.
 #[derive(Clone, Debug)]
@@ -30,6 +30,7 @@ pub const STEM_POOL: MaxPool2d = MaxPool2d {
     kernel: 3,
     stride: 2,
     padding: 1,
+    ceil_mode: false,
 };
 
 fn conv(c: Conv2d) -> Layer<Conv2d, BatchNorm2d, Linear> {
@@ -85,7 +86,7 @@ pub fn build(conv1: Conv2d, bn1: BatchNorm2d, layers: Vec<Vec<Block>>, fc: Linea
         }
     }
     let explain = x;
-    let x = g.push("avgpool", Layer::AvgPool { out: (1, 1) }, &[x]);
+    let x = g.push("avgpool", Layer::AvgPool(AvgPool2d::GLOBAL), &[x]);
     let x = g.push("flatten", Layer::Flatten, &[x]);
     let logits = g.push("fc", Layer::Linear(fc), &[x]);
     Model {
@@ -93,5 +94,6 @@ pub fn build(conv1: Conv2d, bn1: BatchNorm2d, layers: Vec<Vec<Block>>, fc: Linea
         graph: g.finish(explain, Some(logits)),
         readout: Default::default(),
         class_names: None,
+        input_size: None,
     }
 }

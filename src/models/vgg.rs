@@ -3,7 +3,7 @@
 
 use super::graph::{ActId, GraphBuilder, Layer, ModelGraph, INPUT};
 use super::model::{Family, Model};
-use crate::layers::{BatchNorm2d, Conv2d, Linear};
+use crate::layers::{AvgPool2d, BatchNorm2d, Conv2d, Linear};
 
 /// One `features` module: torchvision's index `N` of `features.N` and the layer.
 pub type Feature = (usize, Layer<Conv2d, BatchNorm2d, Linear>);
@@ -47,7 +47,11 @@ pub fn build(
     }
     let mut logits = None;
     if !classifier.is_empty() {
-        x = b.push("avgpool", Layer::AvgPool { out: avgpool }, &[x]);
+        x = b.push(
+            "avgpool",
+            Layer::AvgPool(AvgPool2d::Adaptive { out: avgpool }),
+            &[x],
+        );
         x = b.push("flatten", Layer::Flatten, &[x]);
         let last = classifier.len() - 1;
         for (i, (name, l)) in classifier.into_iter().enumerate() {
@@ -63,6 +67,7 @@ pub fn build(
         graph: b.finish(explain, logits),
         readout: Default::default(),
         class_names: None,
+        input_size: None,
     }
 }
 

@@ -97,6 +97,7 @@ pub fn vgg(
                     kernel: 2,
                     stride: 2,
                     padding: 0,
+                    ceil_mode: false,
                 }),
             ));
             continue;

@@ -1,8 +1,8 @@
-//! Max pooling (forward and argmax routing) and adaptive average pooling (forward and
-//! gradient).
+//! Max pooling (forward and argmax routing) and average pooling, adaptive or windowed
+//! (forward and gradient).
 
 use crate::gpu::{grid_1d, Binding, GpuTensor, Recorder};
-use crate::layers::MaxPool2d;
+use crate::layers::{AvgPool2d, MaxPool2d};
 
 #[allow(clippy::too_many_arguments)]
 fn maxpool_dispatch(
@@ -82,6 +82,7 @@ fn avgpool_dispatch(
     rec: &mut Recorder,
     mode: u32,
     src: &GpuTensor,
+    pool: &AvgPool2d,
     out_shape: &[usize],
     in_hw: (usize, usize),
     out_hw: (usize, usize),
@@ -93,7 +94,20 @@ fn avgpool_dispatch(
         rec.ctx.empty_as(out_shape, src.dtype)
     };
     let numel = out.numel();
-    let params = [in_hw.0, in_hw.1, out_hw.0, out_hw.1, numel, 0, 0, 0].map(|v| v as u32);
+    let window = match *pool {
+        AvgPool2d::Adaptive { .. } => [0, 0, 0, 0, 0],
+        AvgPool2d::Window {
+            kernel,
+            stride,
+            padding,
+            count_include_pad,
+            ..
+        } => [1, kernel, stride, padding, count_include_pad as usize],
+    };
+    let mut params = vec![in_hw.0, in_hw.1, out_hw.0, out_hw.1, numel];
+    params.extend(window);
+    params.extend([0, 0]);
+    let params: Vec<u32> = params.into_iter().map(|v| v as u32).collect();
     rec.dispatch(
         "avgpool",
         &[("MODE", mode as f64)],
@@ -104,18 +118,20 @@ fn avgpool_dispatch(
     out
 }
 
-/// Adaptive average pool to `out_hw` (PyTorch bins).
-pub fn adaptive_avg_pool2d(rec: &mut Recorder, x: &GpuTensor, out_hw: (usize, usize)) -> GpuTensor {
+/// Average pool of `x` `[N, C, H, W]` (adaptive, PyTorch's bins, or windowed).
+pub fn avg_pool2d(rec: &mut Recorder, x: &GpuTensor, pool: &AvgPool2d) -> GpuTensor {
     let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
-    avgpool_dispatch(rec, 0, x, &[n, c, out_hw.0, out_hw.1], (h, w), out_hw)
+    let out_hw = pool.out_hw(h, w);
+    avgpool_dispatch(rec, 0, x, pool, &[n, c, out_hw.0, out_hw.1], (h, w), out_hw)
 }
 
-/// Gradient of the adaptive average pool: `g` `[R, C, oh, ow]` to `[R, C, H, W]`.
-pub fn adaptive_avg_pool2d_grad(
+/// Gradient of the average pool: `g` `[R, C, oh, ow]` to `[R, C, H, W]`.
+pub fn avg_pool2d_grad(
     rec: &mut Recorder,
     g: &GpuTensor,
+    pool: &AvgPool2d,
     in_hw: (usize, usize),
 ) -> GpuTensor {
     let (r, c, oh, ow) = (g.shape[0], g.shape[1], g.shape[2], g.shape[3]);
-    avgpool_dispatch(rec, 1, g, &[r, c, in_hw.0, in_hw.1], in_hw, (oh, ow))
+    avgpool_dispatch(rec, 1, g, pool, &[r, c, in_hw.0, in_hw.1], in_hw, (oh, ow))
 }

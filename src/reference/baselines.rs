@@ -5,14 +5,14 @@
 use anyhow::{ensure, Result};
 
 use crate::explain::{Explanation, Method, MethodSpec, Post, RuleSet, Seed, SeedScale, WalkStop};
-use crate::layers::{BatchNorm2d, Conv2d, Linear, MaxPool2d};
+use crate::layers::{AvgPool2d, BatchNorm2d, Conv2d, Linear, MaxPool2d};
 use crate::models::graph::INPUT;
 use crate::models::Model;
 use crate::tensor::Tensor;
 
 use super::ops::{
-    adaptive_avg_pool2d, adaptive_avg_pool2d_backward, conv2d, conv2d_dgrad, dims4,
-    linear_backward_input, max_pool2d_route, relu, softmax, top_k, zip,
+    avg_pool2d, avg_pool2d_backward, conv2d, conv2d_dgrad, dims4, linear_backward_input,
+    max_pool2d_route, relu, softmax, top_k, zip,
 };
 use super::rules::{head_gradient, live_mask_batch_norm, zbox_first_conv, Gradient};
 use super::walk::{forward, walk, Rules};
@@ -88,10 +88,10 @@ impl Rules for Lrp {
     fn max_pool(&self, x: &Tensor, r: &Tensor, p: &MaxPool2d) -> Tensor {
         max_pool2d_route(x, r, p, 0.0)
     }
-    fn avg_pool(&self, x: &Tensor, r: &Tensor) -> Tensor {
-        let z = adaptive_avg_pool2d(x, (r.shape[2], r.shape[3]));
+    fn avg_pool(&self, x: &Tensor, r: &Tensor, p: &AvgPool2d) -> Tensor {
+        let z = avg_pool2d(x, p);
         self.redistribute(x, &z, r, |s| {
-            adaptive_avg_pool2d_backward(s, (x.shape[2], x.shape[3]))
+            avg_pool2d_backward(s, p, (x.shape[2], x.shape[3]))
         })
     }
     fn batch_norm(&self, x: &Tensor, r: &Tensor, bn: &BatchNorm2d) -> Tensor {
@@ -301,8 +301,8 @@ impl Rules for Rap {
     fn max_pool(&self, x: &Tensor, r: &Tensor, p: &MaxPool2d) -> Tensor {
         max_pool2d_route(x, r, p, 0.0)
     }
-    fn avg_pool(&self, x: &Tensor, r: &Tensor) -> Tensor {
-        Lrp(Some(0.0)).avg_pool(x, r)
+    fn avg_pool(&self, x: &Tensor, r: &Tensor, p: &AvgPool2d) -> Tensor {
+        Lrp(Some(0.0)).avg_pool(x, r, p)
     }
     fn batch_norm(&self, x: &Tensor, r: &Tensor, bn: &BatchNorm2d) -> Tensor {
         live_mask_batch_norm(x, r, bn)

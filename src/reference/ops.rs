@@ -15,7 +15,7 @@
 
 use std::ops::Range;
 
-use crate::layers::{BatchNorm2d, Linear, MaxPool2d};
+use crate::layers::{AvgPool2d, BatchNorm2d, Linear, MaxPool2d};
 use crate::tensor::Tensor;
 
 /// Below this many multiply-adds a kernel runs on the calling thread only.
@@ -373,14 +373,11 @@ fn window_argmax(
     best.map(|(idx, _)| idx)
 }
 
-/// Max pooling (floor mode); padding never wins, ties go to the first position in
+/// Max pooling (floor or ceil mode); padding never wins, ties go to the first position in
 /// row-major window order.
 pub fn max_pool2d(x: &Tensor, pool: &MaxPool2d) -> Tensor {
     let (n, c, h, w) = dims4(x, "max_pool2d input");
-    let (ho, wo) = (
-        out_len(h, pool.kernel, pool.stride, pool.padding),
-        out_len(w, pool.kernel, pool.stride, pool.padding),
-    );
+    let (ho, wo) = pool.out_hw(h, w);
     let mut out = vec![0.0f32; n * c * ho * wo];
     for p in 0..n * c {
         let plane = &x.data[p * h * w..(p + 1) * h * w];
@@ -399,10 +396,7 @@ pub fn max_pool2d(x: &Tensor, pool: &MaxPool2d) -> Tensor {
 /// `eps = 0` gives the max-pool gradient, `eps = 1e-9` the RSP winner-takes-all rule.
 pub fn max_pool2d_route(x: &Tensor, r: &Tensor, pool: &MaxPool2d, eps: f32) -> Tensor {
     let (n, c, h, w) = dims4(x, "max_pool2d_route input");
-    let (ho, wo) = (
-        out_len(h, pool.kernel, pool.stride, pool.padding),
-        out_len(w, pool.kernel, pool.stride, pool.padding),
-    );
+    let (ho, wo) = pool.out_hw(h, w);
     assert_eq!(
         r.shape,
         vec![n, c, ho, wo],
@@ -422,49 +416,46 @@ pub fn max_pool2d_route(x: &Tensor, r: &Tensor, pool: &MaxPool2d, eps: f32) -> T
     Tensor::new(x.shape.clone(), out)
 }
 
-/// PyTorch's adaptive-pool bin of output index `i`: `floor(i·len/out) .. ceil((i+1)·len/out)`.
-fn adaptive_bin(i: usize, len: usize, out: usize) -> Range<usize> {
-    (i * len) / out..((i + 1) * len).div_ceil(out)
-}
-
-/// Adaptive average pooling to `(oh, ow)` with PyTorch's bins; each cell is the float32
-/// sum of its bin in row-major order, divided by the bin height and then by its width.
-pub fn adaptive_avg_pool2d(x: &Tensor, (oh, ow): (usize, usize)) -> Tensor {
-    let (n, c, h, w) = dims4(x, "adaptive_avg_pool2d input");
+/// Average pooling (adaptive or windowed, [`AvgPool2d::bin`]); each cell is the float32
+/// sum of its range in row-major order, divided by its count along the height and then
+/// by its count along the width.
+pub fn avg_pool2d(x: &Tensor, pool: &AvgPool2d) -> Tensor {
+    let (n, c, h, w) = dims4(x, "avg_pool2d input");
+    let (oh, ow) = pool.out_hw(h, w);
     let mut out = vec![0.0f32; n * c * oh * ow];
     for p in 0..n * c {
         let plane = &x.data[p * h * w..(p + 1) * h * w];
         for oy in 0..oh {
-            let ys = adaptive_bin(oy, h, oh);
+            let (y0, y1, cy) = pool.bin(oy, h, oh);
             for ox in 0..ow {
-                let xs = adaptive_bin(ox, w, ow);
+                let (x0, x1, cx) = pool.bin(ox, w, ow);
                 let mut sum = 0.0f32;
-                for iy in ys.clone() {
-                    for ix in xs.clone() {
+                for iy in y0..y1 {
+                    for ix in x0..x1 {
                         sum += plane[iy * w + ix];
                     }
                 }
-                out[(p * oh + oy) * ow + ox] = sum / ys.len() as f32 / xs.len() as f32;
+                out[(p * oh + oy) * ow + ox] = sum / cy as f32 / cx as f32;
             }
         }
     }
     Tensor::new(vec![n, c, oh, ow], out)
 }
 
-/// Gradient of [`adaptive_avg_pool2d`]: every cell's `g / bin_h / bin_w` is added to each
-/// input position of its bin. Returns `[N, C, in_hw.0, in_hw.1]`.
-pub fn adaptive_avg_pool2d_backward(g: &Tensor, in_hw: (usize, usize)) -> Tensor {
-    let (n, c, oh, ow) = dims4(g, "adaptive_avg_pool2d_backward gradient");
+/// Gradient of [`avg_pool2d`]: every cell's `g / count_h / count_w` is added to each
+/// input position of its range. Returns `[N, C, in_hw.0, in_hw.1]`.
+pub fn avg_pool2d_backward(g: &Tensor, pool: &AvgPool2d, in_hw: (usize, usize)) -> Tensor {
+    let (n, c, oh, ow) = dims4(g, "avg_pool2d_backward gradient");
     let (h, w) = in_hw;
     let mut out = vec![0.0f32; n * c * h * w];
     for p in 0..n * c {
         for oy in 0..oh {
-            let ys = adaptive_bin(oy, h, oh);
+            let (y0, y1, cy) = pool.bin(oy, h, oh);
             for ox in 0..ow {
-                let xs = adaptive_bin(ox, w, ow);
-                let share = g.data[(p * oh + oy) * ow + ox] / ys.len() as f32 / xs.len() as f32;
-                for iy in ys.clone() {
-                    for ix in xs.clone() {
+                let (x0, x1, cx) = pool.bin(ox, w, ow);
+                let share = g.data[(p * oh + oy) * ow + ox] / cy as f32 / cx as f32;
+                for iy in y0..y1 {
+                    for ix in x0..x1 {
                         out[p * h * w + iy * w + ix] += share;
                     }
                 }
@@ -472,6 +463,37 @@ pub fn adaptive_avg_pool2d_backward(g: &Tensor, in_hw: (usize, usize)) -> Tensor
         }
     }
     Tensor::new(vec![n, c, h, w], out)
+}
+
+/// `inputs` (`[N, C_i, ·]`) side by side along the channels.
+pub fn concat_channels(inputs: &[&Tensor]) -> Tensor {
+    let n = inputs[0].shape[0];
+    let plane: usize = inputs[0].shape[2..].iter().product();
+    let channels: usize = inputs.iter().map(|t| t.shape[1]).sum();
+    let mut data = Vec::with_capacity(n * channels * plane);
+    for b in 0..n {
+        for t in inputs {
+            let per_image = t.shape[1] * plane;
+            data.extend_from_slice(&t.data[b * per_image..(b + 1) * per_image]);
+        }
+    }
+    let mut shape = inputs[0].shape.clone();
+    shape[1] = channels;
+    Tensor::new(shape, data)
+}
+
+/// Channels `offset .. offset + count` of `t` `[N, C, ·]`.
+pub fn channel_slice(t: &Tensor, offset: usize, count: usize) -> Tensor {
+    let (n, c) = (t.shape[0], t.shape[1]);
+    let plane: usize = t.shape[2..].iter().product();
+    let mut data = Vec::with_capacity(n * count * plane);
+    for b in 0..n {
+        let from = (b * c + offset) * plane;
+        data.extend_from_slice(&t.data[from..from + count * plane]);
+    }
+    let mut shape = t.shape.clone();
+    shape[1] = count;
+    Tensor::new(shape, data)
 }
 
 /// Elementwise sum of two equally shaped tensors.

@@ -8,7 +8,7 @@
 //! (`sdiv`, masks, `#{C ≠ 0}`) are done on the float32 values the rule produced.
 
 use crate::explain::RSP_EPS;
-use crate::layers::{BatchNorm2d, Conv2d, ConvGeometry, Linear, MaxPool2d};
+use crate::layers::{AvgPool2d, BatchNorm2d, Conv2d, ConvGeometry, Linear, MaxPool2d};
 
 use super::rules::{live_mask_batch_norm, zbox_first_conv, Gradient};
 use super::walk::Rules;
@@ -247,11 +247,14 @@ impl Rules for RspRules {
     fn max_pool(&self, x: &Tensor, r: &Tensor, p: &MaxPool2d) -> Tensor {
         maxpool_rule(x, r, p)
     }
-    fn avg_pool(&self, x: &Tensor, r: &Tensor) -> Tensor {
-        Gradient.avg_pool(x, r)
+    fn avg_pool(&self, x: &Tensor, r: &Tensor, p: &AvgPool2d) -> Tensor {
+        Gradient.avg_pool(x, r, p)
     }
     fn batch_norm(&self, x: &Tensor, r: &Tensor, bn: &BatchNorm2d) -> Tensor {
         live_mask_batch_norm(x, r, bn)
+    }
+    fn batch_norm_pre_activation(&self, _: &Tensor, r: &Tensor, _: &BatchNorm2d) -> Tensor {
+        r.clone()
     }
     fn residual(&self, a: &Tensor, b: &Tensor, r: &Tensor) -> (Tensor, Tensor) {
         residual_rule(a, b, r)

@@ -2,12 +2,12 @@
 //! rule set and the head gradient `∂y_t/∂A` it gives, the bounded-input z^B rule of
 //! the first convolution (RSP and LRP) and the live-mask batch-norm rule.
 
-use crate::layers::{BatchNorm2d, Conv2d, Linear, MaxPool2d};
+use crate::layers::{AvgPool2d, BatchNorm2d, Conv2d, Linear, MaxPool2d};
 use crate::models::Model;
 use crate::tensor::Tensor;
 
 use super::ops::{
-    adaptive_avg_pool2d_backward, conv2d, conv2d_dgrad, dims4, image, linear_backward_input, map,
+    avg_pool2d_backward, conv2d, conv2d_dgrad, dims4, image, linear_backward_input, map,
     max_pool2d_route, per_image, sdiv, zip,
 };
 use super::walk::{walk, ForwardTrace, Rules};
@@ -28,8 +28,8 @@ impl Rules for Gradient {
     fn max_pool(&self, x: &Tensor, r: &Tensor, p: &MaxPool2d) -> Tensor {
         max_pool2d_route(x, r, p, 0.0)
     }
-    fn avg_pool(&self, x: &Tensor, r: &Tensor) -> Tensor {
-        adaptive_avg_pool2d_backward(r, (x.shape[2], x.shape[3]))
+    fn avg_pool(&self, x: &Tensor, r: &Tensor, p: &AvgPool2d) -> Tensor {
+        avg_pool2d_backward(r, p, (x.shape[2], x.shape[3]))
     }
     fn batch_norm(&self, _: &Tensor, r: &Tensor, bn: &BatchNorm2d) -> Tensor {
         let (scale, _) = bn.scale_shift();

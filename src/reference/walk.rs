@@ -1,12 +1,14 @@
 //! The reference's forward pass over the model's graph, keeping every activation, and
 //! its one backward walk, parameterised by a CPU rule set ([`Rules`]).
 
-use crate::layers::{BatchNorm2d, Conv2d, Linear, MaxPool2d};
+use crate::layers::{AvgPool2d, BatchNorm2d, Conv2d, Linear, MaxPool2d};
 use crate::models::graph::{ActId, BackwardStep, Layer, Node};
 use crate::models::Model;
 use crate::tensor::Tensor;
 
-use super::ops::{adaptive_avg_pool2d, add, batch_norm, conv2d, linear, max_pool2d, relu};
+use super::ops::{
+    add, avg_pool2d, batch_norm, channel_slice, concat_channels, conv2d, linear, max_pool2d, relu,
+};
 
 /// Every activation of one forward pass.
 #[derive(Clone, Debug)]
@@ -36,13 +38,17 @@ pub fn forward(model: &Model, input: &Tensor) -> ForwardTrace {
             Layer::BatchNorm(bn) => batch_norm(x, bn),
             Layer::Relu => relu(x),
             Layer::MaxPool(p) => max_pool2d(x, p),
-            Layer::AvgPool { out } => adaptive_avg_pool2d(x, *out),
+            Layer::AvgPool(p) => avg_pool2d(x, p),
             Layer::Flatten => {
                 let n = x.shape[0];
                 x.clone().reshape(&[n, x.numel() / n.max(1)])
             }
             Layer::Linear(l) => linear(x, l),
             Layer::Add => add(x, &acts[node.inputs[1]]),
+            Layer::Concat => {
+                let inputs: Vec<&Tensor> = node.inputs.iter().map(|&k| &acts[k]).collect();
+                concat_channels(&inputs)
+            }
         };
         acts.push(y);
     }
@@ -67,8 +73,12 @@ pub trait Rules {
     }
     fn relu(&self, out: &Tensor, r: &Tensor) -> Tensor;
     fn max_pool(&self, x: &Tensor, r: &Tensor, p: &MaxPool2d) -> Tensor;
-    fn avg_pool(&self, x: &Tensor, r: &Tensor) -> Tensor;
+    fn avg_pool(&self, x: &Tensor, r: &Tensor, p: &AvgPool2d) -> Tensor;
     fn batch_norm(&self, x: &Tensor, r: &Tensor, bn: &BatchNorm2d) -> Tensor;
+    /// Batch norm that does not follow a convolution (DenseNet's order).
+    fn batch_norm_pre_activation(&self, x: &Tensor, r: &Tensor, bn: &BatchNorm2d) -> Tensor {
+        self.batch_norm(x, r, bn)
+    }
     fn residual(&self, a: &Tensor, b: &Tensor, r: &Tensor) -> (Tensor, Tensor);
 }
 
@@ -114,10 +124,13 @@ impl BackwardStep<Conv2d, BatchNorm2d, Linear> for CpuStep<'_> {
         let x = &acts[node.inputs[0]];
         match &node.layer {
             Layer::Conv { conv, first } => vec![rules.conv(x, &r, conv, *first)],
-            Layer::BatchNorm(bn) => vec![rules.batch_norm(x, &r, bn)],
+            Layer::BatchNorm(bn) if self.model.graph.reads_conv(i) => {
+                vec![rules.batch_norm(x, &r, bn)]
+            }
+            Layer::BatchNorm(bn) => vec![rules.batch_norm_pre_activation(x, &r, bn)],
             Layer::Relu => vec![rules.relu(&acts[i + 1], &r)],
             Layer::MaxPool(p) => vec![rules.max_pool(x, &r, p)],
-            Layer::AvgPool { .. } => vec![rules.avg_pool(x, &r)],
+            Layer::AvgPool(p) => vec![rules.avg_pool(x, &r, p)],
             Layer::Flatten => {
                 let shape = [&r.shape[..1], &x.shape[1..]].concat();
                 vec![r.reshape(&shape)]
@@ -129,6 +142,18 @@ impl BackwardStep<Conv2d, BatchNorm2d, Linear> for CpuStep<'_> {
             Layer::Add => {
                 let (a, b) = rules.residual(x, &acts[node.inputs[1]], &r);
                 vec![a, b]
+            }
+            // Every method's rule: each input's signal is its own channel slice.
+            Layer::Concat => {
+                let mut offset = 0;
+                node.inputs
+                    .iter()
+                    .map(|&k| {
+                        let c = acts[k].shape[1];
+                        offset += c;
+                        channel_slice(&r, offset - c, c)
+                    })
+                    .collect()
             }
         }
     }

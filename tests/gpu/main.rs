@@ -16,6 +16,7 @@ mod baselines;
 mod golden;
 mod images;
 mod models;
+mod onnx;
 mod ops;
 mod reference;
 mod rules;

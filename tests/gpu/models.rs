@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use rsp::compare::{compare, Tolerance};
 use rsp::explain::{explain, Explanation, Request};
 use rsp::gpu::{ContextOptions, GpuContext, Recorder};
+use rsp::layers::AvgPool2d;
 use rsp::models::gpu::GpuModel;
 use rsp::models::graph::Layer;
 use rsp::models::vgg::explain_index;
@@ -167,7 +168,7 @@ fn check_against_reference(what: &str, model: &Model, x: &Tensor) {
 /// The output size of the model's adaptive average pool.
 fn avgpool_size(model: &Model) -> Option<(usize, usize)> {
     match model.graph.node("avgpool")?.layer {
-        Layer::AvgPool { out } => Some(out),
+        Layer::AvgPool(AvgPool2d::Adaptive { out }) => Some(out),
         _ => None,
     }
 }

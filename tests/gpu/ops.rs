@@ -8,7 +8,7 @@
 
 use crate::{common, support};
 use rsp::gpu::{ContextOptions, GpuContext, GpuTensor, Recorder};
-use rsp::layers::{BatchNorm2d, Conv2d, ConvGeometry, Linear, MaxPool2d};
+use rsp::layers::{AvgPool2d, BatchNorm2d, Conv2d, ConvGeometry, Linear, MaxPool2d};
 use rsp::ops::{self, GpuBatchNorm, GpuConv, GpuLinear, NO_CLASS};
 use rsp::reference::model::comparative_classes;
 use rsp::reference::ops as cpu;
@@ -463,11 +463,20 @@ const POOL_2: MaxPool2d = MaxPool2d {
     kernel: 2,
     stride: 2,
     padding: 0,
+    ceil_mode: false,
 };
 const POOL_3: MaxPool2d = MaxPool2d {
     kernel: 3,
     stride: 2,
     padding: 1,
+    ceil_mode: false,
+};
+/// GoogLeNet's and SqueezeNet's: the last window runs past the input's end.
+const POOL_3_CEIL: MaxPool2d = MaxPool2d {
+    kernel: 3,
+    stride: 2,
+    padding: 0,
+    ceil_mode: true,
 };
 
 /// Max-pool inputs full of ties: values in {−1, −0.5, 0, 0.5, 1}, an all-zero block
@@ -496,7 +505,11 @@ fn tie_input(shape: &[usize], seed: u64) -> Tensor {
 
 #[test]
 fn max_pool2d_forward_with_ties_and_padding() {
-    for (pool, shape) in [(POOL_2, [2, 5, 9, 11]), (POOL_3, [2, 5, 10, 13])] {
+    for (pool, shape) in [
+        (POOL_2, [2, 5, 9, 11]),
+        (POOL_3, [2, 5, 10, 13]),
+        (POOL_3_CEIL, [2, 5, 10, 13]),
+    ] {
         let x = tie_input(&shape, 1800);
         let out = run1(|rec| {
             let xg = rec.ctx.upload(&x);
@@ -514,7 +527,11 @@ fn max_pool2d_forward_with_ties_and_padding() {
 
 #[test]
 fn max_pool2d_route_first_position_ties() {
-    for (pool, shape) in [(POOL_2, [2, 5, 9, 11]), (POOL_3, [2, 5, 10, 13])] {
+    for (pool, shape) in [
+        (POOL_2, [2, 5, 9, 11]),
+        (POOL_3, [2, 5, 10, 13]),
+        (POOL_3_CEIL, [2, 5, 10, 13]),
+    ] {
         let x = tie_input(&shape, 1900);
         let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3]);
         let (ho, wo) = pool.out_hw(h, w);
@@ -572,43 +589,90 @@ fn max_pool2d_route_first_position_ties() {
 }
 
 #[test]
-fn adaptive_avg_pool2d_forward_and_gradient() {
-    // (input [N, C, H, W], output size): non-divisible bins, an axis smaller than the
-    // output (overlapping bins), the identity and the global pool.
-    let cases: [([usize; 4], (usize, usize)); 5] = [
-        ([2, 5, 10, 13], (7, 7)),
-        ([2, 3, 9, 6], (7, 7)),
-        ([2, 5, 7, 7], (7, 7)),
-        ([2, 67, 3, 4], (1, 1)),
-        ([2, 4, 13, 10], (2, 3)),
+fn avg_pool2d_forward_and_gradient() {
+    let adaptive = |out| AvgPool2d::Adaptive { out };
+    let window = |kernel, stride, padding, ceil_mode, count_include_pad| AvgPool2d::Window {
+        kernel,
+        stride,
+        padding,
+        ceil_mode,
+        count_include_pad,
+    };
+    // Adaptive: non-divisible bins, an axis smaller than the output (overlapping bins),
+    // the identity and the global pool. Windowed: DenseNet's transition (2/2), padded
+    // windows with and without the padding in the divisor, ceil mode with a last window
+    // that runs past the input.
+    let cases: [([usize; 4], AvgPool2d); 9] = [
+        ([2, 5, 10, 13], adaptive((7, 7))),
+        ([2, 3, 9, 6], adaptive((7, 7))),
+        ([2, 5, 7, 7], adaptive((7, 7))),
+        ([2, 67, 3, 4], adaptive((1, 1))),
+        ([2, 4, 13, 10], adaptive((2, 3))),
+        ([2, 6, 8, 9], window(2, 2, 0, false, true)),
+        ([2, 3, 9, 7], window(3, 2, 1, false, true)),
+        ([2, 3, 9, 7], window(3, 2, 1, false, false)),
+        ([2, 3, 10, 8], window(3, 2, 1, true, false)),
     ];
-    for (i, (shape, out_hw)) in cases.into_iter().enumerate() {
+    for (i, (shape, pool)) in cases.into_iter().enumerate() {
         let x = common::random(&shape, 2100 + i as u64);
         let rows = 2 * shape[0]; // gradient with two seeds per image
+        let out_hw = pool.out_hw(shape[2], shape[3]);
         let g = common::random(&[rows, shape[1], out_hw.0, out_hw.1], 2200 + i as u64);
         let [fwd, grad]: [Tensor; 2] = run(|rec| {
             let xg = rec.ctx.upload(&x);
             let gg = rec.ctx.upload(&g);
             vec![
-                ops::adaptive_avg_pool2d(rec, &xg, out_hw),
-                ops::adaptive_avg_pool2d_grad(rec, &gg, (shape[2], shape[3])),
+                ops::avg_pool2d(rec, &xg, &pool),
+                ops::avg_pool2d_grad(rec, &gg, &pool, (shape[2], shape[3])),
             ]
         })
         .try_into()
         .unwrap();
         assert_close(
-            &format!("adaptive_avg_pool2d {shape:?}->{out_hw:?}"),
+            &format!("avg_pool2d {shape:?} {pool:?}"),
             &fwd,
-            &cpu::adaptive_avg_pool2d(&x, out_hw),
+            &cpu::avg_pool2d(&x, &pool),
             REL_TOL,
         );
         assert_close(
-            &format!("adaptive_avg_pool2d_grad {out_hw:?}->{shape:?}"),
+            &format!("avg_pool2d_grad {pool:?} -> {shape:?}"),
             &grad,
-            &cpu::adaptive_avg_pool2d_backward(&g, (shape[2], shape[3])),
+            &cpu::avg_pool2d_backward(&g, &pool, (shape[2], shape[3])),
             REL_TOL,
         );
     }
+}
+
+#[test]
+fn concat_and_channel_slices_match_reference() {
+    let parts = [
+        common::random(&[2, 3, 5, 6], 2300),
+        common::random(&[2, 1, 5, 6], 2301),
+        common::random(&[2, 4, 5, 6], 2302),
+    ];
+    let r = common::random(&[4, 8, 5, 6], 2303);
+    let got = run(|rec| {
+        let ups: Vec<_> = parts.iter().map(|t| rec.ctx.upload(t)).collect();
+        let refs: Vec<_> = ups.iter().collect();
+        let rg = rec.ctx.upload(&r);
+        vec![
+            ops::concat_channels(rec, &refs),
+            ops::channel_slice(rec, &rg, 0, 3),
+            ops::channel_slice(rec, &rg, 3, 1),
+            ops::channel_slice(rec, &rg, 4, 4),
+        ]
+    });
+    let refs: Vec<&Tensor> = parts.iter().collect();
+    let joined = cpu::concat_channels(&refs);
+    assert_eq!(got[0].shape, vec![2, 8, 5, 6]);
+    assert_eq!(got[0].data, joined.data, "concat");
+    for (k, (offset, count)) in [(0, 3), (3, 1), (4, 4)].into_iter().enumerate() {
+        let want = cpu::channel_slice(&r, offset, count);
+        assert_eq!(got[k + 1].data, want.data, "slice {offset}+{count}");
+    }
+    // The slices partition the signal: concatenated again they are the signal.
+    let slices: Vec<&Tensor> = got[1..].iter().collect();
+    assert_eq!(cpu::concat_channels(&slices).data, r.data);
 }
 
 #[test]

@@ -14,7 +14,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use rsp::compare::{compare, Report, Tolerance};
-use rsp::layers::{ConvGeometry, MaxPool2d};
+use rsp::layers::{AvgPool2d, ConvGeometry, MaxPool2d};
 use rsp::models::weights::TensorFile;
 use rsp::reference::{model as refmodel, ops, rsp as rules};
 use rsp::{Init, Model, Tensor};
@@ -432,6 +432,7 @@ fn maxpool_and_residual_rules_conserve_relevance() {
                 kernel: 3,
                 stride: 2,
                 padding: 1,
+                ceil_mode: false,
             },
             7,
             9,
@@ -441,6 +442,7 @@ fn maxpool_and_residual_rules_conserve_relevance() {
                 kernel: 2,
                 stride: 2,
                 padding: 0,
+                ceil_mode: false,
             },
             5,
             5,
@@ -471,6 +473,7 @@ fn max_pool_ties_go_to_first_position_and_padding_never_wins() {
         kernel: 2,
         stride: 2,
         padding: 0,
+        ceil_mode: false,
     };
     // Window (row-major): [1, 3, 3, 0] -> first 3 (flat 1); [2, 2, 2, 2] -> flat 2;
     // [0, 0, 0, 0] -> flat 8 (the 1e-9 shift keeps the tie).
@@ -500,6 +503,7 @@ fn max_pool_ties_go_to_first_position_and_padding_never_wins() {
         kernel: 3,
         stride: 2,
         padding: 1,
+        ceil_mode: false,
     };
     let x = Tensor::new(vec![1, 1, 3, 3], vec![-5.0; 9]);
     let y = ops::max_pool2d(&x, &pool);
@@ -569,7 +573,8 @@ fn conv_adjoints_and_pool_backward_are_consistent() {
     }
     // Adaptive average pool with overlapping PyTorch bins (5 -> 3: [0,2), [1,4), [3,5)).
     let x = random(&mut rng, &[1, 2, 5, 7], 0.0, -1.0, 1.0);
-    let y = ops::adaptive_avg_pool2d(&x, (3, 2));
+    let pool = AvgPool2d::Adaptive { out: (3, 2) };
+    let y = ops::avg_pool2d(&x, &pool);
     // Output (1, 1) averages rows 1..4 and columns 3..7 (7 -> 2: [0,4), [3,7)).
     let mut want = 0.0f32;
     for iy in 1..4 {
@@ -584,7 +589,7 @@ fn conv_adjoints_and_pool_backward_are_consistent() {
         y.data[3]
     );
     let g = random(&mut rng, &y.shape, 0.0, -1.0, 1.0);
-    let gx = ops::adaptive_avg_pool2d_backward(&g, (5, 7));
+    let gx = ops::avg_pool2d_backward(&g, &pool, (5, 7));
     assert!(
         (dot(&y, &g) - dot(&x, &gx)).abs() < 1e-5,
         "adaptive pool adjoint"

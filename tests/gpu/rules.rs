@@ -227,16 +227,28 @@ fn maxpool_rule_matches_reference_and_conserves() {
             kernel: 2,
             stride: 2,
             padding: 0,
+            ceil_mode: false,
         },
         MaxPool2d {
             kernel: 3,
             stride: 2,
             padding: 1,
+            ceil_mode: false,
+        },
+        MaxPool2d {
+            kernel: 3,
+            stride: 2,
+            padding: 0,
+            ceil_mode: true,
         },
     ];
-    for (i, (pool, shape)) in [(pools[0], [2, 13, 9, 11]), (pools[1], [2, 5, 10, 13])]
-        .into_iter()
-        .enumerate()
+    for (i, (pool, shape)) in [
+        (pools[0], [2, 13, 9, 11]),
+        (pools[1], [2, 5, 10, 13]),
+        (pools[2], [2, 5, 10, 13]),
+    ]
+    .into_iter()
+    .enumerate()
     {
         // Post-ReLU input with ties: values in {0, 0.5, 1} (many all-zero windows).
         let x = support::map(&support::post_relu(&shape, 3000 + i as u64, 0.5), |v| {

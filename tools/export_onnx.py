@@ -21,7 +21,8 @@ onnxruntime and must match PyTorch's logits to 1e-5 (relative to their largest
 magnitude), else the tool fails.
 
 Models rsp must refuse (grouped convolution, ReLU6, SiLU) are exported too
-(`refuse_*.onnx`, legacy exporter, no expectations).
+(`refuse_*.onnx`, legacy exporter, no expectations), and `torchvision_state_dicts.txt`
+lists the tensor names and shapes of every torchvision classification architecture.
 
 The in-repo golden cases' models (tests/golden/*.safetensors, weights under `model.`)
 are exported with the legacy exporter, batch norm kept, to `tests/golden/<case>.onnx`;
@@ -288,6 +289,34 @@ def export_golden(golden_dir):
         print(f"{case}: onnxruntime vs golden logits {err:.1e}")
 
 
+def state_dict_listing(path):
+    """Every torchvision classification architecture's state dict, names and shapes
+    (no values), front-coded: `# arch`, then per tensor `<prefix length shared with the
+    previous name> <rest of the name> <shape as AxBxC>`. tests/gpu/bad_weights.rs checks
+    that rsp builds each exactly or refuses it."""
+    import warnings
+    warnings.filterwarnings("ignore")
+    lines = [f"# torchvision {torchvision.__version__}: tools/export_onnx.py"]
+    for name in torchvision.models.list_models(module=torchvision.models):
+        try:
+            with torch.device("meta"):
+                sd = torchvision.models.get_model(name, weights=None).state_dict()
+        except NotImplementedError:  # builders that compute on tensors (RegNet)
+            sd = torchvision.models.get_model(name, weights=None).state_dict()
+        lines.append(f"# {name}")
+        prev = ""
+        for key, value in sd.items():
+            if key.endswith("num_batches_tracked"):
+                continue
+            p = 0
+            while p < min(len(key), len(prev)) and key[p] == prev[p]:
+                p += 1
+            lines.append(f"{p} {key[p:]} {'x'.join(map(str, value.shape))}")
+            prev = key
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out", help="folder for the family fixtures (tests/onnx)")
@@ -303,6 +332,7 @@ def main():
         model = build().eval()
         export_legacy(model, torch.randn(1, 3, 16, 16), os.path.join(args.out, f"{name}.onnx"))
     export_golden(args.golden)
+    state_dict_listing(os.path.join(args.out, "torchvision_state_dicts.txt"))
     print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
           f"onnx {onnx.__version__}, onnxruntime {ort.__version__}")
 

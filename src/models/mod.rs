@@ -46,19 +46,17 @@ impl Model {
 
     fn build(file: &TensorFile) -> Result<Model> {
         let w = WeightView::new(file);
-        let mut model = if w.has("features.0.weight") {
-            load_vgg(&w)?
-        } else if w.has("conv1.weight") && w.has("layer1.0.conv1.weight") {
-            load_resnet(&w)?
-        } else {
-            let found: Vec<&str> = w.names().take(5).collect();
-            bail!(
-                "{}: unknown weight layout: expected torchvision VGG ('features.0.weight') or \
-                 ResNet ('conv1.weight', 'layer1.0.conv1.weight') tensor names, found {:?}{}",
-                w.file_name(),
-                found,
-                if w.names().count() > 5 { " ..." } else { "" }
-            )
+        let tensors: Vec<(&str, &[usize])> = w
+            .names()
+            .map(|n| {
+                let full = format!("{}{n}", w.prefix);
+                (n, file.floats[&full].shape.as_slice())
+            })
+            .collect();
+        let mut model = match recognise(&tensors) {
+            Ok(Recognised::Vgg) => load_vgg(&w)?,
+            Ok(Recognised::ResNet) => load_resnet(&w)?,
+            Err(why) => bail!("{}: {why}", w.file_name()),
         };
         // The synthetic benchmark's trainer records its (multi-label) class names.
         if let Some(meta) = file.metadata.get("rsp_synth") {
@@ -73,6 +71,132 @@ impl Model {
         }
         Ok(model)
     }
+}
+
+/// The architectures rsp builds from a state dict's names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recognised {
+    Vgg,
+    ResNet,
+}
+
+/// How to get any other ReLU CNN into rsp.
+const EXPORT_HINT: &str = "rsp builds torchvision VGG and ResNet from safetensors; export \
+    any other ReLU CNN to ONNX (torch.onnx.export(model, x, \"model.onnx\")) and pass \
+    --weights model.onnx";
+
+/// Which torchvision architecture a state dict's `(name, shape)` list is, accepting
+/// only what the VGG and ResNet builders reproduce exactly: VGG's 3×3 convolutions
+/// (`features.N`, `classifier.M` or timm's head), ResNet's 7×7 stem and ungrouped
+/// BasicBlock or Bottleneck blocks (`conv1`, `bn1`, `layerS.B.…`, `fc`; wide ResNets
+/// included). Anything else, AlexNet's 11×11 and 5×5 kernels, DenseNet, ResNeXt's
+/// grouped convolutions, is refused with the reason and the ONNX route.
+pub fn recognise(tensors: &[(&str, &[usize])]) -> std::result::Result<Recognised, String> {
+    let has = |n: &str| tensors.iter().any(|(k, _)| *k == n);
+    let shape = |n: &str| tensors.iter().find(|(k, _)| *k == n).map(|(_, s)| *s);
+    let param = |rest: &str, allowed: &[&str]| allowed.iter().any(|a| rest == *a);
+    const BN: [&str; 4] = ["weight", "bias", "running_mean", "running_var"];
+    if has("features.0.weight") {
+        for &(name, s) in tensors {
+            let ok = if let Some(rest) = name.strip_prefix("features.") {
+                match rest.split_once('.') {
+                    Some((idx, p)) => idx.parse::<usize>().is_ok() && param(p, &BN),
+                    None => false,
+                }
+            } else if let Some(rest) = name.strip_prefix("classifier.") {
+                matches!(rest.split_once('.'), Some((idx, p)) if idx.parse::<usize>().is_ok() && param(p, &["weight", "bias"]))
+            } else {
+                ["pre_logits.fc1.", "pre_logits.fc2.", "head.fc."]
+                    .iter()
+                    .any(|h| {
+                        name.strip_prefix(h)
+                            .is_some_and(|p| param(p, &["weight", "bias"]))
+                    })
+            };
+            if !ok {
+                return Err(format!(
+                    "tensor '{name}' is not part of a torchvision VGG (its features are \
+                     plain convolutions, batch norms and pools); {EXPORT_HINT}"
+                ));
+            }
+            if name.starts_with("features.")
+                && s.len() == 4
+                && !s.contains(&0)
+                && (s[2], s[3]) != (3, 3)
+            {
+                return Err(format!(
+                    "tensor '{name}' is a {}×{} convolution: not a VGG, whose convolutions \
+                     are all 3×3 (AlexNet's are 11×11, 5×5 and 3×3); {EXPORT_HINT}",
+                    s[2], s[3]
+                ));
+            }
+        }
+        return Ok(Recognised::Vgg);
+    }
+    if has("conv1.weight") && has("layer1.0.conv1.weight") {
+        // (Empty dimensions are the builders' to report.)
+        if let Some(s) = shape("conv1.weight")
+            .filter(|s| !s.contains(&0) && (s.len() != 4 || (s[2], s[3]) != (7, 7)))
+        {
+            return Err(format!(
+                "tensor 'conv1.weight' has shape {s:?}: not torchvision's ResNet stem (a 7×7 \
+                 convolution); {EXPORT_HINT}"
+            ));
+        }
+        for &(name, s) in tensors {
+            let ok = if let Some(p) = name.strip_prefix("conv1.") {
+                p == "weight"
+            } else if let Some(p) = name.strip_prefix("bn1.") {
+                param(p, &BN)
+            } else if let Some(p) = name.strip_prefix("fc.") {
+                param(p, &["weight", "bias"])
+            } else if let Some(rest) = name.strip_prefix("layer") {
+                let parts: Vec<&str> = rest.splitn(3, '.').collect();
+                match parts[..] {
+                    [stage, block, p] => {
+                        matches!(stage, "1" | "2" | "3" | "4")
+                            && block.parse::<usize>().is_ok()
+                            && match p.rsplit_once('.') {
+                                Some(("conv1" | "conv2" | "conv3" | "downsample.0", w)) => {
+                                    w == "weight"
+                                }
+                                Some(("bn1" | "bn2" | "bn3" | "downsample.1", b)) => param(b, &BN),
+                                _ => false,
+                            }
+                    }
+                    _ => false,
+                }
+            } else {
+                false
+            };
+            if !ok {
+                return Err(format!(
+                    "tensor '{name}' is not part of a torchvision ResNet; {EXPORT_HINT}"
+                ));
+            }
+            // Every block's conv2 reads its conv1's output with one group.
+            if let Some(block) = name.strip_suffix(".conv2.weight") {
+                let c1 = shape(&format!("{block}.conv1.weight"));
+                if let Some(c1) = c1.filter(|c1| s.len() == 4 && !s.contains(&0) && c1[0] != s[1]) {
+                    return Err(format!(
+                        "tensor '{name}' has shape {s:?} after {} channels: a grouped \
+                         convolution ({} groups, ResNeXt); rsp does not build grouped \
+                         convolutions yet",
+                        c1[0],
+                        c1[0] / s[1].max(1)
+                    ));
+                }
+            }
+        }
+        return Ok(Recognised::ResNet);
+    }
+    let found: Vec<&str> = tensors.iter().take(3).map(|(n, _)| *n).collect();
+    Err(format!(
+        "unknown weight layout (tensors {found:?}{}): not a torchvision VGG \
+         ('features.0.weight') or ResNet ('conv1.weight', 'layer1.0.conv1.weight'); \
+         {EXPORT_HINT}",
+        if tensors.len() > 3 { ", ..." } else { "" }
+    ))
 }
 
 fn conv(

@@ -277,3 +277,97 @@ fn unsupported_dtype() {
         expect_err(&p, &["features.0.weight", &format!("{dtype:?}")]);
     }
 }
+
+/// Every torchvision classification architecture's state dict (names and shapes,
+/// `tests/onnx/torchvision_state_dicts.txt`, listed by `tools/export_onnx.py`): VGG,
+/// ResNet and wide ResNet are recognised for the builders, which reproduce them exactly;
+/// every other one is refused with the ONNX route (ResNeXt naming its grouped
+/// convolution) — never built as something it is not.
+#[test]
+fn every_torchvision_architecture_is_built_exactly_or_refused() {
+    use rsp::models::{recognise, Recognised};
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/onnx/torchvision_state_dicts.txt"),
+    )
+    .unwrap();
+    let mut archs: Vec<(String, Vec<(String, Vec<usize>)>)> = Vec::new();
+    let mut prev = String::new();
+    for line in text.lines().skip(1) {
+        if let Some(name) = line.strip_prefix("# ") {
+            archs.push((name.to_string(), Vec::new()));
+            prev.clear();
+            continue;
+        }
+        let mut parts = line.split(' ');
+        let shared: usize = parts.next().unwrap().parse().unwrap();
+        let rest = parts.next().unwrap();
+        let shape = parts
+            .next()
+            .unwrap()
+            .split('x')
+            .filter(|d| !d.is_empty())
+            .map(|d| d.parse().unwrap())
+            .collect();
+        let name = format!("{}{rest}", &prev[..shared]);
+        prev = name.clone();
+        archs.last_mut().unwrap().1.push((name, shape));
+    }
+    assert_eq!(archs.len(), 80, "architectures listed");
+    let mut accepted = Vec::new();
+    for (arch, tensors) in &archs {
+        let view: Vec<(&str, &[usize])> = tensors
+            .iter()
+            .map(|(n, s)| (n.as_str(), s.as_slice()))
+            .collect();
+        let got = recognise(&view);
+        let want = if arch.starts_with("vgg") {
+            Some(Recognised::Vgg)
+        } else if arch.starts_with("resnet") || arch.starts_with("wide_resnet") {
+            Some(Recognised::ResNet)
+        } else {
+            None
+        };
+        match (want, got) {
+            (Some(w), Ok(g)) => {
+                assert_eq!(w, g, "{arch}");
+                accepted.push(arch.as_str());
+            }
+            (None, Err(why)) => {
+                let expect = if arch.starts_with("resnext") {
+                    "grouped convolution"
+                } else {
+                    "ONNX"
+                };
+                assert!(why.contains(expect), "{arch}: {why}");
+            }
+            (w, g) => panic!("{arch}: expected {w:?}, got {g:?}"),
+        }
+    }
+    assert_eq!(accepted.len(), 15, "{accepted:?}");
+}
+
+/// AlexNet's state dict has VGG's tensor names; it is refused, not read as a VGG.
+#[test]
+fn alexnet_weights_are_refused_not_read_as_vgg() {
+    let mut sd = StateDict::default();
+    for (i, (c_out, c_in, k)) in [(8, 3, 11), (16, 8, 5), (16, 16, 3)]
+        .into_iter()
+        .enumerate()
+    {
+        let idx = [0, 3, 6][i];
+        sd.push(
+            format!("features.{idx}.weight"),
+            crate::common::random(&[c_out, c_in, k, k], 40 + i as u64),
+        );
+        sd.push(
+            format!("features.{idx}.bias"),
+            crate::common::random(&[c_out], 50 + i as u64),
+        );
+    }
+    sd.push("classifier.1.weight", crate::common::random(&[32, 64], 60));
+    sd.push("classifier.1.bias", crate::common::random(&[32], 61));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alexnet.safetensors");
+    sd.save(&path, Dtype::F32);
+    expect_err(&path, &["features.0.weight", "11×11", "ONNX"]);
+}

@@ -87,18 +87,23 @@ class Explainer:
     """A classifier on a GPU, ready to explain.
 
     Give exactly one of ``model`` (a hub name such as ``"vgg16"`` or ``"resnet50"``;
-    downloaded once and checked), ``weights`` (a safetensors file in torchvision naming)
+    downloaded once and checked), ``weights`` (an ONNX file, any ReLU CNN exported with
+    ``torch.onnx.export``, or a safetensors file with torchvision VGG/ResNet names)
     or ``state_dict`` (any mapping of names to arrays: numpy arrays, or torch tensors
     after ``.detach().cpu()``), so a fine-tuned torchvision model works without writing a
     file. ``backend``: ``auto``, ``vulkan``, ``metal``, ``dx12`` or ``gl``.
     ``precision``: ``f32`` (default; parity with the authors' code) or ``f16``
     (weights, activations and RSP's relevance stored in f16, arithmetic in f32, and on
     GPUs with matrix units f16 products accumulated in f32; maps drift from ``f32`` by
-    the amounts docs/precision.md gives).
+    the amounts docs/precision.md gives). ``size``: the side images are resized to
+    (default: the size an ONNX model was exported for, else 224). ``explain_layer``: the
+    layer RSP's initial relevance and Grad-CAM start from (``rsp inspect FILE`` lists
+    them; default: the last image-shaped ReLU or concatenation before the head).
     """
 
     def __init__(self, model: Optional[str] = None, weights: Optional[Union[str, PathLike]] = None,
-                 state_dict=None, backend: str = "auto", precision: str = "f32", size: int = 224):
+                 state_dict=None, backend: str = "auto", precision: str = "f32",
+                 size: Optional[int] = None, explain_layer: Optional[str] = None):
         given = [a is not None for a in (model, weights, state_dict)]
         if sum(given) != 1:
             raise ValueError("give exactly one of model=, weights= or state_dict=")
@@ -118,12 +123,18 @@ class Explainer:
             tensors=tensors,
             backend=backend,
             precision=precision,
+            explain_layer=explain_layer,
         )
-        self.size = size
+        self.size = size if size is not None else (self._engine.input_size or 224)
 
     @property
     def num_classes(self) -> int:
         return self._engine.num_classes
+
+    @property
+    def explain_layer(self) -> Optional[str]:
+        """The layer RSP's initial relevance and Grad-CAM start from."""
+        return self._engine.explain_layer
 
     @property
     def description(self) -> str:

@@ -227,6 +227,8 @@ struct Engine {
     describe: String,
     readout: &'static str,
     class_names: Option<Vec<String>>,
+    input_size: Option<usize>,
+    explain_layer: Option<String>,
 }
 
 #[pymethods]
@@ -234,7 +236,7 @@ impl Engine {
     /// From a weights file, a hub model name (`vgg16`, `resnet50`, ...), or a dict of
     /// float32 arrays in torchvision naming.
     #[new]
-    #[pyo3(signature = (weights = None, model = None, tensors = None, backend = "auto", precision = "f32"))]
+    #[pyo3(signature = (weights = None, model = None, tensors = None, backend = "auto", precision = "f32", explain_layer = None))]
     fn new(
         py: Python<'_>,
         weights: Option<PathBuf>,
@@ -242,6 +244,7 @@ impl Engine {
         tensors: Option<Bound<'_, PyDict>>,
         backend: &str,
         precision: &str,
+        explain_layer: Option<String>,
     ) -> PyResult<Self> {
         let backend = self::backend(backend)?;
         let precision = Precision::from_name(precision).ok_or_else(|| {
@@ -254,6 +257,13 @@ impl Engine {
                         "{}: no such weights file",
                         path.display()
                     )));
+                }
+                if path
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+                {
+                    let model = py.detach(|| Model::from_file(&path)).map_err(to_py)?;
+                    return engine_from_model(py, model, backend, precision, explain_layer);
                 }
                 py.detach(|| TensorFile::read(&path)).map_err(to_py)?
             }
@@ -285,26 +295,19 @@ impl Engine {
             }
         };
         let model = Model::from_tensors(&file).map_err(to_py)?;
-        let opts = ContextOptions {
-            backend,
-            precision,
-            ..Default::default()
-        };
-        let (ctx, gpu) = py
-            .detach(|| {
-                let ctx = GpuContext::new(&opts)?;
-                let gpu = GpuModel::upload(&ctx, &model);
-                anyhow::Ok((ctx, gpu))
-            })
-            .map_err(to_py)?;
-        Ok(Engine {
-            ctx,
-            model: gpu,
-            num_classes: model.num_classes(),
-            describe: model.describe(),
-            readout: model.readout.name(),
-            class_names: model.class_names.clone(),
-        })
+        engine_from_model(py, model, backend, precision, explain_layer)
+    }
+
+    /// The size the model was exported for (an ONNX graph with a static input), if any.
+    #[getter]
+    fn input_size(&self) -> Option<usize> {
+        self.input_size
+    }
+
+    /// The layer RSP's initial relevance and Grad-CAM start from.
+    #[getter]
+    fn explain_layer(&self) -> Option<String> {
+        self.explain_layer.clone()
     }
 
     #[getter]
@@ -609,4 +612,39 @@ fn _rsp(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(eval_map, m)?)?;
     m.add_class::<Engine>()?;
     Ok(())
+}
+
+/// An [`Engine`] on the GPU for `model`, from the explanation layer asked for.
+fn engine_from_model(
+    py: Python<'_>,
+    mut model: Model,
+    backend: Backend,
+    precision: Precision,
+    explain_layer: Option<String>,
+) -> PyResult<Engine> {
+    if let Some(layer) = &explain_layer {
+        model.set_explain_layer(layer).map_err(to_py)?;
+    }
+    let opts = ContextOptions {
+        backend,
+        precision,
+        ..Default::default()
+    };
+    let (ctx, gpu) = py
+        .detach(|| {
+            let ctx = GpuContext::new(&opts)?;
+            let gpu = GpuModel::upload(&ctx, &model);
+            anyhow::Ok((ctx, gpu))
+        })
+        .map_err(to_py)?;
+    Ok(Engine {
+        ctx,
+        model: gpu,
+        num_classes: model.num_classes(),
+        describe: model.describe(),
+        readout: model.readout.name(),
+        class_names: model.class_names.clone(),
+        input_size: model.input_size.map(|(h, _)| h),
+        explain_layer: model.explain_layer().map(str::to_owned),
+    })
 }

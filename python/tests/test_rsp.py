@@ -82,6 +82,30 @@ def test_golden_parity(case):
     assert_golden("rsp.comparative.out", c.relevance, gold["rsp.comparative.out"])
 
 
+def test_onnx_models_explain_like_their_safetensors_form():
+    """The golden models exported to ONNX give the same maps; a DenseNet fixture runs
+    from its default and from a chosen explanation layer."""
+    path = GOLDEN / "vgg_tiny.safetensors"
+    gold = read_safetensors(path)
+    a = rsp.Explainer(weights=path).explain(gold["input"])
+    onnx = rsp.Explainer(weights=GOLDEN / "vgg_tiny.onnx")
+    assert onnx.explain_layer == "features.13"
+    assert onnx.size == 32
+    b = onnx.explain(gold["input"])
+    np.testing.assert_array_equal(a.relevance, b.relevance)
+    fixtures = ROOT / "tests" / "onnx"
+    x = read_safetensors(fixtures / "densenet.expected.safetensors")["input"]
+    dense = rsp.Explainer(weights=fixtures / "densenet.legacy.onnx",
+                          explain_layer="features.denseblock2.concat")
+    e = dense.explain(x)
+    assert e.init.shape == (1, 16, 4, 4)
+    assert np.isfinite(e.relevance).all()
+    with pytest.raises(ValueError, match="is not a layer"):
+        rsp.Explainer(weights=fixtures / "densenet.legacy.onnx", explain_layer="nope")
+    with pytest.raises(ValueError, match=r"\(Clip\) is not supported"):
+        rsp.Explainer(weights=fixtures / "refuse_relu6.onnx")
+
+
 def test_state_dict_equals_the_file_bit_for_bit(vgg):
     path = GOLDEN / "vgg_tiny.safetensors"
     gold = read_safetensors(path)

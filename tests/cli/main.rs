@@ -12,6 +12,7 @@ mod support;
 
 mod download;
 mod eval;
+mod onnx;
 mod run;
 mod serve_browser;
 mod serve_load;

@@ -75,9 +75,14 @@ pub struct ServeArgs {
     #[arg(long, value_delimiter = ',')]
     pub methods: Vec<String>,
     /// Crop size the images are preprocessed to (shorter side to size·256/224, centre
-    /// crop), as `rsp --size`.
-    #[arg(long, default_value_t = 224)]
-    pub size: u32,
+    /// crop), as `rsp --size` [default: the size an ONNX model was exported for, else
+    /// 224].
+    #[arg(long)]
+    pub size: Option<u32>,
+    /// The layer RSP's initial relevance and Grad-CAM start from, as `rsp
+    /// --explain-layer`.
+    #[arg(long, value_name = "NAME")]
+    pub explain_layer: Option<String>,
     /// Probabilities shown: auto (the weights' own readout), softmax or sigmoid.
     #[arg(long, default_value = "auto")]
     pub readout: String,
@@ -143,8 +148,8 @@ impl IntoResponse for ApiError {
 
 /// Runs `rsp serve` until Ctrl-C.
 pub fn run(args: &ServeArgs) -> Result<()> {
-    if args.size < 8 {
-        crate::error::bail_invalid!("--size must be at least 8, got {}", args.size);
+    if let Some(size) = args.size.filter(|&s| s < 8) {
+        crate::error::bail_invalid!("--size must be at least 8, got {size}");
     }
     let methods = parse_methods(&args.methods)?;
     let readout = match args.readout.as_str() {
@@ -160,7 +165,12 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         }
         (None, None) => crate::error::bail_invalid!("give --weights FILE or --model NAME"),
     };
-    let model = Model::from_file(&wpath)?;
+    let mut model = Model::from_file(&wpath)?;
+    if let Some(layer) = &args.explain_layer {
+        model.set_explain_layer(layer)?;
+    }
+    let size = args.size.unwrap_or_else(|| model.default_size());
+    model.check_input_size(size as usize, size as usize)?;
     if model.num_classes() == 0 {
         crate::error::bail_invalid!(
             "{}: these weights have no classifier; rsp serve explains predictions",
@@ -181,7 +191,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         "adapter": ctx.adapter.name,
         "backend": format!("{:?}", ctx.adapter.backend).to_lowercase(),
         "precision": args.device.precision.name(),
-        "size": args.size,
+        "size": size,
         "methods": methods.iter().map(|m| json!({"name": m.name(), "description": m.description()})).collect::<Vec<_>>(),
         "inits": InitKind::ALL.iter().map(|k| json!({"name": k.name(), "description": k.description()})).collect::<Vec<_>>(),
         "cmaps": ColorMap::ALL.iter().map(|c| json!({"name": c.name(), "diverging": c.diverging()})).collect::<Vec<_>>(),
@@ -206,7 +216,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         stats,
         info,
         methods,
-        size: args.size,
+        size,
         max_upload: args.max_upload_mb << 20,
     });
     let router = Router::new()

@@ -12,7 +12,7 @@
 //! (`/features/features.1/Relu` → `features.1`), so `--save-relevance` and
 //! `--explain-layer` read the way the PyTorch model does.
 
-mod proto;
+pub mod proto;
 mod tensors;
 
 use std::collections::{HashMap, HashSet};

@@ -94,7 +94,7 @@ const EXPORT_HINT: &str = "rsp builds torchvision VGG and ResNet from safetensor
 pub fn recognise(tensors: &[(&str, &[usize])]) -> std::result::Result<Recognised, String> {
     let has = |n: &str| tensors.iter().any(|(k, _)| *k == n);
     let shape = |n: &str| tensors.iter().find(|(k, _)| *k == n).map(|(_, s)| *s);
-    let param = |rest: &str, allowed: &[&str]| allowed.iter().any(|a| rest == *a);
+    let param = |rest: &str, allowed: &[&str]| allowed.contains(&rest);
     const BN: [&str; 4] = ["weight", "bias", "running_mean", "running_var"];
     if has("features.0.weight") {
         for &(name, s) in tensors {

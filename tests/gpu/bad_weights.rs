@@ -290,7 +290,8 @@ fn every_torchvision_architecture_is_built_exactly_or_refused() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/onnx/torchvision_state_dicts.txt"),
     )
     .unwrap();
-    let mut archs: Vec<(String, Vec<(String, Vec<usize>)>)> = Vec::new();
+    type StateDictShapes = Vec<(String, Vec<usize>)>;
+    let mut archs: Vec<(String, StateDictShapes)> = Vec::new();
     let mut prev = String::new();
     for line in text.lines().skip(1) {
         if let Some(name) = line.strip_prefix("# ") {

@@ -446,6 +446,14 @@ impl<'a> Importer<'a> {
                 self.consts.insert(out.as_str(), value);
             }
             "Identity" | "Dropout" => {
+                // The legacy exporter stores equal parameters once and copies them with
+                // Identity nodes (a freshly initialised BN's ones and zeros).
+                let input = node.input.first().map(String::as_str).unwrap_or("");
+                if let Some(&t) = self.consts.get(input) {
+                    let out = node.output.first().context("Identity without output")?;
+                    self.consts.insert(out.as_str(), t);
+                    return Ok(());
+                }
                 let x = self.act(node, 0)?;
                 self.alias(node, x);
             }

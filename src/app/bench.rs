@@ -22,7 +22,9 @@ pub struct WorkloadArgs {
     /// resnet18..resnet152).
     #[arg(long, default_value = "vgg16", value_name = "NAME")]
     pub model: String,
-    /// Use the weights in this safetensors file instead of random ones.
+    /// Use this model file instead of random weights: an ONNX graph (DenseNet,
+    /// GoogLeNet, ... exported with torch.onnx; `--size` must be its exported size) or
+    /// torchvision VGG/ResNet safetensors.
     #[arg(long, value_name = "FILE")]
     pub weights: Option<PathBuf>,
     /// Input side length.
@@ -83,6 +85,7 @@ fn workload(w: &WorkloadArgs) -> Result<(Model, crate::tensor::Tensor)> {
             )
         })?,
     };
+    model.check_input_size(w.size, w.size)?;
     let input = zoo::random_tensor(&[w.batch, 3, w.size, w.size], 12345, -2.0, 2.0);
     Ok((model, input))
 }

@@ -7,7 +7,8 @@
 //! DX12 and GL) are exactly what keeps the module off it. Where `spirv-val` and
 //! `glslangValidator` are installed (CI installs them), their verdicts count too.
 //!
-//! The modules are those built while explaining the three golden cases with every
+//! The modules are those built while explaining the three golden cases (and the ONNX
+//! DenseNet fixture, for the concatenation and windowed pooling shaders) with every
 //! method in f32, `--precision f16` and `--weights-dtype f16`, with the heuristic
 //! kernels and with each exact GEMM variant and Winograd forced; plus every op ×
 //! skeleton × f32/f16 at its default override values, and the cooperative-matrix
@@ -25,6 +26,7 @@ use rsp::explain::{explain, Method, Request};
 use rsp::gpu::shaders::{Skeleton, SHADERS};
 use rsp::gpu::{ContextOptions, DType, GpuContext, ModuleSpec, Precision, ShaderRef};
 use rsp::models::gpu::GpuModel;
+use rsp::models::weights::TensorFile;
 use rsp::ops::gemm::{GemmKernel, GemmTile, Offer, Recording};
 use rsp::{Init, Model};
 
@@ -173,13 +175,20 @@ fn is_fallback(spec: &ModuleSpec) -> bool {
 
 /// The modules of every context described in the module doc, deduplicated.
 fn built_modules() -> Vec<ModuleSpec> {
-    let models: Vec<(Model, rsp::Tensor)> = common::GOLDEN_CASES
+    let mut models: Vec<(Model, rsp::Tensor)> = common::GOLDEN_CASES
         .iter()
         .map(|case| {
             let f = common::golden(case);
             (Model::from_tensors(&f).unwrap(), common::get(&f, "input"))
         })
         .collect();
+    // The ONNX DenseNet fixture: concatenation, windowed average pool.
+    let onnx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/onnx");
+    let f = TensorFile::read(&onnx.join("densenet.expected.safetensors")).unwrap();
+    models.push((
+        Model::from_file(&onnx.join("densenet.legacy.onnx")).unwrap(),
+        common::get(&f, "input"),
+    ));
     let mut all: Vec<ModuleSpec> = Vec::new();
     fn add(all: &mut Vec<ModuleSpec>, specs: Vec<ModuleSpec>) {
         for s in specs {

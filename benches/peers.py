@@ -638,6 +638,18 @@ def short(text, n=160):
     return (line[:n] + "..." if len(line) > n else line).replace("|", "/")
 
 
+def pytorch_logits(name, model, model64, x, x64):
+    """PyTorch's float32 and float64 logits and its float32 top-1 class (warning when
+    float64 disagrees on the class)."""
+    with torch.no_grad():
+        logits = model(x)
+        logits64 = model64(x64)
+    t = int(logits.argmax(1)[0])
+    if int(logits64.argmax(1)[0]) != t:
+        print(f"warning: {name}: float64 top-1 differs from float32 top-1", file=sys.stderr)
+    return logits, logits64, t
+
+
 def run_onnx_model(args, name, tmp, rows, failures):
     """One torchvision model through both exporters (see the module docstring)."""
     size = args.onnx_size
@@ -648,12 +660,7 @@ def run_onnx_model(args, name, tmp, rows, failures):
     label = f"{name} ({size} px)"
     ipath = os.path.join(tmp, "input.safetensors")
     save_file({"input": x}, ipath)
-    with torch.no_grad():
-        logits = model(x)
-        logits64 = model64(x64)
-    t = int(logits.argmax(1)[0])
-    if int(logits64.argmax(1)[0]) != t:
-        print(f"warning: {name}: float64 top-1 differs from float32 top-1", file=sys.stderr)
+    logits, logits64, t = pytorch_logits(name, model, model64, x, x64)
     scale = logits64.abs().max().item()
     peers = {}  # (method, rsp layer name) -> (ref f32, ref f64, note)
     maps = {}  # (method, exporter) -> (rsp map, seconds)
@@ -799,12 +806,7 @@ def run_model(args, name, size, methods, tmp, rows):
     save_file(model.state_dict(), wpath)
     ipath = os.path.join(tmp, "input.safetensors")
     save_file({"input": x}, ipath)
-    with torch.no_grad():
-        logits = model(x)
-        logits64 = model64(x64)
-    t = int(logits.argmax(1)[0])
-    if int(logits64.argmax(1)[0]) != t:
-        print(f"warning: {name}: float64 top-1 differs from float32 top-1", file=sys.stderr)
+    logits, logits64, t = pytorch_logits(name, model, model64, x, x64)
     logits_done = False
     for method in methods:
         out = os.path.join(tmp, f"{name}.{method}.safetensors")

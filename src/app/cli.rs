@@ -349,11 +349,10 @@ pub fn run(cli: &Cli) -> Result<bool> {
         model.set_explain_layer(layer)?;
     }
     let size = cli.size.unwrap_or_else(|| model.default_size());
-    if let Some((h, w)) = model.input_size {
-        // Tensor inputs carry their own size, checked per batch; images are resized.
-        if cli.size.is_some_and(|s| (s as usize, s as usize) != (h, w)) {
-            model.check_input_size(size as usize, size as usize)?;
-        }
+    // Tensor inputs carry their own size, checked per batch; an explicit --size for a
+    // model exported at a fixed size must be that size.
+    if cli.size.is_some() && model.input_size.is_some() {
+        model.check_input_size(size as usize, size as usize)?;
     }
     let readout = readout.unwrap_or(model.readout);
     let targets = match (&cli.target, &cli.targets) {

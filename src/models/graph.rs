@@ -538,6 +538,17 @@ impl<C: ConvParams, B, L: LinearParams> GraphBuilder<C, B, L> {
         self.nodes.len()
     }
 
+    /// The nodes appended so far.
+    pub fn nodes(&self) -> &[Node<C, B, L>] {
+        &self.nodes
+    }
+
+    /// The node appended as number `i` (0-based), for a loader that completes a layer
+    /// later (the ONNX importer adds a MatMul's bias when its Add follows).
+    pub fn node_mut(&mut self, i: usize) -> &mut Node<C, B, L> {
+        &mut self.nodes[i]
+    }
+
     /// Gives the last node's input a further module name.
     pub fn alias_last(&mut self, name: impl Into<String>) {
         if let Some(n) = self.nodes.last_mut() {

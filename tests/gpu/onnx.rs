@@ -222,18 +222,16 @@ fn default_explanation_layer_is_the_builders() {
             ho[onnx.graph.explain], hs[st.graph.explain],
             "{case}: explanation layer shape"
         );
-        // Both are the last ReLU before the head.
-        let last_relu = |m: &Model| {
-            m.graph
-                .nodes
-                .iter()
-                .rposition(|n| matches!(n.layer, Layer::Relu) && m.graph.spatial()[0])
-        };
-        assert!(last_relu(&onnx).is_some());
-        assert!(
-            matches!(onnx.graph.nodes[onnx.graph.explain - 1].layer, Layer::Relu),
-            "{case}"
-        );
+        // Both are the last image-shaped ReLU.
+        let spatial = onnx.graph.spatial();
+        let last_relu = onnx
+            .graph
+            .nodes
+            .iter()
+            .enumerate()
+            .rposition(|(i, n)| matches!(n.layer, Layer::Relu) && spatial[i + 1])
+            .unwrap();
+        assert_eq!(onnx.graph.explain, last_relu + 1, "{case}");
     }
     let vgg = load(&common::golden_dir().join("vgg_tiny.onnx"));
     assert_eq!(vgg.explain_layer(), Some("features.13"));

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use prost::Message;
 
-use super::graph::{ActId, Graph, Layer, ModelGraph, Node, INPUT};
+use super::graph::{ActId, GraphBuilder, Layer, ModelGraph, INPUT};
 use super::model::{Family, Model};
 use crate::layers::{AvgPool2d, BatchNorm2d, Conv2d, Linear, MaxPool2d};
 use crate::tensor::Tensor;
@@ -84,17 +84,13 @@ fn import(path: &Path, bytes: &[u8]) -> Result<Model> {
     }
     let input_size = importer.input_size;
     let convs = importer
-        .nodes
+        .graph
+        .nodes()
         .iter()
         .filter(|n| matches!(n.layer, Layer::Conv { .. }))
         .count();
-    let layers = importer.nodes.len();
-    let mut g: ModelGraph = Graph {
-        nodes: importer.nodes,
-        explain: INPUT,
-        logits: Some(logits),
-        marks: Vec::new(),
-    };
+    let layers = importer.graph.nodes().len();
+    let mut g: ModelGraph = importer.graph.finish(INPUT, Some(logits));
     let (h, w) = input_size.unwrap_or((224, 224));
     g.checked_shapes(h, w).map_err(|e| anyhow::anyhow!(e))?;
     g.explain = g
@@ -122,7 +118,7 @@ struct Importer<'a> {
     consts: HashMap<&'a str, &'a TensorProto>,
     /// ONNX value name → the activation that holds it.
     acts: HashMap<String, ActId>,
-    nodes: Vec<Node<Conv2d, BatchNorm2d, Linear>>,
+    graph: GraphBuilder<Conv2d, BatchNorm2d, Linear>,
     /// Per-image shape of every activation.
     shapes: Vec<Vec<usize>>,
     names: HashSet<String>,
@@ -252,7 +248,7 @@ impl<'a> Importer<'a> {
             dir,
             consts,
             acts: HashMap::from([(input.name.clone(), INPUT)]),
-            nodes: Vec::new(),
+            graph: GraphBuilder::default(),
             shapes: vec![vec![3, h, w]],
             names: HashSet::new(),
             bias_pending: HashMap::new(),
@@ -358,23 +354,9 @@ impl<'a> Importer<'a> {
         layer: Layer<Conv2d, BatchNorm2d, Linear>,
         inputs: &[ActId],
     ) -> ActId {
-        let layer = match layer {
-            Layer::Conv { conv, .. } => Layer::Conv {
-                conv,
-                first: inputs == [INPUT],
-            },
-            other => other,
-        };
-        let n = Node {
-            name,
-            aliases: Vec::new(),
-            layer,
-            inputs: inputs.to_vec(),
-        };
-        let shape = n.out_shape(&self.shapes);
-        self.nodes.push(n);
+        let id = self.graph.push(name, layer, inputs);
+        let shape = self.graph.nodes()[id - 1].out_shape(&self.shapes);
         self.shapes.push(shape);
-        let id = self.nodes.len();
         self.alias(node, id);
         id
     }
@@ -643,7 +625,7 @@ impl<'a> Importer<'a> {
         let x = self.act(node, 0)?;
         let shape = self.shapes[x].clone();
         let numel: usize = shape.iter().product();
-        let target: Option<Vec<i64>> = if node.op_type == "Squeeze" {
+        let target: Vec<i64> = if node.op_type == "Squeeze" {
             let axes = match attr_ints(node, "axes") {
                 Some(a) => Some(a),
                 None => self.constant(node, 1)?.map(|t| self.ints(t)).transpose()?,
@@ -659,11 +641,10 @@ impl<'a> Importer<'a> {
                 .filter(|d| !dropped.contains(d) || shape[d - 1] != 1)
                 .map(|d| shape[d - 1] as i64)
                 .collect();
-            Some([vec![-1], kept].concat())
+            [vec![-1], kept].concat()
         } else {
-            Some(self.ints(self.required_constant(node, 1)?)?)
+            self.ints(self.required_constant(node, 1)?)?
         };
-        let target = target.unwrap_or_default();
         let rest = &target[1.min(target.len())..];
         let batch_ok = target.first().is_some_and(|&b| b == -1 || b == 0 || b == 1);
         if batch_ok && rest.len() == 1 && (rest[0] == -1 || rest[0] == numel as i64) {
@@ -852,7 +833,7 @@ impl<'a> Importer<'a> {
         let c = self.floats(self.required_constant(node, k_const)?)?;
         match self.bias_pending.remove(&x) {
             Some(i) => {
-                let Layer::Linear(l) = &mut self.nodes[i].layer else {
+                let Layer::Linear(l) = &mut self.graph.node_mut(i).layer else {
                     unreachable!("bias_pending holds linear layers")
                 };
                 if c.data.len() != l.out_features() {

@@ -1,6 +1,7 @@
 //! rsp: Relative Sectional Propagation (Nam, Choi, Lee, AAAI 2021) explanations of VGG
 //! and ResNet classifiers, computed by WGSL compute shaders through wgpu.
 
+#[cfg(feature = "cli")]
 pub mod app;
 pub mod compare;
 pub mod error;

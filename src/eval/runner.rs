@@ -23,6 +23,7 @@ use super::pointing::{saliency_point, PointingGame, PointingPair, PointingScores
 use super::results::{Record, ResultsLog};
 use super::table::ResultTable;
 use super::voc::{VocDataset, VocGroundTruth};
+use crate::error::Param;
 use crate::explain::Method;
 use crate::gpu::GpuContext;
 use crate::models::gpu::GpuModel;
@@ -40,7 +41,11 @@ pub fn open_dataset(
     split: &str,
     truth: VocGroundTruth,
 ) -> Result<(Box<dyn Dataset>, String)> {
-    let root = || root.with_context(|| format!("--dataset {dataset} needs --root"));
+    let root = || {
+        root.ok_or_else(|| {
+            crate::error::bad_option(Param::Root, format!("is needed for the dataset {dataset}"))
+        })
+    };
     let voc = |root: &Path| -> Result<VocDataset> {
         let seg_list = root
             .join("ImageSets/Segmentation")
@@ -68,8 +73,9 @@ pub fn open_dataset(
         dir => {
             let path = PathBuf::from(dir);
             if !path.is_dir() {
-                crate::error::bail_invalid!(
-                    "--dataset {dir}: not voc07, coco14 or a directory in VOC layout"
+                crate::error::bail_option!(
+                    Param::Dataset,
+                    "{dir}: not voc07, coco14 or a directory in VOC layout"
                 );
             }
             let label = path
@@ -91,14 +97,16 @@ pub fn parse_methods(list: &str, allow_center: bool) -> Result<Vec<EvalMethod>> 
             if allow_center {
                 known.push(EvalMethod::Center.name());
             }
-            crate::error::bail_invalid!(
-                "--methods: unknown method '{name}' (known: {})",
+            crate::error::bail_option!(
+                Param::Methods,
+                "has an unknown method '{name}' (known: {})",
                 known.join(", ")
             );
         };
         if m == EvalMethod::Center && !allow_center {
-            crate::error::bail_invalid!(
-                "--methods: '{}' is a Pointing Game baseline only",
+            crate::error::bail_option!(
+                Param::Methods,
+                "names '{}', a Pointing Game baseline only",
                 EvalMethod::Center.name()
             );
         }
@@ -107,7 +115,7 @@ pub fn parse_methods(list: &str, allow_center: bool) -> Result<Vec<EvalMethod>> 
         }
     }
     if out.is_empty() {
-        crate::error::bail_invalid!("--methods is empty");
+        crate::error::bail_option!(Param::Methods, "is empty");
     }
     Ok(out)
 }
@@ -170,7 +178,7 @@ impl RunOptions {
     /// Refuses an empty batch.
     pub fn validate(&self) -> Result<()> {
         if self.batch == 0 {
-            crate::error::bail_invalid!("--batch (batch) must be at least 1");
+            crate::error::bail_option!(Param::Batch, "must be at least 1");
         }
         Ok(())
     }
@@ -444,8 +452,9 @@ impl MiouMetric {
             "mean" => Threshold::MeanOfPositive,
             s => match s.parse::<f32>() {
                 Ok(f) if f > 0.0 && f <= 1.0 => Threshold::FractionOfMax(f),
-                _ => crate::error::bail_invalid!(
-                    "--threshold must be 'mean' or a fraction of the maximum in (0, 1], got '{s}'"
+                _ => crate::error::bail_option!(
+                    Param::Threshold,
+                    "must be 'mean' or a fraction of the maximum in (0, 1], got '{s}'"
                 ),
             },
         };

@@ -11,6 +11,7 @@ pub mod rsp;
 
 use anyhow::Result;
 
+use crate::error::Param;
 use crate::gpu::{GpuContext, GpuTensor, Recorder};
 use crate::models::gpu::GpuModel;
 use crate::tensor::Tensor;
@@ -90,14 +91,19 @@ fn explain_smoothed(
     smooth: &Smooth,
 ) -> Result<Explanation> {
     if smooth.samples == 0 {
-        crate::error::bail_invalid!("--smooth needs at least 1 sample");
+        crate::error::bail_option!(Param::Smooth, "needs at least 1 sample");
     }
     if !(smooth.noise >= 0.0 && smooth.noise.is_finite()) {
-        crate::error::bail_invalid!("--noise must be a finite value >= 0, got {}", smooth.noise);
+        crate::error::bail_option!(
+            Param::Noise,
+            "must be a finite value >= 0, got {}",
+            smooth.noise
+        );
     }
     if matches!(req.init, Init::Given(_)) {
-        crate::error::bail_invalid!(
-            "--smooth averages over noisy inputs; a given initial relevance fits only one"
+        crate::error::bail_option!(
+            Param::Smooth,
+            "averages over noisy inputs; a given initial relevance fits only one"
         );
     }
     let n = input.shape[0];
@@ -168,8 +174,9 @@ fn check_request(model: &GpuModel, shape: &[usize], req: &Request) -> Result<()>
         (Method::Rsp, _) if classes == 0 => crate::error::bail_invalid!(
             "these weights have no classifier: explain them from a given initial relevance (--init-relevance)"
         ),
-        (Method::Rsp, Init::Comparative { k }) if *k < 2 || *k > classes => crate::error::bail_invalid!(
-            "--compare-k must be between 2 and the number of classes ({classes}), got {k}"
+        (Method::Rsp, Init::Comparative { k }) if *k < 2 || *k > classes => crate::error::bail_option!(
+            Param::CompareK,
+            "must be between 2 and the number of classes ({classes}), got {k}"
         ),
         (Method::Rsp, _) => {}
         (_, Init::Given(_)) => crate::error::bail_invalid!("{method} starts at the logits; a given initial relevance is RSP's"),
@@ -198,8 +205,9 @@ fn check_batch_shape(shape: &[usize]) -> Result<()> {
 fn images_per_pass(ctx: &GpuContext, model: &GpuModel, input: &Tensor) -> Result<usize> {
     let per_image = model.largest_tensor_per_image(input.shape[2], input.shape[3]);
     if per_image > ctx.max_binding {
-        crate::error::bail_invalid!(
-            "one {}×{} image needs a {} MiB tensor, more than this adapter binds at once ({} MiB); use a smaller --size",
+        crate::error::bail_option!(
+            Param::Size,
+            "is too large here: one {}×{} image needs a {} MiB tensor, more than this adapter binds at once ({} MiB)",
             input.shape[2],
             input.shape[3],
             per_image >> 20,

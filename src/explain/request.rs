@@ -7,6 +7,7 @@
 use anyhow::Result;
 
 use super::method::Method;
+use crate::error::Param;
 use crate::tensor::Tensor;
 
 /// Which initial relevance RSP starts from, as the command line and Python name it
@@ -135,13 +136,17 @@ impl ExplainOptions {
     /// non-finite noise.
     pub fn validate(&self) -> Result<()> {
         if self.batch_size == 0 {
-            crate::error::bail_invalid!("--batch-size (batch_size) must be at least 1");
+            crate::error::bail_option!(Param::BatchSize, "must be at least 1");
         }
         if self.smooth == Some(0) {
-            crate::error::bail_invalid!("--smooth needs at least 1 sample");
+            crate::error::bail_option!(Param::Smooth, "needs at least 1 sample");
         }
         if !(self.noise >= 0.0 && self.noise.is_finite()) {
-            crate::error::bail_invalid!("--noise must be a finite value >= 0, got {}", self.noise);
+            crate::error::bail_option!(
+                Param::Noise,
+                "must be a finite value >= 0, got {}",
+                self.noise
+            );
         }
         Ok(())
     }

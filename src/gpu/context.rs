@@ -11,6 +11,7 @@ use super::pipelines::PipelineCache;
 use super::pool::BufferPool;
 use super::profiler::{PassClock, Profiler};
 use super::tune::{self, Autotune, Tuner};
+use crate::error::Param;
 
 /// Which wgpu backends to consider (`--backend`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -421,15 +422,18 @@ impl GpuContext {
         }
         let half = opts.weights == DType::F16 || opts.precision == Precision::F16;
         if half && !adapter.features().contains(wgpu::Features::SHADER_F16) {
-            let flag = if opts.precision == Precision::F16 {
-                "--precision f16"
+            let param = if opts.precision == Precision::F16 {
+                Param::Precision
             } else {
-                "--weights-dtype f16"
+                Param::WeightsDtype
             };
-            bail!(
-                "{flag}: '{}' does not support f16 in shaders (SHADER_F16); use f32",
-                adapter.get_info().name
-            );
+            return Err(crate::error::bad_option(
+                param,
+                format!(
+                    "f16: '{}' does not support f16 in shaders (SHADER_F16); use f32",
+                    adapter.get_info().name
+                ),
+            ));
         }
         let summary = summarize(&adapter);
         let matrix_units = !opts.disable_matrix_units

@@ -324,7 +324,7 @@ impl<C: ConvParams, B, L: LinearParams> Graph<C, B, L> {
             let mut names: Vec<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
             names.truncate(8);
             return Err(format!(
-                "--explain-layer '{name}' is not a layer of this model (`rsp inspect` lists \
+                "'{name}' is not a layer of this model (`rsp inspect` lists \
                  them; the first are {})",
                 names.join(", ")
             ));
@@ -332,16 +332,16 @@ impl<C: ConvParams, B, L: LinearParams> Graph<C, B, L> {
         let a = i + 1;
         if !self.spatial()[a] {
             return Err(format!(
-                "--explain-layer '{name}': its output is flattened; the explanation layer \
+                "'{name}': its output is flattened; the explanation layer \
                  must be image-shaped (channels × height × width)"
             ));
         }
         if self.logits.is_some_and(|l| a >= l) {
-            return Err(format!("--explain-layer '{name}' is not before the logits"));
+            return Err(format!("'{name}' is not before the logits"));
         }
         if !self.is_cut(a) {
             return Err(format!(
-                "--explain-layer '{name}': a later layer reads an activation from before \
+                "'{name}': a later layer reads an activation from before \
                  it (inside a residual block or a concatenation), so not every path to \
                  the logits passes through it"
             ));

@@ -3,6 +3,7 @@
 //! the family builders (`vgg.rs`, `resnet.rs`).
 
 use super::graph::ModelGraph;
+use crate::error::Param;
 use crate::tensor::Tensor;
 
 /// torchvision's batch-norm epsilon (not stored in state dicts).
@@ -117,7 +118,9 @@ impl Model {
     /// Makes the output of the layer `name` the explanation layer (where RSP's initial
     /// relevance and Grad-CAM start), instead of the one the model chose.
     pub fn set_explain_layer(&mut self, name: &str) -> anyhow::Result<()> {
-        self.graph.set_explain(name).map_err(crate::error::invalid)
+        self.graph
+            .set_explain(name)
+            .map_err(|detail| crate::error::bad_option(Param::ExplainLayer, detail))
     }
 
     /// The name of the layer whose output is the explanation layer.
@@ -137,10 +140,13 @@ impl Model {
     pub fn check_input_size(&self, h: usize, w: usize) -> anyhow::Result<()> {
         if let Some((eh, ew)) = self.input_size {
             if (eh, ew) != (h, w) {
-                return Err(crate::error::invalid(format!(
-                    "the model was exported for {eh}×{ew} inputs, got {h}×{w} (use --size \
-                     {eh}, or export it again at the size you need)"
-                )));
+                return Err(crate::error::bad_option(
+                    Param::Size,
+                    format!(
+                        "{h}: the model was exported for {eh}×{ew} inputs (use {eh}, or \
+                         export it again at the size you need)"
+                    ),
+                ));
             }
         }
         self.graph

@@ -364,7 +364,7 @@ fn eval_rejects_bad_arguments() {
                 "--out",
                 out,
             ],
-            "'center' is a Pointing Game baseline only",
+            "--methods names 'center', a Pointing Game baseline only",
         ),
         (
             &[
@@ -377,7 +377,7 @@ fn eval_rejects_bad_arguments() {
                 "--out",
                 out,
             ],
-            "--dataset voc07 needs --root",
+            "--root is needed for the dataset voc07",
         ),
         (
             &[

@@ -5,7 +5,11 @@ use std::borrow::Cow;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
-use image::{imageops::FilterType, DynamicImage, ImageDecoder, RgbImage};
+use image::{imageops::FilterType, ImageDecoder, RgbImage};
+
+/// A decoded image, as [`load_image`] returns it and [`preprocess_for`] takes it (callers
+/// with pixels in memory build one without depending on `image` themselves).
+pub use image::DynamicImage;
 
 use crate::tensor::Tensor;
 

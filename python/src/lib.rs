@@ -3,19 +3,26 @@
 //! with the GIL released; arrays cross as float32 numpy arrays (read in place, returned
 //! as new arrays). The Python half (`python/rsp/__init__.py`) adds the friendly API.
 //!
-//! Errors, by the library's kind (`rsp::error`), each with the CLI's message: bad
-//! arrays, names, targets, options, images and weights files raise `ValueError`, missing
-//! files `FileNotFoundError`, other I/O `OSError`, the device (none found, lost, a
-//! failed readback) `RuntimeError`.
+//! Errors, by the library's kind (`rsp::error`), worded for Python (options by their
+//! keyword, `compare_k`, not the command line's `--compare-k`): bad arrays, names,
+//! targets, options, images and weights files raise `ValueError`, missing files
+//! `FileNotFoundError`, other I/O `OSError`, the device (none found, lost, a failed
+//! readback) `RuntimeError`.
+//!
+//! An [`Engine`] holds its GPU device until `close()` (Python's `with` block) or until
+//! it is collected; [`open_engines`] counts the devices held.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::RwLock;
 
 use numpy::{IntoPyArray, PyArray1, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
+use rsp::error::Caller;
 use rsp::eval::difficult::DifficultFlags;
 use rsp::eval::engine::EvalMethod;
 use rsp::eval::pointing::{PointingGame, DEFAULT_TOLERANCE};
@@ -24,11 +31,11 @@ use rsp::eval::runner::{
 };
 use rsp::eval::table::ResultTable;
 use rsp::explain::{explain, ExplainOptions, InitKind, Method};
-use rsp::gpu::{list_adapters, Backend, ContextOptions, GpuContext, Precision};
+use rsp::gpu::{list_adapters, Autotune, Backend, ContextOptions, GpuContext, Precision};
 use rsp::models::gpu::GpuModel;
 use rsp::models::hub::{self, WeightSources};
 use rsp::models::weights::TensorFile;
-use rsp::preprocess::{load_image, preprocess_for, Normalisation, Prepared};
+use rsp::preprocess::{load_image, preprocess_for, DynamicImage, Normalisation, Prepared};
 use rsp::render::{heatmap_image, overlay, png_bytes, ColorMap, RgbImage};
 use rsp::{ErrorKind, Model, Tensor};
 
@@ -36,7 +43,7 @@ use rsp::{ErrorKind, Model, Tensor};
 /// input `ValueError`, a missing file `FileNotFoundError`, other I/O `OSError`, the
 /// device and anything else `RuntimeError`.
 fn to_py(e: anyhow::Error) -> PyErr {
-    let message = format!("{e:#}");
+    let message = rsp::error::message(&e, Caller::Python);
     match rsp::error::kind(&e) {
         ErrorKind::InvalidInput => PyValueError::new_err(message),
         ErrorKind::NotFound => PyFileNotFoundError::new_err(message),
@@ -46,7 +53,31 @@ fn to_py(e: anyhow::Error) -> PyErr {
 }
 
 fn backend(name: &str) -> PyResult<Backend> {
-    name.parse::<Backend>().map_err(PyValueError::new_err)
+    name.parse::<Backend>()
+        .map_err(|e| PyValueError::new_err(format!("backend: {e}")))
+}
+
+/// The GPU options every Python entry point takes, as the command line's flags
+/// (`--backend`, `--precision`, `--autotune`, `--exact-kernels`) set them.
+fn context_options(
+    backend: &str,
+    precision: &str,
+    autotune: &str,
+    exact_kernels: bool,
+) -> PyResult<ContextOptions> {
+    let precision = Precision::from_name(precision).ok_or_else(|| {
+        PyValueError::new_err(format!("precision '{precision}': expected 'f32' or 'f16'"))
+    })?;
+    let autotune = autotune
+        .parse::<Autotune>()
+        .map_err(|e| PyValueError::new_err(format!("autotune: {e}")))?;
+    Ok(ContextOptions {
+        backend: self::backend(backend)?,
+        precision,
+        autotune,
+        exact_kernels,
+        ..Default::default()
+    })
 }
 
 /// A float32 numpy array as a host tensor (one copy, in C order).
@@ -124,6 +155,35 @@ fn prepared(py: Python<'_>, path: &Path, size: u32) -> PyResult<Prepared> {
     }
     py.detach(|| anyhow::Ok(preprocess_for(&load_image(path)?, size)))
         .map_err(to_py)
+}
+
+/// Decoded RGB pixels (uint8 `[H, W, 3]`, e.g. a PIL image) preprocessed as an image
+/// file is: float32 `[3, size, size]` and the crop, uint8 `[size, size, 3]`.
+#[pyfunction]
+#[pyo3(signature = (rgb, size = 224))]
+fn preprocess_rgb<'py>(
+    py: Python<'py>,
+    rgb: PyReadonlyArrayDyn<'py, u8>,
+    size: u32,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    let shape = rgb.shape().to_vec();
+    if shape.len() != 3 || shape[2] != 3 || shape[0] == 0 || shape[1] == 0 {
+        return Err(PyValueError::new_err(format!(
+            "image: expected RGB pixels, uint8 [H, W, 3], got shape {shape:?}"
+        )));
+    }
+    if size == 0 {
+        return Err(PyValueError::new_err("size must be at least 1"));
+    }
+    let raw: Vec<u8> = rgb.as_array().iter().copied().collect();
+    let img = DynamicImage::ImageRgb8(image_rgb(shape[1], shape[0], raw));
+    let prepared = py.detach(|| preprocess_for(&img, size));
+    let (w, h) = (
+        prepared.cropped.width() as usize,
+        prepared.cropped.height() as usize,
+    );
+    let photo = PyArray1::from_vec(py, prepared.cropped.into_raw()).reshape(vec![h, w, 3])?;
+    Ok((array(py, &prepared.tensor)?, photo.into_any()))
 }
 
 /// An image file, preprocessed as the CLI does (shorter side to `size·256/224`, centre
@@ -218,11 +278,42 @@ fn image_rgb(w: usize, h: usize, raw: Vec<u8>) -> RgbImage {
     RgbImage::from_raw(w as u32, h as u32, raw).expect("shape checked")
 }
 
+/// How many engines hold a GPU device now (opened and not yet closed or collected).
+static OPEN_ENGINES: AtomicUsize = AtomicUsize::new(0);
+
+/// The GPU half of an engine: the device and the model's buffers on it. Dropping it
+/// releases both (the buffers first: fields drop in order).
+struct Loaded {
+    model: GpuModel,
+    ctx: GpuContext,
+}
+
+impl Loaded {
+    fn new(ctx: GpuContext, model: GpuModel) -> Self {
+        OPEN_ENGINES.fetch_add(1, Ordering::SeqCst);
+        Loaded { ctx, model }
+    }
+}
+
+impl Drop for Loaded {
+    fn drop(&mut self) {
+        OPEN_ENGINES.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// How many engines hold a GPU device (for tests of `close()` and `with`).
+#[pyfunction]
+fn open_engines() -> usize {
+    OPEN_ENGINES.load(Ordering::SeqCst)
+}
+
 /// A model on one GPU, ready to explain.
 #[pyclass(module = "rsp._rsp", frozen)]
 struct Engine {
-    ctx: GpuContext,
-    model: GpuModel,
+    /// `None` once closed. Work holds a read lock while it runs (with the GIL
+    /// released); `close` waits for it.
+    loaded: RwLock<Option<Loaded>>,
+    adapter: String,
     num_classes: usize,
     describe: String,
     readout: &'static str,
@@ -236,7 +327,11 @@ impl Engine {
     /// From a weights file, a hub model name (`vgg16`, `resnet50`, ...), or a dict of
     /// float32 arrays in torchvision naming.
     #[new]
-    #[pyo3(signature = (weights = None, model = None, tensors = None, backend = "auto", precision = "f32", explain_layer = None))]
+    #[pyo3(signature = (
+        weights = None, model = None, tensors = None, backend = "auto", precision = "f32",
+        explain_layer = None, autotune = "off", exact_kernels = false
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         weights: Option<PathBuf>,
@@ -245,11 +340,10 @@ impl Engine {
         backend: &str,
         precision: &str,
         explain_layer: Option<String>,
+        autotune: &str,
+        exact_kernels: bool,
     ) -> PyResult<Self> {
-        let backend = self::backend(backend)?;
-        let precision = Precision::from_name(precision).ok_or_else(|| {
-            PyValueError::new_err(format!("precision '{precision}': expected 'f32' or 'f16'"))
-        })?;
+        let opts = context_options(backend, precision, autotune, exact_kernels)?;
         let file = match (weights, model, tensors) {
             (Some(path), None, None) => {
                 if !path.exists() {
@@ -263,7 +357,7 @@ impl Engine {
                     .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
                 {
                     let model = py.detach(|| Model::from_file(&path)).map_err(to_py)?;
-                    return engine_from_model(py, model, backend, precision, explain_layer);
+                    return engine_from_model(py, model, &opts, explain_layer);
                 }
                 py.detach(|| TensorFile::read(&path)).map_err(to_py)?
             }
@@ -295,7 +389,26 @@ impl Engine {
             }
         };
         let model = Model::from_tensors(&file).map_err(to_py)?;
-        engine_from_model(py, model, backend, precision, explain_layer)
+        engine_from_model(py, model, &opts, explain_layer)
+    }
+
+    /// Releases the GPU device and the model's buffers (after any call still running);
+    /// later calls raise `ValueError`. Closing twice is harmless.
+    fn close(&self, py: Python<'_>) {
+        let loaded = py.detach(|| {
+            let mut slot = self.loaded.write().unwrap_or_else(|p| p.into_inner());
+            slot.take()
+        });
+        py.detach(move || drop(loaded));
+    }
+
+    /// Whether `close()` has released the device.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.loaded
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
     }
 
     /// The size the model was exported for (an ONNX graph with a static input), if any.
@@ -334,7 +447,7 @@ impl Engine {
 
     #[getter]
     fn adapter(&self) -> String {
-        self.ctx.adapter.name.clone()
+        self.adapter.clone()
     }
 
     /// Explains `x` (float32 `[N, 3, H, W]`, normalised) in sub-batches of
@@ -419,7 +532,7 @@ impl Engine {
             let req = options.request(targets.as_ref().map(|t| t[range.clone()].to_vec()), None);
             let sub = input.slice0(range);
             let e = py
-                .detach(|| explain(&self.ctx, &self.model, &sub, &req))
+                .detach(|| self.run(|l| explain(&l.ctx, &l.model, &sub, &req)))
                 .map_err(to_py)?;
             parts.push(e);
         }
@@ -453,9 +566,22 @@ impl Engine {
     fn logits<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let input = image_batch(x)?;
         let logits = py
-            .detach(|| self.model.predict(&self.ctx, &input))
+            .detach(|| self.run(|l| l.model.predict(&l.ctx, &input)))
             .map_err(to_py)?;
         array(py, &logits)
+    }
+}
+
+impl Engine {
+    /// `work` on the loaded device, or an error once the engine is closed.
+    fn run<T>(&self, work: impl FnOnce(&Loaded) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let slot = self.loaded.read().unwrap_or_else(|p| p.into_inner());
+        match slot.as_ref() {
+            Some(loaded) => work(loaded),
+            None => Err(rsp::error::invalid(
+                "this Explainer is closed (its GPU device was released); create a new one".into(),
+            )),
+        }
     }
 }
 
@@ -475,6 +601,17 @@ fn explain_defaults(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     Ok(out)
 }
 
+/// The names the engine accepts: `methods`, `inits`, `colour_maps` (the package's
+/// `Literal` types are checked against them).
+#[pyfunction]
+fn names(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let out = PyDict::new(py);
+    out.set_item("methods", Method::ALL.map(Method::name).to_vec())?;
+    out.set_item("inits", InitKind::ALL.map(InitKind::name).to_vec())?;
+    out.set_item("colour_maps", ColorMap::ALL.map(ColorMap::name).to_vec())?;
+    Ok(out)
+}
+
 /// A map metric (`pointing-game` or `miou`) end to end on the library's runner, as
 /// `rsp eval` runs it: logs in `out` (a rerun resumes from them), the table written
 /// there as CSV and Markdown like the command line's, and returned as
@@ -486,7 +623,8 @@ fn explain_defaults(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     methods = None, size = RunOptions::DEFAULT.size, norm = "torchvision",
     batch = RunOptions::DEFAULT.batch, limit = None, out = PathBuf::from(runner::DEFAULT_OUT),
     tolerance = DEFAULT_TOLERANCE, difficult = None,
-    threshold = runner::DEFAULT_THRESHOLD.to_owned(), backend = "auto"
+    threshold = runner::DEFAULT_THRESHOLD.to_owned(), backend = "auto", precision = "f32",
+    autotune = "off", exact_kernels = false
 ))]
 #[allow(clippy::too_many_arguments)]
 fn eval_map<'py>(
@@ -506,8 +644,11 @@ fn eval_map<'py>(
     difficult: Option<PathBuf>,
     threshold: String,
     backend: &str,
+    precision: &str,
+    autotune: &str,
+    exact_kernels: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let backend = self::backend(backend)?;
+    let context = context_options(backend, precision, autotune, exact_kernels)?;
     let norm = Normalisation::from_name(norm).ok_or_else(|| {
         PyValueError::new_err(format!("norm '{norm}': expected 'torchvision' or 'caffe'"))
     })?;
@@ -548,10 +689,7 @@ fn eval_map<'py>(
                 }
             };
             let methods = runner::parse_methods(&list, pointing)?;
-            let ctx = GpuContext::new(&ContextOptions {
-                backend,
-                ..Default::default()
-            })?;
+            let ctx = GpuContext::new(&context)?;
             let run = MapRun {
                 dataset: ds.as_ref(),
                 dataset_label: &label,
@@ -610,6 +748,9 @@ fn _rsp(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(load_photo, m)?)?;
     m.add_function(wrap_pyfunction!(encode_png, m)?)?;
     m.add_function(wrap_pyfunction!(eval_map, m)?)?;
+    m.add_function(wrap_pyfunction!(preprocess_rgb, m)?)?;
+    m.add_function(wrap_pyfunction!(open_engines, m)?)?;
+    m.add_function(wrap_pyfunction!(names, m)?)?;
     m.add_class::<Engine>()?;
     Ok(())
 }
@@ -618,28 +759,22 @@ fn _rsp(m: &Bound<'_, PyModule>) -> PyResult<()> {
 fn engine_from_model(
     py: Python<'_>,
     mut model: Model,
-    backend: Backend,
-    precision: Precision,
+    opts: &ContextOptions,
     explain_layer: Option<String>,
 ) -> PyResult<Engine> {
     if let Some(layer) = &explain_layer {
         model.set_explain_layer(layer).map_err(to_py)?;
     }
-    let opts = ContextOptions {
-        backend,
-        precision,
-        ..Default::default()
-    };
-    let (ctx, gpu) = py
+    let loaded = py
         .detach(|| {
-            let ctx = GpuContext::new(&opts)?;
+            let ctx = GpuContext::new(opts)?;
             let gpu = GpuModel::upload(&ctx, &model);
-            anyhow::Ok((ctx, gpu))
+            anyhow::Ok(Loaded::new(ctx, gpu))
         })
         .map_err(to_py)?;
     Ok(Engine {
-        ctx,
-        model: gpu,
+        adapter: loaded.ctx.adapter.name.clone(),
+        loaded: RwLock::new(Some(loaded)),
         num_classes: model.num_classes(),
         describe: model.describe(),
         readout: model.readout.name(),

@@ -41,6 +41,7 @@ pub enum Param {
     Threshold,
     Precision,
     WeightsDtype,
+    Adapter,
 }
 
 impl Param {
@@ -60,6 +61,7 @@ impl Param {
             Param::Threshold => "--threshold",
             Param::Precision => "--precision",
             Param::WeightsDtype => "--weights-dtype",
+            Param::Adapter => "--adapter",
         }
     }
 
@@ -79,6 +81,7 @@ impl Param {
             Param::Threshold => "threshold",
             Param::Precision => "precision",
             Param::WeightsDtype => "weights_dtype",
+            Param::Adapter => "adapter",
         }
     }
 }

@@ -17,6 +17,7 @@ floats. The GPU work runs with the GIL released, so other Python threads keep ru
 
 import base64
 import html
+import os
 from dataclasses import dataclass, field
 from os import PathLike, fspath
 from pathlib import PurePath
@@ -61,8 +62,14 @@ EXPLAIN_DEFAULTS: Dict[str, object] = _rsp.explain_defaults()
 
 
 def adapters(backend: Backend = "auto") -> List[Dict[str, Any]]:
-    """Every GPU adapter wgpu finds (name, backend, type, driver, limits, features)."""
+    """Every GPU adapter wgpu finds for ``backend``: its ``index`` and ``pci_bus_id``
+    (what ``adapter=`` chooses by), name, backend, type, driver, limits, features."""
     return _rsp.adapters(backend)
+
+
+def _adapter(adapter: Optional[str]) -> Optional[str]:
+    """``adapter=``, else ``$RSP_ADAPTER``, else ``None`` (the best adapter by type)."""
+    return adapter if adapter is not None else (os.environ.get("RSP_ADAPTER") or None)
 
 
 def _is_pil(value: object) -> bool:
@@ -205,13 +212,17 @@ class Explainer:
       default) or ``fresh``.
     - ``exact_kernels``: only kernel variants that reproduce the fallback's bits (no
       Winograd, no matrix units).
+    - ``adapter``: which of the backend's adapters to open (:func:`adapters` lists
+      them): ``"index:N"``, ``"pci:BUS"`` (e.g. ``"pci:0000:3b:00.0"``, as NVML and
+      nvidia-smi report it) or ``"name:SUBSTRING"``; default ``$RSP_ADAPTER``, else
+      the best adapter by type (discrete, integrated, virtual, CPU).
     """
 
     def __init__(self, model: Optional[str] = None, weights: Optional[PathArg] = None,
                  state_dict: Optional[Mapping[str, Any]] = None, backend: Backend = "auto",
                  precision: Precision = "f32", size: Optional[int] = None,
                  explain_layer: Optional[str] = None, autotune: Autotune = "off",
-                 exact_kernels: bool = False) -> None:
+                 exact_kernels: bool = False, adapter: Optional[str] = None) -> None:
         given = [a is not None for a in (model, weights, state_dict)]
         if sum(given) != 1:
             raise ValueError("give exactly one of model=, weights= or state_dict=")
@@ -232,6 +243,7 @@ class Explainer:
             explain_layer=explain_layer,
             autotune=autotune,
             exact_kernels=exact_kernels,
+            adapter=_adapter(adapter),
         )
         self.size: int = size if size is not None else (self._engine.input_size or 224)
 
@@ -403,8 +415,8 @@ def eval_pointing_game(weights: Union[PathArg, Sequence[PathArg]], dataset: Path
                        batch: Optional[int] = None, limit: Optional[int] = None,
                        tolerance: Optional[float] = None, difficult: Optional[PathArg] = None,
                        backend: Backend = "auto", precision: Precision = "f32",
-                       autotune: Autotune = "off",
-                       exact_kernels: bool = False) -> Dict[str, Any]:
+                       autotune: Autotune = "off", exact_kernels: bool = False,
+                       adapter: Optional[str] = None) -> Dict[str, Any]:
     """The Pointing Game as ``rsp eval pointing-game`` runs it, on the same runner:
     ``dataset`` is ``voc07``/``coco14`` (with ``root``, the dataset's folder; ``split``
     its image list, default ``test``) or a folder in VOC layout (such as ``rsp synth``
@@ -416,12 +428,13 @@ def eval_pointing_game(weights: Union[PathArg, Sequence[PathArg]], dataset: Path
     (image, class) pairs go through the GPU at once, ``limit`` scores only the first
     images, ``tolerance`` is the hit radius in pixels (default 15), ``difficult`` a
     folder of the EBP difficult flags. The GPU options are :class:`Explainer`'s
-    (``backend``, ``precision``, ``autotune``, ``exact_kernels``). Returns
+    (``backend``, ``adapter``, ``precision``, ``autotune``, ``exact_kernels``). Returns
     ``{"title", "columns", "rows": {method: [percent or None per column]}}``."""
     return _eval("pointing-game", weights, dataset, out, methods,
                  dict(root=root, split=split, size=size, norm=norm, batch=batch, limit=limit,
                       tolerance=tolerance, difficult=difficult, backend=backend,
-                      precision=precision, autotune=autotune, exact_kernels=exact_kernels))
+                      precision=precision, autotune=autotune, exact_kernels=exact_kernels,
+                      adapter=_adapter(adapter)))
 
 
 def eval_miou(weights: Union[PathArg, Sequence[PathArg]], dataset: PathArg,
@@ -431,18 +444,19 @@ def eval_miou(weights: Union[PathArg, Sequence[PathArg]], dataset: PathArg,
               batch: Optional[int] = None, limit: Optional[int] = None,
               threshold: Optional[str] = None, backend: Backend = "auto",
               precision: Precision = "f32", autotune: Autotune = "off",
-              exact_kernels: bool = False) -> Dict[str, Any]:
+              exact_kernels: bool = False, adapter: Optional[str] = None) -> Dict[str, Any]:
     """mIoU of the binarised maps as ``rsp eval miou`` runs it (see
     :func:`eval_pointing_game` for ``weights``, ``dataset``, ``out``, ``methods``,
     ``root``, ``split``, ``size``, ``norm``, ``batch``, ``limit``, the GPU options
-    ``backend``, ``precision``, ``autotune``, ``exact_kernels`` and the result);
+    ``backend``, ``adapter``, ``precision``, ``autotune``, ``exact_kernels`` and the
+    result);
     ``threshold``: ``"mean"`` (default: the mean of the map's positive values) or a
     fraction of the map's maximum such as ``"0.5"``."""
     return _eval("miou", weights, dataset, out, methods,
                  dict(root=root, split=split, size=size, norm=norm, batch=batch, limit=limit,
                       threshold=None if threshold is None else str(threshold),
                       backend=backend, precision=precision, autotune=autotune,
-                      exact_kernels=exact_kernels))
+                      exact_kernels=exact_kernels, adapter=_adapter(adapter)))
 
 
 @dataclass

@@ -31,7 +31,9 @@ use rsp::eval::runner::{
 };
 use rsp::eval::table::ResultTable;
 use rsp::explain::{explain, ExplainOptions, InitKind, Method};
-use rsp::gpu::{list_adapters, Autotune, Backend, ContextOptions, GpuContext, Precision};
+use rsp::gpu::{
+    list_adapters, AdapterChoice, Autotune, Backend, ContextOptions, GpuContext, Precision,
+};
 use rsp::models::gpu::GpuModel;
 use rsp::models::hub::{self, WeightSources};
 use rsp::models::weights::TensorFile;
@@ -58,13 +60,18 @@ fn backend(name: &str) -> PyResult<Backend> {
 }
 
 /// The GPU options every Python entry point takes, as the command line's flags
-/// (`--backend`, `--precision`, `--autotune`, `--exact-kernels`) set them.
+/// (`--backend`, `--adapter`, `--precision`, `--autotune`, `--exact-kernels`) set them.
 fn context_options(
     backend: &str,
+    adapter: Option<&str>,
     precision: &str,
     autotune: &str,
     exact_kernels: bool,
 ) -> PyResult<ContextOptions> {
+    let adapter = adapter
+        .map(|a| a.parse::<AdapterChoice>())
+        .transpose()
+        .map_err(|e| PyValueError::new_err(format!("adapter {e}")))?;
     let precision = Precision::from_name(precision).ok_or_else(|| {
         PyValueError::new_err(format!("precision '{precision}': expected 'f32' or 'f16'"))
     })?;
@@ -73,6 +80,7 @@ fn context_options(
         .map_err(|e| PyValueError::new_err(format!("autotune: {e}")))?;
     Ok(ContextOptions {
         backend: self::backend(backend)?,
+        adapter,
         precision,
         autotune,
         exact_kernels,
@@ -122,7 +130,9 @@ fn adapters<'py>(py: Python<'py>, backend: &str) -> PyResult<Bound<'py, PyList>>
     let list = PyList::empty(py);
     for a in py.detach(|| list_adapters(b)) {
         let d = PyDict::new(py);
+        d.set_item("index", a.index)?;
         d.set_item("name", &a.name)?;
+        d.set_item("pci_bus_id", &a.pci_bus_id)?;
         d.set_item("backend", format!("{:?}", a.backend).to_lowercase())?;
         d.set_item("type", format!("{:?}", a.device_type))?;
         d.set_item("driver", &a.driver)?;
@@ -329,7 +339,7 @@ impl Engine {
     #[new]
     #[pyo3(signature = (
         weights = None, model = None, tensors = None, backend = "auto", precision = "f32",
-        explain_layer = None, autotune = "off", exact_kernels = false
+        explain_layer = None, autotune = "off", exact_kernels = false, adapter = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -342,8 +352,9 @@ impl Engine {
         explain_layer: Option<String>,
         autotune: &str,
         exact_kernels: bool,
+        adapter: Option<&str>,
     ) -> PyResult<Self> {
-        let opts = context_options(backend, precision, autotune, exact_kernels)?;
+        let opts = context_options(backend, adapter, precision, autotune, exact_kernels)?;
         let file = match (weights, model, tensors) {
             (Some(path), None, None) => {
                 if !path.exists() {
@@ -624,7 +635,7 @@ fn names(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     batch = RunOptions::DEFAULT.batch, limit = None, out = PathBuf::from(runner::DEFAULT_OUT),
     tolerance = DEFAULT_TOLERANCE, difficult = None,
     threshold = runner::DEFAULT_THRESHOLD.to_owned(), backend = "auto", precision = "f32",
-    autotune = "off", exact_kernels = false
+    autotune = "off", exact_kernels = false, adapter = None
 ))]
 #[allow(clippy::too_many_arguments)]
 fn eval_map<'py>(
@@ -647,8 +658,9 @@ fn eval_map<'py>(
     precision: &str,
     autotune: &str,
     exact_kernels: bool,
+    adapter: Option<&str>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let context = context_options(backend, precision, autotune, exact_kernels)?;
+    let context = context_options(backend, adapter, precision, autotune, exact_kernels)?;
     let norm = Normalisation::from_name(norm).ok_or_else(|| {
         PyValueError::new_err(format!("norm '{norm}': expected 'torchvision' or 'caffe'"))
     })?;

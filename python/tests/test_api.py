@@ -234,3 +234,23 @@ def test_the_installed_copy_is_what_runs():
             assert expected in ex.adapter, ex.adapter
             e = ex.explain(rsp.load_image(ROOT / "docs" / "synth" / "ring_star.jpg", 32)[None])
             assert np.isfinite(e.heatmap).all() and np.abs(e.heatmap).max() > 0
+
+
+def test_the_adapter_is_chosen_by_index_name_or_environment(monkeypatch):
+    monkeypatch.delenv("RSP_ADAPTER", raising=False)
+    found = rsp.adapters("vulkan")
+    assert found and [a["index"] for a in found] == list(range(len(found)))
+    assert all(isinstance(a["pci_bus_id"], str) for a in found)
+    w = GOLDEN / "vgg_tiny.safetensors"
+    for a in found:
+        with rsp.Explainer(weights=w, backend="vulkan", adapter=f"index:{a['index']}") as ex:
+            assert ex.adapter == a["name"]
+        with rsp.Explainer(weights=w, backend="vulkan", adapter=f"name:{a['name'][:6]}") as ex:
+            assert ex.adapter.startswith(a["name"][:6])
+    with pytest.raises(ValueError, match=r"^adapter pci:00ff:ff:1f\.7 matches none of .* index:0 '"):
+        rsp.Explainer(weights=w, backend="vulkan", adapter="pci:00ff:ff:1f.7")
+    with pytest.raises(ValueError, match=r"^adapter 'gpu1': expected index:N, pci:BUS or name:"):
+        rsp.Explainer(weights=w, adapter="gpu1")
+    monkeypatch.setenv("RSP_ADAPTER", "name:no such gpu")
+    with pytest.raises(ValueError, match="name:no such gpu matches none"):
+        rsp.Explainer(weights=w)

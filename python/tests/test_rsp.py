@@ -373,6 +373,9 @@ def test_eval_refuses_bad_arguments_by_name(synth_set, tmp_path):
     with pytest.raises(ValueError, match="outputs but the dataset has"):
         rsp.eval_pointing_game(GOLDEN / "vgg_tiny.safetensors", synth_set, out=tmp_path / "x")
     assert not (tmp_path / "x").exists(), "a refused run left a folder behind"
+    with pytest.raises(ValueError, match=r"^adapter pci:00ff:ff:1f\.7 matches none"):
+        rsp.eval_miou(weights, synth_set, out=tmp_path / "y", adapter="pci:00ff:ff:1f.7")
+    assert not (tmp_path / "y").exists(), "a refused run left a folder behind"
 
 
 def test_grid_shows_every_map_over_its_photo(vgg, tmp_path):

@@ -6,7 +6,7 @@ use clap::{Args, ValueEnum};
 
 use crate::eval::faithfulness::{DeletionBaseline, RegionFill};
 use crate::explain::{InitKind, Method};
-use crate::gpu::{Autotune, Backend, ContextOptions, DType, GpuContext, Precision};
+use crate::gpu::{AdapterChoice, Autotune, Backend, ContextOptions, DType, GpuContext, Precision};
 use crate::preprocess::Normalisation;
 
 /// ImageNet-1k class names in index order (the names of models whose weights carry
@@ -20,6 +20,13 @@ pub struct DeviceArgs {
     /// wgpu backend: auto (the native API, OpenGL as a fallback), vulkan, metal, dx12 or gl.
     #[arg(long, default_value = "auto", value_parser = parse_backend)]
     pub backend: Backend,
+    /// The adapter to run on, among the backend's (`rsp adapters` lists them): index:N,
+    /// pci:BUS (e.g. pci:0000:3b:00.0, the bus NVML and nvidia-smi report) or
+    /// name:SUBSTRING (case-insensitive). Default: the best by type (discrete,
+    /// integrated, virtual, CPU). NVIDIA's Vulkan driver ignores CUDA_VISIBLE_DEVICES:
+    /// one process per GPU chooses here.
+    #[arg(long, env = "RSP_ADAPTER", value_parser = parse_adapter, value_name = "index:N|pci:BUS|name:TEXT")]
+    pub adapter: Option<AdapterChoice>,
     /// Storage of the model's convolution and linear weights on the GPU: f32, or f16
     /// (half the weight memory and bandwidth; arithmetic stays f32; maps differ from
     /// f32 by about the rounding of the weights; needs an adapter with shader f16).
@@ -62,6 +69,7 @@ impl DeviceArgs {
     pub fn context_options(&self) -> ContextOptions {
         ContextOptions {
             backend: self.backend,
+            adapter: self.adapter.clone(),
             weights: self.weights_dtype,
             precision: self.precision,
             disable_matrix_units: self.no_matrix_units,
@@ -116,6 +124,10 @@ named_value_enum!(
     DeletionBaseline,
     RegionFill
 );
+
+fn parse_adapter(s: &str) -> std::result::Result<AdapterChoice, String> {
+    s.parse()
+}
 
 fn parse_budget(s: &str) -> std::result::Result<f64, String> {
     match s.parse::<f64>() {

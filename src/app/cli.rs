@@ -240,16 +240,27 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Each adapter of `backend` with the index and PCI bus `--adapter` chooses it by;
+/// with `auto`, the OpenGL ones too (chosen with `--backend gl`).
 fn print_adapters(backend: Backend) {
-    let mut all = list_adapters(backend);
-    if backend == Backend::Auto {
-        all.extend(list_adapters(Backend::Gl));
-    }
+    let all = list_adapters(backend);
     if all.is_empty() {
         println!("no adapters found for backend '{backend}'");
     }
-    for a in all {
-        println!("{a}");
+    let bus = |a: &crate::gpu::AdapterSummary| {
+        if a.pci_bus_id.is_empty() {
+            "-".to_string()
+        } else {
+            a.pci_bus_id.clone()
+        }
+    };
+    for a in &all {
+        println!("index:{} pci:{} {a}", a.index, bus(a));
+    }
+    if backend == Backend::Auto {
+        for a in list_adapters(Backend::Gl) {
+            println!("(--backend gl) index:{} pci:{} {a}", a.index, bus(&a));
+        }
     }
 }
 

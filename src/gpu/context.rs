@@ -67,6 +67,107 @@ impl fmt::Display for Backend {
     }
 }
 
+/// Which adapter a context opens (`--adapter`, Python's `adapter=`, `RSP_ADAPTER`); by
+/// default the best by type (discrete, integrated, virtual, other, CPU).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AdapterChoice {
+    /// The adapter at this index of `rsp adapters` (wgpu's enumeration order for the
+    /// backend).
+    Index(usize),
+    /// The adapter on this PCI bus: `domain:bus:device.function` in hex, as wgpu
+    /// reports it (`0000:3b:00.0`) or NVML does (`00000000:3B:00.0`); the domain may be
+    /// left out (`3b:00.0`).
+    Pci(PciAddress),
+    /// The first adapter (by index) whose name contains this, ignoring case.
+    Name(String),
+}
+
+/// A PCI address, compared by value (the same bus written by wgpu and by NVML).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PciAddress {
+    pub domain: u32,
+    pub bus: u8,
+    pub device: u8,
+    pub function: u8,
+}
+
+impl FromStr for PciAddress {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let bad = || format!("'{s}' is no PCI address (domain:bus:device.function in hex)");
+        let (rest, function) = s.rsplit_once('.').ok_or_else(bad)?;
+        let parts: Vec<&str> = rest.split(':').collect();
+        let (domain, bus, device) = match parts.as_slice() {
+            [d, b, v] => (*d, *b, *v),
+            [b, v] => ("0", *b, *v),
+            _ => return Err(bad()),
+        };
+        Ok(PciAddress {
+            domain: u32::from_str_radix(domain, 16).map_err(|_| bad())?,
+            bus: u8::from_str_radix(bus, 16).map_err(|_| bad())?,
+            device: u8::from_str_radix(device, 16).map_err(|_| bad())?,
+            function: u8::from_str_radix(function, 16).map_err(|_| bad())?,
+        })
+    }
+}
+
+impl fmt::Display for PciAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:04x}:{:02x}:{:02x}.{:x}",
+            self.domain, self.bus, self.device, self.function
+        )
+    }
+}
+
+impl FromStr for AdapterChoice {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let expected = "expected index:N, pci:BUS or name:SUBSTRING";
+        match s.split_once(':') {
+            Some(("index", n)) => n
+                .parse()
+                .map(AdapterChoice::Index)
+                .map_err(|_| format!("'{s}': '{n}' is no index ({expected})")),
+            Some(("pci", bus)) => bus
+                .parse()
+                .map(AdapterChoice::Pci)
+                .map_err(|e| format!("'{s}': {e}")),
+            Some(("name", name)) if !name.is_empty() => Ok(AdapterChoice::Name(name.into())),
+            _ => Err(format!("'{s}': {expected}")),
+        }
+    }
+}
+
+impl fmt::Display for AdapterChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AdapterChoice::Index(i) => write!(f, "index:{i}"),
+            AdapterChoice::Pci(a) => write!(f, "pci:{a}"),
+            AdapterChoice::Name(n) => write!(f, "name:{n}"),
+        }
+    }
+}
+
+impl AdapterChoice {
+    /// The index in `adapters` (enumeration order) of the adapter this choice names.
+    pub fn find(&self, adapters: &[AdapterSummary]) -> Option<usize> {
+        match self {
+            AdapterChoice::Index(i) => (*i < adapters.len()).then_some(*i),
+            AdapterChoice::Pci(want) => adapters
+                .iter()
+                .position(|a| a.pci_bus_id.parse::<PciAddress>().ok() == Some(*want)),
+            AdapterChoice::Name(part) => {
+                let part = part.to_lowercase();
+                adapters
+                    .iter()
+                    .position(|a| a.name.to_lowercase().contains(&part))
+            }
+        }
+    }
+}
+
 /// The limits a device is opened with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum DeviceLimits {
@@ -93,6 +194,8 @@ pub const MIN_STORAGE_BUFFERS: u32 = 7;
 #[derive(Clone, Debug, Default)]
 pub struct ContextOptions {
     pub backend: Backend,
+    /// The adapter to open (`None`: the best by type).
+    pub adapter: Option<AdapterChoice>,
     /// Cap on the bytes one storage binding may span, below the adapter's own
     /// `max_storage_buffer_binding_size`. Tests use it to exercise tensor splitting
     /// on tiny models.
@@ -142,7 +245,12 @@ pub struct ContextOptions {
 /// One line of `rsp adapters`.
 #[derive(Clone, Debug)]
 pub struct AdapterSummary {
+    /// Its index in wgpu's enumeration for the backend it was listed for
+    /// ([`AdapterChoice::Index`]).
+    pub index: usize,
     pub name: String,
+    /// `domain:bus:device.function` where the driver reports it, else empty.
+    pub pci_bus_id: String,
     pub vendor: u32,
     pub device: u32,
     pub backend: wgpu::Backend,
@@ -190,10 +298,12 @@ impl fmt::Display for AdapterSummary {
     }
 }
 
-fn summarize(adapter: &wgpu::Adapter) -> AdapterSummary {
+fn summarize(index: usize, adapter: &wgpu::Adapter) -> AdapterSummary {
     let info = adapter.get_info();
     let limits = adapter.limits();
     AdapterSummary {
+        index,
+        pci_bus_id: info.device_pci_bus_id,
         name: info.name,
         vendor: info.vendor,
         device: info.device,
@@ -266,7 +376,8 @@ pub fn list_adapters(backend: Backend) -> Vec<AdapterSummary> {
     let inst = instance(backend);
     pollster::block_on(inst.enumerate_adapters(backend.backends()))
         .iter()
-        .map(summarize)
+        .enumerate()
+        .map(|(i, a)| summarize(i, a))
         .collect()
 }
 
@@ -383,8 +494,44 @@ impl GpuContext {
             wgpu::DeviceType::Other => 3,
             wgpu::DeviceType::Cpu => 4,
         };
-        adapters.sort_by_key(|a| rank(a));
-        let adapter = adapters.swap_remove(0);
+        let (index, adapter) = match &opts.adapter {
+            Some(choice) => {
+                let found: Vec<AdapterSummary> = adapters
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| summarize(i, a))
+                    .collect();
+                let Some(i) = choice.find(&found) else {
+                    let listed: Vec<String> = found
+                        .iter()
+                        .map(|a| {
+                            let bus = if a.pci_bus_id.is_empty() {
+                                "no PCI bus"
+                            } else {
+                                &a.pci_bus_id
+                            };
+                            format!("index:{} '{}' ({bus})", a.index, a.name)
+                        })
+                        .collect();
+                    return Err(crate::error::bad_option(
+                        Param::Adapter,
+                        format!(
+                            "{choice} matches none of the {} adapters of backend '{}': {}",
+                            found.len(),
+                            opts.backend,
+                            listed.join(", ")
+                        ),
+                    ));
+                };
+                (i, adapters.swap_remove(i))
+            }
+            None => {
+                let best = (0..adapters.len())
+                    .min_by_key(|&i| (rank(&adapters[i]), i))
+                    .expect("adapters is not empty");
+                (best, adapters.swap_remove(best))
+            }
+        };
         let limits = match opts.limits {
             DeviceLimits::Adapter => adapter.limits(),
             DeviceLimits::WebGpuDefault => wgpu::Limits::default(),
@@ -435,7 +582,7 @@ impl GpuContext {
                 ),
             ));
         }
-        let summary = summarize(&adapter);
+        let summary = summarize(index, &adapter);
         let matrix_units = !opts.disable_matrix_units
             && !opts.exact_kernels
             && summary.matrix_f16_f32
@@ -520,5 +667,55 @@ impl GpuContext {
             )),
             pool: BufferPool::default(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn adapter(index: usize, name: &str, bus: &str) -> AdapterSummary {
+        AdapterSummary {
+            index,
+            name: name.into(),
+            pci_bus_id: bus.into(),
+            vendor: 0,
+            device: 0,
+            backend: wgpu::Backend::Vulkan,
+            device_type: wgpu::DeviceType::DiscreteGpu,
+            driver: String::new(),
+            max_storage_binding: 0,
+            max_buffer: 0,
+            max_workgroup_storage: 0,
+            max_invocations: 0,
+            shader_f16: false,
+            fixed_subgroup: None,
+            matrix_f16_f32: false,
+        }
+    }
+
+    #[test]
+    fn an_adapter_choice_parses_and_finds_its_adapter() {
+        let two = [
+            adapter(0, "NVIDIA H100 80GB HBM3", "0000:1b:00.0"),
+            adapter(1, "NVIDIA H100 80GB HBM3", "0000:3b:00.0"),
+            adapter(2, "llvmpipe (LLVM 15.0.6, 256 bits)", ""),
+        ];
+        let find = |s: &str| s.parse::<AdapterChoice>().unwrap().find(&two);
+        assert_eq!(find("index:1"), Some(1));
+        assert_eq!(find("index:3"), None);
+        // wgpu's spelling and NVML's (8-digit domain, upper case) name the same bus.
+        assert_eq!(find("pci:0000:3b:00.0"), Some(1));
+        assert_eq!(find("pci:00000000:3B:00.0"), Some(1));
+        assert_eq!(find("pci:1b:00.0"), Some(0));
+        assert_eq!(find("pci:0000:5e:00.0"), None);
+        assert_eq!(find("name:LLVMpipe"), Some(2));
+        assert_eq!(find("name:h100"), Some(0), "the first by index");
+        for bad in ["3", "index:x", "pci:3b", "pci:zz:00.0", "name:", "gpu:1"] {
+            let e = bad.parse::<AdapterChoice>().unwrap_err();
+            assert!(e.contains(bad), "{bad}: {e}");
+        }
+        let pci: PciAddress = "00000000:3B:00.0".parse().unwrap();
+        assert_eq!(pci.to_string(), "0000:3b:00.0");
     }
 }

@@ -18,8 +18,8 @@ pub mod tensor;
 pub mod tune;
 
 pub use context::{
-    list_adapters, AdapterSummary, Backend, ContextOptions, DeviceLimits, GpuContext,
-    MIN_STORAGE_BUFFERS,
+    list_adapters, AdapterChoice, AdapterSummary, Backend, ContextOptions, DeviceLimits,
+    GpuContext, PciAddress, MIN_STORAGE_BUFFERS,
 };
 pub use dtype::{DType, Precision};
 pub use pipelines::{Access, ModuleSpec, ShaderRef};

@@ -511,6 +511,42 @@ fn cli_lists_adapters() {
     assert!(o.status.success());
     let s = String::from_utf8_lossy(&o.stdout);
     assert!(s.contains("max storage binding"), "{s}");
+    assert!(s.starts_with("index:0 pci:"), "{s}");
+}
+
+#[test]
+fn cli_runs_on_the_adapter_chosen_and_refuses_one_that_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let g = golden_path("vgg_tiny");
+    let run = |extra: &[&str], env: Option<&str>| {
+        let mut args = vec!["--weights", &g, "--size", "32", "--out", d];
+        args.extend_from_slice(extra);
+        args.push(&g);
+        let mut cmd = command(&args);
+        cmd.env("RSP_AUTOTUNE", "off").env_remove("RSP_ADAPTER");
+        if let Some(choice) = env {
+            cmd.env("RSP_ADAPTER", choice);
+        }
+        cmd.output().expect("run rsp")
+    };
+    let o = run(&["--adapter", "index:0"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for (extra, env) in [
+        (&["--adapter", "pci:00ff:ff:1f.7"][..], None),
+        (&[][..], Some("pci:00ff:ff:1f.7")),
+    ] {
+        let o = run(extra, env);
+        assert_eq!(o.status.code(), Some(1), "{extra:?} {env:?}");
+        let e = stderr(&o);
+        assert_eq!(e.lines().count(), 1, "one line: {e}");
+        assert!(e.contains("--adapter pci:00ff:ff:1f.7 matches none"), "{e}");
+        assert!(e.contains("index:0 '"), "the adapters are listed: {e}");
+    }
+    // A value that is no choice at all: the parser's error, exit 2.
+    let o = run(&["--adapter", "gpu1"], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("index:N, pci:BUS or name:SUBSTRING"));
 }
 
 #[test]

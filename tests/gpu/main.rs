@@ -10,6 +10,7 @@ mod common;
 #[path = "../common/support.rs"]
 mod support;
 
+mod adapters;
 mod autotune;
 mod bad_weights;
 mod baselines;

@@ -424,14 +424,19 @@ def relu_masks(model, x):
     def hook(_m, _i, out):
         masks.append((out > 0).flatten().clone())
 
-    hs = [m.register_forward_hook(hook) for m in relu_sites(model)]
+    forward_with_hooks(model, x, relu_sites(model), hook)
+    return torch.cat(masks)
+
+
+def forward_with_hooks(model, x, modules, hook):
+    """One forward pass of `x` without gradients, with `hook` on each of `modules`."""
+    hs = [m.register_forward_hook(hook) for m in modules]
     try:
         with torch.no_grad():
             model(x)
     finally:
         for h in hs:
             h.remove()
-    return torch.cat(masks)
 
 
 def pool_winners(model, x, near=None):
@@ -460,14 +465,8 @@ def pool_winners(model, x, near=None):
             gap = top[..., 0] - top[..., 1]
             near.append(int(((gap <= 1e-6 * top[..., 0]) & (gap > 0) & (top[..., 0] > 0)).sum()))
 
-    hs = [m.register_forward_hook(hook) for m in model.modules()
-          if isinstance(m, torch.nn.MaxPool2d)]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in hs:
-            h.remove()
+    pools = [m for m in model.modules() if isinstance(m, torch.nn.MaxPool2d)]
+    forward_with_hooks(model, x, pools, hook)
     return torch.cat(wins) if wins else torch.zeros(0, dtype=torch.int64)
 
 

@@ -134,8 +134,7 @@ def load_image(image: ImageArg, size: int = 224) -> FloatArray:
     to RGB) or RGB pixels as a uint8 ``[H, W, 3]`` array."""
     if isinstance(image, (str, PathLike)):
         return _rsp.load_image_array(fspath(image), size)
-    tensor, _ = _rsp.preprocess_rgb(_rgb_pixels(image), size)
-    return tensor
+    return _rsp.preprocess_rgb(_rgb_pixels(image), size)
 
 
 def render(heatmap: Any, image: Optional[Any] = None, cmap: ColorMap = "bwr",

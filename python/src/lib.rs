@@ -168,14 +168,14 @@ fn prepared(py: Python<'_>, path: &Path, size: u32) -> PyResult<Prepared> {
 }
 
 /// Decoded RGB pixels (uint8 `[H, W, 3]`, e.g. a PIL image) preprocessed as an image
-/// file is: float32 `[3, size, size]` and the crop, uint8 `[size, size, 3]`.
+/// file is: float32 `[3, size, size]`.
 #[pyfunction]
 #[pyo3(signature = (rgb, size = 224))]
 fn preprocess_rgb<'py>(
     py: Python<'py>,
     rgb: PyReadonlyArrayDyn<'py, u8>,
     size: u32,
-) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+) -> PyResult<Bound<'py, PyAny>> {
     let shape = rgb.shape().to_vec();
     if shape.len() != 3 || shape[2] != 3 || shape[0] == 0 || shape[1] == 0 {
         return Err(PyValueError::new_err(format!(
@@ -188,12 +188,7 @@ fn preprocess_rgb<'py>(
     let raw: Vec<u8> = rgb.as_array().iter().copied().collect();
     let img = DynamicImage::ImageRgb8(image_rgb(shape[1], shape[0], raw));
     let prepared = py.detach(|| preprocess_for(&img, size));
-    let (w, h) = (
-        prepared.cropped.width() as usize,
-        prepared.cropped.height() as usize,
-    );
-    let photo = PyArray1::from_vec(py, prepared.cropped.into_raw()).reshape(vec![h, w, 3])?;
-    Ok((array(py, &prepared.tensor)?, photo.into_any()))
+    array(py, &prepared.tensor)
 }
 
 /// An image file, preprocessed as the CLI does (shorter side to `size·256/224`, centre

@@ -30,9 +30,11 @@ import numpy.typing as npt
 
 from . import _rsp
 
-__all__ = ["adapters", "eval_miou", "eval_pointing_game", "Explainer", "Explanation",
+__all__ = ["adapters", "eval_faithfulness", "eval_merge", "eval_miou", "eval_pointing_game",
+           "eval_sensitivity", "Explainer", "Explanation",
            "EXPLAIN_DEFAULTS", "Grid", "load_image", "render", "Method", "EvalMethod",
-           "InitKind", "Backend", "Precision", "Autotune", "ColorMap"]
+           "InitKind", "Backend", "Precision", "Autotune", "ColorMap",
+           "FaithfulnessMetric", "ShardArg"]
 
 #: An attribution method, by the name the command line uses.
 Method = Literal["rsp", "gradcam", "gradient", "gradxinput", "lrp-eps", "lrp-ab", "clrp",
@@ -391,9 +393,17 @@ class Explainer:
         return [[(int(c), float(probs[i, c])) for c in row] for i, row in enumerate(top)]
 
 
-def _eval(metric: str, weights: Union[PathArg, Sequence[PathArg]], dataset: PathArg,
-          out: Optional[PathArg], methods: Optional[Sequence[str]],
-          options: Dict[str, Any]) -> Dict[str, Any]:
+def _shard(shard: Union[None, str, Tuple[int, int]]) -> Optional[str]:
+    if shard is None or isinstance(shard, str):
+        return shard
+    index, count = shard
+    return f"{int(index)}/{int(count)}"
+
+
+def _run_options(metric: str, weights: Union[PathArg, Sequence[PathArg]], dataset: PathArg,
+                 out: Optional[PathArg], methods: Optional[Sequence[str]],
+                 **options: Any) -> Dict[str, Any]:
+    """The dict the native drivers take: every keyword given (``None``: the default)."""
     files = [weights] if isinstance(weights, (str, PathLike)) else list(weights)
     names = [methods] if isinstance(methods, str) else methods
     given = {k: v for k, v in options.items() if v is not None}
@@ -402,8 +412,19 @@ def _eval(metric: str, weights: Union[PathArg, Sequence[PathArg]], dataset: Path
             given[key] = fspath(given[key])
     if out is not None:
         given["out"] = fspath(out)
-    return _rsp.eval_map(metric, [fspath(w) for w in files], fspath(dataset),
-                         methods=None if names is None else list(names), **given)
+    if names is not None:
+        given["methods"] = list(names)
+    given["adapter"] = _adapter(given.get("adapter"))
+    if given["adapter"] is None:
+        del given["adapter"]
+    return dict(metric=metric, weights=[fspath(w) for w in files], dataset=fspath(dataset),
+                **given)
+
+
+#: A faithfulness metric of :func:`eval_faithfulness`.
+FaithfulnessMetric = Literal["deletion-insertion", "region-perturbation", "road"]
+#: One shard of a run: ``(index, count)`` or ``"index/count"``.
+ShardArg = Union[str, Tuple[int, int]]
 
 
 def eval_pointing_game(weights: Union[PathArg, Sequence[PathArg]], dataset: PathArg,
@@ -413,10 +434,11 @@ def eval_pointing_game(weights: Union[PathArg, Sequence[PathArg]], dataset: Path
                        size: Optional[int] = None, norm: Optional[str] = None,
                        batch: Optional[int] = None, limit: Optional[int] = None,
                        tolerance: Optional[float] = None, difficult: Optional[PathArg] = None,
+                       shard: Optional[ShardArg] = None,
                        backend: Backend = "auto", precision: Precision = "f32",
                        autotune: Autotune = "off", exact_kernels: bool = False,
                        adapter: Optional[str] = None) -> Dict[str, Any]:
-    """The Pointing Game as ``rsp eval pointing-game`` runs it, on the same runner:
+    """The Pointing Game as ``rsp eval pointing-game`` runs it, on the same driver:
     ``dataset`` is ``voc07``/``coco14`` (with ``root``, the dataset's folder; ``split``
     its image list, default ``test``) or a folder in VOC layout (such as ``rsp synth``
     writes); one column group per ``weights`` file; ``methods`` any of
@@ -426,14 +448,17 @@ def eval_pointing_game(weights: Union[PathArg, Sequence[PathArg]], dataset: Path
     (``torchvision`` or ``caffe``) preprocess the images, ``batch`` (default 16)
     (image, class) pairs go through the GPU at once, ``limit`` scores only the first
     images, ``tolerance`` is the hit radius in pixels (default 15), ``difficult`` a
-    folder of the EBP difficult flags. The GPU options are :class:`Explainer`'s
+    folder of the EBP difficult flags. ``shard`` ``(i, n)`` scores only the images whose
+    index is i mod n into a log of its own and returns ``{"shard", "logs"}``;
+    :func:`eval_merge` joins the shards. The GPU options are :class:`Explainer`'s
     (``backend``, ``adapter``, ``precision``, ``autotune``, ``exact_kernels``). Returns
-    ``{"title", "columns", "rows": {method: [percent or None per column]}}``."""
-    return _eval("pointing-game", weights, dataset, out, methods,
-                 dict(root=root, split=split, size=size, norm=norm, batch=batch, limit=limit,
-                      tolerance=tolerance, difficult=difficult, backend=backend,
-                      precision=precision, autotune=autotune, exact_kernels=exact_kernels,
-                      adapter=_adapter(adapter)))
+    ``{"title", "columns", "rows": {method: [percent or None per column]}, "csv",
+    "md"}``."""
+    return dict(_rsp.eval_run(_run_options(
+        "pointing-game", weights, dataset, out, methods, root=root, split=split, size=size,
+        norm=norm, batch=batch, limit=limit, tolerance=tolerance, difficult=difficult,
+        shard=_shard(shard), backend=backend, precision=precision, autotune=autotune,
+        exact_kernels=exact_kernels, adapter=adapter)))
 
 
 def eval_miou(weights: Union[PathArg, Sequence[PathArg]], dataset: PathArg,
@@ -441,21 +466,90 @@ def eval_miou(weights: Union[PathArg, Sequence[PathArg]], dataset: PathArg,
               root: Optional[PathArg] = None, split: Optional[str] = None,
               size: Optional[int] = None, norm: Optional[str] = None,
               batch: Optional[int] = None, limit: Optional[int] = None,
-              threshold: Optional[str] = None, backend: Backend = "auto",
-              precision: Precision = "f32", autotune: Autotune = "off",
-              exact_kernels: bool = False, adapter: Optional[str] = None) -> Dict[str, Any]:
+              threshold: Optional[str] = None, shard: Optional[ShardArg] = None,
+              backend: Backend = "auto", precision: Precision = "f32",
+              autotune: Autotune = "off", exact_kernels: bool = False,
+              adapter: Optional[str] = None) -> Dict[str, Any]:
     """mIoU of the binarised maps as ``rsp eval miou`` runs it (see
     :func:`eval_pointing_game` for ``weights``, ``dataset``, ``out``, ``methods``,
-    ``root``, ``split``, ``size``, ``norm``, ``batch``, ``limit``, the GPU options
-    ``backend``, ``adapter``, ``precision``, ``autotune``, ``exact_kernels`` and the
-    result);
+    ``root``, ``split``, ``size``, ``norm``, ``batch``, ``limit``, ``shard``, the GPU
+    options ``backend``, ``adapter``, ``precision``, ``autotune``, ``exact_kernels``
+    and the result);
     ``threshold``: ``"mean"`` (default: the mean of the map's positive values) or a
     fraction of the map's maximum such as ``"0.5"``."""
-    return _eval("miou", weights, dataset, out, methods,
-                 dict(root=root, split=split, size=size, norm=norm, batch=batch, limit=limit,
-                      threshold=None if threshold is None else str(threshold),
-                      backend=backend, precision=precision, autotune=autotune,
-                      exact_kernels=exact_kernels, adapter=_adapter(adapter)))
+    return dict(_rsp.eval_run(_run_options(
+        "miou", weights, dataset, out, methods, root=root, split=split, size=size,
+        norm=norm, batch=batch, limit=limit,
+        threshold=None if threshold is None else str(threshold), shard=_shard(shard),
+        backend=backend, precision=precision, autotune=autotune,
+        exact_kernels=exact_kernels, adapter=adapter)))
+
+
+def eval_faithfulness(weights: Union[PathArg, Sequence[PathArg]], dataset: PathArg,
+                      out: Optional[PathArg] = None,
+                      methods: Optional[Sequence[Method]] = None,
+                      metric: FaithfulnessMetric = "deletion-insertion",
+                      step: Optional[int] = None, baseline: Optional[str] = None,
+                      patch: Optional[int] = None, regions: Optional[int] = None,
+                      fill: Optional[str] = None, imputation_noise: Optional[float] = None,
+                      root: Optional[PathArg] = None, split: Optional[str] = None,
+                      size: Optional[int] = None, norm: Optional[str] = None,
+                      batch: Optional[int] = None, limit: Optional[int] = None,
+                      shard: Optional[ShardArg] = None, backend: Backend = "auto",
+                      precision: Precision = "f32", autotune: Autotune = "off",
+                      exact_kernels: bool = False,
+                      adapter: Optional[str] = None) -> Dict[str, Any]:
+    """A faithfulness metric as ``rsp eval faithfulness`` runs it (see
+    :func:`eval_pointing_game` for ``weights``, ``dataset``, ``out``, ``methods``,
+    ``root``, ``split``, ``size``, ``norm``, ``batch``, ``limit``, ``shard`` and the GPU
+    options ``backend``, ``adapter``, ``precision``, ``autotune``, ``exact_kernels``).
+    ``metric``: ``deletion-insertion`` (RISE: ``step`` pixels per step at 224x224,
+    default 224, deleted towards the ``baseline`` ``mean`` or ``blur``),
+    ``region-perturbation`` (AOPC: up to ``regions`` patches, default 100, of ``patch``
+    pixels, default 8, replaced by ``fill`` ``noise`` or ``mean``) or ``road``
+    (``imputation_noise``, default 0.01). Returns the table as
+    :func:`eval_pointing_game` does (cells as the table shows them), plus ``"x"`` (the
+    curves' points) and ``"curves"``: ``{model: {method: {summary: [mean curve]}}}``
+    — the curves the command line plots."""
+    return dict(_rsp.eval_run(_run_options(
+        "faithfulness", weights, dataset, out, methods, faithfulness=metric, step=step,
+        baseline=baseline, patch=patch, regions=regions, fill=fill,
+        imputation_noise=imputation_noise, root=root, split=split, size=size, norm=norm,
+        batch=batch, limit=limit, shard=_shard(shard), backend=backend,
+        precision=precision, autotune=autotune, exact_kernels=exact_kernels,
+        adapter=adapter)))
+
+
+def eval_sensitivity(weights: PathArg, dataset: PathArg, out: Optional[PathArg] = None,
+                     methods: Optional[Sequence[Method]] = None,
+                     images: Optional[int] = None, seed: Optional[int] = None,
+                     root: Optional[PathArg] = None, split: Optional[str] = None,
+                     size: Optional[int] = None, norm: Optional[str] = None,
+                     backend: Backend = "auto", precision: Precision = "f32",
+                     autotune: Autotune = "off", exact_kernels: bool = False,
+                     adapter: Optional[str] = None) -> Dict[str, Any]:
+    """Model sensitivity (cascading randomisation, Adebayo et al. 2018) as ``rsp eval
+    sensitivity`` runs it: the first ``images`` images (default 16) explained for the
+    model's top-1 class, the layers re-initialised from the logits down (``seed``,
+    default 0), and after each step every method's maps compared with the original ones.
+    One ``weights`` file; ``dataset``, ``root``, ``split``, ``size``, ``norm``,
+    ``methods`` and the GPU options (``backend``, ``adapter``, ``precision``,
+    ``autotune``, ``exact_kernels``) as in :func:`eval_pointing_game`. The tables go to
+    ``out`` (``sensitivity.MODEL.csv``/``.md``). Returns ``{"model", "steps", "curves":
+    {method: {"spearman", "spearman_abs", "ssim"}}, "csv", "md"}``."""
+    return dict(_rsp.eval_sensitivity(_run_options(
+        "sensitivity", weights, dataset, out, methods, images=images, seed=seed,
+        root=root, split=split, size=size, norm=norm, backend=backend,
+        precision=precision, autotune=autotune, exact_kernels=exact_kernels,
+        adapter=adapter)))
+
+
+def eval_merge(out: PathArg) -> List[Dict[str, Any]]:
+    """Merges the shard logs in ``out`` (``rsp eval merge``): per sharded run, the log
+    and table one unsharded run writes, byte for byte, returned as
+    :func:`eval_pointing_game` returns a table. Refuses shards of different runs and
+    records that disagree, and names the images still missing, writing nothing then."""
+    return [dict(t) for t in _rsp.eval_merge(fspath(out))]
 
 
 @dataclass

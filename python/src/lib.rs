@@ -17,19 +17,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::RwLock;
 
+mod eval;
+
 use numpy::{IntoPyArray, PyArray1, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
 use rsp::error::Caller;
-use rsp::eval::difficult::DifficultFlags;
-use rsp::eval::engine::EvalMethod;
-use rsp::eval::pointing::{PointingGame, DEFAULT_TOLERANCE};
-use rsp::eval::runner::{
-    self, MapMetric, MapOutcome, MapRun, MiouMetric, PointingMetric, Quiet, RunOptions,
-};
-use rsp::eval::table::ResultTable;
 use rsp::explain::{explain, ExplainOptions, InitKind, Method};
 use rsp::gpu::{
     list_adapters, AdapterChoice, Autotune, Backend, ContextOptions, GpuContext, Precision,
@@ -37,7 +32,7 @@ use rsp::gpu::{
 use rsp::models::gpu::GpuModel;
 use rsp::models::hub::{self, WeightSources};
 use rsp::models::weights::TensorFile;
-use rsp::preprocess::{load_image, preprocess_for, DynamicImage, Normalisation, Prepared};
+use rsp::preprocess::{load_image, preprocess_for, DynamicImage, Prepared};
 use rsp::render::{heatmap_image, overlay, png_bytes, ColorMap, RgbImage};
 use rsp::{ErrorKind, Model, Tensor};
 
@@ -618,134 +613,6 @@ fn names(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     Ok(out)
 }
 
-/// A map metric (`pointing-game` or `miou`) end to end on the library's runner, as
-/// `rsp eval` runs it: logs in `out` (a rerun resumes from them), the table written
-/// there as CSV and Markdown like the command line's, and returned as
-/// `{"title", "columns", "rows": {method: [cell or None, ...]}}` with the cells as the
-/// table shows them (percentages).
-#[pyfunction]
-#[pyo3(signature = (
-    metric, weights, dataset, root = None, split = runner::DEFAULT_SPLIT.to_owned(),
-    methods = None, size = RunOptions::DEFAULT.size, norm = "torchvision",
-    batch = RunOptions::DEFAULT.batch, limit = None, out = PathBuf::from(runner::DEFAULT_OUT),
-    tolerance = DEFAULT_TOLERANCE, difficult = None,
-    threshold = runner::DEFAULT_THRESHOLD.to_owned(), backend = "auto", precision = "f32",
-    autotune = "off", exact_kernels = false, adapter = None
-))]
-#[allow(clippy::too_many_arguments)]
-fn eval_map<'py>(
-    py: Python<'py>,
-    metric: &str,
-    weights: Vec<PathBuf>,
-    dataset: String,
-    root: Option<PathBuf>,
-    split: String,
-    methods: Option<Vec<String>>,
-    size: u32,
-    norm: &str,
-    batch: usize,
-    limit: Option<usize>,
-    out: PathBuf,
-    tolerance: f64,
-    difficult: Option<PathBuf>,
-    threshold: String,
-    backend: &str,
-    precision: &str,
-    autotune: &str,
-    exact_kernels: bool,
-    adapter: Option<&str>,
-) -> PyResult<Bound<'py, PyDict>> {
-    let context = context_options(backend, adapter, precision, autotune, exact_kernels)?;
-    let norm = Normalisation::from_name(norm).ok_or_else(|| {
-        PyValueError::new_err(format!("norm '{norm}': expected 'torchvision' or 'caffe'"))
-    })?;
-    if weights.is_empty() {
-        return Err(PyValueError::new_err(
-            "weights: give at least one weights file",
-        ));
-    }
-    let options = RunOptions {
-        size,
-        norm,
-        batch,
-        limit,
-        stop_after: None,
-    };
-    let table = py
-        .detach(|| -> anyhow::Result<ResultTable> {
-            options.validate()?;
-            let pointing = metric == "pointing-game";
-            let truth = match metric {
-                "pointing-game" => PointingMetric::TRUTH,
-                "miou" => MiouMetric::TRUTH,
-                other => {
-                    return Err(rsp::error::invalid(format!(
-                        "metric '{other}': expected 'pointing-game' or 'miou'"
-                    )))
-                }
-            };
-            let (ds, label) = runner::open_dataset(&dataset, root.as_deref(), &split, truth)?;
-            let list = match &methods {
-                Some(m) => m.join(","),
-                None => {
-                    let mut all = Method::ALL.map(Method::name).to_vec();
-                    if pointing {
-                        all.push(EvalMethod::Center.name());
-                    }
-                    all.join(",")
-                }
-            };
-            let methods = runner::parse_methods(&list, pointing)?;
-            let ctx = GpuContext::new(&context)?;
-            let run = MapRun {
-                dataset: ds.as_ref(),
-                dataset_label: &label,
-                split: &split,
-                weights: &weights,
-                methods: &methods,
-                options: &options,
-                out: &out,
-            };
-            let outcome = if pointing {
-                let flags = difficult
-                    .as_ref()
-                    .map(|p| DifficultFlags::read(p, ds.num_classes()))
-                    .transpose()?;
-                let metric = PointingMetric {
-                    game: PointingGame::new(tolerance),
-                    flags: flags.as_ref(),
-                    difficult: difficult.is_some(),
-                };
-                runner::run_map_metric(&metric, &run, &ctx, &mut Quiet)?
-            } else {
-                let metric = MiouMetric::new(&threshold)?;
-                runner::run_map_metric(&metric, &run, &ctx, &mut Quiet)?
-            };
-            let MapOutcome::Table(table) = outcome else {
-                unreachable!("no stop_after is set");
-            };
-            let stem = format!("{metric}.{label}");
-            table.write_csv(&out.join(format!("{stem}.csv")))?;
-            table.write_markdown(&out.join(format!("{stem}.md")))?;
-            Ok(table)
-        })
-        .map_err(to_py)?;
-    let result = PyDict::new(py);
-    result.set_item("title", &table.title)?;
-    result.set_item("columns", table.columns().to_vec())?;
-    let rows = PyDict::new(py);
-    for method in table.methods() {
-        let cells: Vec<Option<f64>> = table
-            .columns()
-            .iter()
-            .map(|c| table.get(method, c).map(|v| v * table.scale))
-            .collect();
-        rows.set_item(method, cells)?;
-    }
-    result.set_item("rows", rows)?;
-    Ok(result)
-}
-
 #[pymodule]
 fn _rsp(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(explain_defaults, m)?)?;
@@ -754,7 +621,12 @@ fn _rsp(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(render_map, m)?)?;
     m.add_function(wrap_pyfunction!(load_photo, m)?)?;
     m.add_function(wrap_pyfunction!(encode_png, m)?)?;
-    m.add_function(wrap_pyfunction!(eval_map, m)?)?;
+    m.add_function(wrap_pyfunction!(eval::eval_run, m)?)?;
+    m.add_function(wrap_pyfunction!(eval::eval_merge, m)?)?;
+    m.add_function(wrap_pyfunction!(eval::eval_sensitivity, m)?)?;
+    m.add_function(wrap_pyfunction!(eval::write_sensitivity, m)?)?;
+    m.add_class::<eval::LoggedRun>()?;
+    m.add_class::<eval::EvalWorker>()?;
     m.add_function(wrap_pyfunction!(preprocess_rgb, m)?)?;
     m.add_function(wrap_pyfunction!(open_engines, m)?)?;
     m.add_function(wrap_pyfunction!(names, m)?)?;

@@ -192,7 +192,8 @@ def documented(obj):
 
 def test_help_shows_every_parameter():
     for obj in (rsp.Explainer, rsp.Explainer.explain, rsp.Explainer.predict, rsp.Explainer.grid,
-                rsp.eval_pointing_game, rsp.eval_miou, rsp.load_image, rsp.render):
+                rsp.eval_pointing_game, rsp.eval_miou, rsp.eval_faithfulness,
+                rsp.eval_sensitivity, rsp.eval_merge, rsp.load_image, rsp.render):
         assert documented(obj) == [], f"{obj.__qualname__}: undocumented parameters"
     text = pydoc.render_doc(rsp.Explainer, renderer=pydoc.plaintext)
     for p in inspect.signature(rsp.Explainer).parameters:

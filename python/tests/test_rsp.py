@@ -360,6 +360,50 @@ def test_eval_runs_the_command_lines_benchmarks(synth_set, tmp_path):
     assert all(0.0 <= c <= 100.0 for c in miou["rows"]["rsp"])
 
 
+def test_faithfulness_and_sensitivity_are_the_command_lines(synth_set, tmp_path):
+    weights = ROOT / "weights" / "synth_vgg.safetensors"
+    py = rsp.eval_faithfulness(weights, synth_set, out=tmp_path / "py",
+                               methods=["rsp", "gradient"], step=3000, size=0)
+    cli_eval("faithfulness", "--dataset", synth_set, "--weights", weights, "--methods",
+             "rsp,gradient", "--step", 3000, "--size", 0, "--out", tmp_path / "cli")
+    for name in ["faithfulness.synth.csv", "faithfulness.synth.md",
+                 "faithfulness.synth.synth_vgg.jsonl"]:
+        assert (tmp_path / "py" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes(), name
+    assert py["columns"] == ["synth/synth_vgg deletion", "synth/synth_vgg insertion"]
+    curves = py["curves"]["synth_vgg"]["rsp"]
+    assert len(curves["deletion"]) == len(py["x"]) == 11
+    assert curves["deletion"][0] == pytest.approx(curves["insertion"][-1], abs=1e-6)
+
+    sens = rsp.eval_sensitivity(weights, synth_set, out=tmp_path / "py",
+                                methods=["rsp", "gradcam"], images=3, size=0)
+    cli_eval("sensitivity", "--dataset", synth_set, "--weights", weights, "--methods",
+             "rsp,gradcam", "--images", 3, "--size", 0, "--out", tmp_path / "cli")
+    for name in ["sensitivity.synth_vgg.csv", "sensitivity.synth_vgg.md"]:
+        assert (tmp_path / "py" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes(), name
+    assert sens["steps"][0] == "original" and len(sens["steps"]) > 2
+    assert sens["curves"]["rsp"]["spearman"][0] == 1.0
+    assert len(sens["curves"]["gradcam"]["ssim"]) == len(sens["steps"])
+
+
+def test_shards_merge_into_one_run(synth_set, tmp_path):
+    weights = ROOT / "weights" / "synth_vgg.safetensors"
+    common = dict(methods=["rsp", "gradcam", "center"], size=0, batch=4)
+    whole = rsp.eval_pointing_game(weights, synth_set, out=tmp_path / "whole", **common)
+    for i in range(2):
+        part = rsp.eval_pointing_game(weights, synth_set, out=tmp_path / "parts", shard=(i, 2),
+                                      **common)
+        assert part["shard"] == f"{i}/2" and len(part["logs"]) == 1
+    with pytest.raises(ValueError, match="^shard '2/2' is not a shard"):
+        rsp.eval_pointing_game(weights, synth_set, out=tmp_path / "x", shard="2/2", **common)
+    (merged,) = rsp.eval_merge(tmp_path / "parts")
+    assert merged["rows"] == whole["rows"]
+    for name in ["pointing-game.synth.csv", "pointing-game.synth.synth_vgg.jsonl"]:
+        assert (tmp_path / "parts" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+    (tmp_path / "parts" / "pointing-game.synth.synth_vgg.shard-1-of-2.jsonl").unlink()
+    with pytest.raises(ValueError, match=r"3 images of model synth_vgg have no record yet"):
+        rsp.eval_merge(tmp_path / "parts")
+
+
 def test_eval_refuses_bad_arguments_by_name(synth_set, tmp_path):
     weights = ROOT / "weights" / "synth_vgg.safetensors"
     with pytest.raises(ValueError, match="unknown method 'nope'"):

@@ -355,7 +355,7 @@ impl Sample {
 
 /// A dataset whose images can be enumerated and loaded one at a time (ground-truth masks
 /// are built on demand, so a 40k-image COCO split never holds all masks at once).
-pub trait Dataset {
+pub trait Dataset: Send + Sync {
     /// Class names in class-index order.
     fn class_names(&self) -> &[String];
     /// Image ids in evaluation order.

@@ -39,7 +39,7 @@ impl EvalMethod {
 /// A model on the GPU, ready to produce maps.
 pub struct MapEngine<'a> {
     pub ctx: &'a GpuContext,
-    pub model: GpuModel,
+    pub model: &'a GpuModel,
 }
 
 impl MapEngine<'_> {
@@ -59,7 +59,7 @@ impl MapEngine<'_> {
             images.shape
         );
         let req = Request::method(method, Some(targets.to_vec()));
-        let e = explain(self.ctx, &self.model, images, &req)?;
+        let e = explain(self.ctx, self.model, images, &req)?;
         let heat = e.heatmap();
         let (h, w) = (heat.shape[1], heat.shape[2]);
         let maps = (0..targets.len())

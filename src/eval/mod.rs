@@ -1,8 +1,9 @@
 //! The evaluation suite: dataset readers, metrics, resumable result logs and result
 //! tables (all CPU-side: they score [`Heatmap`]s whatever made them), plus the engine
-//! glue that produces those maps on the GPU and the runner that walks a dataset with
-//! it. The `rsp eval` command's arguments, plots and the sensitivity and faithfulness
-//! drivers are application code (`crate::app::eval_command`).
+//! glue that produces those maps on the GPU, the walk over a dataset, and the drivers
+//! of every benchmark — what `rsp eval`, Python and the Ray workers all call. The
+//! command's arguments, printing and plots are application code
+//! (`crate::app::eval_command`).
 //!
 //! * [`dataset`]: the common types ([`Sample`], [`ClassTruth`], [`BinaryMask`],
 //!   [`LabelMap`]) and the [`Dataset`] trait.
@@ -17,20 +18,29 @@
 //! * [`faithfulness`]: deletion/insertion curves and their AUC (RISE), region
 //!   perturbation (MoRF/LeRF, AOPC) and ROAD (noisy linear imputation).
 //! * [`engine`]: maps of any method from the GPU engine.
-//! * [`runner`]: a benchmark run over a dataset — batching, resume, the map metrics'
-//!   driver — shared by `rsp eval` and Python.
+//! * [`runner`]: the dataset behind a name, the images of a run or a [`runner::Shard`],
+//!   and the walk that batches maps and hands them to a scorer in the split's order.
+//! * [`metric`]: the logged benchmarks (Pointing Game, mIoU, deletion/insertion,
+//!   region perturbation, ROAD) as [`metric::Metric`]s, named by [`metric::Benchmark`].
+//! * [`driver`]: a logged benchmark end to end — logs, resume, shards, table.
+//! * [`merge`]: the shard logs of a run into its log and table.
+//! * [`sensitivity`]: the model-sensitivity cascade end to end.
 //! * [`synth`]: the synthetic benchmark dataset (generated, VOC layout).
 
 pub mod coco;
 pub mod dataset;
 pub mod difficult;
+pub mod driver;
 pub mod engine;
 pub mod faithfulness;
 pub mod map;
+pub mod merge;
+pub mod metric;
 pub mod miou;
 pub mod pointing;
 pub mod results;
 pub mod runner;
+pub mod sensitivity;
 pub mod similarity;
 pub mod synth;
 pub mod table;

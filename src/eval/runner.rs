@@ -1,32 +1,23 @@
-//! Running a benchmark over a dataset: the dataset behind a `--dataset` name, the walk
-//! that batches (image, class) pairs of equal preprocessed size into GPU passes and
-//! skips what a resumable log already holds ([`walk_dataset`] with a [`Scorer`]), and
-//! the map metrics — Pointing Game and mIoU, one [`MapMetric`] each — run end to end
-//! into their logs and a [`ResultTable`] by one driver, [`run_map_metric`]. The
-//! command line (`rsp eval`) and the Python binding (`rsp.eval_pointing_game`,
-//! `rsp.eval_miou`) both call it.
+//! Walking a dataset for a benchmark: the dataset behind a `--dataset` name, which of
+//! its images a run (or one shard of it) scores, and the walk that batches (image,
+//! class) pairs of equal preprocessed size into GPU passes, skips what a resumable log
+//! already holds and hands each (image, method)'s maps to a [`Scorer`] in the split's
+//! order, methods in the run's order — so a log's records come in one order whatever
+//! the batching, the shards or the workers were ([`walk_dataset`]).
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, ensure, Context, Result};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-use serde_json::json;
+use std::collections::HashMap;
+
+use anyhow::{ensure, Result};
 
 use super::coco::CocoDataset;
 use super::dataset::{Dataset, Sample};
-use super::difficult::DifficultFlags;
 use super::engine::{EvalMethod, MapEngine};
 use super::map::Heatmap;
-use super::miou::{self, IouPair, MiouScores, Threshold};
-use super::pointing::{saliency_point, PointingGame, PointingPair, PointingScores};
-use super::results::{Record, ResultsLog};
-use super::table::ResultTable;
 use super::voc::{VocDataset, VocGroundTruth};
 use crate::error::Param;
 use crate::explain::Method;
-use crate::gpu::GpuContext;
-use crate::models::gpu::GpuModel;
 use crate::models::Model;
 use crate::preprocess::{load_image, preprocess_whole, Normalisation};
 use crate::tensor::Tensor;
@@ -148,6 +139,42 @@ pub const DEFAULT_OUT: &str = "rsp-eval";
 /// mIoU's binarisation threshold by default: the mean of the map's positive values.
 pub const DEFAULT_THRESHOLD: &str = "mean";
 
+/// One of `count` shards of a run: the images whose index in the split is ≡ `index`
+/// (mod `count`), written `I/N`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    /// Whether the image at `index` of the split is this shard's.
+    pub fn owns(&self, index: usize) -> bool {
+        index % self.count == self.index
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Shard, String> {
+        let parsed = s
+            .split_once('/')
+            .and_then(|(i, n)| Some((i.trim().parse().ok()?, n.trim().parse().ok()?)));
+        match parsed {
+            Some((index, count)) if count >= 1 && index < count => Ok(Shard { index, count }),
+            _ => Err(format!(
+                "'{s}' is not a shard I/N with 0 <= I < N (e.g. 0/4 for the first of four)"
+            )),
+        }
+    }
+}
+
 /// How a benchmark makes its maps and how much of the dataset it walks.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -160,18 +187,21 @@ pub struct RunOptions {
     pub batch: usize,
     /// Only the first images of the split.
     pub limit: Option<usize>,
+    /// Only one shard of those images.
+    pub shard: Option<Shard>,
     /// Stop after this many newly scored images, without a table (an interrupted run).
     pub stop_after: Option<usize>,
 }
 
 impl RunOptions {
     /// The defaults `rsp eval` and Python's `rsp.eval_*` share: 224 px, torchvision
-    /// normalisation, 16 (image, class) pairs per batch, the whole split.
+    /// normalisation, 16 (image, class) pairs per batch, the whole split, unsharded.
     pub const DEFAULT: RunOptions = RunOptions {
         size: 224,
         norm: Normalisation::Torchvision,
         batch: 16,
         limit: None,
+        shard: None,
         stop_after: None,
     };
 
@@ -181,6 +211,19 @@ impl RunOptions {
             crate::error::bail_option!(Param::Batch, "must be at least 1");
         }
         Ok(())
+    }
+
+    /// The images of the run among a split of `len`: the first [`RunOptions::limit`],
+    /// all of them (a merge expects every one), before sharding.
+    pub fn run_images(&self, len: usize) -> std::ops::Range<usize> {
+        0..self.limit.map_or(len, |l| l.min(len))
+    }
+
+    /// The images this process scores: the run's, of its shard.
+    pub fn images(&self, len: usize) -> Vec<usize> {
+        self.run_images(len)
+            .filter(|&i| self.shard.is_none_or(|s| s.owns(i)))
+            .collect()
     }
 }
 
@@ -203,12 +246,10 @@ impl Progress for Quiet {}
 /// What a benchmark does with the maps of one image: which classes it needs, which
 /// (image, method) results it already has, and how it scores and records new ones.
 pub trait Scorer {
-    /// Classes of `sample` to explain: by default every class present.
-    fn classes(&self, sample: &Sample) -> Vec<usize> {
-        sample.class_indices()
-    }
-    /// Whether the log already holds this (image, method).
-    fn is_done(&self, image: &str, method: &str) -> bool;
+    /// Classes of `sample` to explain.
+    fn classes(&self, sample: &Sample) -> Vec<usize>;
+    /// Whether this (image, method) is already recorded.
+    fn is_done(&self, image: &str, method: EvalMethod) -> bool;
     /// Scores and records `maps` (one per class of [`Scorer::classes`]; `None` for the
     /// center baseline) of the preprocessed `input` `[3, H, W]` (`None` where no image
     /// was loaded).
@@ -224,42 +265,56 @@ pub trait Scorer {
 /// One image waiting for its maps.
 struct Pending {
     sample: Sample,
-    input: Tensor,
+    /// The preprocessed image; `None` when nothing is explained (no class, or only the
+    /// center baseline).
+    input: Option<Tensor>,
     /// Classes to explain.
     classes: Vec<usize>,
-    /// Methods still to run for this image.
-    methods: Vec<Method>,
+    /// Methods still to record for this image, in the run's order.
+    methods: Vec<EvalMethod>,
 }
 
-/// Runs every method of `group` (batched over its images) and scores the maps.
+/// Runs every engine method of `group` (one GPU pass per method over the group's
+/// images), then scores the group image by image, methods in the run's order.
 fn flush(group: &mut Vec<Pending>, engine: &MapEngine, scorer: &mut dyn Scorer) -> Result<()> {
+    let mut maps: HashMap<(usize, Method), Vec<Heatmap>> = HashMap::new();
     for method in Method::ALL {
-        let members: Vec<&Pending> = group
-            .iter()
-            .filter(|p| p.methods.contains(&method))
+        let members: Vec<usize> = (0..group.len())
+            .filter(|&i| {
+                group[i].input.is_some() && group[i].methods.contains(&EvalMethod::Engine(method))
+            })
             .collect();
         if members.is_empty() {
             continue;
         }
         let mut inputs = Vec::new();
         let mut targets = Vec::new();
-        for p in &members {
-            for &cls in &p.classes {
-                inputs.push(&p.input);
+        for &i in &members {
+            for &cls in &group[i].classes {
+                inputs.extend(group[i].input.as_ref());
                 targets.push(cls);
             }
         }
-        let (maps, _) = engine.maps(method, &Tensor::stack(&inputs), &targets)?;
-        let mut at = 0;
-        for p in &members {
-            let k = p.classes.len();
-            scorer.score(
-                &p.sample,
-                EvalMethod::Engine(method),
-                Some(&maps[at..at + k]),
-                Some(&p.input),
-            )?;
-            at += k;
+        let (mut batch_maps, _) = engine.maps(method, &Tensor::stack(&inputs), &targets)?;
+        for &i in members.iter().rev() {
+            let k = group[i].classes.len();
+            let tail = batch_maps.split_off(batch_maps.len() - k);
+            maps.insert((i, method), tail);
+        }
+    }
+    for (i, p) in group.iter().enumerate() {
+        for &m in &p.methods {
+            match m {
+                EvalMethod::Center => scorer.score(&p.sample, m, None, None)?,
+                EvalMethod::Engine(method) => match &p.input {
+                    // Nothing to explain (e.g. every box difficult): an empty outcome.
+                    None => scorer.score(&p.sample, m, Some(&[]), None)?,
+                    Some(input) => {
+                        let maps = maps.remove(&(i, method)).expect("maps of every member");
+                        scorer.score(&p.sample, m, Some(&maps), Some(input))?
+                    }
+                },
+            }
         }
     }
     group.clear();
@@ -275,29 +330,31 @@ pub enum Walked {
     Stopped(usize),
 }
 
-/// Walks the dataset, batching images of equal preprocessed size into GPU passes of
-/// at most [`RunOptions::batch`] (image, class) pairs, skipping (image, method) results
-/// the scorer's log already has.
+/// Walks `images` (indices into the dataset, ascending), batching images of equal
+/// preprocessed size into GPU passes of at most [`RunOptions::batch`] (image, class)
+/// pairs and skipping (image, method) results the scorer already has. The scorer meets
+/// the images in `images`' order, each image's methods in `methods`' order.
+#[allow(clippy::too_many_arguments)]
 pub fn walk_dataset(
     opts: &RunOptions,
     ds: &dyn Dataset,
+    images: &[usize],
     engine: &MapEngine,
     methods: &[EvalMethod],
     scorer: &mut dyn Scorer,
     progress: &mut dyn Progress,
     label: &str,
 ) -> Result<Walked> {
-    let n = opts.limit.map_or(ds.len(), |l| l.min(ds.len()));
-    progress.begin(n, label);
+    progress.begin(images.len(), label);
     let mut group: Vec<Pending> = Vec::new();
     let mut fresh = 0usize;
     let batch = opts.batch.max(1);
-    for index in 0..n {
+    for &index in images {
         let sample = ds.sample(index)?;
         let todo: Vec<EvalMethod> = methods
             .iter()
             .copied()
-            .filter(|m| !scorer.is_done(&sample.id, m.name()))
+            .filter(|&m| !scorer.is_done(&sample.id, m))
             .collect();
         if todo.is_empty() {
             progress.advance();
@@ -309,39 +366,34 @@ pub fn walk_dataset(
             return Ok(Walked::Stopped(stop));
         }
         fresh += 1;
-        if todo.contains(&EvalMethod::Center) {
-            scorer.score(&sample, EvalMethod::Center, None, None)?;
-        }
-        let engine_methods: Vec<Method> = todo
-            .iter()
-            .filter_map(|m| match m {
-                EvalMethod::Engine(m) => Some(*m),
-                EvalMethod::Center => None,
-            })
-            .collect();
         let classes = scorer.classes(&sample);
-        if engine_methods.is_empty() || classes.is_empty() {
-            // Nothing to explain (e.g. every box difficult): record empty outcomes.
-            for m in engine_methods {
-                scorer.score(&sample, EvalMethod::Engine(m), Some(&[]), None)?;
-            }
-            progress.advance();
-            continue;
-        }
-        let img = load_image(&sample.image_path)?;
-        let input = preprocess_whole(&img, (opts.size > 0).then_some(opts.size), opts.norm);
-        let pairs: usize = group.iter().map(|p| p.classes.len()).sum();
-        if group
-            .first()
-            .is_some_and(|p| p.input.shape != input.shape || pairs + classes.len() > batch)
-        {
+        let explains = todo.iter().any(|m| matches!(m, EvalMethod::Engine(_)));
+        if group.len() >= batch {
             flush(&mut group, engine, scorer)?;
         }
+        let input = if explains && !classes.is_empty() {
+            let img = load_image(&sample.image_path)?;
+            let input = preprocess_whole(&img, (opts.size > 0).then_some(opts.size), opts.norm);
+            let pairs: usize = group
+                .iter()
+                .filter(|p| p.input.is_some())
+                .map(|p| p.classes.len())
+                .sum();
+            let first_shape = group
+                .iter()
+                .find_map(|p| p.input.as_ref().map(|t| &t.shape));
+            if first_shape.is_some_and(|s| *s != input.shape || pairs + classes.len() > batch) {
+                flush(&mut group, engine, scorer)?;
+            }
+            Some(input)
+        } else {
+            None
+        };
         group.push(Pending {
             sample,
             input,
             classes,
-            methods: engine_methods,
+            methods: todo,
         });
         progress.advance();
     }
@@ -350,279 +402,34 @@ pub fn walk_dataset(
     Ok(Walked::Complete)
 }
 
-/// A benchmark that scores the maps of each (image, method) into a list of pairs (one
-/// per explained class) and sums the pairs of a method into its table cells.
-pub trait MapMetric {
-    /// What one (image, class) scores.
-    type Pair: Serialize + DeserializeOwned;
-    /// File stem of its logs and tables, and the log's `benchmark`.
-    const STEM: &'static str;
-    /// Table title.
-    const TITLE: &'static str;
-    /// Progress label.
-    const LABEL: &'static str;
-    /// The ground truth it reads.
-    const TRUTH: VocGroundTruth;
-    /// The metric's own settings, recorded in the log's run line (a rerun with other
-    /// settings is refused).
-    fn settings(&self) -> serde_json::Map<String, serde_json::Value>;
-    /// Classes of `sample` to explain.
-    fn classes(&self, sample: &Sample) -> Vec<usize>;
-    /// The pairs of one (image, method): `maps` one per class of
-    /// [`MapMetric::classes`], `None` for the center baseline.
-    fn score(&self, sample: &Sample, maps: Option<&[Heatmap]>) -> Result<Vec<Self::Pair>>;
-    /// Sets the method's cells of column group `dataset`/`model` from its pairs.
-    fn add_cells<'a>(
-        &self,
-        table: &mut ResultTable,
-        method: &str,
-        dataset: &str,
-        model: &str,
-        pairs: impl Iterator<Item = &'a Self::Pair>,
-        num_classes: usize,
-    ) -> Result<()>
-    where
-        Self::Pair: 'a;
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The Pointing Game (TorchRay protocol) with an optional "difficult" flag table.
-pub struct PointingMetric<'a> {
-    pub game: PointingGame,
-    pub flags: Option<&'a DifficultFlags>,
-    /// Whether a flag table was given (recorded in the run line).
-    pub difficult: bool,
-}
-
-impl MapMetric for PointingMetric<'_> {
-    type Pair = PointingPair;
-    const STEM: &'static str = "pointing-game";
-    const TITLE: &'static str = "Pointing Game accuracy (%)";
-    const LABEL: &'static str = "pointing game";
-    const TRUTH: VocGroundTruth = VocGroundTruth::Boxes;
-
-    fn settings(&self) -> serde_json::Map<String, serde_json::Value> {
-        let mut m = serde_json::Map::new();
-        m.insert("tolerance".into(), json!(self.game.tolerance));
-        m.insert("difficult".into(), json!(self.difficult));
-        m
-    }
-    fn classes(&self, sample: &Sample) -> Vec<usize> {
-        PointingGame::targets(sample)
-            .map(|t| t.class_index)
-            .collect()
-    }
-    fn score(&self, s: &Sample, maps: Option<&[Heatmap]>) -> Result<Vec<PointingPair>> {
-        Ok(match maps {
-            None => self.game.score_center(s, self.flags),
-            Some(maps) => {
-                let mut it = maps.iter();
-                self.game.score_sample(s, self.flags, |_| {
-                    let map = it.next().expect("one map per target class");
-                    Ok(saliency_point(map, s.width, s.height))
-                })?
-            }
-        })
-    }
-    fn add_cells<'p>(
-        &self,
-        table: &mut ResultTable,
-        method: &str,
-        dataset: &str,
-        model: &str,
-        pairs: impl Iterator<Item = &'p PointingPair>,
-        num_classes: usize,
-    ) -> Result<()> {
-        let scores = PointingScores::from_pairs(pairs, num_classes)?;
-        table.add_pointing(method, dataset, model, &scores);
-        Ok(())
-    }
-}
-
-/// mIoU of the binarised positive part of each map.
-pub struct MiouMetric {
-    pub threshold: Threshold,
-    /// The threshold as the user wrote it (recorded in the run line).
-    pub threshold_text: String,
-}
-
-impl MiouMetric {
-    /// The metric for a threshold written as `mean` or a fraction of the maximum.
-    pub fn new(threshold: &str) -> Result<Self> {
-        let parsed = match threshold {
-            "mean" => Threshold::MeanOfPositive,
-            s => match s.parse::<f32>() {
-                Ok(f) if f > 0.0 && f <= 1.0 => Threshold::FractionOfMax(f),
-                _ => crate::error::bail_option!(
-                    Param::Threshold,
-                    "must be 'mean' or a fraction of the maximum in (0, 1], got '{s}'"
-                ),
-            },
-        };
-        Ok(MiouMetric {
-            threshold: parsed,
-            threshold_text: threshold.to_owned(),
-        })
-    }
-}
-
-impl MapMetric for MiouMetric {
-    type Pair = IouPair;
-    const STEM: &'static str = "miou";
-    const TITLE: &'static str = "mIoU (%)";
-    const LABEL: &'static str = "mIoU";
-    const TRUTH: VocGroundTruth = VocGroundTruth::Segmentation;
-
-    fn settings(&self) -> serde_json::Map<String, serde_json::Value> {
-        let mut m = serde_json::Map::new();
-        m.insert("threshold".into(), json!(self.threshold_text));
-        m
-    }
-    fn classes(&self, sample: &Sample) -> Vec<usize> {
-        sample.class_indices()
-    }
-    fn score(&self, s: &Sample, maps: Option<&[Heatmap]>) -> Result<Vec<IouPair>> {
-        let Some(maps) = maps else {
-            bail!("mIoU has no center baseline")
-        };
-        let mut it = maps.iter();
-        miou::score_sample(s, self.threshold, |_| {
-            Ok(it.next().expect("one map per present class").clone())
-        })
-    }
-    fn add_cells<'p>(
-        &self,
-        table: &mut ResultTable,
-        method: &str,
-        dataset: &str,
-        model: &str,
-        pairs: impl Iterator<Item = &'p IouPair>,
-        num_classes: usize,
-    ) -> Result<()> {
-        let scores = MiouScores::from_pairs(pairs, num_classes)?;
-        table.add_miou(method, dataset, model, &scores);
-        Ok(())
-    }
-}
-
-/// A map metric scoring into its log.
-struct LogScorer<'m, M: MapMetric> {
-    metric: &'m M,
-    log: ResultsLog<Vec<M::Pair>>,
-}
-
-impl<M: MapMetric> Scorer for LogScorer<'_, M> {
-    fn classes(&self, sample: &Sample) -> Vec<usize> {
-        self.metric.classes(sample)
-    }
-    fn is_done(&self, image: &str, method: &str) -> bool {
-        self.log.is_done(image, method)
-    }
-    fn score(
-        &mut self,
-        s: &Sample,
-        m: EvalMethod,
-        maps: Option<&[Heatmap]>,
-        _: Option<&Tensor>,
-    ) -> Result<()> {
-        let pairs = self.metric.score(s, maps)?;
-        self.log.append(Record {
-            image: s.id.clone(),
-            method: m.name().into(),
-            outcome: pairs,
-        })
-    }
-}
-
-/// A map metric's run: the dataset, the models, the methods and where the logs go.
-pub struct MapRun<'a> {
-    pub dataset: &'a dyn Dataset,
-    /// The dataset's label (tables, log names).
-    pub dataset_label: &'a str,
-    /// The split, as recorded in the run line.
-    pub split: &'a str,
-    /// Classifier weights, one column group each.
-    pub weights: &'a [PathBuf],
-    pub methods: &'a [EvalMethod],
-    pub options: &'a RunOptions,
-    /// Folder of the logs (`STEM.DATASET.MODEL.jsonl`), created when the first model
-    /// has loaded.
-    pub out: &'a Path,
-}
-
-/// How a map metric's run ended.
-pub enum MapOutcome {
-    /// The table of every method × model.
-    Table(ResultTable),
-    /// Cut short by [`RunOptions::stop_after`] after `images` new images; a rerun
-    /// resumes from `log`.
-    Stopped { images: usize, log: PathBuf },
-}
-
-/// Runs `metric` for every model of `run`: a resumable log per model (appended as
-/// each image is scored), then the table.
-pub fn run_map_metric<M: MapMetric>(
-    metric: &M,
-    run: &MapRun,
-    ctx: &GpuContext,
-    progress: &mut dyn Progress,
-) -> Result<MapOutcome> {
-    let ds = run.dataset;
-    let mut table = ResultTable::new(M::TITLE);
-    for wpath in run.weights {
-        let model = load_model(wpath, ds.num_classes())?;
-        std::fs::create_dir_all(run.out)
-            .with_context(|| format!("cannot create output directory {}", run.out.display()))?;
-        let label = model_label(wpath);
-        let log_path = run
-            .out
-            .join(format!("{}.{}.{label}.jsonl", M::STEM, run.dataset_label));
-        let mut line = json!({
-            "benchmark": M::STEM, "dataset": run.dataset_label, "split": run.split,
-            "model": label, "size": run.options.size,
-            "norm": format!("{:?}", run.options.norm),
-        });
-        if let Some(line) = line.as_object_mut() {
-            line.extend(metric.settings());
+    #[test]
+    fn shards_split_the_run_images_without_overlap() {
+        assert_eq!("1/3".parse::<Shard>(), Ok(Shard { index: 1, count: 3 }));
+        assert_eq!(" 0 / 1 ".parse::<Shard>(), Ok(Shard { index: 0, count: 1 }));
+        for bad in ["3/3", "1/0", "-1/3", "1", "a/b", "1/3/4"] {
+            let err = bad.parse::<Shard>().unwrap_err();
+            assert!(err.contains("not a shard I/N"), "{bad}: {err}");
         }
-        let mut scorer = LogScorer {
-            metric,
-            log: ResultsLog::open(&log_path, &line)?,
-        };
-        let engine = MapEngine {
-            ctx,
-            model: GpuModel::upload(ctx, &model),
-        };
-        let walked = walk_dataset(
-            run.options,
-            ds,
-            &engine,
-            run.methods,
-            &mut scorer,
-            progress,
-            &format!("{}, {label}", M::LABEL),
-        )?;
-        if let Walked::Stopped(images) = walked {
-            return Ok(MapOutcome::Stopped {
-                images,
-                log: log_path,
-            });
+        let mut seen = Vec::new();
+        for index in 0..3 {
+            let opts = RunOptions {
+                limit: Some(8),
+                shard: Some(Shard { index, count: 3 }),
+                ..RunOptions::DEFAULT
+            };
+            seen.extend(opts.images(10));
         }
-        for m in run.methods {
-            let pairs = scorer
-                .log
-                .records()
-                .iter()
-                .filter(|r| r.method == m.name())
-                .flat_map(|r| r.outcome.iter());
-            metric.add_cells(
-                &mut table,
-                m.name(),
-                run.dataset_label,
-                &label,
-                pairs,
-                ds.num_classes(),
-            )?;
-        }
+        seen.sort_unstable();
+        assert_eq!(seen, (0..8).collect::<Vec<_>>());
+        let first = RunOptions {
+            shard: Some(Shard { index: 0, count: 3 }),
+            ..RunOptions::DEFAULT
+        };
+        assert_eq!(first.images(7), vec![0, 3, 6]);
+        assert_eq!(first.run_images(7), 0..7);
     }
-    Ok(MapOutcome::Table(table))
 }

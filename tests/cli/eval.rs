@@ -2,7 +2,9 @@
 //! 6-class models: an interrupted Pointing Game run, resumed, gives the same table as an
 //! uninterrupted one (also after a half-written last log line); mIoU, sensitivity and
 //! faithfulness (deletion/insertion, region perturbation, ROAD) produce their tables and
-//! plots (faithfulness also resumes from its log);
+//! plots (faithfulness also resumes from its log); three shards merge into the
+//! unsharded run's logs and table byte for byte, and the merge refuses missing images,
+//! disagreeing records and shards of different runs;
 //! bad arguments fail clearly.
 
 use std::path::Path;
@@ -133,6 +135,141 @@ fn interrupted_pointing_game_resumes_to_the_same_table() {
     );
     let md = std::fs::read_to_string(parts.join("pointing-game.synth.md")).unwrap();
     assert!(md.contains("| rsp |"), "{md}");
+    // Records come in the split's order whatever the batching and the interruptions.
+    for model in ["tiny_vgg", "tiny_resnet"] {
+        let name = format!("pointing-game.synth.{model}.jsonl");
+        assert_eq!(
+            std::fs::read_to_string(parts.join(&name)).unwrap(),
+            std::fs::read_to_string(whole.join(&name)).unwrap(),
+            "{name}: the resumed log differs from the uninterrupted one"
+        );
+    }
+}
+
+#[test]
+fn shards_merge_into_the_unsharded_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, vgg, resnet) = fixture(dir.path());
+    let whole = dir.path().join("whole");
+    ok(&pointing(&data, &[&vgg, &resnet], &whole, &[]));
+    let sharded = dir.path().join("sharded");
+    for i in 0..3 {
+        let shard = format!("{i}/3");
+        let o = ok(&pointing(
+            &data,
+            &[&vgg, &resnet],
+            &sharded,
+            &["--shard", &shard],
+        ));
+        assert!(o.contains(&format!("shard {i}/3 is complete")), "{o}");
+    }
+    assert!(
+        !sharded.join("pointing-game.synth.csv").exists(),
+        "a shard wrote a table"
+    );
+    let shard_log = sharded.join("pointing-game.synth.tiny_vgg.shard-1-of-3.jsonl");
+    let lines = std::fs::read_to_string(&shard_log).unwrap();
+    // 7 images, shard 1 of 3 holds images 1 and 4, 4 methods each.
+    assert_eq!(lines.lines().count(), 1 + 2 * 4, "{lines}");
+
+    // A merge with a shard missing names its images and writes nothing.
+    let partial = dir.path().join("partial");
+    std::fs::create_dir(&partial).unwrap();
+    for name in [
+        "tiny_vgg.shard-0-of-3",
+        "tiny_vgg.shard-2-of-3",
+        "tiny_resnet.shard-0-of-3",
+        "tiny_resnet.shard-1-of-3",
+        "tiny_resnet.shard-2-of-3",
+    ] {
+        let name = format!("pointing-game.synth.{name}.jsonl");
+        std::fs::copy(sharded.join(&name), partial.join(&name)).unwrap();
+    }
+    let o = rsp(&["eval", "merge", "--out", partial.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("2 images of model tiny_vgg have no record yet")
+            && err.contains("test_00001 (shard 1/3")
+            && err.contains("test_00004 (shard 1/3"),
+        "{err}"
+    );
+    assert!(!partial.join("pointing-game.synth.csv").exists());
+    assert!(!partial
+        .join("pointing-game.synth.tiny_resnet.jsonl")
+        .exists());
+
+    let o = ok(&rsp(&["eval", "merge", "--out", sharded.to_str().unwrap()]));
+    assert!(o.contains("table:"), "{o}");
+    for name in [
+        "pointing-game.synth.csv",
+        "pointing-game.synth.md",
+        "pointing-game.synth.tiny_vgg.jsonl",
+        "pointing-game.synth.tiny_resnet.jsonl",
+    ] {
+        assert_eq!(
+            std::fs::read(sharded.join(name)).unwrap(),
+            std::fs::read(whole.join(name)).unwrap(),
+            "{name}: merged shards differ from the unsharded run"
+        );
+    }
+
+    // A record repeated in two shards must be the same record.
+    let first_record = lines.lines().nth(1).unwrap();
+    let other = sharded.join("pointing-game.synth.tiny_vgg.shard-2-of-3.jsonl");
+    let clean = std::fs::read_to_string(&other).unwrap();
+    std::fs::write(&other, format!("{clean}{first_record}\n")).unwrap();
+    ok(&rsp(&["eval", "merge", "--out", sharded.to_str().unwrap()]));
+    let forged = if first_record.contains("\"hit\":true") {
+        first_record.replacen("\"hit\":true", "\"hit\":false", 1)
+    } else {
+        first_record.replacen("\"hit\":false", "\"hit\":true", 1)
+    };
+    assert_ne!(
+        forged, first_record,
+        "no hit field to change: {first_record}"
+    );
+    std::fs::write(&other, format!("{clean}{forged}\n")).unwrap();
+    let o = rsp(&["eval", "merge", "--out", sharded.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("disagree (class "), "{err}");
+    std::fs::write(&other, &clean).unwrap();
+
+    // Shards of another run (another tolerance) are refused.
+    let mixed = dir.path().join("mixed");
+    ok(&pointing(
+        &data,
+        &[&vgg, &resnet],
+        &mixed,
+        &["--shard", "0/2"],
+    ));
+    ok(&pointing(
+        &data,
+        &[&vgg, &resnet],
+        &mixed,
+        &["--shard", "1/2", "--tolerance", "5"],
+    ));
+    let o = rsp(&["eval", "merge", "--out", mixed.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("shards of different runs") && err.contains("'tolerance'"),
+        "{err}"
+    );
+
+    let o = rsp(&[
+        "eval",
+        "pointing-game",
+        "--dataset",
+        &data,
+        "--weights",
+        &vgg,
+        "--shard",
+        "3/3",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a shard I/N"));
 }
 
 #[test]

@@ -8,7 +8,7 @@
 #
 # Environment: RSP_EXPECT_ADAPTER (a substring the adapter's name must contain, e.g.
 # llvmpipe in CI), RSP_TEST_REQUIRE (optional test packages that must be present, e.g.
-# torch,PIL; they are installed into the venv when named).
+# torch,PIL,ray; they are installed into the venv when named: ray as the [ray] extra).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 wheel=$(ls "$repo"/dist/rsp_xai-*.whl 2>/dev/null || true)
@@ -36,6 +36,10 @@ start=$(date +%s%N)
 ms=$(( ($(date +%s%N) - start) / 1000000 ))
 echo "installed $(basename "$wheel") with numpy in $((ms / 1000)).$(printf %03d $((ms % 1000))) s"
 "${pip[@]}" pytest mypy check-jsonschema "${extras[@]}"
+# The [ray] extra (Ray Data, nvidia-ml-py) for python/tests/test_ray.py.
+case ",${RSP_TEST_REQUIRE:-}," in
+    *,ray,*) "${pip[@]}" --only-binary=:all: --find-links "$repo/dist" "rsp-xai[ray]" ;;
+esac
 
 cd "$work"
 export RSP_EXPECT_INSTALLED=1

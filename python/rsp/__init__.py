@@ -18,6 +18,7 @@ floats. The GPU work runs with the GIL released, so other Python threads keep ru
 import base64
 import html
 import os
+import tempfile
 from dataclasses import dataclass, field
 from os import PathLike, fspath
 from pathlib import PurePath
@@ -176,6 +177,34 @@ class Explanation:
     """The explained class per image (int64; -1 where none was)."""
     layers: Dict[str, FloatArray] = field(default_factory=dict)
     """Relevance at the input of every module (torchvision names), when asked for."""
+
+    def save(self, path: PathArg, images: Optional[Sequence[int]] = None) -> None:
+        """Writes ``relevance``, ``heatmap``, ``init``, ``logits`` and ``target`` as
+        ``rsp run --save-relevance`` does (safetensors), for all images or the batch
+        rows ``images``; atomically (a temporary file in the same folder, renamed), so
+        an interrupted write leaves no half file."""
+        rows = list(range(len(self.target))) if images is None else [int(i) for i in images]
+        data = _rsp.relevance_file(
+            np.ascontiguousarray(self.relevance[rows]), np.ascontiguousarray(self.heatmap[rows]),
+            np.ascontiguousarray(self.init[rows]), np.ascontiguousarray(self.logits[rows]),
+            [int(t) for t in self.target[rows]])
+        _write_atomic(fspath(path), data)
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+    """``data`` to ``path`` through a temporary file in its folder, synced and renamed."""
+    folder = os.path.dirname(path) or "."
+    fd, temporary = tempfile.mkstemp(dir=folder, prefix=".rsp-", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
 
 
 Input = Union[str, "PathLike[str]", Sequence[Union[str, "PathLike[str]"]], Any]

@@ -224,6 +224,28 @@ fn encode_png<'py>(
     Ok(PyBytes::new(py, &png))
 }
 
+/// The relevance file (`rsp run --save-relevance`'s format, `rsp::files::relevance_bytes`)
+/// of float32 `relevance`, `heatmap`, `init`, `logits` and int64 `target`.
+#[pyfunction]
+fn relevance_file<'py>(
+    py: Python<'py>,
+    relevance: &Bound<'py, PyAny>,
+    heatmap: &Bound<'py, PyAny>,
+    init: &Bound<'py, PyAny>,
+    logits: &Bound<'py, PyAny>,
+    target: Vec<i64>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let bytes = rsp::files::relevance_bytes(
+        &tensor("relevance", relevance)?,
+        &tensor("heatmap", heatmap)?,
+        &tensor("init", init)?,
+        &tensor("logits", logits)?,
+        &target,
+    )
+    .map_err(to_py)?;
+    Ok(PyBytes::new(py, &bytes))
+}
+
 /// An `[H, W]` map on colour map `cmap` (`rsp::render::ColorMap`; signed maps scaled by
 /// their max |value|), over `image` (uint8 `[H, W, 3]`) with opacity `alpha` if given:
 /// uint8 `[H, W, 3]`.
@@ -621,6 +643,7 @@ fn _rsp(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(render_map, m)?)?;
     m.add_function(wrap_pyfunction!(load_photo, m)?)?;
     m.add_function(wrap_pyfunction!(encode_png, m)?)?;
+    m.add_function(wrap_pyfunction!(relevance_file, m)?)?;
     m.add_function(wrap_pyfunction!(eval::eval_run, m)?)?;
     m.add_function(wrap_pyfunction!(eval::eval_merge, m)?)?;
     m.add_function(wrap_pyfunction!(eval::eval_sensitivity, m)?)?;

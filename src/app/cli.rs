@@ -746,5 +746,5 @@ fn read_batch(
 }
 
 fn save_relevance(path: &Path, parts: &[Explanation]) -> Result<()> {
-    write_atomic(path, &super::output::relevance_file(parts)?)
+    write_atomic(path, &crate::files::relevance_file(parts)?)
 }

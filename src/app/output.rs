@@ -1,5 +1,4 @@
-//! What `rsp` writes: the `--save-relevance` file ([`relevance_file`]), and output
-//! folders, checked before any long work (weights download, GPU setup), but
+//! Output folders of `rsp`, checked before any long work (weights download, GPU setup), but
 //! created only when the first output is written, so a run that fails before that
 //! leaves no empty folder behind.
 
@@ -7,8 +6,6 @@ use std::path::Path;
 
 use anyhow::{anyhow, Context, Result};
 
-use crate::models::weights::to_safetensors_bytes;
-use crate::{Explanation, Tensor};
 
 /// Creates the output directory (and its missing parents) when the first output is
 /// about to be written.
@@ -52,27 +49,3 @@ pub fn check_output_dir(dir: &Path) -> Result<()> {
     }
 }
 
-/// The `--save-relevance` file of `parts` (one or more batches of one method):
-/// `relevance`, `heatmap`, `init`, `logits` (f32) and `target` (i64), in safetensors.
-pub fn relevance_file(parts: &[Explanation]) -> Result<Vec<u8>> {
-    let cat = |f: &dyn Fn(&Explanation) -> Tensor| {
-        Tensor::concat0(&parts.iter().map(f).collect::<Vec<_>>())
-    };
-    let relevance = cat(&|e| e.relevance.clone());
-    let heatmap = cat(&|e| e.heatmap());
-    let init = cat(&|e| e.init.clone());
-    let logits = cat(&|e| e.logits.clone());
-    let target: Vec<i64> = parts
-        .iter()
-        .flat_map(|e| e.target.iter().map(|&t| t as i64))
-        .collect();
-    to_safetensors_bytes(
-        &[
-            ("relevance", &relevance),
-            ("heatmap", &heatmap),
-            ("init", &init),
-            ("logits", &logits),
-        ],
-        &[("target", &[target.len()], &target)],
-    )
-}

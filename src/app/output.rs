@@ -6,7 +6,6 @@ use std::path::Path;
 
 use anyhow::{anyhow, Context, Result};
 
-
 /// Creates the output directory (and its missing parents) when the first output is
 /// about to be written.
 pub fn create_output_dir(dir: &Path) -> Result<()> {
@@ -48,4 +47,3 @@ pub fn check_output_dir(dir: &Path) -> Result<()> {
         ))),
     }
 }
-

@@ -2,17 +2,12 @@
 //! tables, the autotune cache) goes through a temporary file in the target's own
 //! directory, synced and then renamed over the target, so an interrupted run leaves
 //! either the old file or the new one, never half of one. (Downloads stream to a part
-//! file of their own, `models::hub`, since they do not fit in memory.) And the one
-//! relevance file format (`--save-relevance`, the server's download, Python's
-//! `Explanation.save`): [`relevance_file`].
+//! file of their own, `models::hub`, since they do not fit in memory.)
 
 use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-
-use crate::models::weights::to_safetensors_bytes;
-use crate::{Explanation, Tensor};
 
 /// Writes `bytes` to `path` through a temporary file in the same directory, synced and
 /// then renamed over `path`.
@@ -35,43 +30,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .persist(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
-}
-
-/// The `--save-relevance` file of `parts` (one or more batches of one method):
-/// `relevance`, `heatmap`, `init`, `logits` (f32) and `target` (i64), in safetensors.
-pub fn relevance_file(parts: &[Explanation]) -> Result<Vec<u8>> {
-    let cat = |f: &dyn Fn(&Explanation) -> Tensor| {
-        Tensor::concat0(&parts.iter().map(f).collect::<Vec<_>>())
-    };
-    let relevance = cat(&|e| e.relevance.clone());
-    let heatmap = cat(&|e| e.heatmap());
-    let init = cat(&|e| e.init.clone());
-    let logits = cat(&|e| e.logits.clone());
-    let target: Vec<i64> = parts
-        .iter()
-        .flat_map(|e| e.target.iter().map(|&t| t as i64))
-        .collect();
-    relevance_bytes(&relevance, &heatmap, &init, &logits, &target)
-}
-
-/// The relevance file of one explanation's parts: `relevance`, `heatmap`, `init`,
-/// `logits` (f32) and `target` (i64, one per image).
-pub fn relevance_bytes(
-    relevance: &Tensor,
-    heatmap: &Tensor,
-    init: &Tensor,
-    logits: &Tensor,
-    target: &[i64],
-) -> Result<Vec<u8>> {
-    to_safetensors_bytes(
-        &[
-            ("relevance", relevance),
-            ("heatmap", heatmap),
-            ("init", init),
-            ("logits", logits),
-        ],
-        &[("target", &[target.len()], target)],
-    )
 }
 
 #[cfg(test)]

@@ -224,7 +224,7 @@ fn encode_png<'py>(
     Ok(PyBytes::new(py, &png))
 }
 
-/// The relevance file (`rsp run --save-relevance`'s format, `rsp::files::relevance_bytes`)
+/// The relevance file (`rsp run --save-relevance`'s format, `rsp::explain::relevance_file`)
 /// of float32 `relevance`, `heatmap`, `init`, `logits` and int64 `target`.
 #[pyfunction]
 fn relevance_file<'py>(
@@ -235,7 +235,7 @@ fn relevance_file<'py>(
     logits: &Bound<'py, PyAny>,
     target: Vec<i64>,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let bytes = rsp::files::relevance_bytes(
+    let bytes = rsp::explain::relevance_file::relevance_bytes(
         &tensor("relevance", relevance)?,
         &tensor("heatmap", heatmap)?,
         &tensor("init", init)?,

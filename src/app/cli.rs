@@ -746,5 +746,8 @@ fn read_batch(
 }
 
 fn save_relevance(path: &Path, parts: &[Explanation]) -> Result<()> {
-    write_atomic(path, &crate::files::relevance_file(parts)?)
+    write_atomic(
+        path,
+        &crate::explain::relevance_file::relevance_file(parts)?,
+    )
 }

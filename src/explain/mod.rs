@@ -6,6 +6,7 @@
 pub mod baselines;
 mod method;
 pub mod propagate;
+pub mod relevance_file;
 mod request;
 pub mod rsp;
 

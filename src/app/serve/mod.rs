@@ -528,7 +528,7 @@ async fn relevance_handler(
 ) -> Result<Response, ApiError> {
     app.count();
     let (name, e) = explain_one(&app, &q).await?;
-    let bytes = crate::files::relevance_file(std::slice::from_ref(&e))?;
+    let bytes = crate::explain::relevance_file::relevance_file(std::slice::from_ref(&e))?;
     let stem = std::path::Path::new(&name)
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())

@@ -129,8 +129,7 @@ fn run_line(
                 "shard".into(),
                 json!({
                     "index": shard.index, "count": shard.count,
-                    "dataset": absolute(Path::new(&run.source.dataset))
-                        .map_or(run.source.dataset.clone(), |p| p.to_string_lossy().into_owned()),
+                    "dataset": dataset_location(&run.source.dataset),
                     "root": run.source.root.as_deref().map(|r| absolute(r).unwrap_or(r.to_owned())),
                     "limit": run.options.limit,
                     "methods": run.methods.iter().map(|m| m.name()).collect::<Vec<_>>(),
@@ -140,6 +139,15 @@ fn run_line(
         }
     }
     line
+}
+
+/// `--dataset` as a merge from another folder finds it again: a folder made absolute;
+/// the names `voc07` and `coco14` as they are (their folder is `--root`).
+fn dataset_location(dataset: &str) -> String {
+    if runner::NAMED_DATASETS.contains(&dataset) {
+        return dataset.to_owned();
+    }
+    absolute(Path::new(dataset)).map_or(dataset.to_owned(), |p| p.to_string_lossy().into_owned())
 }
 
 /// `path` made absolute when it exists (so a merge from another folder finds it).

@@ -132,6 +132,9 @@ pub fn load_model(path: &Path, classes: usize) -> Result<Model> {
     Ok(model)
 }
 
+/// The datasets `--dataset` names (any other value is a folder in VOC layout).
+pub const NAMED_DATASETS: [&str; 2] = ["voc07", "coco14"];
+
 /// The image list of VOC layouts a run reads by default.
 pub const DEFAULT_SPLIT: &str = "test";
 /// The folder of logs and tables by default.

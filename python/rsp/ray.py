@@ -376,6 +376,7 @@ class _ExplainWorker:
                 todo = [i for i, n in enumerate(names)
                         if not os.path.exists(os.path.join(self.out, n))]
                 if todo:
+                    os.makedirs(self.out, exist_ok=True)
                     x = np.stack([load_image(path, self.size)] * len(todo))
                     e = self.explainer.explain(x, method=method,  # type: ignore[arg-type]
                                                targets=[classes[i] for i in todo])
@@ -389,10 +390,10 @@ class _ExplainWorker:
         return {k: np.array(v, dtype=object) for k, v in rows.items()}
 
 
-def explain_dataset(inputs: Sequence[PathArg], weights: PathArg, out: PathArg,
+def explain_dataset(inputs: Sequence[PathArg], weights: PathArg,
                     methods: Sequence[Method] = ("rsp",),
                     targets: Union[None, int, Sequence[Union[int, Sequence[int]]]] = None,
-                    size: int = 224, backend: Backend = "auto", precision: Precision = "f32",
+                    out: PathArg = "rsp-maps", size: int = 224, backend: Backend = "auto", precision: Precision = "f32",
                     autotune: Autotune = "off", exact_kernels: bool = False,
                     adapter: Optional[str] = None, workers: Optional[int] = None,
                     cpus_per_worker: float = 0.5, block: int = 8,
@@ -400,7 +401,7 @@ def explain_dataset(inputs: Sequence[PathArg], weights: PathArg, out: PathArg,
     """Explains every image of ``inputs`` (paths) with ``weights`` for every method of
     ``methods`` over Ray, writing one relevance file (``rsp run --save-relevance``'s
     format: relevance, heatmap, init, logits, target) per (image, class, method) into
-    ``out``. ``targets``: ``None`` (each image's top class), one class for all, or per
+    ``out`` (default ``rsp-maps``). ``targets``: ``None`` (each image's top class), one class for all, or per
     image a class or a list of classes. Files are named by what they hold (image stem,
     method, class and a hash of the image's bytes, the weights' bytes and ``size``) and
     written atomically, so a retried block rewrites the same files harmlessly and a
@@ -410,7 +411,6 @@ def explain_dataset(inputs: Sequence[PathArg], weights: PathArg, out: PathArg,
     in :func:`eval_pointing_game`. Writes ``out/index.csv`` (image, class, method,
     file) and returns its rows."""
     folder = fspath(out)
-    os.makedirs(folder, exist_ok=True)
     paths = [fspath(p) for p in inputs]
     for p in paths:
         if not os.path.isfile(p):
@@ -418,27 +418,32 @@ def explain_dataset(inputs: Sequence[PathArg], weights: PathArg, out: PathArg,
     per_image: List[str]
     if targets is None:
         per_image = [""] * len(paths)
-    elif isinstance(targets, int):
+    elif isinstance(targets, (int, np.integer)):
         per_image = [str(targets)] * len(paths)
     else:
         if len(targets) != len(paths):
             raise ValueError(f"targets: {len(targets)} entries for {len(paths)} inputs")
-        per_image = [str(t) if isinstance(t, int) else ",".join(str(int(c)) for c in t)
-                     for t in targets]
+        per_image = [str(int(t)) if isinstance(t, (int, np.integer))
+                     else ",".join(str(int(c)) for c in t) for t in targets]
     options: Dict[str, Any] = dict(backend=backend, precision=precision, autotune=autotune,
                                    exact_kernels=exact_kernels)
     chosen = adapter if adapter is not None else os.environ.get("RSP_ADAPTER") or None
     if chosen is not None:
         options["adapter"] = chosen
     rows = [{"image": p, "targets": t} for p, t in zip(paths, per_image)]
+    if not os.path.isfile(fspath(weights)):
+        raise FileNotFoundError(f"weights: no file {fspath(weights)}")
     constructor = dict(weights=fspath(weights), weights_digest=_digest(fspath(weights)),
                        methods=list(methods), size=size, out=folder, options=options,
                        adapters=adapters)
+    # The folder is made by the first worker that writes (a model that does not load
+    # leaves none behind), and here for the index.
     index: List[Dict[str, Any]] = []
     for batch in _map(rows, _ExplainWorker, constructor, workers, cpus_per_worker, block):
         for i in range(len(batch["file"])):
             index.append({"image": str(batch["image"][i]), "class": int(batch["class"][i]),
                           "method": str(batch["method"][i]), "file": str(batch["file"][i])})
+    os.makedirs(folder, exist_ok=True)
     text = "image,class,method,file\n" + "".join(
         f"{r['image']},{r['class']},{r['method']},{r['file']}\n" for r in index)
     _write_atomic(os.path.join(folder, "index.csv"), text.encode())

@@ -178,8 +178,8 @@ def read_safetensors(path):
 def test_explain_dataset_files_are_the_explainers_maps(cluster, synth_set, tmp_path):
     images = sorted((synth_set / "JPEGImages").glob("*.jpg"))[:4]
     targets = [[0, 2], 1, [3], [5, 4]]
-    index = rsp_ray.explain_dataset(images, WEIGHTS, tmp_path / "maps", methods=["rsp", "lrp-ab"],
-                                    targets=targets, size=32, workers=2, block=1)
+    index = rsp_ray.explain_dataset(images, WEIGHTS, ["rsp", "lrp-ab"], targets,
+                                    out=tmp_path / "maps", size=32, workers=2, block=1)
     assert len(index) == 2 * (2 + 1 + 1 + 2)
     with open(tmp_path / "maps" / "index.csv") as f:
         assert len(list(csv.DictReader(f))) == len(index)
@@ -192,8 +192,7 @@ def test_explain_dataset_files_are_the_explainers_maps(cluster, synth_set, tmp_p
             assert np.array_equal(saved["relevance"], e.relevance), row
     # A rerun skips every file that exists (none is rewritten).
     stamps = {r["file"]: (tmp_path / "maps" / r["file"]).stat().st_mtime_ns for r in index}
-    again = rsp_ray.explain_dataset(images, WEIGHTS, tmp_path / "maps",
-                                    methods=["rsp", "lrp-ab"], targets=targets, size=32,
-                                    workers=1)
+    again = rsp_ray.explain_dataset(images, WEIGHTS, methods=["rsp", "lrp-ab"],
+                                    targets=targets, out=tmp_path / "maps", size=32, workers=1)
     assert again == index
     assert all((tmp_path / "maps" / f).stat().st_mtime_ns == t for f, t in stamps.items())

@@ -157,19 +157,51 @@ fn absolute(path: &Path) -> Option<PathBuf> {
         .flatten()
 }
 
-/// A metric scoring into a log.
-struct LogScorer<'a> {
-    metric: &'a dyn Metric,
-    scoring: Scoring<'a>,
-    log: ResultsLog<Box<RawValue>>,
+/// Where a metric's records go: the log of a run, or a Ray worker's block in memory.
+trait RecordSink {
+    /// Whether this (image, method) is already recorded.
+    fn has(&self, image: &str, method: EvalMethod) -> bool;
+    fn put(&mut self, record: Record<Box<RawValue>>) -> Result<()>;
 }
 
-impl Scorer for LogScorer<'_> {
+impl RecordSink for ResultsLog<Box<RawValue>> {
+    fn has(&self, image: &str, method: EvalMethod) -> bool {
+        self.is_done(image, method.name())
+    }
+    fn put(&mut self, record: Record<Box<RawValue>>) -> Result<()> {
+        self.append(record)
+    }
+}
+
+/// A worker's block: the records scored, skipping what the driver's log already has.
+struct Block {
+    done: HashSet<(String, EvalMethod)>,
+    records: Vec<Record<Box<RawValue>>>,
+}
+
+impl RecordSink for Block {
+    fn has(&self, image: &str, method: EvalMethod) -> bool {
+        self.done.contains(&(image.to_owned(), method))
+    }
+    fn put(&mut self, record: Record<Box<RawValue>>) -> Result<()> {
+        self.records.push(record);
+        Ok(())
+    }
+}
+
+/// A metric scoring into a sink.
+struct MetricScorer<'a, S> {
+    metric: &'a dyn Metric,
+    scoring: Scoring<'a>,
+    sink: S,
+}
+
+impl<S: RecordSink> Scorer for MetricScorer<'_, S> {
     fn classes(&self, sample: &Sample) -> Vec<usize> {
         self.metric.classes(sample)
     }
     fn is_done(&self, image: &str, method: EvalMethod) -> bool {
-        self.log.is_done(image, method.name())
+        self.sink.has(image, method)
     }
     fn score(
         &mut self,
@@ -179,7 +211,7 @@ impl Scorer for LogScorer<'_> {
         input: Option<&Tensor>,
     ) -> Result<()> {
         let outcome = self.metric.score(&self.scoring, s, maps, input)?;
-        self.log.append(Record {
+        self.sink.put(Record {
             image: s.id.clone(),
             method: m.name().into(),
             outcome,
@@ -248,7 +280,7 @@ impl PreparedRun {
     /// Checks the options, opens the dataset and builds the metric.
     pub fn new(benchmark: &Benchmark, run: EvalRun) -> Result<PreparedRun> {
         run.options.validate()?;
-        let truth = benchmark.summing()?.truth();
+        let truth = benchmark.truth();
         let (ds, dataset) = run.source.open(truth)?;
         let metric = benchmark.metric(ds.num_classes())?;
         check_methods(metric.as_ref(), &run.methods)?;
@@ -326,18 +358,20 @@ impl PreparedRun {
         readout: Readout,
         items: &[(usize, Vec<EvalMethod>)],
     ) -> Result<Vec<Record<Box<RawValue>>>> {
-        let mut scorer = MemoryScorer {
+        let mut scorer = MetricScorer {
             metric: self.metric.as_ref(),
             scoring: Scoring {
                 ctx,
                 model: engine.model,
                 readout,
             },
-            done: items
-                .iter()
-                .flat_map(|(i, done)| done.iter().map(|m| (self.ds.ids()[*i].clone(), *m)))
-                .collect(),
-            records: Vec::new(),
+            sink: Block {
+                done: items
+                    .iter()
+                    .flat_map(|(i, done)| done.iter().map(|m| (self.ds.ids()[*i].clone(), *m)))
+                    .collect(),
+                records: Vec::new(),
+            },
         };
         let mut images: Vec<usize> = items.iter().map(|(i, _)| *i).collect();
         images.sort_unstable();
@@ -356,7 +390,7 @@ impl PreparedRun {
             &mut super::runner::Quiet,
             "",
         )?;
-        Ok(scorer.records)
+        Ok(scorer.sink.records)
     }
 
     /// Sums the models' records (one list per model, in `run.weights` order) into the
@@ -391,38 +425,6 @@ impl PreparedRun {
     }
 }
 
-/// A metric scoring into memory (a Ray worker's block), skipping what is `done`.
-struct MemoryScorer<'a> {
-    metric: &'a dyn Metric,
-    scoring: Scoring<'a>,
-    done: HashSet<(String, EvalMethod)>,
-    records: Vec<Record<Box<RawValue>>>,
-}
-
-impl Scorer for MemoryScorer<'_> {
-    fn classes(&self, sample: &Sample) -> Vec<usize> {
-        self.metric.classes(sample)
-    }
-    fn is_done(&self, image: &str, method: EvalMethod) -> bool {
-        self.done.contains(&(image.to_owned(), method))
-    }
-    fn score(
-        &mut self,
-        s: &Sample,
-        m: EvalMethod,
-        maps: Option<&[Heatmap]>,
-        input: Option<&Tensor>,
-    ) -> Result<()> {
-        let outcome = self.metric.score(&self.scoring, s, maps, input)?;
-        self.records.push(Record {
-            image: s.id.clone(),
-            method: m.name().into(),
-            outcome,
-        });
-        Ok(())
-    }
-}
-
 /// Runs `benchmark` for every model of `run`: a resumable log per model (appended as
 /// each image is scored), then — unless the run is one shard — the table, written to
 /// `run.out`.
@@ -439,14 +441,14 @@ pub fn run_benchmark(
         let log = prepared.open_log(index, &model)?;
         let gpu = GpuModel::upload(ctx, &model);
         let engine = MapEngine { ctx, model: &gpu };
-        let mut scorer = LogScorer {
+        let mut scorer = MetricScorer {
             metric: prepared.metric.as_ref(),
             scoring: Scoring {
                 ctx,
                 model: &gpu,
                 readout: model.readout,
             },
-            log,
+            sink: log,
         };
         let walked = walk_dataset(
             &run.options,
@@ -461,10 +463,10 @@ pub fn run_benchmark(
         if let Walked::Stopped(images) = walked {
             return Ok(Outcome::Stopped {
                 images,
-                log: scorer.log.path().to_owned(),
+                log: scorer.sink.path().to_owned(),
             });
         }
-        logs.push(scorer.log);
+        logs.push(scorer.sink);
     }
     if let Some(shard) = run.options.shard {
         return Ok(Outcome::Shard {

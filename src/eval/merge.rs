@@ -185,7 +185,7 @@ fn merge_group(out: &Path, logs: Vec<ShardLog>) -> Result<Finished> {
     };
     let benchmark = Benchmark::from_run_line(&first.run)?;
     let metric = benchmark.summing()?;
-    let (ds, dataset) = source.open(metric.truth())?;
+    let (ds, dataset) = source.open(benchmark.truth())?;
     let limit = shared
         .get("limit")
         .and_then(Value::as_u64)

@@ -77,8 +77,6 @@ pub trait Metric: Send + Sync {
     fn stem(&self) -> &'static str;
     /// Progress label.
     fn label(&self) -> &'static str;
-    /// The ground truth it reads.
-    fn truth(&self) -> VocGroundTruth;
     /// Whether the Pointing Game's center baseline may be among the methods.
     fn allows_center(&self) -> bool {
         false
@@ -150,9 +148,6 @@ impl Metric for PointingMetric {
     }
     fn label(&self) -> &'static str {
         "pointing game"
-    }
-    fn truth(&self) -> VocGroundTruth {
-        VocGroundTruth::Boxes
     }
     fn allows_center(&self) -> bool {
         true
@@ -240,9 +235,6 @@ impl Metric for MiouMetric {
     }
     fn label(&self) -> &'static str {
         "mIoU"
-    }
-    fn truth(&self) -> VocGroundTruth {
-        VocGroundTruth::Segmentation
     }
     fn settings(&self, _: Readout) -> serde_json::Map<String, serde_json::Value> {
         let mut m = serde_json::Map::new();
@@ -493,9 +485,6 @@ impl<T: Serialize + DeserializeOwned> Metric for CurveMetric<T> {
     fn label(&self) -> &'static str {
         self.stem
     }
-    fn truth(&self) -> VocGroundTruth {
-        VocGroundTruth::Boxes
-    }
     fn settings(&self, readout: Readout) -> serde_json::Map<String, serde_json::Value> {
         let mut m = self.settings.as_object().cloned().unwrap_or_default();
         m.insert("readout".into(), json!(readout.name()));
@@ -587,6 +576,14 @@ impl Benchmark {
             Benchmark::RegionPerturbation(s) => Box::new(CurveMetric::region_perturbation(*s)),
             Benchmark::Road { imputation_noise } => Box::new(CurveMetric::road(*imputation_noise)),
         })
+    }
+
+    /// The ground truth it reads.
+    pub fn truth(&self) -> VocGroundTruth {
+        match self {
+            Benchmark::Miou { .. } => VocGroundTruth::Segmentation,
+            _ => VocGroundTruth::Boxes,
+        }
     }
 
     /// The metric as it sums a log into a table (no flag table is read: the records
